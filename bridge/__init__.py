@@ -1,0 +1,1 @@
+"""bpy <-> engine translation used by the operators (main thread only)."""

@@ -1,0 +1,89 @@
+"""img2img sources: what the model starts from, as the artist sees it.
+
+Every capture returns a (height, width, 3) float32 display-referred sRGB
+array, top row first, and leaves no datablock or setting changed behind it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+
+import bpy
+import numpy as np
+
+from . import pixels
+
+# Engines that need a GPU to be quick; headless they are swapped for Cycles on the CPU.
+_SLOW_HEADLESS_ENGINES = {"BLENDER_EEVEE", "BLENDER_EEVEE_NEXT"}
+HEADLESS_CYCLES_SAMPLES = 16
+
+
+@contextlib.contextmanager
+def _restored(owner, *names: str):
+    saved = {name: getattr(owner, name) for name in names}
+    try:
+        yield owner
+    finally:
+        for name, value in saved.items():
+            setattr(owner, name, value)
+
+
+def capture_camera(scene: bpy.types.Scene, width: int, height: int) -> np.ndarray:
+    """Render the scene camera at width x height with the scene's view transform applied."""
+    if scene.camera is None:
+        raise ValueError("The scene has no camera: add one (or pick Source: Image)")
+    render = scene.render
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(_restored(render, "resolution_x", "resolution_y", "resolution_percentage",
+                                      "engine", "use_border", "filepath"))
+        render.resolution_x, render.resolution_y, render.resolution_percentage = width, height, 100
+        render.use_border = False
+        if bpy.app.background and render.engine in _SLOW_HEADLESS_ENGINES:
+            render.engine = "CYCLES"
+        if render.engine == "CYCLES":
+            stack.enter_context(_restored(scene.cycles, "device", "samples"))
+            if bpy.app.background:
+                scene.cycles.device = "CPU"
+                scene.cycles.samples = min(scene.cycles.samples, HEADLESS_CYCLES_SAMPLES)
+        bpy.ops.render.render(scene=scene.name)
+        return _render_result_pixels(scene)
+
+
+def capture_viewport(context: bpy.types.Context, width: int, height: int) -> np.ndarray:
+    """The active 3D viewport as drawn (viewport render) at width x height."""
+    area = next((a for a in context.screen.areas if a.type == "VIEW_3D"), None) if context.screen else None
+    if area is None:
+        raise ValueError("No 3D viewport is open to capture")
+    scene = context.scene
+    render = scene.render
+    with _restored(render, "resolution_x", "resolution_y", "resolution_percentage"):
+        render.resolution_x, render.resolution_y, render.resolution_percentage = width, height, 100
+        region = next(r for r in area.regions if r.type == "WINDOW")
+        with context.temp_override(area=area, region=region):
+            bpy.ops.render.opengl(write_still=False, view_context=True)
+        return _render_result_pixels(scene)
+
+
+def _render_result_pixels(scene: bpy.types.Scene) -> np.ndarray:
+    # Headless, "Render Result" reports size (0, 0): go through a file, which
+    # also applies the scene's view transform exactly as the artist sees it.
+    result = bpy.data.images.get("Render Result")
+    if result is None:
+        raise RuntimeError("Blender produced no render result")
+    with tempfile.TemporaryDirectory(prefix="latent_textures_") as folder:
+        path = os.path.join(folder, "render.png")
+        pixels.save_display_png(result, path, scene=scene)
+        return pixels.load_png_pixels(path)[..., :3]
+
+
+def capture_image(image: bpy.types.Image | None, width: int, height: int) -> np.ndarray:
+    """An Image datablock as displayed, stretched to width x height (texture space kept)."""
+    if image is None:
+        raise ValueError("Source is Image but no source image is set: pick one in the panel")
+    if not image.has_data and image.source == "FILE" and not os.path.exists(bpy.path.abspath(image.filepath)):
+        if image.packed_file is None:
+            raise ValueError(f"Source image '{image.name}' has no pixels: its file '{image.filepath}' is missing")
+    display = pixels.read_display_pixels(image)[..., :3]
+    return pixels.resize_bilinear(display, height, width)

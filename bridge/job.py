@@ -1,0 +1,93 @@
+"""One generation at a time: the worker that runs the engine, and the queue back to the main thread.
+
+The worker never touches bpy. It puts events on a queue; the main thread
+drains them (a modal timer with a UI, or straight after the run headless).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import traceback
+from dataclasses import dataclass
+from typing import Any
+
+from ..engine import EngineOptions, GenerationRequest
+
+
+@dataclass
+class JobEvent:
+    kind: str  # "progress" | "done" | "cancelled" | "error"
+    payload: Any = None
+
+
+class GenerationJob:
+    """Runs one engine request, on a worker thread (``start``) or in the caller's thread (``run``)."""
+
+    def __init__(self, options: EngineOptions, request: GenerationRequest) -> None:
+        self.options = options
+        self.request = request
+        self.events: queue.Queue[JobEvent] = queue.Queue()
+        self.cancel_event = threading.Event()
+        self.step = 0
+        self.total = request.steps
+        self.finished = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name="latent_textures_generate", daemon=True)
+        self._thread.start()
+
+    def run(self) -> None:
+        from ..engine import EngineError, GenerationCancelled, get_engine
+
+        try:
+            engine = get_engine(self.options)
+            result = engine.generate(self.request, on_progress=self._on_progress, cancel_event=self.cancel_event)
+        except GenerationCancelled:
+            self.events.put(JobEvent("cancelled"))
+        except EngineError as error:
+            self.events.put(JobEvent("error", str(error)))
+        except Exception as error:  # an engine bug: keep the traceback for the console, a line for the artist
+            traceback.print_exc()
+            self.events.put(JobEvent("error", f"Generation failed ({type(error).__name__}): {error}"))
+        else:
+            self.events.put(JobEvent("done", result))
+
+    def _on_progress(self, event) -> None:
+        self.events.put(JobEvent("progress", event))
+
+    def cancel(self) -> None:
+        self.cancel_event.set()
+
+    def drain(self) -> list[JobEvent]:
+        """Every event queued so far, without blocking; keeps step/total current."""
+        drained = []
+        while True:
+            try:
+                event = self.events.get_nowait()
+            except queue.Empty:
+                break
+            if event.kind == "progress":
+                self.step, self.total = event.payload.step, event.payload.total
+            else:
+                self.finished = True
+            drained.append(event)
+        return drained
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+
+_current_job: GenerationJob | None = None
+
+
+def current_job() -> GenerationJob | None:
+    """The running generation, if any (panels read its progress)."""
+    return _current_job
+
+
+def set_current_job(job: GenerationJob | None) -> None:
+    global _current_job
+    _current_job = job

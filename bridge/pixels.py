@@ -1,0 +1,130 @@
+"""The pixel bridge: Blender images <-> float32 numpy arrays.
+
+Arrays are (height, width, 4) float32 with the TOP row first, as images are
+everywhere outside Blender; Blender stores rows bottom-up, and this module is
+the one place that flips them. Byte images hold their values in their own
+colourspace (sRGB for colour textures), float images hold scene-linear values.
+"""
+
+import os
+import tempfile
+
+import bpy
+import numpy as np
+
+# Byte images in these colourspaces store display-ready values as they are.
+_DISPLAY_READY_BYTE_COLORSPACES = {"sRGB", "Non-Color"}
+
+
+def read_pixels(image: bpy.types.Image) -> np.ndarray:
+    """The image's stored values, (h, w, 4) float32, top row first."""
+    width, height = image.size
+    if width == 0 or height == 0:
+        raise ValueError(f"Image '{image.name}' has no pixels (size {width}x{height})")
+    buffer = np.empty(width * height * 4, dtype=np.float32)
+    image.pixels.foreach_get(buffer)
+    return np.flipud(buffer.reshape(height, width, 4))
+
+
+def write_pixels(image: bpy.types.Image, array: np.ndarray) -> None:
+    """Write a (h, w, 3|4) top-row-first array into an image of the same size."""
+    width, height = image.size
+    if array.ndim != 3 or array.shape[:2] != (height, width) or array.shape[2] not in (3, 4):
+        raise ValueError(
+            f"array must have shape ({height}, {width}, 3|4) to fill image '{image.name}', got {array.shape}"
+        )
+    rgba = np.empty((height, width, 4), dtype=np.float32)
+    rgba[..., : array.shape[2]] = array
+    if array.shape[2] == 3:
+        rgba[..., 3] = 1.0
+    image.pixels.foreach_set(np.ascontiguousarray(np.flipud(rgba)).ravel())
+    image.update()
+
+
+def new_display_image(name: str, array: np.ndarray) -> bpy.types.Image:
+    """A byte sRGB image holding display-referred ``array`` (h, w, 3|4)."""
+    height, width = array.shape[:2]
+    image = bpy.data.images.new(name, width=width, height=height, alpha=True, float_buffer=False)
+    try:
+        image.colorspace_settings.name = "sRGB"
+        write_pixels(image, array)
+    except Exception:
+        bpy.data.images.remove(image)
+        raise
+    return image
+
+
+def read_display_pixels(image: bpy.types.Image) -> np.ndarray:
+    """What the image looks like on an sRGB display: (h, w, 4) float32 0..1, top row first.
+
+    Byte sRGB (and Non-Color data) images are read as they are; anything else
+    (float buffers, other colourspaces) goes through Blender's colour
+    management with the Standard view transform, by saving an 8-bit PNG.
+    """
+    if not image.is_float and image.colorspace_settings.name in _DISPLAY_READY_BYTE_COLORSPACES:
+        return read_pixels(image)
+    with tempfile.TemporaryDirectory(prefix="latent_textures_") as folder:
+        path = os.path.join(folder, "display.png")
+        save_display_png(image, path, view_transform="Standard")
+        return load_png_pixels(path)
+
+
+def save_display_png(image: bpy.types.Image, path: str, *, view_transform: str | None = None,
+                     scene: bpy.types.Scene | None = None) -> None:
+    """Save ``image`` as an 8-bit PNG through Blender's colour management.
+
+    With ``scene``, its view transform and look apply (a render as the artist
+    sees it); with ``view_transform``, a temporary scene uses that transform.
+    """
+    temporary_scene = None
+    if scene is None:
+        temporary_scene = bpy.data.scenes.new("latent_textures_colour")
+        scene = temporary_scene
+        scene.display_settings.display_device = "sRGB"
+        scene.view_settings.view_transform = view_transform or "Standard"
+        scene.view_settings.look = "None"
+        scene.view_settings.exposure = 0.0
+        scene.view_settings.gamma = 1.0
+    settings = scene.render.image_settings
+    saved = (settings.file_format, settings.color_mode, settings.color_depth)
+    try:
+        settings.file_format = "PNG"
+        settings.color_mode = "RGBA"
+        settings.color_depth = "8"
+        image.save_render(path, scene=scene)
+    finally:
+        settings.file_format, settings.color_mode, settings.color_depth = saved
+        if temporary_scene is not None:
+            bpy.data.scenes.remove(temporary_scene)
+
+
+def load_png_pixels(path: str) -> np.ndarray:
+    """Pixels of an 8-bit PNG as stored (display-referred), leaving no datablock behind."""
+    image = bpy.data.images.load(path, check_existing=False)
+    try:
+        image.colorspace_settings.name = "sRGB"
+        return read_pixels(image)
+    finally:
+        bpy.data.images.remove(image)
+
+
+def resize_bilinear(array: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Stretch (h, w, c) to (height, width, c), sampling pixel centres bilinearly.
+
+    Stretching (not cropping) keeps texture space intact: pixel (u, v) of the
+    source lands on (u, v) of the result, so a texture stays aligned to its UVs.
+    """
+    src_h, src_w = array.shape[:2]
+    if (src_h, src_w) == (height, width):
+        return array.astype(np.float32, copy=True)
+    ys = np.clip((np.arange(height, dtype=np.float32) + 0.5) * (src_h / height) - 0.5, 0, src_h - 1)
+    xs = np.clip((np.arange(width, dtype=np.float32) + 0.5) * (src_w / width) - 0.5, 0, src_w - 1)
+    y0 = np.floor(ys).astype(np.int64)
+    x0 = np.floor(xs).astype(np.int64)
+    y1 = np.minimum(y0 + 1, src_h - 1)
+    x1 = np.minimum(x0 + 1, src_w - 1)
+    wy = (ys - y0)[:, None, None]
+    wx = (xs - x0)[None, :, None]
+    top = array[y0][:, x0] * (1 - wx) + array[y0][:, x1] * wx
+    bottom = array[y1][:, x0] * (1 - wx) + array[y1][:, x1] * wx
+    return (top * (1 - wy) + bottom * wy).astype(np.float32)

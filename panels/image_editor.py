@@ -1,0 +1,30 @@
+"""The same essentials in the Image Editor sidebar."""
+
+import bpy
+
+from . import common
+from .view3d import LatentTexturesPanel
+
+
+class IMAGE_PT_latent_textures(LatentTexturesPanel, bpy.types.Panel):
+    bl_label = "Latent Textures"
+    bl_space_type = "IMAGE_EDITOR"
+
+    def draw(self, context):
+        settings = context.scene.latent_textures
+        common.draw_prompt(self.layout, settings)
+        common.draw_input(self.layout, settings)
+        common.draw_generate(self.layout, settings)
+
+
+class IMAGE_PT_latent_textures_sampling(LatentTexturesPanel, bpy.types.Panel):
+    bl_label = "Sampling"
+    bl_space_type = "IMAGE_EDITOR"
+    bl_parent_id = "IMAGE_PT_latent_textures"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        common.draw_sampling(self.layout, context.scene.latent_textures)
+
+
+classes = (IMAGE_PT_latent_textures, IMAGE_PT_latent_textures_sampling)
