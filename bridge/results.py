@@ -68,6 +68,19 @@ class Changes:
 
         self.on_rollback(undo)
 
+    def single_user_mesh(self, obj: bpy.types.Object) -> bpy.types.Mesh:
+        """Give ``obj`` its own copy of a mesh other objects share (a projection is per object)."""
+        shared = obj.data
+        copy = shared.copy()
+        obj.data = copy
+
+        def undo() -> None:
+            obj.data = shared
+            bpy.data.meshes.remove(copy)
+
+        self.on_rollback(undo)
+        return copy
+
     def set(self, owner, attribute: str, value) -> None:
         previous = getattr(owner, attribute)
         setattr(owner, attribute, value)
@@ -118,11 +131,13 @@ def _ensure_principled(changes: Changes, tree: bpy.types.NodeTree) -> bpy.types.
 
 
 def add_image_to_base_color(changes: Changes, material: bpy.types.Material, image: bpy.types.Image,
-                            uv_map: str | None = None) -> bpy.types.Node:
+                            uv_map: str | None = None, box_projection: bool = False) -> bpy.types.Node:
     """An Image Texture node with ``image`` linked to the Principled BSDF's Base Color.
 
     Nodes already in the tree stay; a node that fed Base Color before keeps
-    its place, only unlinked, so the artist can plug it back.
+    its place, only unlinked, so the artist can plug it back. ``uv_map`` reads
+    a named UV map; ``box_projection`` maps by object-space box projection, for
+    meshes without any UV map.
     """
     tree = material.node_tree
     bsdf = _ensure_principled(changes, tree)
@@ -135,6 +150,12 @@ def add_image_to_base_color(changes: Changes, material: bpy.types.Material, imag
         uv_node.uv_map = uv_map
         uv_node.location = (texture.location.x - _NODE_SPACING, texture.location.y)
         changes.link(tree, uv_node.outputs["UV"], texture.inputs["Vector"])
+    elif box_projection:
+        texture.projection = "BOX"
+        texture.projection_blend = 0.25
+        coordinates = changes.new_node(tree, "ShaderNodeTexCoord")
+        coordinates.location = (texture.location.x - _NODE_SPACING, texture.location.y)
+        changes.link(tree, coordinates.outputs["Object"], texture.inputs["Vector"])
     changes.link(tree, texture.outputs["Color"], bsdf.inputs["Base Color"])
     tree.nodes.active = texture
     return texture
@@ -153,6 +174,7 @@ def _assign_material(changes: Changes, obj: bpy.types.Object, material: bpy.type
 
 
 def apply_to_material(changes: Changes, obj: bpy.types.Object | None, image: bpy.types.Image) -> bpy.types.Material:
+    """The image on ``obj``'s active material; a mesh without UVs gets box projection so it shows at all."""
     if obj is None or obj.type != "MESH":
         raise ValueError("Target is Material but the active object is not a mesh: select a mesh object")
     material = obj.active_material
@@ -161,7 +183,7 @@ def apply_to_material(changes: Changes, obj: bpy.types.Object | None, image: bpy
         _assign_material(changes, obj, material)
     elif material.node_tree is None:
         changes.set(material, "use_nodes", True)
-    add_image_to_base_color(changes, material, image)
+    add_image_to_base_color(changes, material, image, box_projection=len(obj.data.uv_layers) == 0)
     return material
 
 
@@ -172,15 +194,10 @@ def apply_projection(changes: Changes, context: bpy.types.Context, objects: list
     view, proj = projection.camera_matrices(scene, scene.camera, width, height, depsgraph)
     material = changes.new_material(PROJECTION_MATERIAL_NAME)
     add_image_to_base_color(changes, material, image, uv_map=projection.PROJECTION_UV_NAME)
-    done_meshes = set()
     for obj in objects:
         mesh = obj.data
-        if mesh.name in done_meshes:
-            raise ValueError(
-                f"Objects '{obj.name}' and another selected object share the mesh '{mesh.name}': "
-                "one UV projection cannot serve both. Make them single-user (Object > Relations) first"
-            )
-        done_meshes.add(mesh.name)
+        if sum(1 for other in bpy.data.objects if other.data == mesh) > 1:
+            mesh = changes.single_user_mesh(obj)
         uvs = projection.project_to_uv(projection.loop_world_positions(obj, depsgraph), view, proj)
         existed = mesh.uv_layers.get(projection.PROJECTION_UV_NAME) is not None
         if existed:

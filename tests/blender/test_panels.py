@@ -1,0 +1,125 @@
+"""Panels draw on the real scene and context.
+
+A UILayout cannot be created without a window, so draw() gets a recording
+layout that checks each call against real RNA: every ``prop`` names a real
+property of the real data, every ``operator`` a registered operator. Typos and
+stale names fail here; what is drawn is asserted on.
+"""
+
+import sys
+
+import bpy
+import pytest
+
+from harness import ADDON_MODULE
+
+PANELS = (
+    "VIEW3D_PT_latent_textures",
+    "VIEW3D_PT_latent_textures_sampling",
+    "VIEW3D_PT_latent_textures_model",
+    "IMAGE_PT_latent_textures",
+    "IMAGE_PT_latent_textures_sampling",
+)
+
+
+class RecordingLayout:
+    def __init__(self, log):
+        self.log = log
+        self.use_property_split = False
+        self.use_property_decorate = True
+        self.scale_y = 1.0
+        self.active = True
+        self.enabled = True
+
+    def _child(self, *args, **kwargs):
+        return RecordingLayout(self.log)
+
+    column = row = box = split = _child
+
+    def prop(self, data, name, **kwargs):
+        assert name in data.bl_rna.properties, f"{data.bl_rna.identifier} has no property {name!r}"
+        self.log.append(("prop", name))
+
+    def label(self, text="", icon="NONE", **kwargs):
+        self.log.append(("label", text, icon))
+
+    def operator(self, idname, **kwargs):
+        category, name = idname.split(".")
+        assert hasattr(getattr(bpy.ops, category), name), idname
+        getattr(getattr(bpy.ops, category), name).get_rna_type()  # raises if not registered
+        self.log.append(("operator", idname))
+
+    def template_ID(self, data, name, **kwargs):
+        assert data.bl_rna.properties[name].type == "POINTER"
+        self.log.append(("template_ID", name))
+
+    def progress(self, factor=0.0, type="BAR", text=""):
+        assert 0.0 <= factor <= 1.0
+        self.log.append(("progress", factor, text))
+
+
+def draw(panel_name):
+    panel = getattr(bpy.types, panel_name)
+    log = []
+    holder = type("PanelInstance", (), {"layout": RecordingLayout(log)})()
+    assert panel.poll(bpy.context)
+    panel.draw(holder, bpy.context)
+    return log
+
+
+@pytest.mark.parametrize("panel_name", PANELS)
+def test_every_panel_draws(panel_name):
+    assert draw(panel_name)
+
+
+def test_main_panel_has_the_essentials():
+    drawn = {entry[1] for entry in draw("VIEW3D_PT_latent_textures") if entry[0] == "prop"}
+    assert {"prompt", "negative_prompt", "mode", "width", "height", "seamless", "target"} <= drawn
+    assert ("operator", "latent_textures.generate") in draw("VIEW3D_PT_latent_textures")
+
+
+def test_img2img_shows_source_and_strength(settings):
+    settings.mode = "IMG2IMG"
+    settings.source = "IMAGE"
+    log = draw("VIEW3D_PT_latent_textures")
+    names = [entry[1] for entry in log if entry[0] in ("prop", "template_ID")]
+    assert {"source", "strength", "source_image"} <= set(names)
+
+
+def test_txt2img_hides_source():
+    names = [entry[1] for entry in draw("VIEW3D_PT_latent_textures") if entry[0] == "prop"]
+    assert "source" not in names and "strength" not in names
+
+
+def test_guidance_warning_only_above_15(settings):
+    def warnings():
+        return [e for e in draw("VIEW3D_PT_latent_textures_sampling") if e[0] == "label" and e[2] == "ERROR"]
+
+    settings.guidance_scale = 15.0
+    assert warnings() == []
+    settings.guidance_scale = 15.5
+    assert len(warnings()) == 1
+
+
+def test_size_not_multiple_of_eight_warns(settings):
+    settings.width = 500
+    labels = [e for e in draw("IMAGE_PT_latent_textures") if e[0] == "label" and e[2] == "ERROR"]
+    assert labels and "multiples of 8" in labels[0][1]
+
+
+def test_running_job_shows_progress_and_cancel():
+    job_module = sys.modules[f"{ADDON_MODULE}.bridge.job"]
+    engine = sys.modules.get(f"{ADDON_MODULE}.engine") or __import__(f"{ADDON_MODULE}.engine", fromlist=["x"])
+    job = job_module.GenerationJob(engine.EngineOptions(), engine.GenerationRequest(prompt="p", model="m", steps=4))
+    job.step = 1
+    job_module.set_current_job(job)
+    log = draw("VIEW3D_PT_latent_textures")
+    assert ("progress", 0.25, "Step 1/4") in log
+    assert ("operator", "latent_textures.cancel") in log
+    assert ("operator", "latent_textures.generate") not in log
+
+
+def test_model_panel_without_a_loaded_model():
+    log = draw("VIEW3D_PT_latent_textures_model")
+    assert ("prop", "model") in log
+    assert any(e[0] == "label" and "No model loaded" in e[1] for e in log)
