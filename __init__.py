@@ -4,9 +4,9 @@ This file only orders registration. Heavy modules (torch, diffusers) are
 imported on the first Generate, never here.
 """
 
-from . import operators, panels, preferences, properties
+from . import cli, operators, panels, preferences, properties
 
-_modules = (preferences, properties, operators, panels)
+_modules = (preferences, properties, operators, panels, cli)
 
 
 def register() -> None:

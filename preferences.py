@@ -1,6 +1,11 @@
-"""Add-on preferences: where models live and what hardware runs them."""
+"""Add-on preferences: the engine's packages and models (install, status, downloads) and the hardware settings."""
+
+import os
+import textwrap
 
 import bpy
+
+from .dependencies.torch_build import OVERRIDE_ITEMS as TORCH_BUILD_ITEMS
 
 DEVICE_ITEMS = (
     ("AUTO", "Auto", "CUDA if present, then Apple MPS, then the CPU"),
@@ -18,6 +23,12 @@ PRECISION_ITEMS = (
 
 def default_model_cache_dir() -> str:
     return bpy.utils.extension_path_user(__package__, path="models", create=False)
+
+
+def _torch_build_changed(self, context) -> None:
+    from .dependencies.state import STATE, update_torch_build
+
+    update_torch_build(STATE, self.torch_build)
 
 
 class LatentTexturesPreferences(bpy.types.AddonPreferences):
@@ -47,6 +58,13 @@ class LatentTexturesPreferences(bpy.types.AddonPreferences):
         ),
         default=False,
     )
+    torch_build: bpy.props.EnumProperty(
+        name="PyTorch Build",
+        description="Which PyTorch build Install Dependencies downloads (Automatic: from this machine's GPU)",
+        items=TORCH_BUILD_ITEMS,
+        default="AUTO",
+        update=_torch_build_changed,
+    )
 
     def resolved_model_cache_dir(self) -> str:
         if self.model_cache_dir:
@@ -57,12 +75,8 @@ class LatentTexturesPreferences(bpy.types.AddonPreferences):
         layout = self.layout
         layout.use_property_split = True
         layout.use_property_decorate = False
-
-        col = layout.column(heading="Models")
-        col.prop(self, "model_cache_dir")
-        if not self.model_cache_dir:
-            col.label(text=default_model_cache_dir(), icon="FILE_FOLDER")
-        col.prop(self, "allow_pickle")
+        _draw_packages(self, layout.box())
+        _draw_models(self, layout.box())
 
         col = layout.column(heading="Hardware")
         col.prop(self, "device")
@@ -71,9 +85,185 @@ class LatentTexturesPreferences(bpy.types.AddonPreferences):
         col.prop(self, "cpu_offload")
 
 
+# -- drawing (reads the cached state only: nothing here probes, walks big folders or touches the network) --
+
+def _wrapped(layout, text: str, icon: str = "NONE", width: int = 90) -> None:
+    """Long messages (pip errors, paths) as several labels: a label cuts its text at the panel's edge."""
+    col = layout.column(align=True)
+    lines = [part for paragraph in text.splitlines() for part in (textwrap.wrap(paragraph, width) or [""])]
+    for index, line in enumerate(lines):
+        col.label(text=line, icon=icon if index == 0 else "BLANK1")
+
+
+def _draw_packages(prefs, box) -> None:
+    from .dependencies.blender import online_access, site_packages_dir
+    from .dependencies.probe import format_memory
+    from .dependencies.requirements import STATUS_PACKAGES
+    from .dependencies.state import STATE
+
+    row = box.row()
+    row.label(text="Engine Packages", icon="SCRIPT")
+    checking = STATE.probing is not None and STATE.probing.is_alive()
+    sub = row.row()
+    sub.enabled = not checking
+    sub.operator("latent_textures.refresh_dependency_status", text="Checking…" if checking else "Refresh",
+                 icon="FILE_REFRESH")
+
+    status = STATE.status
+    folder = site_packages_dir()
+    if status is None:
+        if STATE.status_error:
+            _wrapped(box, STATE.status_error, icon="ERROR")
+        elif not checking:
+            box.label(text="Not checked yet: click Refresh (takes a few seconds)", icon="INFO")
+    else:
+        _wrapped(box, status.summary(), icon="CHECKMARK" if status.ready else "ERROR")
+        grid = box.grid_flow(row_major=True, columns=3, even_columns=False, align=True)
+        for name in STATUS_PACKAGES:
+            package = status.package(name)
+            grid.label(text=name)
+            if not package.installed:
+                grid.label(text="missing", icon="CANCEL")
+                grid.label(text="")
+                continue
+            grid.label(text=package.version, icon="CHECKMARK" if package.matches_pin else "ERROR")
+            if not package.matches_pin:
+                grid.label(text=f"tested with {package.expected}")
+            elif package.location and not package.location.startswith(folder):
+                grid.label(text="from Blender's Python")
+            else:
+                grid.label(text="")
+        col = box.column(align=True)
+        if status.torch_imported:
+            col.label(text=f"PyTorch build: {status.build}", icon="SETTINGS")
+            for device in status.devices:
+                icon = "DESKTOP" if device.type == "cpu" else "MEMORY"
+                col.label(text=f"{device.type.upper()}: {device.name} · {format_memory(device.memory)}", icon=icon)
+            if status.device_error:
+                _wrapped(col, f"The GPU did not answer: {status.device_error}", icon="ERROR")
+        elif status.torch_error:
+            _wrapped(col, f"PyTorch does not load: {status.torch_error}", icon="ERROR")
+        col.label(text=f"Python {status.python}: {status.executable}", icon="CONSOLE")
+    col = box.column(align=True)
+    col.label(text="Packages are looked for in:", icon="FILE_FOLDER")
+    col.label(text=folder if os.path.isdir(folder) else f"{folder} (nothing installed yet)", icon="BLANK1")
+    col.label(text="then in Blender's own Python", icon="BLANK1")
+
+    box.prop(prefs, "torch_build")
+    if STATE.torch_build is not None:
+        _wrapped(box, f"Install uses PyTorch {STATE.torch_build.label}: {STATE.torch_build.reason}", icon="INFO")
+    elif STATE.torch_build_error:
+        _wrapped(box, STATE.torch_build_error, icon="ERROR")
+
+    job = STATE.install
+    if job is not None and job.running:
+        box.progress(factor=job.progress.fraction or 0.0, type="BAR", text=job.progress.phase)
+        col = box.column(align=True)
+        for line in list(job.lines)[-3:]:
+            col.label(text=line[:120])
+        box.operator("latent_textures.cancel_dependency_install", icon="CANCEL")
+    else:
+        row = box.row()
+        row.scale_y = 1.4
+        if not online_access():
+            row.enabled = False
+        ready = status is not None and status.ready
+        row.operator("latent_textures.install_dependencies",
+                     text="Reinstall Dependencies" if ready else "Install Dependencies", icon="IMPORT")
+        if not online_access():
+            box.label(text="Online access is off (Preferences ▸ System ▸ Network): installing needs it",
+                      icon="ERROR")
+        if job is not None and job.result is not None:
+            result = job.result
+            icon = "CHECKMARK" if result.ok else "CANCEL" if result.cancelled else "ERROR"
+            _wrapped(box, result.message, icon=icon)
+            if not result.ok and not result.cancelled and result.tail:
+                tail = box.box().column(align=True)
+                for line in result.tail[-8:]:
+                    tail.label(text=line[:140])
+
+
+def _draw_models(prefs, box) -> None:
+    from .dependencies.blender import online_access
+    from .dependencies.catalog import CATALOG
+    from .dependencies.hf_cache import cached_model
+    from .dependencies.probe import format_bytes
+    from .dependencies.state import STATE
+
+    box.label(text="Models", icon="FILE_3D")
+    col = box.column()
+    col.prop(prefs, "model_cache_dir")
+    cache_dir = prefs.resolved_model_cache_dir()
+    if not prefs.model_cache_dir:
+        col.label(text=cache_dir, icon="FILE_FOLDER")
+    row = box.row()
+    size = format_bytes(STATE.cache_total) if STATE.cache_total is not None else "not measured (Refresh)"
+    row.label(text=f"Cache size: {size}", icon="DISK_DRIVE")
+    row.operator("latent_textures.open_model_cache", icon="FILEBROWSER")
+    if not online_access():
+        box.label(text="Online access is off: downloads are disabled (Preferences ▸ System ▸ Network)",
+                  icon="ERROR")
+
+    for model in CATALOG:
+        entry = box.box()
+        cached = cached_model(cache_dir, model.repo_id, measure=False)
+        job = STATE.downloads.get(model.repo_id)
+        row = entry.row()
+        row.label(text=model.name, icon="CHECKMARK" if cached is not None and cached.complete else "IMPORT")
+        if job is not None and job.running:
+            row.operator("latent_textures.cancel_model_download", text="", icon="CANCEL").repo_id = model.repo_id
+        else:
+            if cached is None or not cached.complete:
+                sub = row.row()
+                sub.enabled = online_access()
+                sub.operator("latent_textures.download_model", text="Download", icon="IMPORT").repo_id = model.repo_id
+            if cached is not None:
+                row.operator("latent_textures.remove_cached_model", text="", icon="TRASH").repo_id = model.repo_id
+        info = entry.column(align=True)
+        measured = STATE.cache_sizes.get(model.repo_id)
+        if cached is not None and cached.complete:
+            where = f"downloaded, {format_bytes(measured)}" if measured is not None else "downloaded"
+        elif cached is not None:
+            where = f"partly downloaded ({cached.problem})"
+        else:
+            where = f"about {format_bytes(model.download_bytes)}"
+        info.label(text=f"{model.repo_id} · {model.family} · {model.resolution} px · {where}")
+        info.label(text=f"Licence: {model.licence}. {model.licence_note}")
+        info.label(text=f"{model.use} (start with {model.steps} steps, guidance {model.guidance:g})")
+        if job is not None and job.running:
+            entry.progress(factor=job.progress.fraction or 0.0, type="BAR", text=job.progress.text())
+        elif job is not None and job.result is not None and not job.result.ok:
+            _wrapped(entry, job.result.message, icon="CANCEL" if job.result.cancelled else "ERROR")
+
+    # Models fetched by a Generate (or by hand) that are not in the list, as measured at the last Refresh.
+    listed = {model.repo_id for model in CATALOG}
+    others = [(repo_id, size) for repo_id, size in sorted(STATE.cache_sizes.items()) if repo_id not in listed]
+    if others:
+        col = box.column(align=True)
+        col.label(text="Other models in the cache:")
+        for repo_id, size in others:
+            row = col.row()
+            row.label(text=f"{repo_id} · {format_bytes(size)}", icon="FILE_3D")
+            row.operator("latent_textures.remove_cached_model", text="", icon="TRASH").repo_id = repo_id
+
+    box.prop(prefs, "allow_pickle")
+
+
 def get_preferences(context) -> LatentTexturesPreferences:
     return context.preferences.addons[__package__].preferences
 
 
 classes = (LatentTexturesPreferences,)
-register, unregister = bpy.utils.register_classes_factory(classes)
+_register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
+
+
+def register() -> None:
+    _register_classes()
+
+
+def unregister() -> None:
+    # A running pip or download must not outlive the add-on that started it.
+    from .dependencies.blender import shutdown
+
+    shutdown()
+    _unregister_classes()

@@ -6,11 +6,12 @@ drains them (a modal timer with a UI, or straight after the run headless).
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 import traceback
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from ..engine import EngineOptions, GenerationRequest
 
@@ -56,6 +57,8 @@ class GenerationJob:
 
     def _on_progress(self, event) -> None:
         self.events.put(JobEvent("progress", event))
+        for listener in list(_progress_listeners):
+            listener(event)
 
     def cancel(self) -> None:
         self.cancel_event.set()
@@ -81,6 +84,22 @@ class GenerationJob:
 
 
 _current_job: GenerationJob | None = None
+_progress_listeners: list[Callable[[Any], None]] = []
+
+
+@contextlib.contextmanager
+def progress_listener(callback: Callable[[Any], None]) -> Iterator[None]:
+    """Call ``callback(ProgressEvent)`` for every step of any job run meanwhile.
+
+    It is called on the thread that runs the job: the caller's own thread in
+    background mode (the command line's progress bar), the worker otherwise,
+    so a listener must not touch bpy.
+    """
+    _progress_listeners.append(callback)
+    try:
+        yield
+    finally:
+        _progress_listeners.remove(callback)
 
 
 def current_job() -> GenerationJob | None:

@@ -75,6 +75,11 @@ class GenerationRun:
     """A started generation: its job, its reports, and what it wrote."""
 
     def __init__(self, plan: Plan) -> None:
+        from ..dependencies.blender import activate_engine_packages
+
+        # The one place the installed engine packages join sys.path: on the
+        # main thread, right before the worker first imports the engine.
+        activate_engine_packages()
         self.plan = plan
         self.job = GenerationJob(plan.options, plan.request)
         self.reports: list[tuple[str, str]] = [("INFO", note) for note in plan.notes]

@@ -3,13 +3,27 @@
 import bpy
 
 from .cancel import LATENT_TEXTURES_OT_cancel
+from .cancel_dependency_install import LATENT_TEXTURES_OT_cancel_dependency_install
+from .cancel_model_download import LATENT_TEXTURES_OT_cancel_model_download
+from .download_model import LATENT_TEXTURES_OT_download_model
 from .free_model import LATENT_TEXTURES_OT_free_model
 from .generate import LATENT_TEXTURES_OT_generate
+from .install_dependencies import LATENT_TEXTURES_OT_install_dependencies
+from .open_model_cache import LATENT_TEXTURES_OT_open_model_cache
+from .refresh_dependency_status import LATENT_TEXTURES_OT_refresh_dependency_status
+from .remove_cached_model import LATENT_TEXTURES_OT_remove_cached_model
 
 classes = (
     LATENT_TEXTURES_OT_generate,
     LATENT_TEXTURES_OT_cancel,
     LATENT_TEXTURES_OT_free_model,
+    LATENT_TEXTURES_OT_install_dependencies,
+    LATENT_TEXTURES_OT_cancel_dependency_install,
+    LATENT_TEXTURES_OT_refresh_dependency_status,
+    LATENT_TEXTURES_OT_download_model,
+    LATENT_TEXTURES_OT_cancel_model_download,
+    LATENT_TEXTURES_OT_open_model_cache,
+    LATENT_TEXTURES_OT_remove_cached_model,
 )
 
 register, unregister = bpy.utils.register_classes_factory(classes)

@@ -9,50 +9,49 @@ session fixture makes a temporary repository directory holding a symlink
 
 from __future__ import annotations
 
-import os
-import sys
-import tempfile
+import importlib.util
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-EXTENSION_ID = "latent_textures"
+
+
+def _load_extension_loader():
+    """``tools/extension_loader.py`` (shared with the launcher), imported by path: tools/ is not on sys.path."""
+    spec = importlib.util.spec_from_file_location("lt_extension_loader", REPO_ROOT / "tools" / "extension_loader.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_loader = _load_extension_loader()
+EXTENSION_ID = _loader.EXTENSION_ID
 TEST_REPO_MODULE = "lt_tests"
-ADDON_MODULE = f"bl_ext.{TEST_REPO_MODULE}.{EXTENSION_ID}"
+ADDON_MODULE = _loader.addon_module(TEST_REPO_MODULE)
 
 # Isolated user resources (config, extensions, the add-on's user folder) for
 # this test run: must be set before bpy is imported.
-_USER_RESOURCES = tempfile.mkdtemp(prefix="lt_blender_user_")
-os.environ["BLENDER_USER_RESOURCES"] = _USER_RESOURCES
+_USER_RESOURCES = _loader.isolate_user_resources()
 
 import bpy  # noqa: E402
-import addon_utils  # noqa: E402
 
 
 def make_extension_repo() -> str:
-    repo_dir = tempfile.mkdtemp(prefix="lt_extension_repo_")
-    os.symlink(REPO_ROOT, os.path.join(repo_dir, EXTENSION_ID), target_is_directory=True)
-    return repo_dir
+    return _loader.make_extension_repo()
 
 
 def ensure_repo(repo_dir: str) -> None:
-    repos = bpy.context.preferences.extensions.repos
-    if not any(r.module == TEST_REPO_MODULE for r in repos):
-        repos.new(name=TEST_REPO_MODULE, module=TEST_REPO_MODULE, custom_directory=repo_dir, source="USER")
+    _loader.ensure_repo(repo_dir, TEST_REPO_MODULE)
 
 
 def enable_addon() -> None:
-    addon_utils.enable(ADDON_MODULE, default_set=True, handle_error=_raise)
-    if ADDON_MODULE not in bpy.context.preferences.addons:
-        raise RuntimeError(f"{ADDON_MODULE} did not enable")
+    _loader.enable(ADDON_MODULE)
 
 
 def disable_addon() -> None:
-    addon_utils.disable(ADDON_MODULE, default_set=True, handle_error=_raise)
+    _loader.disable(ADDON_MODULE)
 
 
-def _raise(error: BaseException) -> None:
-    raise error
-
+_raise = _loader._raise
 
 
 def datablock_counts() -> dict[str, int]:

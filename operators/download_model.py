@@ -1,0 +1,71 @@
+"""``latent_textures.download_model``: fetch a model from the Hugging Face Hub into the model cache folder."""
+
+from __future__ import annotations
+
+import bpy
+
+from ..dependencies.blender import WatchJobMixin
+
+
+class LATENT_TEXTURES_OT_download_model(WatchJobMixin, bpy.types.Operator):
+    bl_idname = "latent_textures.download_model"
+    bl_label = "Download Model"
+    bl_description = (
+        "Download this model's weights (safetensors only) into the model cache folder. Needs Blender's "
+        "online access; gated models need a Hugging Face login (HF_TOKEN or `hf auth login`)"
+    )
+
+    repo_id: bpy.props.StringProperty(
+        name="Model", description="Hugging Face repo id, e.g. stable-diffusion-v1-5/stable-diffusion-v1-5",
+        default="", options={"SKIP_SAVE"},
+    )
+    run_modal: bpy.props.BoolProperty(default=False, options={"HIDDEN", "SKIP_SAVE"})
+
+    def invoke(self, context, event):
+        self.run_modal = True
+        return self.execute(context)
+
+    def execute(self, context):
+        from ..dependencies import blender
+        from ..dependencies.download import DownloadJob
+        from ..dependencies.hf_cache import cached_model, validate_repo_id
+        from ..dependencies.state import STATE
+
+        try:
+            repo_id = validate_repo_id(self.repo_id)
+        except ValueError as error:
+            self.report({"ERROR"}, str(error))
+            return {"CANCELLED"}
+        if STATE.downloading(repo_id):
+            self.report({"ERROR"}, f"{repo_id} is already downloading")
+            return {"CANCELLED"}
+        cache_dir = blender.model_cache_dir(context)
+        cached = cached_model(cache_dir, repo_id)
+        if cached is not None and cached.complete:
+            self.report({"INFO"}, f"{repo_id} is already downloaded ({cache_dir})")
+            return {"FINISHED"}
+        # The gate: nothing below this line runs without Blender's permission to go online.
+        if not blender.online_access():
+            self.report({"ERROR"}, blender.offline_reason(repo_id))
+            return {"CANCELLED"}
+        job = DownloadJob(blender.python_executable(), blender.engine_search_path(), repo_id, cache_dir)
+        STATE.downloads[repo_id] = job
+        self._job = job
+        if blender.wants_modal(self, context):
+            job.start()
+            self.report({"INFO"}, f"Downloading {repo_id}… (progress in the add-on's preferences)")
+            return self.watch(context)
+        return self.finish(job.run())
+
+    def watched_result(self):
+        return self._job.result
+
+    def finish(self, result):
+        from ..dependencies.state import STATE, measure_cache
+
+        measure_cache(STATE, self._job.cache_dir, [self._job.repo_id])
+        if result.ok:
+            self.report({"INFO"}, result.message)
+            return {"FINISHED"}
+        self.report({"WARNING"} if result.cancelled else {"ERROR"}, result.message)
+        return {"CANCELLED"}

@@ -1,0 +1,180 @@
+"""``make demo``: the main job end to end - a scene, a generated texture on an object, a render.
+
+    .venv/bin/python tools/demo.py --out out/demo
+
+Runs the ``latent_textures generate`` command through the launcher (the same
+``main(argv)`` that ``blender --command latent_textures`` runs) on its demo
+scene - a cube with a UV map, a ground plane, a camera and a sun - then renders
+the textured cube with Cycles on the CPU. Writes into the output folder:
+
+* ``demo.blend`` - the scene, texture packed, material wired;
+* ``<prompt>_<seed>_<digest>.png`` - the texture, its recipe in the PNG text metadata;
+* ``render.png`` - a Cycles render of the textured cube.
+
+The model: ``--model`` when given; else the add-on's default model when it is
+in the Hugging Face cache or huggingface.co answers (it is downloaded once,
+about 4 GB); else - or with ``--tiny`` - a tiny untrained model built on the
+spot, whose output is noise, which the demo says plainly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+TOOLS = Path(__file__).resolve().parent
+sys.path.insert(0, str(TOOLS))  # tools/ is not a package on sys.path when run as a script
+
+import latent_textures as launcher  # noqa: E402  (tools/latent_textures.py, the launcher)
+
+DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # = properties.DEFAULT_MODEL (bpy-free copy)
+PROMPT = "weathered red brick wall, seamless texture, photorealistic, high detail"
+NEGATIVE = "blurry, text, watermark"
+REAL = {"size": 512, "steps": 20}
+TINY = {"size": 256, "steps": 4}
+RENDER_NAME = "render.png"
+BLEND_NAME = "demo.blend"
+
+
+def default_model_cached() -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    return isinstance(try_to_load_from_cache(DEFAULT_MODEL, "model_index.json"), str)
+
+
+def hub_reachable(repo_id: str, timeout: float = 3.0) -> bool:
+    """huggingface.co answers for ``repo_id`` within ``timeout`` seconds (DNS included)."""
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE"):
+        return False
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+    answer: list[bool] = []
+
+    def probe() -> None:
+        try:
+            request = urllib.request.Request(f"{endpoint}/api/models/{repo_id}", method="HEAD")
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                answer.append(200 <= response.status < 400)
+        except Exception:
+            answer.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)  # getaddrinfo ignores urlopen's timeout
+    return bool(answer and answer[0])
+
+
+def choose_model(args) -> tuple[str, str | None]:
+    """(model, why it is the tiny model or None)."""
+    if args.model:
+        return args.model, None
+    if args.tiny:
+        return "", "you asked for it (--tiny)"
+    if default_model_cached():
+        return DEFAULT_MODEL, None
+    if hub_reachable(DEFAULT_MODEL):
+        return DEFAULT_MODEL, None
+    return "", f"{DEFAULT_MODEL} is not in the Hugging Face cache\nand huggingface.co could not be reached"
+
+
+def build_tiny(folder: Path) -> Path:
+    if (folder / "model_index.json").is_file():
+        return folder
+    from tiny_models import build_tiny_sd
+
+    print(f"Building a tiny untrained model in {folder} ...", flush=True)
+    return build_tiny_sd(folder, seed=0)
+
+
+def render(out_dir: Path, size: int | None = None) -> Path:
+    """Render the demo scene (Cycles, CPU, set up by the command's demo scene) to ``out_dir/render.png``."""
+    import contextlib
+    import io
+
+    import bpy
+
+    scene = bpy.context.scene
+    if size:
+        scene.render.resolution_x = scene.render.resolution_y = size
+    path = out_dir / RENDER_NAME
+    scene.render.filepath = str(path)
+    scene.render.image_settings.file_format = "PNG"
+    with contextlib.redirect_stdout(io.StringIO()):
+        bpy.ops.render.render(write_still=True)
+    if not path.is_file():
+        raise RuntimeError(f"the render was not written to {path}")
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("out/demo"), help="output folder (default: out/demo)")
+    parser.add_argument("--model", help="use this model (repo id, diffusers folder or .safetensors file)")
+    parser.add_argument("--tiny", action="store_true", help="use the tiny offline model even if a real one is there")
+    parser.add_argument("--tiny-model-dir", type=Path,
+                        help="where the tiny model is built or reused (default: tiny-sd-model beside --out)")
+    parser.add_argument("--prompt", default=PROMPT, help="what to paint")
+    parser.add_argument("--size", type=int, help="texture size in pixels (default: 512, 256 with the tiny model)")
+    parser.add_argument("--steps", type=int, help="denoising steps (default: 20, 4 with the tiny model)")
+    parser.add_argument("--render-size", type=int, help="render size in pixels (default: the scene's 512)")
+    args = parser.parse_args(argv)
+
+    started = time.monotonic()
+    out_dir = args.out.resolve()
+    model, tiny_reason = choose_model(args)
+    sizes = dict(REAL if tiny_reason is None else TINY)
+    sizes.update({k: v for k, v in (("size", args.size), ("steps", args.steps)) if v})
+    if tiny_reason is not None:
+        model = str(build_tiny(args.tiny_model_dir or out_dir.parent / "tiny-sd-model"))
+    elif model == DEFAULT_MODEL and not default_model_cached():
+        print(f"Downloading {DEFAULT_MODEL} (about 4 GB, once) into the Hugging Face cache; on a CPU the "
+              f"{sizes['steps']} steps at {sizes['size']} px then take several minutes.", flush=True)
+
+    cli = launcher.start()
+    code = cli.main([
+        "generate", "--prompt", args.prompt, "--negative-prompt", NEGATIVE, "--model", model,
+        "--width", str(sizes["size"]), "--height", str(sizes["size"]), "--steps", str(sizes["steps"]),
+        "--seed", "0", "--seamless", "BOTH", "--target", "MATERIAL",
+        "--out", str(out_dir / BLEND_NAME), "--texture-dir", str(out_dir),
+    ], prog="tools/demo.py -> latent_textures")
+    if code != 0:
+        return code
+
+    import bpy
+
+    support = sys.modules[cli.__name__.rsplit(".", 1)[0] + ".cli_support"]
+    recipe = bpy.context.scene.latent_textures.result_image["latent_textures"].to_dict()
+    texture = out_dir / f"{support.output_stem(recipe)}.png"
+    try:
+        render_path = render(out_dir, args.render_size)
+    except RuntimeError as error:
+        print(f"demo: error: the Cycles render failed: {error}", file=sys.stderr)
+        return 1
+
+    print()
+    print(f"Latent Textures demo done in {time.monotonic() - started:.1f} s (model: {model})")
+    print(f"  scene    {out_dir / BLEND_NAME}")
+    print(f"  texture  {texture}")
+    print(f"  render   {render_path}")
+    if tiny_reason is not None:
+        print()
+        print("NOTE: this texture is NOISE. It comes from a tiny model with random, untrained weights, used")
+        print(f"because {tiny_reason}.")
+        print("It shows the whole path working (scene -> model -> texture -> material -> render), not what")
+        print("Latent Textures paints. For a real texture:")
+        print(f"  * on a machine with internet, run `make demo` again: it downloads {DEFAULT_MODEL} (about 4 GB)")
+        print("    once into the Hugging Face cache (~/.cache/huggingface/hub);")
+        print(f"  * or copy a cache that has it here, or pre-download it: `hf download {DEFAULT_MODEL}`;")
+        print("  * or point at a model you have: `.venv/bin/python tools/demo.py --model /path/to/diffusers-folder`")
+        print("    (or a single-file .safetensors checkpoint).")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
