@@ -2,6 +2,7 @@
 
 import bpy
 
+from .browse_model import LATENT_TEXTURES_OT_browse_model
 from .cancel import LATENT_TEXTURES_OT_cancel
 from .cancel_dependency_install import LATENT_TEXTURES_OT_cancel_dependency_install
 from .cancel_model_download import LATENT_TEXTURES_OT_cancel_model_download
@@ -17,6 +18,7 @@ classes = (
     LATENT_TEXTURES_OT_generate,
     LATENT_TEXTURES_OT_cancel,
     LATENT_TEXTURES_OT_free_model,
+    LATENT_TEXTURES_OT_browse_model,
     LATENT_TEXTURES_OT_install_dependencies,
     LATENT_TEXTURES_OT_cancel_dependency_install,
     LATENT_TEXTURES_OT_refresh_dependency_status,

@@ -45,7 +45,9 @@ def draw_sampling(layout, settings) -> None:
 def draw_model(layout, settings) -> None:
     from ..engine import loaded_engine
 
-    layout.prop(settings, "model", text="")
+    row = layout.row(align=True)
+    row.prop(settings, "model", text="")
+    row.operator("latent_textures.browse_model", text="", icon="FILEBROWSER")
     engine = loaded_engine()
     info = engine.loaded_model() if engine is not None else None
     if info is None:

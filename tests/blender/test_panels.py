@@ -123,3 +123,7 @@ def test_model_panel_without_a_loaded_model():
     log = draw("VIEW3D_PT_latent_textures_model")
     assert ("prop", "model") in log
     assert any(e[0] == "label" and "No model loaded" in e[1] for e in log)
+
+
+def test_model_panel_has_a_file_browser_button():
+    assert ("operator", "latent_textures.browse_model") in draw("VIEW3D_PT_latent_textures_model")
