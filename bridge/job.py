@@ -30,6 +30,7 @@ class GenerationJob:
         self.request = request
         self.events: queue.Queue[JobEvent] = queue.Queue()
         self.cancel_event = threading.Event()
+        self.stage = "LOAD"  # LOAD, then DOWNLOAD (bytes) or DENOISE (steps)
         self.step = 0
         self.total = request.steps
         self.finished = False
@@ -63,6 +64,14 @@ class GenerationJob:
     def cancel(self) -> None:
         self.cancel_event.set()
 
+    def describe(self) -> str:
+        """One line for the status bar and panel."""
+        if self.stage == "DOWNLOAD":
+            return f"Downloading model: {self.step / 1e6:,.0f} / {self.total / 1e6:,.0f} MB"
+        if self.stage == "DENOISE" and self.step:
+            return f"Step {self.step}/{self.total}"
+        return "Loading model…"
+
     def drain(self) -> list[JobEvent]:
         """Every event queued so far, without blocking; keeps step/total current."""
         drained = []
@@ -72,7 +81,8 @@ class GenerationJob:
             except queue.Empty:
                 break
             if event.kind == "progress":
-                self.step, self.total = event.payload.step, event.payload.total
+                payload = event.payload
+                self.stage, self.step, self.total = payload.stage, payload.step, payload.total
             else:
                 self.finished = True
             drained.append(event)

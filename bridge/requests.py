@@ -40,10 +40,13 @@ def resolve_model_path(model: str) -> str:
 def validate_settings(request: GenerationRequest) -> None:
     """Every field the engine checks, before anything is captured or created.
 
-    The init image does not exist yet (it is captured after this), so the
-    image-independent checks run on a text-to-image copy.
+    The init image does not exist yet (a render may be needed to make it), so
+    an image-to-image request is checked with a blank image of the right size.
     """
-    dataclasses.replace(request, mode="TXT2IMG", init_image=None).validate()
+    blank = None
+    if request.mode == "IMG2IMG":
+        blank = np.zeros((request.height, request.width, 3), dtype=np.float32)
+    dataclasses.replace(request, init_image=blank).validate()
 
 
 def options_from_preferences(context: bpy.types.Context) -> EngineOptions:

@@ -54,9 +54,7 @@ class LATENT_TEXTURES_OT_generate(bpy.types.Operator):
         outcome = run.tick(context)
         _redraw_panels(context)
         if outcome is None:
-            job = run.job
-            if job.step:
-                _status(context, f"Latent Textures: step {job.step}/{job.total} (Esc to cancel)")
+            _status(context, f"Latent Textures: {run.job.describe()} (Esc to cancel)")
             return {"RUNNING_MODAL"}
         context.window_manager.event_timer_remove(self._timer)
         _status(context, None)

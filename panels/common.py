@@ -69,8 +69,7 @@ def draw_generate(layout, settings) -> None:
         row.scale_y = 1.5
         row.operator("latent_textures.generate", icon="SHADERFX")
     else:
-        text = f"Step {job.step}/{job.total}" if job.step else "Loading model…"
-        layout.progress(factor=job.step / max(job.total, 1), type="BAR", text=text)
+        layout.progress(factor=min(job.step / max(job.total, 1), 1.0), type="BAR", text=job.describe())
         layout.operator("latent_textures.cancel", icon="CANCEL")
     if settings.result_image is not None:
         layout.label(text=settings.result_image.name, icon="IMAGE_DATA")

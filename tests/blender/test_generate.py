@@ -143,7 +143,17 @@ def test_img2img_from_camera(tiny):
     resolution = (bpy.context.scene.render.resolution_x, bpy.context.scene.render.resolution_y)
     engine = bpy.context.scene.render.engine
     images_before = len([i for i in bpy.data.images if i.name != "Render Result"])
-    assert bpy.ops.latent_textures.generate() == {"FINISHED"}
+    renders = []
+
+    def count_render(scene, *args):
+        renders.append(scene.name)
+
+    bpy.app.handlers.render_pre.append(count_render)
+    try:
+        assert bpy.ops.latent_textures.generate() == {"FINISHED"}
+    finally:
+        bpy.app.handlers.render_pre.remove(count_render)
+    assert renders == [bpy.context.scene.name]
     # The render's settings are restored; only the result is new (Render Result aside).
     assert (bpy.context.scene.render.resolution_x, bpy.context.scene.render.resolution_y) == resolution
     assert bpy.context.scene.render.engine == engine
@@ -412,3 +422,23 @@ def test_free_model(tiny):
     assert engine is not None and engine.loaded_model() is not None
     assert bpy.ops.latent_textures.free_model() == {"FINISHED"}
     assert engine.loaded_model() is None
+
+
+def test_img2img_with_too_few_effective_steps_fails_before_any_render(tiny):
+    """steps x strength < 1 denoises nothing: refused up front, before the camera is rendered."""
+    tiny.mode = "IMG2IMG"
+    tiny.source = "CAMERA"
+    tiny.steps = 1
+    tiny.strength = 0.5
+    active_cube()
+    renders = []
+
+    def count_render(scene, *args):
+        renders.append(scene.name)
+
+    bpy.app.handlers.render_pre.append(count_render)
+    try:
+        _assert_error_leaves_no_trace("strength")
+    finally:
+        bpy.app.handlers.render_pre.remove(count_render)
+    assert renders == []

@@ -111,12 +111,14 @@ def test_running_job_shows_progress_and_cancel():
     job_module = sys.modules[f"{ADDON_MODULE}.bridge.job"]
     engine = sys.modules.get(f"{ADDON_MODULE}.engine") or __import__(f"{ADDON_MODULE}.engine", fromlist=["x"])
     job = job_module.GenerationJob(engine.EngineOptions(), engine.GenerationRequest(prompt="p", model="m", steps=4))
-    job.step = 1
+    job.stage, job.step = "DENOISE", 1
     job_module.set_current_job(job)
     log = draw("VIEW3D_PT_latent_textures")
     assert ("progress", 0.25, "Step 1/4") in log
     assert ("operator", "latent_textures.cancel") in log
     assert ("operator", "latent_textures.generate") not in log
+    job.stage, job.step, job.total = "DOWNLOAD", 1_500_000, 4_000_000_000
+    assert ("progress", 0.000375, "Downloading model: 2 / 4,000 MB") in draw("VIEW3D_PT_latent_textures")
 
 
 def test_model_panel_without_a_loaded_model():

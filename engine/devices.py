@@ -1,0 +1,93 @@
+"""Device and precision resolution, the CPU seed generator and out-of-memory translation."""
+
+from __future__ import annotations
+
+import gc
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+
+from .errors import EngineError, OutOfMemoryError
+
+_DTYPES = {"FP16": torch.float16, "BF16": torch.bfloat16, "FP32": torch.float32}
+
+
+def resolve_device(name: str) -> torch.device:
+    """``AUTO`` picks CUDA, then MPS, then CPU; an explicit choice must be available."""
+    cuda = torch.cuda.is_available()
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if name == "AUTO":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if name == "CUDA" and not cuda:
+        raise EngineError(
+            "CUDA was requested but this PyTorch has no usable CUDA GPU "
+            f"(torch {torch.__version__}); install a CUDA build of torch or set the device to Auto or CPU."
+        )
+    if name == "MPS" and not mps:
+        raise EngineError("MPS (Apple GPU) was requested but is not available here; set the device to Auto or CPU.")
+    return torch.device({"CUDA": "cuda", "MPS": "mps", "CPU": "cpu"}[name])
+
+
+def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """``AUTO``: CUDA bf16 where the card supports it, else fp16 (fp32 on GTX 16xx); MPS fp16; CPU fp32."""
+    if precision != "AUTO":
+        return _DTYPES[precision]
+    if device.type == "cuda":
+        if "GTX 16" in torch.cuda.get_device_name(device):
+            return torch.float32  # Turing without tensor cores: fp16 gives black (NaN) images
+        # Native bf16 only (Ampere and newer); older cards would emulate it slowly.
+        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
+    if device.type == "mps":
+        return torch.float16
+    return torch.float32
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def seed_generator(seed: int) -> torch.Generator:
+    """A CPU generator: the same seed is the same starting noise on every device."""
+    return torch.Generator(device="cpu").manual_seed(seed)
+
+
+def empty_cache(device: torch.device) -> None:
+    gc.collect()
+    if device.type == "cuda" and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    elif device.type == "mps" and hasattr(torch, "mps"):
+        torch.mps.empty_cache()
+
+
+_OOM_FIX = (
+    "try a smaller width/height, turn on attention slicing or CPU offload in the preferences, or use FP16 precision"
+)
+
+
+def is_oom(error: BaseException) -> bool:
+    """Is ``error`` an out-of-memory error (CUDA, MPS or CPU allocator)?"""
+    if isinstance(error, torch.OutOfMemoryError):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and ("out of memory" in text or "not enough memory" in text)
+
+
+@contextmanager
+def oom_as_engine_error(device: torch.device) -> Iterator[None]:
+    """Turn CUDA/MPS/CPU out-of-memory into ``OutOfMemoryError`` and give the memory back.
+
+    The failed run's frames still hold its activations through the traceback; they
+    are cleared before the cache is emptied, so a retry at a smaller size has the
+    memory even while the caller still holds the exception.
+    """
+    try:
+        yield
+    except (torch.OutOfMemoryError, RuntimeError) as error:
+        if not is_oom(error):
+            raise
+        traceback.clear_frames(error.__traceback__)
+        empty_cache(device)
+        detail = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
+        raise OutOfMemoryError(f"The {device.type.upper()} device ran out of memory ({detail}); {_OOM_FIX}.") from error

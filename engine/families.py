@@ -1,0 +1,61 @@
+"""Model family detection from a model's own configs (never from its name)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+FAMILIES = ("SD1", "SD2", "SDXL")
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """What kind of Stable Diffusion a model is.
+
+    Attributes:
+        name: ``SD1``, ``SD2`` or ``SDXL``.
+        prediction_type: what the UNet predicts (``epsilon``, ``v_prediction``, ``sample``).
+        few_step: distilled for a handful of steps (LCM, turbo, lightning); such
+            models are run with guidance <= 1, i.e. without an unconditional pass.
+    """
+
+    name: str
+    prediction_type: str = "epsilon"
+    few_step: bool = False
+
+    @property
+    def label(self) -> str:
+        parts = [self.name]
+        if self.prediction_type == "v_prediction":
+            parts.append("v-prediction")
+        if self.few_step:
+            parts.append("few-step")
+        return " ".join(parts)
+
+
+def detect_family(unet_config: Mapping[str, Any], scheduler_config: Mapping[str, Any]) -> ModelFamily:
+    """Read the family from the UNet and scheduler configs.
+
+    * SDXL: the UNet takes pooled text + size conditioning (``addition_embed_type == "text_time"``).
+    * SD2: OpenCLIP-H text features (``cross_attention_dim == 1024``) or the SD-2 UNet's
+      linear transformer projections; SD1 otherwise.
+    * few-step: an LCM scheduler, a guidance-embedding UNet (``time_cond_proj_dim``) or
+      the ``trailing`` timestep spacing that turbo/lightning models ship with.
+    """
+    if unet_config.get("addition_embed_type") == "text_time":
+        name = "SDXL"
+    elif unet_config.get("cross_attention_dim") == 1024 or unet_config.get("use_linear_projection"):
+        name = "SD2"
+    else:
+        name = "SD1"
+    few_step = (
+        scheduler_config.get("_class_name") == "LCMScheduler"
+        or unet_config.get("time_cond_proj_dim") is not None
+        or scheduler_config.get("timestep_spacing") == "trailing"
+    )
+    return ModelFamily(
+        name=name,
+        prediction_type=str(scheduler_config.get("prediction_type", "epsilon")),
+        few_step=bool(few_step),
+    )

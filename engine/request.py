@@ -1,0 +1,220 @@
+"""The engine's typed contract: what a generation asks for and what it gives back.
+
+Imports only numpy and the standard library, so the add-on (and its UI) can use
+these names without paying for torch.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+MODES = ("TXT2IMG", "IMG2IMG")
+SCHEDULERS = (
+    "DPM_SOLVER_MULTISTEP",
+    "DPM_SOLVER_MULTISTEP_KARRAS",
+    "DDIM",
+    "EULER",
+    "EULER_ANCESTRAL",
+    "PNDM",
+    "LCM",
+    "UNIPC",
+)
+SEAMLESS_AXES = ("NONE", "X", "Y", "BOTH")
+DEVICES = ("AUTO", "CUDA", "MPS", "CPU")
+PRECISIONS = ("AUTO", "FP16", "BF16", "FP32")
+VAE_TILING = ("AUTO", "ON", "OFF")
+PROGRESS_STAGES = ("DOWNLOAD", "DENOISE")
+
+MIN_SIZE, MAX_SIZE = 64, 4096  # pixels, multiples of 8 (the VAE downsamples by 8)
+MAX_STEPS = 1000  # the schedulers are trained on 1000 timesteps
+MAX_GUIDANCE = 30.0
+MAX_SEED = 2**31 - 1  # Blender's IntProperty is int32
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
+def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}.")
+
+
+@dataclass
+class GenerationRequest:
+    """Everything one generation needs. ``validate()`` checks every field.
+
+    Args:
+        prompt: what to generate.
+        model: a Hugging Face repo id (``org/name``), a local diffusers folder
+            (with ``model_index.json``) or a single-file ``.safetensors`` checkpoint.
+        negative_prompt: what to steer away from ("" = the model's default).
+        mode: ``TXT2IMG`` or ``IMG2IMG``.
+        init_image: IMG2IMG input, float32 ``(height, width, 3|4)`` in 0..1,
+            display-referred sRGB, top row first; alpha is ignored.
+        strength: IMG2IMG denoising strength in (0, 1]; 1 ignores the input.
+        width, height: output size in pixels, multiples of 8 from 64 to 4096.
+        steps: denoising steps, 1..1000.
+        guidance_scale: classifier-free guidance in [0, 30]; <= 1 runs no
+            unconditional pass (few-step / turbo / LCM models).
+        scheduler: one of ``SCHEDULERS``.
+        seed: 0..2**31-1, or None for a random one (the result says which).
+        seamless: tileable output along ``X``, ``Y``, ``BOTH`` or ``NONE``.
+    """
+
+    prompt: str
+    model: str
+    negative_prompt: str = ""
+    mode: str = "TXT2IMG"
+    init_image: np.ndarray | None = field(default=None, repr=False)
+    strength: float = 0.6
+    width: int = 512
+    height: int = 512
+    steps: int = 25
+    guidance_scale: float = 7.5
+    scheduler: str = "DPM_SOLVER_MULTISTEP"
+    seed: int | None = None
+    seamless: str = "NONE"
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad field and what it accepts."""
+        for name in ("prompt", "negative_prompt"):
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"{name} must be a string; got {type(getattr(self, name)).__name__}.")
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise ValueError(
+                "model must be a Hugging Face repo id, a diffusers folder or a .safetensors file; got nothing."
+            )
+        _choice("mode", self.mode, MODES)
+        for name in ("width", "height"):
+            value = getattr(self, name)
+            if not _is_int(value) or not MIN_SIZE <= value <= MAX_SIZE or value % 8:
+                raise ValueError(f"{name} must be a multiple of 8 from {MIN_SIZE} to {MAX_SIZE} pixels; got {value!r}.")
+        if not _is_int(self.steps) or not 1 <= self.steps <= MAX_STEPS:
+            raise ValueError(f"steps must be an integer from 1 to {MAX_STEPS}; got {self.steps!r}.")
+        if (
+            not _is_real(self.guidance_scale)
+            or math.isnan(self.guidance_scale)
+            or not 0 <= self.guidance_scale <= MAX_GUIDANCE
+        ):
+            raise ValueError(
+                f"guidance_scale must be a number from 0 to {MAX_GUIDANCE:g}; got {self.guidance_scale!r}."
+            )
+        if not _is_real(self.strength) or math.isnan(self.strength) or not 0 < self.strength <= 1:
+            raise ValueError(f"strength must be a number in (0, 1] (above 0, at most 1); got {self.strength!r}.")
+        _choice("scheduler", self.scheduler, SCHEDULERS)
+        if self.seed is not None and (not _is_int(self.seed) or not 0 <= self.seed <= MAX_SEED):
+            raise ValueError(
+                f"seed must be an integer from 0 to {MAX_SEED}, or None for a random seed; got {self.seed!r}."
+            )
+        _choice("seamless", self.seamless, SEAMLESS_AXES)
+        if self.mode == "IMG2IMG":
+            if int(self.steps * self.strength) < 1:
+                raise ValueError(
+                    f"strength x steps must be at least 1 for IMG2IMG (it runs int(steps x strength) denoising "
+                    f"steps); got strength {self.strength!r} with {self.steps} steps."
+                )
+            self._validate_init_image()
+
+    def _validate_init_image(self) -> None:
+        image = self.init_image
+        expected = f"a float32 array of shape ({self.height}, {self.width}, 3 or 4) with values in 0..1"
+        if image is None:
+            raise ValueError(f"init_image is required for IMG2IMG: {expected}.")
+        if not isinstance(image, np.ndarray):
+            raise ValueError(f"init_image must be {expected}; got {type(image).__name__}.")
+        if image.dtype != np.float32:
+            raise ValueError(f"init_image must be {expected}; got dtype {image.dtype}.")
+        if image.ndim != 3 or image.shape[:2] != (self.height, self.width) or image.shape[2] not in (3, 4):
+            raise ValueError(f"init_image must be {expected}; got shape {image.shape}.")
+        rgb = image[..., :3]
+        if not np.isfinite(rgb).all():
+            raise ValueError(f"init_image must be {expected}; it contains NaN or infinite values.")
+        low, high = float(rgb.min()), float(rgb.max())
+        if low < 0.0 or high > 1.0:
+            raise ValueError(
+                f"init_image must be {expected} (display-referred, not scene-linear HDR); "
+                f"got values from {low:g} to {high:g}."
+            )
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """How the engine runs; changing any of these replaces the shared engine (see ``get_engine``).
+
+    Args:
+        device: ``AUTO`` (CUDA, else MPS, else CPU), ``CUDA``, ``MPS`` or ``CPU``.
+        precision: ``AUTO`` (CUDA: bf16 where supported else fp16; MPS: fp16; CPU: fp32),
+            ``FP16``, ``BF16`` or ``FP32``.
+        cache_dir: Hugging Face download cache folder (None = the hub's default).
+        offline: never touch the network; models must already be cached or local.
+        allow_pickle: load ``.ckpt/.bin/.pt/.pth`` weights (they can run arbitrary code).
+        attention_slicing: compute attention in slices (less memory, slower).
+        cpu_offload: keep only the running sub-model on the GPU (small GPUs; CUDA only).
+        vae_tiling: ``AUTO`` (on above 1024x1024 pixels), ``ON`` or ``OFF``.
+    """
+
+    device: str = "AUTO"
+    precision: str = "AUTO"
+    cache_dir: str | None = None
+    offline: bool = False
+    allow_pickle: bool = False
+    attention_slicing: bool = False
+    cpu_offload: bool = False
+    vae_tiling: str = "AUTO"
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first bad option and what it accepts."""
+        _choice("device", self.device, DEVICES)
+        _choice("precision", self.precision, PRECISIONS)
+        _choice("vae_tiling", self.vae_tiling, VAE_TILING)
+        if self.cache_dir is not None and not isinstance(self.cache_dir, str):
+            raise ValueError(f"cache_dir must be a folder path or None; got {type(self.cache_dir).__name__}.")
+
+
+@dataclass
+class ProgressEvent:
+    """One progress report.
+
+    ``stage == "DENOISE"``: ``step`` denoising steps of ``total`` are done (1-based)
+    and ``preview`` is a cheap float32 ``(h, w, 3)`` RGB approximation of the
+    current latents (latent resolution, top row first, 0..1).
+    ``stage == "DOWNLOAD"``: ``step`` bytes of ``total`` are downloaded; no preview.
+    """
+
+    step: int
+    total: int
+    preview: np.ndarray | None = field(default=None, repr=False)
+    stage: str = "DENOISE"
+
+
+@dataclass
+class GenerationResult:
+    """The image, the seed that made it and the full recipe to make it again.
+
+    ``image`` is float32 ``(height, width, 4)`` RGBA (alpha 1), top row first,
+    display-referred sRGB in 0..1. ``recipe`` is JSON-safe.
+    """
+
+    image: np.ndarray = field(repr=False)
+    seed: int
+    recipe: dict[str, Any]
+
+
+@dataclass
+class LoadedModelInfo:
+    """What is in memory: the resolved source, its family and where/how it runs."""
+
+    source: str
+    family: str
+    device: str
+    dtype: str

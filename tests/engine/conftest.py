@@ -1,0 +1,106 @@
+"""Fixtures for the engine tests (plain pytest, no bpy). Shared ones live in ../conftest.py."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+SD15_CONFIG_REPO = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # what diffusers infers for an SD-1.x checkpoint
+
+
+@pytest.fixture(autouse=True)
+def _quiet_library_warnings() -> Any:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _no_hub_offline_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests decide offline-ness themselves; a developer's HF_HUB_OFFLINE must not leak in."""
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+
+@pytest.fixture(scope="package", autouse=True)
+def _one_torch_thread() -> Any:
+    """Tiny models gain nothing from threads, and on a busy 2-core machine OpenMP threads
+    competing with other processes made every step 5-20x slower (measured). One thread keeps
+    the suite fast and its timing stable; the results are bit-identical run to run either way."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def engine(engine_api: Any) -> Any:
+    """One CPU engine shared by tests that do not count loads."""
+    eng = engine_api.Engine(engine_api.EngineOptions(device="CPU"))
+    yield eng
+    eng.free()
+
+
+@pytest.fixture
+def new_engine(engine_api: Any) -> Any:
+    """Factory for fresh engines (for load counting); all are freed at teardown."""
+    made: list[Any] = []
+
+    def make(**options: Any) -> Any:
+        options.setdefault("device", "CPU")
+        eng = engine_api.Engine(engine_api.EngineOptions(**options))
+        made.append(eng)
+        return eng
+
+    yield make
+    for eng in made:
+        eng.free()
+
+
+@pytest.fixture
+def make_request(engine_api: Any) -> Any:
+    """``make_request(model, **fields)``: a small, fast request (64x64, 3 steps, seed 7)."""
+
+    def make(model: Path | str, **fields: Any) -> Any:
+        values: dict[str, Any] = {"prompt": "red brick wall", "width": 64, "height": 64, "steps": 3, "seed": 7}
+        values.update(fields)
+        return engine_api.GenerationRequest(model=str(model), **values)
+
+    return make
+
+
+@pytest.fixture
+def pipeline_of() -> Any:
+    """``pipeline_of(engine, mode)``: the diffusers pipeline an engine ran ``mode`` with (reads a private attribute)."""
+
+    def get(engine: Any, mode: str = "TXT2IMG") -> Any:
+        return engine._model.pipelines[mode]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny_sd2_v_model(tmp_path_factory: pytest.TempPathFactory, tiny_models: Any) -> Path:
+    """An SD-2.x-like v-prediction pipeline folder."""
+    return tiny_models.build_tiny_sd(
+        tmp_path_factory.mktemp("models") / "tiny-sd2-v", prediction_type="v_prediction", sd2=True
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_single_file(tmp_path_factory: pytest.TempPathFactory, tiny_models: Any) -> Path:
+    """The tiny SD as one LDM-layout .safetensors (same weights as ``tiny_sd_model``); configs in ``<dir>/config``."""
+    return tiny_models.build_tiny_single_file(tmp_path_factory.mktemp("single-file"))
+
+
+@pytest.fixture(scope="session")
+def single_file_cache(tmp_path_factory: pytest.TempPathFactory, tiny_models: Any, tiny_single_file: Path) -> Path:
+    """An HF cache folder holding the tiny configs under the SD-1.5 repo id, as a one-time config download leaves it."""
+    cache = tmp_path_factory.mktemp("hf-cache-configs")
+    tiny_models.install_in_hf_cache(tiny_single_file.parent / "config", cache, SD15_CONFIG_REPO)
+    return cache
