@@ -22,6 +22,7 @@ import bpy
 import pytest
 
 from harness import ADDON_MODULE, REPO_ROOT
+from recording_layout import RecordingLayout
 
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 OPERATORS = (
@@ -370,52 +371,6 @@ def test_a_running_download_shows_progress_and_cancels(state, prefs, tmp_path):
 
 
 # -- the preferences draw (recorded against real RNA: a UILayout needs a window) ------------------------
-ICONS = set(bpy.types.UILayout.bl_rna.functions["prop"].parameters["icon"].enum_items.keys())
-
-
-class RecordingLayout:
-    def __init__(self, log):
-        self.log = log
-        self.use_property_split = False
-        self.use_property_decorate = True
-        self.scale_y = 1.0
-        self.active = True
-        self.enabled = True
-
-    def _child(self, *args, **kwargs):
-        return RecordingLayout(self.log)
-
-    column = row = box = split = grid_flow = _child
-
-    def prop(self, data, name, **kwargs):
-        assert name in data.bl_rna.properties, f"{data.bl_rna.identifier} has no property {name!r}"
-        self.log.append(("prop", name))
-
-    def label(self, text="", icon="NONE", **kwargs):
-        assert icon in ICONS, icon
-        self.log.append(("label", text, icon))
-
-    def operator(self, idname, text="", icon="NONE", **kwargs):
-        assert icon in ICONS, icon
-        category, name = idname.split(".")
-        rna = getattr(getattr(bpy.ops, category), name).get_rna_type()  # raises if not registered
-        self.log.append(("operator", idname))
-        return OperatorProperties(rna, self.log)
-
-    def progress(self, factor=0.0, type="BAR", text=""):
-        assert 0.0 <= factor <= 1.0
-        self.log.append(("progress", factor, text))
-
-
-class OperatorProperties:
-    def __init__(self, rna, log):
-        self.__dict__.update(rna=rna, log=log)
-
-    def __setattr__(self, name, value):
-        assert name in self.rna.properties, f"{self.rna.identifier} has no property {name!r}"
-        self.log.append(("set", name, value))
-
-
 class PreferencesForDraw:
     """The real preferences, with a recording ``layout`` (the RNA struct's own is read-only)."""
 

@@ -12,6 +12,7 @@ import bpy
 import pytest
 
 from harness import ADDON_MODULE
+from recording_layout import RecordingLayout
 
 PANELS = (
     "VIEW3D_PT_latent_textures",
@@ -20,42 +21,6 @@ PANELS = (
     "IMAGE_PT_latent_textures",
     "IMAGE_PT_latent_textures_sampling",
 )
-
-
-class RecordingLayout:
-    def __init__(self, log):
-        self.log = log
-        self.use_property_split = False
-        self.use_property_decorate = True
-        self.scale_y = 1.0
-        self.active = True
-        self.enabled = True
-
-    def _child(self, *args, **kwargs):
-        return RecordingLayout(self.log)
-
-    column = row = box = split = _child
-
-    def prop(self, data, name, **kwargs):
-        assert name in data.bl_rna.properties, f"{data.bl_rna.identifier} has no property {name!r}"
-        self.log.append(("prop", name))
-
-    def label(self, text="", icon="NONE", **kwargs):
-        self.log.append(("label", text, icon))
-
-    def operator(self, idname, **kwargs):
-        category, name = idname.split(".")
-        assert hasattr(getattr(bpy.ops, category), name), idname
-        getattr(getattr(bpy.ops, category), name).get_rna_type()  # raises if not registered
-        self.log.append(("operator", idname))
-
-    def template_ID(self, data, name, **kwargs):
-        assert data.bl_rna.properties[name].type == "POINTER"
-        self.log.append(("template_ID", name))
-
-    def progress(self, factor=0.0, type="BAR", text=""):
-        assert 0.0 <= factor <= 1.0
-        self.log.append(("progress", factor, text))
 
 
 def draw(panel_name):
