@@ -7,6 +7,7 @@ place and calls ``tick`` once. Both paths write the result through ``finish``.
 
 from __future__ import annotations
 
+import traceback
 from dataclasses import dataclass, field
 
 import bpy
@@ -132,7 +133,8 @@ class GenerationRun:
                                          self.plan.request.width, self.plan.request.height)
             changes.set(settings, "result_image", image)
             changes.set(settings, "seed", result.seed)
-        except Exception as error:
+        except Exception as error:  # anything half-written is undone; the console keeps the traceback
+            traceback.print_exc()
             changes.rollback()
             self.reports.append(("ERROR", f"Could not write the result: {error}"))
             return "CANCELLED"

@@ -442,3 +442,20 @@ def test_img2img_with_too_few_effective_steps_fails_before_any_render(tiny):
     finally:
         bpy.app.handlers.render_pre.remove(count_render)
     assert renders == []
+
+
+def test_failed_write_is_rolled_back(tiny):
+    """A target that vanished while the engine ran: the half-written result is removed again."""
+    run_module = module("bridge.run")
+    tiny.target = "PROJECT"
+    cube = active_cube()
+    bpy.ops.mesh.primitive_plane_add(location=(3, 0, 0))
+    cube.select_set(True)
+    run = run_module.GenerationRun(run_module.prepare(bpy.context))
+    run.run_here()
+    bpy.data.objects.remove(bpy.data.objects["Plane"])
+    before = datablock_counts()
+    assert run.tick(bpy.context) == "CANCELLED"
+    assert any(level == "ERROR" and "Could not write the result" in text for level, text in run.reports)
+    assert datablock_counts() == before
+    assert module("bridge.projection").PROJECTION_UV_NAME not in cube.data.uv_layers
