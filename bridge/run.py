@@ -7,6 +7,7 @@ place and calls ``tick`` once. Both paths write the result through ``finish``.
 
 from __future__ import annotations
 
+import importlib.util
 import traceback
 from dataclasses import dataclass, field
 
@@ -31,6 +32,7 @@ def prepare(context: bpy.types.Context) -> Plan:
     """Check the settings and targets, capture the img2img source. Raises ValueError with a clear message."""
     if current_job() is not None:
         raise ValueError("A generation is already running: wait for it or cancel it first")
+    check_engine_packages()
     settings = context.scene.latent_textures
     request = requests.request_from_settings(settings)
     requests.validate_settings(request)
@@ -43,6 +45,24 @@ def prepare(context: bpy.types.Context) -> Plan:
             raise ValueError(f"Could not capture the source image: {error}") from error
     request.validate()
     return plan
+
+
+def check_engine_packages() -> None:
+    """Fail with the fix, not a ModuleNotFoundError, when the engine's packages are not installed.
+
+    This is also the one place the installed packages join ``sys.path``: on the
+    main thread, right before the worker first imports the engine.
+    """
+    from ..dependencies.blender import activate_engine_packages
+    from ..dependencies.requirements import STATUS_PACKAGES
+
+    activate_engine_packages()
+    missing = [name for name in STATUS_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ValueError(
+            f"The engine's packages are not installed ({', '.join(missing)} missing): open Preferences > "
+            "Add-ons > Latent Textures and click Install Dependencies"
+        )
 
 
 def target_objects(context: bpy.types.Context, target: str) -> list[str]:
@@ -76,11 +96,6 @@ class GenerationRun:
     """A started generation: its job, its reports, and what it wrote."""
 
     def __init__(self, plan: Plan) -> None:
-        from ..dependencies.blender import activate_engine_packages
-
-        # The one place the installed engine packages join sys.path: on the
-        # main thread, right before the worker first imports the engine.
-        activate_engine_packages()
         self.plan = plan
         self.job = GenerationJob(plan.options, plan.request)
         self.reports: list[tuple[str, str]] = [("INFO", note) for note in plan.notes]

@@ -459,3 +459,10 @@ def test_failed_write_is_rolled_back(tiny):
     assert any(level == "ERROR" and "Could not write the result" in text for level, text in run.reports)
     assert datablock_counts() == before
     assert module("bridge.projection").PROJECTION_UV_NAME not in cube.data.uv_layers
+
+
+def test_missing_engine_packages_say_how_to_install_them(tiny, monkeypatch):
+    """Peers' first complaint: ModuleNotFoundError. Here: the fix, and nothing created."""
+    monkeypatch.setitem(sys.modules, "diffusers", None)  # what find_spec sees for an absent package
+    active_cube()
+    _assert_error_leaves_no_trace(r"diffusers missing\): open Preferences > Add-ons > Latent Textures")
