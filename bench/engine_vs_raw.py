@@ -1,9 +1,21 @@
-"""Engine overhead: ``Engine.generate`` vs calling the diffusers pipeline directly, in one process.
+"""Engine vs raw diffusers: ``Engine.generate`` vs calling the diffusers pipeline directly, in one process.
 
-Same model, settings, scheduler and seed; runs interleave (engine, raw, raw +
-channels_last, with the order rotated every round) after a warm-up, so machine
-noise hits all sides alike; medians are reported. The engine applies channels_last to the UNet and VAE on CPU,
-so "raw+CL" separates that layout choice from the engine's own bookkeeping.
+Same model, settings, scheduler, prompt and seed. The runs interleave (engine,
+raw, ... with the order rotated every round) after a warm-up, so machine noise
+hits all sides alike; medians and paired per-round ratios are reported.
+
+Contenders:
+
+* ``engine`` - ``Engine.generate`` with the default options (on the CPU that
+  includes channels_last for the UNet and VAE, and the cached text embeddings
+  of a repeated prompt);
+* ``raw`` - ``StableDiffusionPipeline.__call__`` as diffusers ships it;
+* ``raw+CL`` - raw with channels_last applied by hand: separates that layout
+  choice from the engine's own bookkeeping (their images are bit-identical);
+* ``engine BF16`` - the engine with ``precision="BF16"`` (where the CPU runs
+  bf16 natively; otherwise the row is skipped, not faked).
+
+Used by ``bench/run.py`` (section 1) and on its own:
 
     python bench/engine_vs_raw.py [--model DIR] [--size 64] [--steps 4] [--runs 15] [--threads N] [--json]
 
@@ -13,36 +25,160 @@ Without ``--model`` the tiny SD from tools/tiny_models.py is built in a temp dir
 from __future__ import annotations
 
 import argparse
-import importlib.machinery
-import importlib.util
 import json
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ as a script folder
+
+import timing
+
+PROMPT = "red brick wall, seamless texture"
+CONTENDERS = ("engine", "raw", "raw+CL", "engine BF16")
 
 
-def _import_engine() -> Any:
-    """The repo root as package ``latent_textures`` without running its bpy-importing __init__."""
-    if "latent_textures" not in sys.modules:
-        spec = importlib.machinery.ModuleSpec("latent_textures", None, is_package=True)
-        spec.submodule_search_locations = [str(REPO_ROOT)]
-        package = importlib.util.module_from_spec(spec)
-        package.__path__ = [str(REPO_ROOT)]
-        sys.modules["latent_textures"] = package
-    return importlib.import_module("latent_textures.engine")
+class Subjects:
+    """The engine(s) and raw pipeline(s) on one model, loaded once, reusable across sizes."""
+
+    def __init__(self, model: Path, contenders: tuple[str, ...] = CONTENDERS) -> None:
+        import torch
+        from diffusers import StableDiffusionPipeline
+
+        engine_api = timing.import_engine()
+        self.model = model
+        self.engine_api = engine_api
+        self.skipped: dict[str, str] = {}
+        self.engines: dict[str, Any] = {}
+        self.raw: dict[str, Any] = {}
+        self.clocks: dict[str, timing.StepClock] = {}
+        for name in contenders:
+            if name == "engine BF16" and not timing.bf16_native():
+                self.skipped[name] = "this CPU has no native bf16 (AVX512-BF16/AMX)"
+                continue
+            if name.startswith("engine"):
+                precision = "BF16" if name.endswith("BF16") else "AUTO"
+                self.engines[name] = engine_api.Engine(engine_api.EngineOptions(device="CPU", precision=precision))
+            else:
+                pipe = StableDiffusionPipeline.from_pretrained(
+                    model, local_files_only=True, safety_checker=None, requires_safety_checker=False
+                )
+                pipe.set_progress_bar_config(disable=True)
+                if name == "raw+CL":
+                    pipe.unet.to(memory_format=torch.channels_last)
+                    pipe.vae.to(memory_format=torch.channels_last)
+                self.raw[name] = pipe
+                self.clocks[name] = clock = timing.StepClock()
+                clock.attach(pipe)
+
+    def request(self, size: int, steps: int, guidance: float) -> Any:
+        return self.engine_api.GenerationRequest(
+            prompt=PROMPT,
+            model=str(self.model),
+            width=size,
+            height=size,
+            steps=steps,
+            guidance_scale=guidance,
+            scheduler="DPM_SOLVER_MULTISTEP",
+            seed=0,
+        )
+
+    def run_engine(self, name: str, request: Any) -> Any:
+        engine = self.engines[name]
+        clock = self.clocks.setdefault(name, timing.StepClock())
+        clock.start()
+        image = engine.generate(request).image[..., :3]
+        if engine._model is not None:  # the bench attaches its clock to the loaded pipeline
+            for pipe in engine._model.pipelines.values():
+                clock.attach(pipe)
+        return image
+
+    def run_raw(self, name: str, request: Any) -> Any:
+        import torch
+        from diffusers import DPMSolverMultistepScheduler
+
+        pipe = self.raw[name]
+        self.clocks[name].start()
+        # What the engine does per run, by hand: a fresh scheduler and a CPU generator.
+        pipe.scheduler = DPMSolverMultistepScheduler.from_config(
+            pipe.scheduler.config, algorithm_type="dpmsolver++", solver_order=2, use_karras_sigmas=False
+        )
+        return pipe(
+            request.prompt,
+            num_inference_steps=request.steps,
+            guidance_scale=request.guidance_scale,
+            height=request.height,
+            width=request.width,
+            generator=torch.Generator("cpu").manual_seed(request.seed),
+            output_type="np",
+        ).images[0]
+
+    def contenders(self, request: Any) -> dict[str, Any]:
+        runs: dict[str, Any] = {}
+        for name in self.engines:
+            runs[name] = lambda name=name: self.run_engine(name, request)
+        for name in self.raw:
+            runs[name] = lambda name=name: self.run_raw(name, request)
+        return runs
+
+    def module(self, name: str, component: str) -> Any:
+        """The ``unet``/``vae`` a contender runs (the roofline section reuses them), or None."""
+        if name in self.raw:
+            return getattr(self.raw[name], component)
+        engine = self.engines.get(name)
+        model = None if engine is None else engine._model
+        return None if model is None else getattr(model.pipelines["TXT2IMG"], component)
+
+    def free(self) -> None:
+        for engine in self.engines.values():
+            engine.free()
+        self.engines.clear()
+        self.raw.clear()
 
 
-def _tiny_model(folder: Path) -> Path:
-    spec = importlib.util.spec_from_file_location("tiny_models", REPO_ROOT / "tools" / "tiny_models.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.build_tiny_sd(folder / "tiny-sd")
+def measure(
+    subjects: Subjects, *, size: int, steps: int, runs: int, warmup: int = 1, guidance: float = 7.5
+) -> dict[str, Any]:
+    """One size: interleaved runs of every contender; medians, paired ratios and how far the images differ."""
+    import numpy as np
+
+    request = subjects.request(size, steps, guidance)
+    contenders = subjects.contenders(request)
+    outputs = {name: run() for name, run in contenders.items()}  # also the first warm-up
+    samples = timing.interleave(contenders, runs=runs, warmup=max(warmup - 1, 0))
+    report: dict[str, Any] = {
+        "size": size,
+        "steps": steps,
+        "guidance_scale": guidance,
+        "runs": runs,
+        "median_s": {name: round(s.median, 4) for name, s in samples.items()},
+        "samples": {name: s.summary() for name, s in samples.items()},
+        "skipped": dict(subjects.skipped),
+        "before_first_step_beyond_text_encoder_ms": {},
+        "text_encoder_ms": {},
+    }
+    for name in samples:  # the clocks hold the last run of each contender
+        clock = subjects.clocks.get(name)
+        before = clock.before_first_step() if clock is not None else None
+        if before is not None:
+            report["before_first_step_beyond_text_encoder_ms"][name] = round(before * 1000, 2)
+            report["text_encoder_ms"][name] = round(clock.text_encoder * 1000, 2)
+    ratios: dict[str, float] = {}
+    for name in samples:
+        if name != "raw" and "raw" in samples:
+            ratios[f"{name} / raw"] = round(timing.paired_ratio(samples, name, "raw"), 3)
+    if "engine" in samples and "raw+CL" in samples:
+        ratios["engine / raw+CL"] = round(timing.paired_ratio(samples, "engine", "raw+CL"), 3)
+    report["ratios"] = ratios
+    reference = outputs.get("raw")
+    if reference is not None:
+        report["max_abs_diff_vs_raw"] = {
+            name: float(np.abs(image - reference).max()) for name, image in outputs.items() if name != "raw"
+        }
+    if "engine" in outputs and "raw+CL" in outputs:
+        report["engine_equals_raw_channels_last"] = bool(np.array_equal(outputs["engine"], outputs["raw+CL"]))
+    return report
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,102 +189,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--contenders", default=",".join(CONTENDERS), help="comma-separated subset")
     parser.add_argument("--json", action="store_true", help="print one JSON object only")
     args = parser.parse_args(argv)
 
-    import numpy as np
     import torch
-    from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    engine_api = _import_engine()
-    scratch = tempfile.TemporaryDirectory()
-    model = Path(args.model) if args.model else _tiny_model(Path(scratch.name))
-
-    engine = engine_api.Engine(engine_api.EngineOptions(device="CPU"))
-    request = engine_api.GenerationRequest(
-        prompt="red brick wall, seamless texture",
-        model=str(model),
-        width=args.size,
-        height=args.size,
-        steps=args.steps,
-        guidance_scale=7.5,
-        scheduler="DPM_SOLVER_MULTISTEP",
-        seed=0,
-    )
-
-    def raw_pipeline(channels_last: bool) -> Any:
-        pipe = StableDiffusionPipeline.from_pretrained(
-            model, local_files_only=True, safety_checker=None, requires_safety_checker=False
-        )
-        pipe.set_progress_bar_config(disable=True)
-        if channels_last:
-            pipe.unet.to(memory_format=torch.channels_last)
-            pipe.vae.to(memory_format=torch.channels_last)
-        return pipe
-
-    raw, raw_cl = raw_pipeline(False), raw_pipeline(True)
-
-    def run_raw(pipe: Any) -> np.ndarray:
-        # What the engine does per run, by hand: a fresh scheduler and a CPU generator.
-        pipe.scheduler = DPMSolverMultistepScheduler.from_config(
-            pipe.scheduler.config, algorithm_type="dpmsolver++", solver_order=2, use_karras_sigmas=False
-        )
-        return pipe(
-            request.prompt,
-            num_inference_steps=args.steps,
-            guidance_scale=7.5,
-            height=args.size,
-            width=args.size,
-            generator=torch.Generator("cpu").manual_seed(0),
-            output_type="np",
-        ).images[0]
-
-    contenders = {
-        "engine": lambda: engine.generate(request).image[..., :3],
-        "raw": lambda: run_raw(raw),
-        "raw+CL": lambda: run_raw(raw_cl),
-    }
-    outputs = {name: run() for name, run in contenders.items()}
-    for _ in range(args.warmup - 1):
-        for run in contenders.values():
-            run()
-    times: dict[str, list[float]] = {name: [] for name in contenders}
-    names = list(contenders)
-    for round_ in range(args.runs):
-        for name in names[round_ % 3 :] + names[: round_ % 3]:  # rotate who goes first
-            start = time.perf_counter()
-            contenders[name]()
-            times[name].append(time.perf_counter() - start)
-
-    median = {name: statistics.median(values) for name, values in times.items()}
-    report = {
-        "model": "tiny-sd (tools/tiny_models.py)" if not args.model else str(model),
-        "size": args.size,
-        "steps": args.steps,
-        "runs": args.runs,
-        "torch_threads": torch.get_num_threads(),
-        "median_s": {k: round(v, 4) for k, v in median.items()},
-        "ratio_engine_vs_raw": round(median["engine"] / median["raw"], 3),
-        "ratio_engine_vs_raw_channels_last": round(median["engine"] / median["raw+CL"], 3),
-        "max_abs_diff_engine_vs_raw": float(np.abs(outputs["engine"] - outputs["raw"]).max()),
-        "engine_equals_raw_channels_last": bool(np.array_equal(outputs["engine"], outputs["raw+CL"])),
-    }
+    with tempfile.TemporaryDirectory() as scratch:
+        model = Path(args.model) if args.model else timing.import_tiny_models().build_tiny_sd(Path(scratch) / "tiny")
+        subjects = Subjects(model, tuple(args.contenders.split(",")))
+        report = measure(subjects, size=args.size, steps=args.steps, runs=args.runs, warmup=args.warmup)
+        subjects.free()
+    report["model"] = str(args.model) if args.model else "tiny-sd (tools/tiny_models.py)"
+    report["torch_threads"] = torch.get_num_threads()
     if args.json:
         print(json.dumps(report))
-    else:
-        print(
-            f"{report['model']}  {args.size}x{args.size}  {args.steps} steps  {args.runs} runs  "
-            f"{report['torch_threads']} torch threads"
-        )
-        for name, value in median.items():
-            print(f"  {name:8s} median {value * 1000:8.1f} ms")
-        print(f"  engine / raw          = {report['ratio_engine_vs_raw']:.3f}")
-        print(f"  engine / raw+CL       = {report['ratio_engine_vs_raw_channels_last']:.3f}")
-        print(f"  max |engine - raw|    = {report['max_abs_diff_engine_vs_raw']:.2e}")
+        return 0
+    print(f"{report['model']}  {args.size}x{args.size}  {args.steps} steps  {args.runs} runs  "
+          f"{report['torch_threads']} torch threads")
+    for name, value in report["median_s"].items():
+        print(f"  {name:12s} median {value * 1000:9.1f} ms")
+    for name, why in report["skipped"].items():
+        print(f"  {name:12s} skipped: {why}")
+    for name, value in report["ratios"].items():
+        print(f"  {name:22s} = {value:.3f}")
+    for name, value in report.get("max_abs_diff_vs_raw", {}).items():
+        print(f"  max |{name} - raw| = {value:.2e}")
+    if "engine_equals_raw_channels_last" in report:
         print(f"  engine == raw+CL bits : {report['engine_equals_raw_channels_last']}")
-    scratch.cleanup()
     return 0
 
 

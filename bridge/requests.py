@@ -59,4 +59,5 @@ def options_from_preferences(context: bpy.types.Context) -> EngineOptions:
         allow_pickle=prefs.allow_pickle,
         attention_slicing=prefs.attention_slicing,
         cpu_offload=prefs.cpu_offload,
+        torch_compile=prefs.torch_compile,
     )

@@ -28,6 +28,8 @@ SEAMLESS_AXES = ("NONE", "X", "Y", "BOTH")
 DEVICES = ("AUTO", "CUDA", "MPS", "CPU")
 PRECISIONS = ("AUTO", "FP16", "BF16", "FP32")
 VAE_TILING = ("AUTO", "ON", "OFF")
+CHANNELS_LAST = ("AUTO", "ON", "OFF")
+VAE_PRECISIONS = ("AUTO", "FP32")
 PROGRESS_STAGES = ("DOWNLOAD", "DENOISE")
 
 MIN_SIZE, MAX_SIZE = 64, 4096  # pixels, multiples of 8 (the VAE downsamples by 8)
@@ -160,7 +162,16 @@ class EngineOptions:
         allow_pickle: load ``.ckpt/.bin/.pt/.pth`` weights (they can run arbitrary code).
         attention_slicing: compute attention in slices (less memory, slower).
         cpu_offload: keep only the running sub-model on the GPU (small GPUs; CUDA only).
-        vae_tiling: ``AUTO`` (on above 1024x1024 pixels), ``ON`` or ``OFF``.
+        vae_tiling: ``AUTO`` (on only when the decode would not fit in memory, see
+            ``Engine.needs_vae_tiling``), ``ON`` or ``OFF``.
+        channels_last: the UNet and VAE in the channels-last memory layout. ``AUTO``: on the
+            CPU (measured faster there for the VAE, see bench/), off on GPUs (not measured);
+            ``ON`` or ``OFF`` force it.
+        torch_compile: compile the UNet with ``torch.compile`` (opt-in: the first generation
+            at each new size pays the compile time, reported in ``GenerationResult.timings``).
+        vae_precision: ``AUTO`` decodes in the engine's precision and, when a half-precision
+            decode overflows (NaN/inf), decodes again in fp32 and keeps doing so for that
+            model; ``FP32`` always decodes in fp32.
     """
 
     device: str = "AUTO"
@@ -171,12 +182,19 @@ class EngineOptions:
     attention_slicing: bool = False
     cpu_offload: bool = False
     vae_tiling: str = "AUTO"
+    channels_last: str = "AUTO"
+    torch_compile: bool = False
+    vae_precision: str = "AUTO"
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad option and what it accepts."""
         _choice("device", self.device, DEVICES)
         _choice("precision", self.precision, PRECISIONS)
         _choice("vae_tiling", self.vae_tiling, VAE_TILING)
+        _choice("channels_last", self.channels_last, CHANNELS_LAST)
+        _choice("vae_precision", self.vae_precision, VAE_PRECISIONS)
+        if not isinstance(self.torch_compile, bool):
+            raise ValueError(f"torch_compile must be True or False; got {self.torch_compile!r}.")
         if self.cache_dir is not None and not isinstance(self.cache_dir, str):
             raise ValueError(f"cache_dir must be a folder path or None; got {type(self.cache_dir).__name__}.")
 
@@ -203,11 +221,18 @@ class GenerationResult:
 
     ``image`` is float32 ``(height, width, 4)`` RGBA (alpha 1), top row first,
     display-referred sRGB in 0..1. ``recipe`` is JSON-safe.
+
+    ``timings`` (seconds) says where the time went: ``load`` (0 when the model was
+    in memory), ``encode_prompt`` (0 when the prompt's embeddings were cached),
+    ``before_first_step`` (the rest of the set-up before the first UNet call),
+    ``first_step`` (includes compiling with ``torch_compile``), ``denoise`` (all
+    steps), ``decode`` (VAE) and ``total``.
     """
 
     image: np.ndarray = field(repr=False)
     seed: int
     recipe: dict[str, Any]
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass

@@ -87,6 +87,9 @@ def test_running_job_shows_progress_and_cancel():
 
 
 def test_model_panel_without_a_loaded_model():
+    engine = __import__(f"{ADDON_MODULE}.engine", fromlist=["_"]).loaded_engine()
+    if engine is not None:  # an earlier test generated: free it, as the Free Model button does
+        engine.free()
     log = draw("VIEW3D_PT_latent_textures_model")
     assert ("prop", "model") in log
     assert any(e[0] == "label" and "No model loaded" in e[1] for e in log)

@@ -1,0 +1,298 @@
+"""results.json -> the headline figures and bench/results.md (markdown tables)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _case_label(case: dict[str, Any]) -> str:
+    model = "SD-1.5-sized" if case["model"].startswith("SD-1.5") else "tiny"
+    return f"{model} {case['size']}x{case['size']}, {case['steps']} steps"
+
+
+def _ms(seconds: float | None, digits: int = 1) -> str:
+    return "–" if seconds is None else f"{seconds * 1000:.{digits}f} ms"
+
+
+def _s(seconds: float | None, digits: int = 2) -> str:
+    return "–" if seconds is None else f"{seconds:.{digits}f} s"
+
+
+def _gb(value: float | None) -> str:
+    return "–" if value is None else f"{value:.2f} GB"
+
+
+def _mb(value: float | None) -> str:
+    return "–" if value is None else f"{value:,.0f} MB"
+
+
+def summary(results: dict[str, Any]) -> dict[str, Any]:
+    """The figures a reader wants first."""
+    sections = results["sections"]
+    out: dict[str, Any] = {}
+    engine = sections.get("engine")
+    if engine:
+        out["engine_time_over_raw"] = {_case_label(c): c["ratios"].get("engine / raw") for c in engine["cases"]}
+        bf16 = {_case_label(c): c["ratios"]["engine BF16 / raw"] for c in engine["cases"] if "engine BF16 / raw" in c["ratios"]}
+        if bf16:
+            out["engine_bf16_time_over_raw"] = bf16
+    roof = sections.get("roofline")
+    if roof:
+        out["unet_step_gflop"] = roof["flops"]["gflop"]
+        out["sgemm_gflops"] = roof["sgemm"]["gflops"]
+        speedups = roof["speedup_vs_nchw"]
+        out["cpu_unet_speedup_channels_last"] = speedups.get("channels_last fp32")
+        if "channels_last bf16" in speedups:
+            out["cpu_unet_speedup_bf16"] = speedups["channels_last bf16"]
+        out["unet_gflops"] = {name: v["gflops"] for name, v in roof["variants"].items()}
+        out["unet_share_of_matmul_limit"] = roof["share_of_matmul_limit"]
+    blender = sections.get("blender")
+    if blender:
+        warm, cold = blender["warm"], blender["cold"]
+        out["enable_addon_ms"] = round(blender["enable_cold_s"]["median"] * 1000, 1)
+        out["warm_generate_addon_overhead_ms"] = round(warm["addon_overhead_s"] * 1000, 2)
+        out["warm_before_first_step_beyond_text_encoder_ms"] = round(
+            warm["before_first_step_beyond_text_encoder_s"] * 1000, 2
+        )
+        out["cold_generate_s"] = round(cold["total_s"], 2)
+        out["cold_addon_overhead_ms"] = round(cold["addon_overhead_s"] * 1000, 1)
+        if "memory_sd15" in blender:
+            out["sd15_generate_peak_rss_mb"] = round(blender["memory_sd15"]["peak_rss_mb"])
+            out["sd15_rss_after_free_mb"] = round(blender["memory_sd15"]["rss_after_free_mb"])
+    gpu = sections.get("gpu")
+    if gpu:
+        out["gpu"] = gpu.get("skipped") or {
+            label: {name: c.get("its") for name, c in model["contenders"].items()}
+            for label, model in gpu["models"].items()
+        }
+    return out
+
+
+def render_summary(results: dict[str, Any]) -> str:
+    lines = [f"Latent Textures benchmark ({results['runtime_s']} s)"]
+    for key, value in results["summary"].items():
+        lines.append(f"  {key}: {value}")
+    return "\n".join(lines)
+
+
+def _engine(section: dict[str, Any]) -> list[str]:
+    names = ["engine", "raw", "raw+CL", "engine BF16"]
+    lines = [
+        "## 1. Engine vs raw diffusers (wall time per image, CPU)",
+        "",
+        ("Same model, settings, prompt and seed; runs interleaved, medians; ratios are paired per round "
+        "(< 1: the engine is faster). `raw+CL` is raw diffusers with channels_last applied by hand; "
+        "`engine BF16` is the engine with precision BF16."),
+        "",
+        "| case | " + " | ".join(names) + " | engine / raw | engine BF16 / raw | engine == raw+CL | CPU share |",
+        "|---|" + "---:|" * len(names) + "---:|---:|---|---:|",
+    ]
+    for case in section["cases"]:
+        cells = []
+        for name in names:
+            value = case["median_s"].get(name)
+            cells.append("–" if value is None else (_ms(value) if value < 1 else _s(value)))
+        equal = case.get("engine_equals_raw_channels_last")
+        shares = [s["cpu_share"] for s in case["samples"].values() if s.get("cpu_share") is not None]
+        lines.append(
+            f"| {_case_label(case)} | " + " | ".join(cells)
+            + f" | **{case['ratios'].get('engine / raw', '–')}** | {case['ratios'].get('engine BF16 / raw', '–')}"
+            + f" | {'bit-identical' if equal else ('–' if equal is None else 'differs')}"
+            + f" | {min(shares):.2f} |"
+        )
+    lines.append("")
+    for case in section["cases"]:
+        diffs = case.get("max_abs_diff_vs_raw", {})
+        if diffs:
+            text = ", ".join(f"{name} {value:.1e}" for name, value in diffs.items())
+            lines.append(f"- {_case_label(case)}: max |image − raw| (0..1): {text}.")
+        pre = case.get("before_first_step_beyond_text_encoder_ms", {})
+        if pre:
+            text = ", ".join(f"{name} {value:.1f} ms" for name, value in pre.items())
+            lines.append(f"  Set-up before the first UNet call, beyond the text encoder: {text}.")
+        for name, why in case.get("skipped", {}).items():
+            lines.append(f"  {name}: skipped ({why}).")
+    if section.get("note"):
+        lines.append(f"- {section['note']}")
+    return lines + [""]
+
+
+def _roofline(section: dict[str, Any]) -> list[str]:
+    flops = section["flops"]
+    by_op = ", ".join(f"{op} {value}" for op, value in flops["gflop_by_op"].items())
+    sgemm = section["sgemm"]
+    bf16 = section.get("bf16_gemm")
+    lines = [
+        "## 2. UNet step roofline (CPU)",
+        "",
+        (f"{section['model']}, {section['size']}x{section['size']} with CFG (batch {section['batch']}): "
+        f"**{flops['gflop']} GFLOP per step** ({by_op} GFLOP; counted on the meta device — on the CPU "
+        "torch's counter misses the fused SDPA attention)."),
+        f"Practical limit, 4096² matmul in the same process: **fp32 {sgemm['gflops']} GFLOP/s** "
+        f"(best {sgemm['gflops_best']})"
+        + (f", bf16 {bf16['gflops']} GFLOP/s (best {bf16['gflops_best']})." if bf16 else
+           "; no native bf16 on this CPU."),
+        "",
+        "| variant | s / step (median) | min | GFLOP/s | share of matmul limit | speed-up vs NCHW | CPU share |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, v in section["variants"].items():
+        speedup = section["speedup_vs_nchw"].get(name, 1.0)
+        share = section["share_of_matmul_limit"].get(name)
+        lines.append(
+            f"| {name} | {v['median']:.3f} | {v['min']:.3f} | {v['gflops']} | "
+            f"{'–' if share is None else f'{share:.0%}'} | **{speedup:.2f}×** | {v['cpu_share']} |"
+        )
+    vae = section.get("vae_decode")
+    if vae:
+        lines += [
+            "",
+            f"VAE decode at {vae['size']}x{vae['size']} (the engine converts the VAE too):",
+            "",
+            "| variant | s (median) | min | speed-up vs NCHW | CPU share |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for name, v in vae["variants"].items():
+            speedup = vae["speedup_vs_nchw"].get(name, 1.0)
+            lines.append(f"| {name} | {v['median']:.3f} | {v['min']:.3f} | **{speedup:.2f}×** | {v['cpu_share']} |")
+    lines.append("")
+    diffs = ", ".join(f"{k} {v:.1e}" for k, v in section["max_abs_diff_vs_nchw"].items())
+    lines.append(f"- One step's output vs NCHW fp32 (max |diff|, output up to {section['output_max_abs']:.2f}): {diffs}.")
+    for name, why in section.get("skipped", {}).items():
+        lines.append(f"- {name}: skipped ({why}).")
+    if "compile_s" in section:
+        lines.append(f"- torch.compile (inductor): {section['compile_s']} s to compile.")
+    return lines + [""]
+
+
+def _blender(section: dict[str, Any]) -> list[str]:
+    cold, warm = section["cold"], section["warm"]
+    enable = section["enable_cold_s"]
+    lines = [
+        "## 3. Blender path (bpy in its own process; tiny model, 64x64, 2 steps, target Material)",
+        "",
+        "| | cold (first Generate) | warm (median) |",
+        "|---|---:|---:|",
+        f"| `generate()` to texture in material | {_s(cold['total_s'])} | {_ms(warm['total_s'])} |",
+        f"| importing torch/diffusers (first `get_engine`) | {_s(cold['imports_s'])} | – |",
+        f"| loading the model | {_s(cold['load_s'])} | {_ms(warm['load_s'], 2)} |",
+        f"| engine `generate` (incl. load) | {_s(cold['engine_s'])} | {_ms(warm['engine_s'])} |",
+        f"| text encoder | {_ms(cold['text_encoder_s'])} | {_ms(warm['text_encoder_s'], 2)} |",
+        (f"| **add-on overhead** (total − imports − engine) | {_ms(cold['addon_overhead_s'])} | "
+        f"**{_ms(warm['addon_overhead_s'], 2)}** |"),
+        (f"| **before the first denoising step, beyond the text encoder** | "
+        f"{_ms(cold['before_first_step_beyond_text_encoder_s'])} | "
+        f"**{_ms(warm['before_first_step_beyond_text_encoder_s'], 2)}** |"),
+        (f"| … of which inside the engine | {_ms(cold['engine_before_first_step_beyond_text_encoder_s'])} | "
+        f"{_ms(warm['engine_before_first_step_beyond_text_encoder_s'], 2)} |"),
+        "",
+        (f"Enabling the add-on (cold, a fresh process each, median of {len(enable['samples'])}): "
+        f"**{enable['median'] * 1000:.1f} ms**; `import bpy`: {section['import_bpy_s']} s."),
+        "",
+        "Pixel bridge (`bridge/pixels.py`), median ms:",
+        "",
+        "| | 1024² byte | 1024² float | 2048² byte | 2048² float |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    px = section["pixels"]
+    for op in ("write", "read"):
+        cells = [f"{px[f'{op}_{kind}_{size}_ms']['median']:.1f}" for size in (1024, 2048) for kind in ("byte", "float")]
+        lines.append(f"| {op}_pixels | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        (f"Writing a result image (new image + pixels + `pack()`): 512² {px['result_image_512_ms']['median']:.0f} ms, "
+        f"1024² {px['result_image_1024_ms']['median']:.0f} ms."),
+        "",
+    ]
+    return lines
+
+
+def _memory(section: dict[str, Any]) -> list[str]:
+    tiny = section["memory_tiny"]
+    lines = [
+        "## 4. Memory (RSS of the bpy process)",
+        "",
+        "| | RSS |",
+        "|---|---:|",
+        f"| after `import bpy` | {_mb(section['rss_after_import_bpy_mb'])} |",
+        f"| after enabling the add-on | {_mb(section['rss_after_enable_mb'])} |",
+        f"| peak of the first Generate (tiny model: imports torch/diffusers) | {_mb(tiny['peak_rss_cold_generate_mb'])} |",
+        f"| after `free_model` (tiny) | {_mb(tiny['rss_after_free_mb'])} |",
+    ]
+    sd = section.get("memory_sd15")
+    if sd:
+        lines += [
+            f"| before loading the SD-1.5-sized model | {_mb(sd['rss_before_mb'])} |",
+            f"| **peak of a generate** (SD-1.5-sized, 256², 1 step, load included) | **{_mb(sd['peak_rss_mb'])}** |",
+            (f"| model loaded, after the generate | {_mb(sd['rss_loaded_mb'])} (anonymous {_mb(sd.get('rss_loaded_anon_mb'))}, "
+            f"file-backed {_mb(sd.get('rss_loaded_file_mb'))}) |"),
+            f"| **after `free_model`** ({_s(sd.get('free_model_s'))}) | **{_mb(sd['rss_after_free_mb'])}** |",
+        ]
+        lines += [
+            "",
+            ("File-backed RSS is the safetensors file mapped into the process (diffusers loads weights by mmap): "
+            "page cache the kernel can drop under memory pressure, but it shows in a task manager."),
+        ]
+    return lines + [""]
+
+
+def _gpu(section: dict[str, Any]) -> list[str]:
+    lines = ["## 5. GPU (CUDA)", ""]
+    if "skipped" in section:
+        return lines + [f"Skipped: {section['skipped']}. Nothing here is estimated.", ""]
+    if section.get("dry_run"):
+        lines.append("**Dry run on the CPU with the tiny model: checks the code, the figures mean nothing.**")
+        lines.append("")
+    lines.append(f"{section['device']}, {section['dtype']}.")
+    for label, model in section["models"].items():
+        lines += [
+            "",
+            f"### {label}, {model['size']}x{model['size']}, {model['steps']} steps",
+            "",
+            "| contender | it/s | s / image | time vs raw | peak GPU memory (raw loaded too) | notes |",
+            "|---|---:|---:|---:|---:|---|",
+        ]
+        for name, c in model["contenders"].items():
+            if "error" in c:
+                lines.append(f"| {name} | – | – | – | – | failed: {c['error']} |")
+                continue
+            notes = []
+            if "compile_s" in c:
+                notes.append(f"compile {c['compile_s']} s")
+            lines.append(
+                f"| {name} | {c.get('its') or '–'} | {c['seconds_per_image']} | {c['time_vs_raw']} | "
+                f"{_gb(c.get('peak_memory_gb'))} | {', '.join(notes)} |"
+            )
+    return lines + [""]
+
+
+def render(results: dict[str, Any]) -> str:
+    m = results["machine"]
+    versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
+    lines = [
+        "# Latent Textures benchmark",
+        "",
+        f"{results['date']} · `{results['command'].strip()}` · {results['runtime_s']} s"
+        + (" · **--quick (smoke run)**" if results["quick"] else ""),
+        "",
+        (f"Machine: {m['cpu']}, {m['cores']} cores, {m.get('memory_gb')} GB, {m['os']}; torch threads "
+        f"{m.get('torch_threads')}, CPU capability {m.get('cpu_capability')}, native bf16: "
+        f"{'yes (' + ', '.join(m['bf16_flags']) + ')' if m.get('bf16_native') else 'no'}; "
+        f"CUDA: {m.get('cuda') or 'none'}."),
+        f"Python {m['python']}, {versions}.",
+        (f"Load average at start {results['load_average_start']}, at end {results['load_average_end']} "
+        "(\"CPU share\" below: CPU time / (wall time × threads) of the measured runs; < 1 means other "
+        "processes had the cores part of the time)."),
+        "",
+    ]
+    sections = results["sections"]
+    if "engine" in sections:
+        lines += _engine(sections["engine"])
+    if "roofline" in sections:
+        lines += _roofline(sections["roofline"])
+    if "blender" in sections:
+        lines += _blender(sections["blender"])
+        lines += _memory(sections["blender"])
+    if "gpu" in sections:
+        lines += _gpu(sections["gpu"])
+    return "\n".join(lines).rstrip() + "\n"

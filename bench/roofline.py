@@ -1,0 +1,223 @@
+"""Section 2 of the benchmark: one UNet step of the SD-1.5-sized model against the machine's limit.
+
+* FLOPs per step: ``torch.utils.flop_counter`` over one forward at 256x256 with CFG
+  (batch 2, 32x32 latents, 77 text tokens), run on the ``meta`` device: shapes only,
+  instant, and it counts the attention matmuls, which the counter misses on the CPU
+  (there SDPA runs as one fused kernel the counter has no formula for: 17 of 360 GFLOP).
+* The practical limit: a 4096x4096 sgemm (fp32 matmul) on the same machine, in the
+  same process; and the bf16 matmul where the CPU has native bf16.
+* Step time and achieved GFLOP/s per variant, interleaved round by round:
+  ``NCHW fp32`` (diffusers' default), ``channels_last fp32`` (the engine's CPU default),
+  the latter with one torch thread, and with classic attention instead of SDPA;
+  ``channels_last bf16`` (``precision="BF16"``, native bf16 only); ``compiled``
+  (``torch.compile``, only with ``--compile``: minutes to compile).
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import time
+from typing import Any
+
+import timing
+
+SIZE = 256  # pixels; the latents are SIZE / 8
+TOKENS = 77
+
+
+def unet_flops(unet_config: dict[str, Any], size: int = SIZE, batch: int = 2) -> dict[str, Any]:
+    """FLOPs of one UNet forward, counted on the meta device (no memory, no time)."""
+    import torch
+    from diffusers import UNet2DConditionModel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        unet = UNet2DConditionModel(**unet_config)
+        sample = torch.randn(batch, unet.config.in_channels, size // 8, size // 8)
+        context = torch.randn(batch, TOKENS, unet.config.cross_attention_dim)
+        timestep = torch.tensor([500])
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad(), counter:
+        unet(sample, timestep, encoder_hidden_states=context)
+    by_op = {str(op).removeprefix("aten."): round(n / 1e9, 2) for op, n in counter.get_flop_counts()["Global"].items()}
+    return {"gflop": round(counter.get_total_flops() / 1e9, 2), "gflop_by_op": by_op}
+
+
+def matmul_rate(n: int = 4096, dtype: Any = None, runs: int = 5) -> dict[str, Any]:
+    """GFLOP/s of an n x n matmul (median of ``runs`` after one warm-up)."""
+    import torch
+
+    dtype = dtype or torch.float32
+    a = torch.randn(n, n, dtype=dtype)
+    b = torch.randn(n, n, dtype=dtype)
+    samples = timing.interleave({"mm": lambda: a @ b}, runs=runs, warmup=1)["mm"]
+    return {
+        "n": n,
+        "dtype": str(dtype).removeprefix("torch."),
+        "gflops": round(2 * n**3 / samples.median / 1e9, 1),
+        "gflops_best": round(2 * n**3 / min(samples.times) / 1e9, 1),
+        "cpu_share": samples.summary()["cpu_share"],
+    }
+
+
+class _OneThread:
+    def __enter__(self) -> None:
+        import torch
+
+        self.before = torch.get_num_threads()
+        torch.set_num_threads(1)
+
+    def __exit__(self, *exc: object) -> None:
+        import torch
+
+        torch.set_num_threads(self.before)
+
+
+def measure(
+    unets: dict[str, Any],
+    *,
+    runs: int,
+    warmup: int = 1,
+    compile_: bool = False,
+    log: Any = print,
+    size: int = SIZE,
+    flops: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Step times of the variants built from ``unets`` (``nchw``, optional ``channels_last``/``bf16``).
+
+    Missing UNets are made from ``nchw`` (a deep copy each: 3.4 GB in fp32 at SD 1.5 size).
+    """
+    import torch
+    from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
+
+    nchw = unets["nchw"]
+    cl = unets.get("channels_last")
+    if cl is None:
+        cl = copy.deepcopy(nchw).to(memory_format=torch.channels_last)
+    skipped: dict[str, str] = {}
+    bf16 = unets.get("bf16")
+    bf16_nchw = None
+    if timing.bf16_native():
+        if bf16 is None:
+            bf16 = copy.deepcopy(nchw).to(dtype=torch.bfloat16, memory_format=torch.channels_last)
+        bf16_nchw = copy.deepcopy(nchw).to(dtype=torch.bfloat16)
+    else:
+        skipped["bf16"] = "no native bf16 on this CPU (AVX512-BF16/AMX): emulated bf16 is slower"
+        bf16 = None
+    config = nchw.config
+    batch = 2
+    sample = torch.randn(batch, config.in_channels, size // 8, size // 8, generator=torch.Generator().manual_seed(0))
+    context = torch.randn(batch, TOKENS, config.cross_attention_dim, generator=torch.Generator().manual_seed(1))
+    timestep = torch.tensor([500])
+
+    def step(unet: Any, dtype: Any = torch.float32) -> Any:
+        with torch.no_grad():
+            return unet(sample.to(dtype), timestep, encoder_hidden_states=context.to(dtype)).sample
+
+    def classic_attention() -> Any:
+        cl.set_attn_processor(AttnProcessor())
+        try:
+            return step(cl)
+        finally:
+            cl.set_attn_processor(AttnProcessor2_0())
+
+    def one_thread() -> Any:
+        with _OneThread():
+            return step(cl)
+
+    contenders: dict[str, Any] = {
+        "NCHW fp32": lambda: step(nchw),
+        "channels_last fp32": lambda: step(cl),
+        "channels_last fp32, 1 thread": one_thread,
+        "channels_last fp32, classic attention": classic_attention,
+    }
+    if bf16 is not None and bf16_nchw is not None:
+        contenders["NCHW bf16"] = lambda: step(bf16_nchw, torch.bfloat16)
+        contenders["channels_last bf16"] = lambda: step(bf16, torch.bfloat16)
+    result: dict[str, Any] = {"size": size, "batch": batch, "skipped": skipped}
+    if compile_:
+        log("  roofline: torch.compile (inductor) of the channels_last UNet - minutes")
+        compiled = torch.compile(cl)
+        start = time.perf_counter()
+        step(compiled)
+        result["compile_s"] = round(time.perf_counter() - start, 1)
+        contenders["channels_last fp32, torch.compile"] = lambda: step(compiled)
+
+    reference = step(nchw)
+    result["max_abs_diff_vs_nchw"] = {
+        "channels_last fp32": float((step(cl) - reference).abs().max()),
+    }
+    if bf16 is not None:
+        result["max_abs_diff_vs_nchw"]["channels_last bf16"] = float(
+            (step(bf16, torch.bfloat16).float() - reference).abs().max()
+        )
+    result["output_max_abs"] = float(reference.abs().max())
+
+    threads = {"channels_last fp32, 1 thread": 1}
+    log(f"  roofline: {len(contenders)} variants x {runs} runs")
+    samples = timing.interleave(contenders, runs=runs, warmup=warmup, threads=threads)
+    flops = flops or unet_flops(dict(config), size=size, batch=batch)
+    gflop = flops["gflop"]
+    result["flops"] = flops
+    result["variants"] = {}
+    for name, sample_set in samples.items():
+        summary = sample_set.summary()
+        summary["gflops"] = round(gflop / sample_set.median, 1)
+        summary["gflops_best"] = round(gflop / min(sample_set.times), 1)
+        result["variants"][name] = summary
+    result["speedup_vs_nchw"] = {
+        name: round(timing.paired_ratio(samples, "NCHW fp32", name), 3) for name in samples if name != "NCHW fp32"
+    }
+    del reference
+    gc.collect()
+    return result
+
+
+def measure_vae(vaes: dict[str, Any], *, runs: int, warmup: int = 1, size: int = SIZE) -> dict[str, Any]:
+    """One VAE decode at ``size``: NCHW vs channels_last, fp32 and (native only) bf16.
+
+    ``vaes``: ``nchw`` (fp32), optional ``channels_last`` and ``bf16``; missing ones are copies.
+    """
+    import torch
+
+    nchw = vaes["nchw"]
+    cl = vaes.get("channels_last")
+    if cl is None:
+        cl = copy.deepcopy(nchw).to(memory_format=torch.channels_last)
+    latents = torch.randn(1, nchw.config.latent_channels, size // 8, size // 8, generator=torch.Generator().manual_seed(2))
+
+    def decode(vae: Any, dtype: Any = torch.float32) -> Any:
+        with torch.no_grad():
+            return vae.decode(latents.to(dtype)).sample
+
+    contenders = {"NCHW fp32": lambda: decode(nchw), "channels_last fp32": lambda: decode(cl)}
+    if timing.bf16_native():
+        bf16 = vaes.get("bf16")
+        if bf16 is None:
+            bf16 = copy.deepcopy(cl)
+            torch.nn.Module.to(bf16, dtype=torch.bfloat16)
+        contenders["channels_last bf16"] = lambda: decode(bf16, torch.bfloat16)
+    samples = timing.interleave(contenders, runs=runs, warmup=warmup)
+    return {
+        "size": size,
+        "variants": {name: s.summary() for name, s in samples.items()},
+        "speedup_vs_nchw": {
+            name: round(timing.paired_ratio(samples, "NCHW fp32", name), 3) for name in samples if name != "NCHW fp32"
+        },
+    }
+
+
+def summarise(result: dict[str, Any], sgemm: dict[str, Any], bf16_gemm: dict[str, Any] | None) -> dict[str, Any]:
+    """Each variant's GFLOP/s as a share of the matmul rate in its precision."""
+    shares: dict[str, float] = {}
+    for name, variant in result["variants"].items():
+        limit = bf16_gemm["gflops"] if ("bf16" in name and bf16_gemm) else sgemm["gflops"]
+        shares[name] = round(variant["gflops"] / limit, 2)
+    return shares
+
+
+def median_step(result: dict[str, Any], name: str) -> float | None:
+    variant = result.get("variants", {}).get(name)
+    return None if variant is None else variant["median"]
+

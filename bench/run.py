@@ -1,0 +1,252 @@
+"""The benchmark: ``make bench`` (= ``python bench/run.py``) -> bench/results.json + bench/results.md.
+
+Five sections (issue 6), each figure a median of several runs after a warm-up,
+every comparison a paired ratio measured in one process:
+
+1. ``engine``   - engine vs raw diffusers, wall time: tiny model at 64x64 and 256x256 (4 steps),
+                  SD-1.5-sized random weights at 256x256 (2 steps); same model, settings, seed.
+2. ``roofline`` - one SD-1.5-sized UNet step at 256x256 with CFG: FLOPs, achieved GFLOP/s next to
+                  a 4096x4096 sgemm, NCHW vs channels_last (the CPU speed-up), threads, attention, bf16.
+3. ``blender``  - in a separate process with bpy: enabling the add-on; Generate to texture-in-material
+                  (tiny model, 64x64) cold and warm, minus the engine's time; the pixel bridge.
+4. ``memory``   - (same process as 3) peak RSS of a generate in bpy; RSS after ``free_model``.
+5. ``gpu``      - CUDA only (else reported as skipped): SD-1.5/SDXL-sized, 512/1024, 20 steps, fp16,
+                  raw vs engine with each speed option on and off.
+
+    python bench/run.py [--quick] [--sections engine,roofline,...] [--runs N] [--compile]
+                        [--model-dir DIR] [--out DIR]
+
+``--quick``: a smoke run in about a minute - tiny model everywhere, fewer runs (figures are
+not the headline ones). The SD-1.5-sized model (4.3 GB of random weights) is built in a
+temp folder and deleted afterwards unless ``--model-dir`` keeps it for the next run.
+The machine may be shared: each figure records the CPU share its runs got (1.0 = the
+cores were ours), and the load average is written at the start and the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))  # run as a script: bench/ holds the helper modules
+
+import engine_vs_raw
+import gpu
+import report
+import roofline
+import sized_models
+import timing
+
+SECTIONS = ("engine", "roofline", "blender", "memory", "gpu")
+_T0 = time.perf_counter()
+
+
+def log(message: str) -> None:
+    print(f"[{time.perf_counter() - _T0:6.0f} s] {message}", file=sys.stderr, flush=True)
+
+
+class Models:
+    """The tiny model and the SD-1.5-sized one, built on first use into one folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._tiny: Path | None = None
+        self._sd15: Path | None = None
+
+    @property
+    def tiny(self) -> Path:
+        if self._tiny is None:
+            path = self.folder / "tiny-sd"
+            if not (path / "model_index.json").is_file():
+                timing.import_tiny_models().build_tiny_sd(path)
+            self._tiny = path
+        return self._tiny
+
+    @property
+    def sd15(self) -> Path:
+        if self._sd15 is None:
+            path = self.folder / "sd15-sized"
+            if not (path / "model_index.json").is_file():
+                log("building the SD-1.5-sized model (random weights, 4.3 GB) ...")
+                shutil.rmtree(path, ignore_errors=True)
+                sized_models.build_sd15_sized(path)
+                gc.collect()
+            self._sd15 = path
+        return self._sd15
+
+
+def section_engine(models: Models, args: argparse.Namespace, keep: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"cases": []}
+    tiny_runs = 3 if args.quick else max(args.runs * 2, 7)
+    log("engine vs raw: tiny model")
+    subjects = engine_vs_raw.Subjects(models.tiny)
+    for size in (64,) if args.quick else (64, 256):
+        case = engine_vs_raw.measure(subjects, size=size, steps=4, runs=tiny_runs, warmup=2)
+        case["model"] = "tiny SD (tools/tiny_models.py)"
+        out["cases"].append(case)
+    subjects.free()
+    if args.quick:
+        out["note"] = "--quick: the SD-1.5-sized case is left out"
+        return out
+    log("engine vs raw: SD-1.5-sized model at 256x256, 2 steps")
+    subjects = engine_vs_raw.Subjects(models.sd15, ("engine", "raw", "engine BF16"))
+    case = engine_vs_raw.measure(subjects, size=256, steps=2, runs=args.runs, warmup=1)
+    case["model"] = "SD-1.5-sized, random weights (bench/sized_models.py)"
+    out["cases"].append(case)
+    for component in ("unet", "vae"):
+        keep[component] = {
+            "nchw": subjects.module("raw", component),
+            "channels_last": subjects.module("engine", component),
+            "bf16": subjects.module("engine BF16", component),
+        }
+    keep["subjects"] = subjects  # owns those UNets; freed after the roofline
+    return out
+
+
+def section_roofline(models: Models, args: argparse.Namespace, keep: dict[str, Any]) -> dict[str, Any]:
+    import torch
+
+    log("roofline: matmul limits")
+    out: dict[str, Any] = {"sgemm": roofline.matmul_rate(4096, runs=3 if args.quick else 5)}
+    out["bf16_native"] = timing.bf16_native()
+    out["bf16_gemm"] = roofline.matmul_rate(4096, torch.bfloat16, runs=3 if args.quick else 5) if out["bf16_native"] else None
+    if args.quick:
+        from diffusers import AutoencoderKL, UNet2DConditionModel
+
+        out["model"] = "tiny SD UNet (--quick; the headline run uses the SD-1.5-sized UNet)"
+        unets: dict[str, Any] = {"nchw": UNet2DConditionModel.from_pretrained(models.tiny / "unet").eval()}
+        vaes: dict[str, Any] = {"nchw": AutoencoderKL.from_pretrained(models.tiny / "vae").eval()}
+    else:
+        out["model"] = "SD-1.5-sized UNet (860 M parameters, random weights)"
+        unets = {k: v for k, v in (keep.get("unet") or {}).items() if v is not None}
+        vaes = {k: v for k, v in (keep.get("vae") or {}).items() if v is not None}
+        if "nchw" not in unets:
+            log("roofline: building the SD-1.5-sized UNet and VAE in memory")
+            parts = sized_models.sd15_components(Path(tempfile.mkdtemp(dir=models.folder)))
+            unets, vaes = {"nchw": parts["unet"]}, {"nchw": parts["vae"]}
+    flops = roofline.unet_flops(dict(unets["nchw"].config))
+    log(f"roofline: {flops['gflop']} GFLOP per step")
+    runs = 1 if args.quick else args.runs
+    out.update(roofline.measure(unets, runs=runs, warmup=1, compile_=args.compile, log=log, flops=flops))
+    out["share_of_matmul_limit"] = roofline.summarise(out, out["sgemm"], out["bf16_gemm"])
+    log("roofline: VAE decode")
+    out["vae_decode"] = roofline.measure_vae(vaes, runs=runs, warmup=1)
+    return out
+
+
+def _run_json(command: list[str], out: Path, timeout: float) -> dict[str, Any]:
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+    if done.returncode != 0 or not out.is_file():
+        tail = (done.stderr or done.stdout).strip().splitlines()[-15:]
+        raise RuntimeError(f"{' '.join(command[:2])} failed ({done.returncode}):\n" + "\n".join(tail))
+    return json.loads(out.read_text())
+
+
+def section_blender(models: Models, args: argparse.Namespace, memory: bool, scratch: Path) -> dict[str, Any]:
+    script = str(BENCH / "blender_path.py")
+    enables = []
+    for i in range(1 if args.quick else 5):
+        path = scratch / f"enable-{i}.json"
+        enables.append(_run_json([sys.executable, script, "--enable-only", "--out", str(path)], path, 300))
+    log("blender: generate cold and warm, pixel bridge" + (", SD-1.5-sized memory" if memory and not args.quick else ""))
+    path = scratch / "blender.json"
+    command = [sys.executable, script, "--out", str(path), "--tiny-model", str(models.tiny),
+               "--runs", str(3 if args.quick else max(args.runs * 2, 7))]
+    if memory and not args.quick:
+        command += ["--sd-model", str(models.sd15)]
+    result = _run_json(command, path, 900)
+    result["enable_cold_s"] = {
+        "median": round(statistics.median(e["enable_s"] for e in enables), 4),
+        "samples": [round(e["enable_s"], 4) for e in enables],
+    }
+    result["import_bpy_s"] = round(statistics.median(e["import_bpy_s"] for e in enables), 3)
+    return result
+
+
+def section_gpu(models: Models, args: argparse.Namespace) -> dict[str, Any]:
+    reason = gpu.skip_reason()
+    if reason is not None and not args.gpu_dry_run:
+        log(f"gpu: skipped - {reason}")
+        return {"skipped": reason}
+    log("gpu: " + ("dry run on the CPU with the tiny model" if reason else "raw vs engine on CUDA"))
+    return gpu.run(scratch=models.folder, quick=args.quick, runs=2 if args.quick else max(args.runs, 3),
+                   compile_=not args.quick or reason is not None, dry_run=reason is not None, log=log)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: tiny model, few runs (about a minute)")
+    parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
+    parser.add_argument("--runs", type=int, default=4, help="measured rounds for the SD-1.5-sized figures")
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile in the roofline (minutes)")
+    parser.add_argument("--model-dir", help="keep the built models here and reuse them next time (4.3 GB)")
+    parser.add_argument("--out", default=str(BENCH), help="folder for results.json and results.md")
+    parser.add_argument("--gpu-dry-run", action="store_true", help="without CUDA: run the GPU section's code on "
+                        "the CPU with the tiny model (checks the code; its figures mean nothing)")
+    args = parser.parse_args(argv)
+    selected = [s.strip() for s in args.sections.split(",") if s.strip()]
+    unknown = sorted(set(selected) - set(SECTIONS))
+    if unknown:
+        parser.error(f"unknown section(s) {unknown}; choose from {', '.join(SECTIONS)}")
+
+    import torch  # noqa: F401 - the engine sections need it; failing here is clearer
+
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    scratch_owner = None
+    if args.model_dir:
+        model_dir = Path(args.model_dir)
+        model_dir.mkdir(parents=True, exist_ok=True)
+    else:
+        scratch_owner = tempfile.TemporaryDirectory(prefix="lt_bench_")
+        model_dir = Path(scratch_owner.name)
+    models = Models(model_dir)
+    results: dict[str, Any] = {
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "command": "python bench/run.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "quick": args.quick,
+        "machine": timing.machine(),
+        "load_average_start": timing.load_average(),
+        "sections": {},
+    }
+    keep: dict[str, Any] = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="lt_bench_json_") as scratch:
+            if "engine" in selected:
+                results["sections"]["engine"] = section_engine(models, args, keep)
+            if "roofline" in selected:
+                results["sections"]["roofline"] = section_roofline(models, args, keep)
+            if keep.get("subjects") is not None:
+                keep["subjects"].free()
+            keep.clear()
+            gc.collect()
+            if "blender" in selected or "memory" in selected:
+                results["sections"]["blender"] = section_blender(models, args, "memory" in selected, Path(scratch))
+            if "gpu" in selected:
+                results["sections"]["gpu"] = section_gpu(models, args)
+    finally:
+        if scratch_owner is not None:
+            scratch_owner.cleanup()
+    results["load_average_end"] = timing.load_average()
+    results["runtime_s"] = round(time.perf_counter() - _T0, 1)
+    results["summary"] = report.summary(results)
+    (out_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+    (out_dir / "results.md").write_text(report.render(results))
+    log(f"done in {results['runtime_s']} s: {out_dir / 'results.md'}")
+    print(report.render_summary(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,291 @@
+"""Every speed option keeps the picture: same seed => same image, within a stated tolerance, as the plain path.
+
+The plain (unoptimised) path is the engine with ``channels_last="OFF"``, the VAE
+decoded in fp32, no ``torch_compile``, no VAE tiling and a prompt it has not seen
+(the text encoder runs). Tolerances, on the tiny models (values 0..1), with what
+was measured when they were set:
+
+* prompt-embedding cache, the engine's own VAE decode: bit-identical;
+* ``channels_last`` (the CPU default) and ``torch_compile``: float rounding only,
+  max |diff| <= 1e-4 (seen 2.6e-6 and 0);
+* ``precision="BF16"`` (bf16 weights and activations): max |diff| <= 0.1 and
+  mean <= 0.01 (seen 0.04 / 0.002); a bf16 VAE adds <= 0.02 (seen 0.008);
+* the fp32 fallback of a half-precision VAE: bit-identical to decoding in fp32.
+
+VAE tiling is not here as a speed option: it trades exactness at tile borders for
+memory (tiny VAE, 128x128: mean |diff| 0.07), which is why ``AUTO`` now turns it on
+only when a decode would not fit; that decision is tested instead. No timings are
+asserted anywhere: speed lives in ``bench/`` (``make bench``).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+PLAIN = {"channels_last": "OFF", "vae_precision": "FP32", "vae_tiling": "OFF", "torch_compile": False}
+
+
+@pytest.fixture(params=["sd", "sdxl"])
+def tiny_model(request: pytest.FixtureRequest) -> Path:
+    return request.getfixturevalue({"sd": "tiny_sd_model", "sdxl": "tiny_sdxl_model"}[request.param])
+
+
+@pytest.fixture
+def plain_image(new_engine: Any, make_request: Any) -> Any:
+    """``plain_image(model, **request_fields)``: the image of the unoptimised path."""
+
+    def make(model: Path, **fields: Any) -> np.ndarray:
+        return new_engine(**PLAIN).generate(make_request(model, **fields)).image
+
+    return make
+
+
+def _text_encoder_calls(pipe: Any) -> list[str]:
+    calls: list[str] = []
+    for name in ("text_encoder", "text_encoder_2"):
+        encoder = getattr(pipe, name, None)
+        if encoder is not None:
+            encoder.register_forward_pre_hook(lambda module, args, name=name: calls.append(name))
+    return calls
+
+
+# --- exact: the decode path and the prompt cache -----------------------------------------------------
+
+
+def test_engine_decode_is_bit_identical_to_diffusers(new_engine: Any, make_request: Any, tiny_model: Path) -> None:
+    """The engine decodes the latents itself (fp32 fallback, timings): exactly as the pipeline would."""
+    import torch
+    from diffusers import AutoPipelineForText2Image, DPMSolverMultistepScheduler
+
+    image = new_engine(**PLAIN).generate(make_request(tiny_model)).image[..., :3]
+    pipe = AutoPipelineForText2Image.from_pretrained(tiny_model, local_files_only=True)
+    pipe.scheduler = DPMSolverMultistepScheduler.from_config(
+        pipe.scheduler.config, algorithm_type="dpmsolver++", solver_order=2, use_karras_sigmas=False
+    )
+    pipe.set_progress_bar_config(disable=True)
+    raw = pipe(
+        "red brick wall",
+        num_inference_steps=3,
+        guidance_scale=7.5,
+        height=64,
+        width=64,
+        generator=torch.Generator("cpu").manual_seed(7),
+        output_type="np",
+    ).images[0]
+    np.testing.assert_array_equal(image, raw)
+
+
+def test_repeated_prompt_skips_the_text_encoder_and_is_bit_identical(
+    new_engine: Any, make_request: Any, tiny_model: Path, pipeline_of: Any, plain_image: Any
+) -> None:
+    engine = new_engine()
+    first = engine.generate(make_request(tiny_model, seed=1))
+    calls = _text_encoder_calls(pipeline_of(engine))
+    again = engine.generate(make_request(tiny_model))  # same prompt, another seed
+    assert calls == [] and again.timings["encode_prompt"] == 0.0
+    np.testing.assert_array_equal(again.image, new_engine().generate(make_request(tiny_model)).image)
+    assert first.timings["encode_prompt"] > 0.0
+
+    engine.generate(make_request(tiny_model, prompt="moss"))  # a new prompt encodes again
+    assert calls
+    calls.clear()
+    engine.generate(make_request(tiny_model, prompt="moss", negative_prompt="blurry"))
+    assert calls  # the negative prompt is part of the key
+    calls.clear()
+    engine.generate(make_request(tiny_model, prompt="moss", guidance_scale=1.0))
+    assert calls  # no CFG: a different call, its own entry
+    np.testing.assert_allclose(again.image, plain_image(tiny_model), atol=1e-4)
+
+
+def test_prompt_cache_is_bounded_and_dropped_with_the_model(
+    engine_api: Any, new_engine: Any, make_request: Any, tiny_sd_model: Path, pipeline_of: Any
+) -> None:
+    engine_module = importlib.import_module(engine_api.__name__ + ".engine")
+    engine = new_engine()
+    prompts = [f"stone {i}" for i in range(engine_module.PROMPT_CACHE_SIZE + 1)]
+    for prompt in prompts:
+        engine.generate(make_request(tiny_sd_model, prompt=prompt, steps=1))
+    calls = _text_encoder_calls(pipeline_of(engine))
+    engine.generate(make_request(tiny_sd_model, prompt=prompts[-1], steps=1))
+    assert calls == []  # the newest is kept
+    engine.generate(make_request(tiny_sd_model, prompt=prompts[0], steps=1))
+    assert calls  # the oldest was dropped
+    assert len(engine._model.prompt_cache) == engine_module.PROMPT_CACHE_SIZE
+    engine.free()
+    engine.generate(make_request(tiny_sd_model, prompt=prompts[-1], steps=1))
+    assert len(engine._model.prompt_cache) == 1
+
+
+# --- float rounding: memory layout and compilation ---------------------------------------------------
+
+
+def test_channels_last_keeps_the_image(
+    new_engine: Any, make_request: Any, tiny_model: Path, pipeline_of: Any, plain_image: Any
+) -> None:
+    import torch
+
+    engine = new_engine(channels_last="ON")
+    image = engine.generate(make_request(tiny_model, width=96)).image
+    assert pipeline_of(engine).unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    plain = plain_image(tiny_model, width=96)
+    np.testing.assert_allclose(image, plain, atol=1e-4)
+    assert np.abs(image - plain).mean() < 1e-5
+
+
+def test_channels_last_auto_is_on_for_the_cpu_only(engine_api: Any, new_engine: Any) -> None:
+    import torch
+
+    assert new_engine().channels_last and not new_engine(channels_last="OFF").channels_last
+    gpu_like = engine_api.Engine(engine_api.EngineOptions(device="CPU"))
+    gpu_like.device = torch.device("cuda")  # the decision only (nothing runs): not measured on GPUs, so off
+    assert not gpu_like.channels_last
+
+
+def test_torch_compile_keeps_the_image(
+    monkeypatch: pytest.MonkeyPatch, new_engine: Any, make_request: Any, tiny_sd_model: Path, plain_image: Any,
+    pipeline_of: Any,
+) -> None:
+    """The real compiler (inductor) takes minutes; the eager backend runs the same graph capture in seconds."""
+    import torch
+
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    engine = new_engine(torch_compile=True)
+    result = engine.generate(make_request(tiny_sd_model))
+    assert hasattr(pipeline_of(engine).unet, "_orig_mod")  # compiled
+    assert result.timings["first_step"] >= 0.0
+    np.testing.assert_allclose(result.image, plain_image(tiny_sd_model), atol=1e-4)
+    # Seamless runs eagerly (a compiled graph has no circular padding) and gives the seamless image.
+    seamless = engine.generate(make_request(tiny_sd_model, seamless="BOTH")).image
+    np.testing.assert_allclose(seamless, plain_image(tiny_sd_model, seamless="BOTH"), atol=1e-4)
+    assert hasattr(pipeline_of(engine).unet, "_orig_mod")  # and the compiled UNet is back
+    torch._dynamo.reset()
+
+
+def test_a_failing_compile_is_a_clear_error(
+    engine_api: Any, monkeypatch: pytest.MonkeyPatch, new_engine: Any, make_request: Any, tiny_sd_model: Path
+) -> None:
+    """E.g. no C++ compiler for inductor: the artist is told which preference to turn off."""
+    import torch
+
+    def no_compiler(graph: Any, inputs: Any) -> Any:
+        raise RuntimeError("no working C++ compiler found")
+
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend=no_compiler))
+    try:
+        with pytest.raises(engine_api.EngineError, match="Compile the Model"):
+            new_engine(torch_compile=True).generate(make_request(tiny_sd_model, steps=1))
+    finally:
+        torch._dynamo.reset()
+
+
+# --- reduced precision -------------------------------------------------------------------------------
+
+
+def test_bf16_keeps_the_picture(new_engine: Any, make_request: Any, tiny_model: Path, plain_image: Any) -> None:
+    plain = plain_image(tiny_model)
+    for vae_precision in ("AUTO", "FP32"):
+        image = new_engine(precision="BF16", vae_precision=vae_precision).generate(make_request(tiny_model)).image
+        assert np.abs(image - plain).max() <= 0.1 and np.abs(image - plain).mean() <= 0.01, vae_precision
+    bf16_vae = new_engine(precision="BF16").generate(make_request(tiny_model)).image
+    fp32_vae = new_engine(precision="BF16", vae_precision="FP32").generate(make_request(tiny_model)).image
+    assert np.abs(bf16_vae - fp32_vae).max() <= 0.02
+
+
+def test_half_precision_vae_overflow_falls_back_to_fp32(
+    new_engine: Any, make_request: Any, tiny_model: Path, pipeline_of: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A VAE that overflows in half precision (NaN/inf) is decoded again in fp32, and stays fp32 for the model."""
+    import torch
+
+    engine = new_engine(precision="BF16")
+    engine.generate(make_request(tiny_model, steps=1))
+    dtypes: list[torch.dtype] = []
+
+    def overflow(module: Any, args: Any, output: torch.Tensor) -> torch.Tensor:
+        dtypes.append(output.dtype)
+        return output * float("inf") if output.dtype != torch.float32 else output
+
+    pipe = pipeline_of(engine)
+    pipe.vae.decoder.register_forward_hook(overflow)
+    with caplog.at_level(logging.WARNING):
+        image = engine.generate(make_request(tiny_model)).image
+    assert dtypes == [torch.bfloat16, torch.float32] and "overflowed" in caplog.text
+    assert pipe.vae.dtype == torch.bfloat16  # cast back after the fp32 decode
+    expected = new_engine(precision="BF16", vae_precision="FP32").generate(make_request(tiny_model)).image
+    np.testing.assert_array_equal(image, expected)
+    dtypes.clear()
+    engine.generate(make_request(tiny_model))
+    assert dtypes == [torch.float32]  # remembered: no wasted half-precision decode
+
+
+def test_non_finite_output_is_a_clear_error(
+    engine_api: Any, new_engine: Any, make_request: Any, tiny_sd_model: Path, pipeline_of: Any
+) -> None:
+    engine = new_engine()
+    engine.generate(make_request(tiny_sd_model, steps=1))
+    handle = pipeline_of(engine).vae.decoder.register_forward_hook(lambda m, a, out: out * float("nan"))
+    try:
+        with pytest.raises(engine_api.EngineError, match=r"NaN or infinity.*precision"):
+            engine.generate(make_request(tiny_sd_model))
+    finally:
+        handle.remove()
+    assert np.isfinite(engine.generate(make_request(tiny_sd_model)).image).all()
+
+
+# --- VAE tiling: only when the decode would not fit ----------------------------------------------------
+
+
+def test_vae_tiling_auto_decides_by_memory(engine_api: Any) -> None:
+    engine_module = importlib.import_module(engine_api.__name__ + ".engine")
+    needed = engine_module.vae_tiling_needed
+    gb = 2**30
+    sd15_weights = int(4.3 * gb)
+    assert not needed(2048 * 2048, 4, 64 * gb, sd15_weights)  # 12 GB decode beside 60 GB free
+    assert needed(2048 * 2048, 4, 16 * gb, sd15_weights)
+    assert not needed(1024 * 1024, 4, 16 * gb, sd15_weights)  # 3 GB decode: the old rule's limit, still untiled
+    assert needed(1024 * 1024, 4, 8 * gb, sd15_weights)  # ... unless the machine is small
+    assert not needed(2048 * 2048, 2, 24 * gb, int(7 * gb))  # half precision halves the need
+    assert needed(1032 * 1024, 4, None, 0) and not needed(1024 * 1024, 4, None, 0)  # memory unknown: the old rule
+
+
+def test_vae_tiling_auto_follows_the_device_memory(
+    engine_api: Any, monkeypatch: pytest.MonkeyPatch, new_engine: Any, make_request: Any, tiny_sd_model: Path,
+    pipeline_of: Any,
+) -> None:
+    devices = importlib.import_module(engine_api.__name__ + ".devices")
+    engine = new_engine()
+    engine.generate(make_request(tiny_sd_model, steps=1))
+    assert not pipeline_of(engine).vae.use_tiling and not engine.needs_vae_tiling(64 * 64)
+    monkeypatch.setattr(devices, "total_memory", lambda device: engine._model.weight_bytes + 1024)
+    engine.generate(make_request(tiny_sd_model, steps=1))
+    assert pipeline_of(engine).vae.use_tiling
+
+
+# --- the options themselves ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fields", "word"),
+    [({"channels_last": "YES"}, "channels_last"), ({"vae_precision": "FP16"}, "vae_precision"),
+     ({"torch_compile": "yes"}, "torch_compile")],
+)
+def test_speed_options_are_validated(engine_api: Any, fields: dict, word: str) -> None:
+    with pytest.raises(ValueError, match=word):
+        engine_api.EngineOptions(**fields).validate()
+
+
+def test_timings_say_where_the_time_went(new_engine: Any, make_request: Any, tiny_sd_model: Path) -> None:
+    engine = new_engine()
+    cold = engine.generate(make_request(tiny_sd_model)).timings
+    warm = engine.generate(make_request(tiny_sd_model)).timings
+    keys = {"load", "encode_prompt", "before_first_step", "first_step", "denoise", "decode", "total"}
+    assert set(cold) == set(warm) == keys
+    assert all(value >= 0.0 for value in (*cold.values(), *warm.values()))
+    assert cold["load"] > 0.0 and warm["encode_prompt"] == 0.0
