@@ -16,14 +16,13 @@ the text encoders keep the real vocabulary size, so their size is real too.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
-import sys
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+import timing
+
 
 # stable-diffusion-v1-5/stable-diffusion-v1-5 unet/config.json
 SD15_UNET = {
@@ -114,20 +113,9 @@ SD15_SCHEDULER = {
 }
 
 
-def _tiny_models() -> Any:
-    name = "latent_textures_tiny_models"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "tools" / "tiny_models.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 def _tokenizer(scratch: Path) -> Any:
     # The byte-level CLIP tokenizer of tools/tiny_models.py (its files are written to ``scratch``).
-    return _tiny_models()._tokenizer(scratch)
+    return timing.import_tiny_models()._tokenizer(scratch)
 
 
 def _text_config(tokenizer: Any, spec: dict[str, Any]) -> Any:
