@@ -10,8 +10,6 @@ well below 1 means another process took the cores meanwhile.
 
 from __future__ import annotations
 
-import importlib
-import importlib.machinery
 import importlib.util
 import os
 import platform
@@ -24,29 +22,21 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-PACKAGE = "latent_textures"
 
 
-def import_engine() -> Any:
-    """``latent_textures.engine`` without running the add-on's bpy-importing ``__init__`` (as tests/conftest.py)."""
-    if PACKAGE not in sys.modules:
-        spec = importlib.machinery.ModuleSpec(PACKAGE, None, is_package=True)
-        spec.submodule_search_locations = [str(REPO_ROOT)]
-        package = importlib.util.module_from_spec(spec)
-        package.__path__ = [str(REPO_ROOT)]
-        sys.modules[PACKAGE] = package
-    return importlib.import_module(f"{PACKAGE}.engine")
-
-
-def import_tiny_models() -> Any:
-    name = "latent_textures_tiny_models"
+def _load_package_loader() -> Any:
+    """``tools/package_loader.py`` (shared with the tests), loaded by path."""
+    name = "latent_textures_package_loader"  # the name tests/dependencies/deps_support.py uses too
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "tools" / "tiny_models.py")
-        assert spec is not None and spec.loader is not None
+        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "tools" / "package_loader.py")
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
     return sys.modules[name]
+
+
+import_engine = _load_package_loader().import_engine
+import_tiny_models = _load_package_loader().import_tiny_models
 
 
 def torch_threads() -> int:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from .hf_cache import cached_model, folder_size, repo_folder, validate_repo_id
 from .probe import format_bytes
-from .process import StreamingProcess, child_environment
+from .process import ProcessJob, StreamingProcess, child_environment
 
 WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "download_worker.py")
 MARKER = "@@LT_DOWNLOAD "
@@ -83,11 +83,14 @@ class DownloadProgress:
         return self.phase
 
 
-class DownloadJob:
+class DownloadJob(ProcessJob):
     """One model download. ``run()`` blocks; ``start()`` runs it on a thread; ``cancel()`` from anywhere."""
+
+    THREAD_NAME = "latent_textures_download"
 
     def __init__(self, python: str, search_path: Sequence[str], repo_id: str, cache_dir: str,
                  env: Mapping[str, str] | None = None) -> None:
+        super().__init__()
         self.repo_id = validate_repo_id(repo_id)
         self.cache_dir = cache_dir
         self.command = download_command(python, search_path, self.repo_id, cache_dir)
@@ -96,26 +99,8 @@ class DownloadJob:
         self.lines: deque[str] = deque(maxlen=200)
         self.result: DownloadResult | None = None
         self._events: list[dict] = []
-        self._cancel = threading.Event()
         self._process = StreamingProcess(self.command, env=self.env)
-        self._thread: threading.Thread | None = None
         self._baseline = 0
-
-    @property
-    def running(self) -> bool:
-        return self.result is None and (self._thread is None or self._thread.is_alive())
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self.run, name="latent_textures_download", daemon=True)
-        self._thread.start()
-
-    def join(self, timeout: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def cancel(self) -> None:
-        self._cancel.set()
-        self._process.stop()
 
     def run(self) -> DownloadResult:
         try:

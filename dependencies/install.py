@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import threading
 import traceback
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -22,7 +21,7 @@ from .pip import (
     PackageSource, PipInstall, PipProgress, ensurepip_commands, error_summary, parse_pip_version,
     pip_check_command, pip_environment, pip_install_command,
 )
-from .process import StreamingProcess, child_environment, hidden_window_flags
+from .process import ProcessJob, StreamingProcess, child_environment, hidden_window_flags
 from .requirements import ENGINE_PINS, SUPPORTED_BLENDERS, SUPPORTED_PYTHON, TORCH, normalize_name, requirement_name
 from .torch_build import TorchBuild
 
@@ -148,7 +147,7 @@ class InstallResult:
     tail: list[str] = field(default_factory=list)
 
 
-class InstallJob:
+class InstallJob(ProcessJob):
     """One install. ``run()`` blocks (background mode, tests); ``start()`` runs it on a thread.
 
     The UI reads ``progress``, ``lines`` and ``result`` while it runs; they are
@@ -156,9 +155,11 @@ class InstallJob:
     """
 
     MAX_LINES = 400
+    THREAD_NAME = "latent_textures_install"
 
     def __init__(self, plan: InstallPlan, env: Mapping[str, str] | None = None,
                  on_line: Callable[[str], None] | None = None) -> None:
+        super().__init__()
         self.plan = plan
         self.env = dict(env) if env is not None else dict(os.environ)
         self.on_line = on_line
@@ -166,28 +167,6 @@ class InstallJob:
         self.lines: deque[str] = deque(maxlen=self.MAX_LINES)
         self.result: InstallResult | None = None
         self.pip_version: tuple[int, ...] | None = None
-        self._cancel = threading.Event()
-        self._process: StreamingProcess | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- control --------------------------------------------------------------------
-    @property
-    def running(self) -> bool:
-        return self.result is None and (self._thread is None or self._thread.is_alive())
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self.run, name="latent_textures_install", daemon=True)
-        self._thread.start()
-
-    def join(self, timeout: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def cancel(self) -> None:
-        self._cancel.set()
-        process = self._process
-        if process is not None:
-            process.stop()
 
     # -- the work -------------------------------------------------------------------
     def run(self) -> InstallResult:

@@ -109,6 +109,44 @@ class StreamingProcess:
                 pass
 
 
+class ProcessJob:
+    """Thread control shared by the install and download jobs: each runs one child process at a time.
+
+    Subclasses set ``result`` when done, keep the running child in ``_process``
+    and implement ``run()`` (blocking); ``start()`` runs it on a daemon thread,
+    ``cancel()`` may come from any thread.
+    """
+
+    THREAD_NAME = "latent_textures_job"
+
+    def __init__(self) -> None:
+        self.result = None
+        self._cancel = threading.Event()
+        self._process: StreamingProcess | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.result is None and (self._thread is None or self._thread.is_alive())
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self.run, name=self.THREAD_NAME, daemon=True)
+        self._thread.start()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def cancel(self) -> None:
+        self._cancel.set()
+        process = self._process
+        if process is not None:
+            process.stop()
+
+    def run(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
 def child_environment(base: Mapping[str, str], drop: Sequence[str] = ()) -> dict[str, str]:
     """``base`` for a child Python: UTF-8 output (we decode it as such) and without ``PYTHONPATH``/``PYTHONHOME``.
 

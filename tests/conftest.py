@@ -3,17 +3,13 @@
 Nothing heavy at import time: no bpy, no torch. The tiny models are built once
 per session, on first use.
 
-The repo root is the add-on package, but CI clones it under another folder name
-and its ``__init__.py`` imports bpy. ``import_engine()`` therefore registers the
-repo root as a namespace-like package called ``latent_textures`` *without running
-its ``__init__.py``* and imports ``latent_textures.engine`` from it - the same
-relative imports Blender resolves under ``bl_ext.<repo>.latent_textures``.
+The engine is imported without bpy through ``tools/package_loader.py``: the
+repo root registered as a package called ``latent_textures`` without running its
+bpy-importing ``__init__.py`` (CI clones the repo under another folder name).
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.machinery
 import importlib.util
 import sys
 import types
@@ -23,30 +19,22 @@ from typing import Any
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-PACKAGE = "latent_textures"
 
 
-def import_engine() -> types.ModuleType:
-    """``latent_textures.engine``, importable without bpy (see the module docstring)."""
-    if PACKAGE not in sys.modules:
-        spec = importlib.machinery.ModuleSpec(PACKAGE, None, is_package=True)
-        spec.submodule_search_locations = [str(REPO_ROOT)]
-        package = importlib.util.module_from_spec(spec)
-        package.__path__ = [str(REPO_ROOT)]
-        sys.modules[PACKAGE] = package
-    return importlib.import_module(f"{PACKAGE}.engine")
-
-
-def import_tiny_models() -> types.ModuleType:
-    """``tools/tiny_models.py`` (not a package) as the module ``latent_textures_tiny_models``."""
-    name = "latent_textures_tiny_models"
+def _load_package_loader() -> types.ModuleType:
+    """``tools/package_loader.py`` (shared with the benchmark), loaded by path."""
+    name = "latent_textures_package_loader"  # the name tests/dependencies/deps_support.py uses too
     if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "tools" / "tiny_models.py")
-        assert spec is not None and spec.loader is not None
+        spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "tools" / "package_loader.py")
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)
     return sys.modules[name]
+
+
+_package_loader = _load_package_loader()
+import_engine = _package_loader.import_engine
+import_tiny_models = _package_loader.import_tiny_models
 
 
 @pytest.fixture(scope="session")
