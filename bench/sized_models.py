@@ -156,7 +156,7 @@ def sd15_components(scratch: str | os.PathLike[str], *, seed: int = 0, device: A
 def sdxl_components(scratch: str | os.PathLike[str], *, seed: int = 0, device: Any = None) -> dict[str, Any]:
     """SDXL base's modules with random weights (fp32), built on ``device`` (default: the CPU)."""
     import torch
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
+    from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     tokenizer = _tokenizer(Path(scratch) / "tokenizer-src")
@@ -169,15 +169,7 @@ def sdxl_components(scratch: str | os.PathLike[str], *, seed: int = 0, device: A
         text_encoder = CLIPTextModel(_text_config(tokenizer, CLIP_L))
         torch.manual_seed(seed + 3)
         text_encoder_2 = CLIPTextModelWithProjection(_text_config(tokenizer, CLIP_BIGG))
-    scheduler = EulerDiscreteScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        num_train_timesteps=1000,
-        steps_offset=1,
-        timestep_spacing="leading",
-        interpolation_type="linear",
-    )
+    scheduler = timing.import_tiny_models().sdxl_scheduler()
     return {
         "unet": unet.eval(),
         "vae": vae.eval(),

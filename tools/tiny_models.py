@@ -201,10 +201,25 @@ def build_tiny_sd(
     return out
 
 
+def sdxl_scheduler():
+    """The scheduler of stabilityai/stable-diffusion-xl-base-1.0 (its scheduler_config.json)."""
+    from diffusers import EulerDiscreteScheduler
+
+    return EulerDiscreteScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        num_train_timesteps=1000,
+        steps_offset=1,
+        timestep_spacing="leading",
+        interpolation_type="linear",
+    )
+
+
 def build_tiny_sdxl(folder: str | os.PathLike[str], *, seed: int = 0) -> Path:
     """Build an SDXL-like pipeline (two text encoders, pooled embeddings, size conditioning)."""
     import torch
-    from diffusers import EulerDiscreteScheduler, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers import StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     out = Path(folder)
@@ -233,15 +248,7 @@ def build_tiny_sdxl(folder: str | os.PathLike[str], *, seed: int = 0) -> Path:
     text_encoder = CLIPTextModel(_text_config(tokenizer, hidden_act="gelu"))
     torch.manual_seed(seed + 3)
     text_encoder_2 = CLIPTextModelWithProjection(_text_config(tokenizer, hidden_act="gelu", projection_dim=32))
-    scheduler = EulerDiscreteScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        num_train_timesteps=1000,
-        steps_offset=1,
-        timestep_spacing="leading",
-        interpolation_type="linear",
-    )
+    scheduler = sdxl_scheduler()
     pipe = StableDiffusionXLPipeline(
         unet=unet,
         vae=vae,
