@@ -17,8 +17,17 @@ from tools import build_extension  # noqa: E402
 
 
 def test_manifest_validates():
-    output = build_extension.validate(REPO_ROOT)
-    assert "Success" in output or "success" in output.lower() or output.strip() == "", output
+    assert build_extension.validate(REPO_ROOT).startswith("Success parsing TOML")
+
+
+def test_an_invalid_manifest_is_refused(tmp_path):
+    """The validator really checks: a tagline ending in punctuation is refused."""
+    manifest = (REPO_ROOT / "blender_manifest.toml").read_text()
+    broken = manifest.replace("inside Blender\"", "inside Blender.\"", 1)
+    assert broken != manifest
+    (tmp_path / "blender_manifest.toml").write_text(broken)
+    with pytest.raises(RuntimeError, match="tagline"):
+        build_extension.validate(tmp_path)
 
 
 @pytest.fixture(scope="module")
