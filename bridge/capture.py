@@ -82,8 +82,8 @@ def capture_image(image: bpy.types.Image | None, width: int, height: int) -> np.
     """An Image datablock as displayed, stretched to width x height (texture space kept)."""
     if image is None:
         raise ValueError("Source is Image but no source image is set: pick one in the panel")
-    if not image.has_data and image.source == "FILE" and not os.path.exists(bpy.path.abspath(image.filepath)):
-        if image.packed_file is None:
-            raise ValueError(f"Source image '{image.name}' has no pixels: its file '{image.filepath}' is missing")
+    file_missing = image.source == "FILE" and not os.path.exists(bpy.path.abspath(image.filepath))
+    if file_missing and image.packed_file is None and not image.has_data:
+        raise ValueError(f"Source image '{image.name}' has no pixels: its file '{image.filepath}' is missing")
     display = pixels.read_display_pixels(image)[..., :3]
     return pixels.resize_bilinear(display, height, width)

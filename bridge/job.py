@@ -34,11 +34,9 @@ class GenerationJob:
         self.step = 0
         self.total = request.steps
         self.finished = False
-        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self.run, name="latent_textures_generate", daemon=True)
-        self._thread.start()
+        threading.Thread(target=self.run, name="latent_textures_generate", daemon=True).start()
 
     def run(self) -> None:
         from ..engine import EngineError, GenerationCancelled, get_engine
@@ -87,10 +85,6 @@ class GenerationJob:
                 self.finished = True
             drained.append(event)
         return drained
-
-    def join(self, timeout: float | None = None) -> None:
-        if self._thread is not None:
-            self._thread.join(timeout)
 
 
 _current_job: GenerationJob | None = None

@@ -466,3 +466,17 @@ def test_missing_engine_packages_say_how_to_install_them(tiny, monkeypatch):
     monkeypatch.setitem(sys.modules, "diffusers", None)  # what find_spec sees for an absent package
     active_cube()
     _assert_error_leaves_no_trace(r"diffusers missing\): open Preferences > Add-ons > Latent Textures")
+
+
+def test_image_source_whose_file_is_missing(tiny, tmp_path):
+    tiny.mode = "IMG2IMG"
+    tiny.source = "IMAGE"
+    path = tmp_path / "gone.png"
+    image = bpy.data.images.new("gone", 8, 8)
+    image.filepath_raw = str(path)
+    image.file_format = "PNG"
+    image.save()
+    tiny.source_image = bpy.data.images.load(str(path))
+    path.unlink()
+    active_cube()
+    _assert_error_leaves_no_trace("its file .* is missing")
