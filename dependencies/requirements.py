@@ -30,6 +30,7 @@ ENGINE_PINS: tuple[Pin, ...] = (
     Pin("transformers", "5.24.0"),
     Pin("accelerate", "1.15.0"),
     Pin("safetensors", "0.8.0"),
+    Pin("peft", "0.21.2"),  # diffusers loads LoRAs through peft
     Pin("huggingface_hub", "2.4.0"),
     Pin("pillow", "13.0.0"),
     Pin("numpy", "1.26.4"),
@@ -37,9 +38,9 @@ ENGINE_PINS: tuple[Pin, ...] = (
 
 TORCH = "torch"
 
-# What the preferences list, in this order (huggingface_hub: downloads need it).
+# What the preferences list, in this order (huggingface_hub: downloads need it; peft: LoRAs).
 STATUS_PACKAGES: tuple[str, ...] = (
-    "torch", "diffusers", "transformers", "accelerate", "safetensors", "huggingface_hub",
+    "torch", "diffusers", "transformers", "accelerate", "safetensors", "peft", "huggingface_hub",
 )
 
 # The pins are tested on Python 3.11, the Python of Blender 4.2 LTS to 5.0;

@@ -271,7 +271,7 @@ def test_refresh_status_on_this_machine(probed):
     assert status.package("torch").version.startswith("2.13.0")
     assert status.torch_imported and status.build == "CPU"
     assert any(device.type == "cpu" and device.memory for device in status.devices)
-    for name in ("diffusers", "transformers", "accelerate", "safetensors"):
+    for name in ("diffusers", "transformers", "accelerate", "safetensors", "peft"):
         assert status.package(name).installed, name
     # The probe looked in the add-on's folder first, then in Blender's own path.
     assert status.search_path[0] == module("blender").site_packages_dir()

@@ -31,7 +31,7 @@ def test_engine_install_command_exactly():
         "--root-user-action", "ignore",
         "--extra-index-url", "https://download.pytorch.org/whl/cu130",
         "torch==2.13.0+cu130", "diffusers==0.42.1", "transformers==5.24.0", "accelerate==1.15.0",
-        "safetensors==0.8.0", "huggingface_hub==2.4.0", "pillow==13.0.0", "numpy==1.26.4",
+        "safetensors==0.8.0", "peft==0.21.2", "huggingface_hub==2.4.0", "pillow==13.0.0", "numpy==1.26.4",
     ]
 
 
