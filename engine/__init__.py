@@ -33,6 +33,7 @@ from .request import (
     LoadedModelInfo,
     ProgressEvent,
 )
+from .upscale import UpscaleRequest
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -56,6 +57,7 @@ __all__ = [
     "OutOfMemoryError",
     "ProgressEvent",
     "UnsafeModelFormatError",
+    "UpscaleRequest",
     "__version__",
     "get_engine",
     "list_local_models",
