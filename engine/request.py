@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 MODES = ("TXT2IMG", "IMG2IMG", "INPAINT")
-CONTROLS = ("NONE", "DEPTH", "NORMAL")
+CONTROLS = ("NONE", "DEPTH", "NORMAL", "TILE")  # TILE: the upscaler conditions each tile on itself
 SCHEDULERS = (
     "DPM_SOLVER_MULTISTEP",
     "DPM_SOLVER_MULTISTEP_KARRAS",

@@ -96,3 +96,18 @@ def test_wrapped_upscale_keeps_a_seamless_texture_seamless(engine_api, engine, t
             values.append(np.abs(out[-1] - out[0]).mean() / np.abs(np.diff(out, axis=0)).mean())
     assert np.mean(ratios["BOTH"]) <= 1.3, ratios
     assert np.mean(ratios["NONE"]) > 1.5, ratios  # the metric does see a seam where there is one
+
+
+@pytest.fixture(scope="module")
+def tiny_tile_controlnet(tmp_path_factory: pytest.TempPathFactory, tiny_models: Any, tiny_sd_model: Any) -> Any:
+    return tiny_models.build_tiny_controlnet(tmp_path_factory.mktemp("tile-controlnet"), tiny_sd_model, seed=11)
+
+
+def test_tile_controlnet_conditions_every_tile_and_is_recorded(engine_api, engine, tiny_sd_model, tiny_tile_controlnet):
+    plain = engine.upscale(_request(engine_api, tiny_sd_model))
+    tiled = engine.upscale(_request(engine_api, tiny_sd_model, control="TILE", control_model=str(tiny_tile_controlnet)))
+    again = engine.upscale(_request(engine_api, tiny_sd_model, control="TILE", control_model=str(tiny_tile_controlnet)))
+    np.testing.assert_array_equal(tiled.image, again.image)
+    assert not np.array_equal(plain.image, tiled.image)  # the tile ControlNet steers the redraw
+    recipe = tiled.recipe["upscale"]
+    assert recipe["control"] == "TILE" and recipe["control_model"] == str(tiny_tile_controlnet)
