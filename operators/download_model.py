@@ -30,6 +30,7 @@ class LATENT_TEXTURES_OT_download_model(WatchJobMixin, bpy.types.Operator):
         from ..dependencies.download import DownloadJob
         from ..dependencies.hf_cache import cached_model, validate_repo_id
         from ..dependencies.state import STATE
+        from ..preferences import get_preferences
 
         try:
             repo_id = validate_repo_id(self.repo_id)
@@ -39,7 +40,7 @@ class LATENT_TEXTURES_OT_download_model(WatchJobMixin, bpy.types.Operator):
         if STATE.downloading(repo_id):
             self.report({"ERROR"}, f"{repo_id} is already downloading")
             return {"CANCELLED"}
-        cache_dir = blender.model_cache_dir(context)
+        cache_dir = get_preferences(context).resolved_model_cache_dir()
         cached = cached_model(cache_dir, repo_id)
         if cached is not None and cached.complete:
             self.report({"INFO"}, f"{repo_id} is already downloaded ({cache_dir})")
