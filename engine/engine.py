@@ -24,6 +24,7 @@ from . import devices, sources
 from ._version import read_version
 from .errors import EngineError, GenerationCancelled
 from .families import ModelFamily, detect_family
+from .files import variant_for
 from .preview import latents_to_rgb
 from .request import (
     MAX_SEED,
@@ -201,7 +202,7 @@ class Engine:
     ) -> Any:
         """Find (download) and load the pipeline for ``source`` on the CPU, in the engine's dtype."""
         options = self.options
-        prefer_variant = "fp16" if self.dtype in (torch.float16, torch.bfloat16) else None
+        prefer_variant = variant_for(devices.dtype_name(self.dtype))
         if source.kind == "SINGLE_FILE":
             pipe = sources.load_single_file(
                 Path(source.location), dtype=self.dtype, cache_dir=options.cache_dir, offline=options.offline
