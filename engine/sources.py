@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EngineError, GenerationCancelled, ModelNotFoundError, UnsafeModelFormatError
-from .files import SKIPPED_COMPONENTS, FileSelection, FileSelectionError, is_repo_id
+from .files import SKIPPED_COMPONENTS, WEIGHT, WEIGHT_INDEX, FileSelection, FileSelectionError, is_repo_id
 from .files import select_files as _select_files
 from .request import ProgressEvent
 
@@ -363,6 +363,7 @@ def resolve_hub(
             on_progress=on_progress,
             cancel_event=cancel_event,
         ),
+        complete=lambda folder: _holds_a_pipeline(folder, repo_id, prefer_variant, allow_pickle),
     )
 
 
@@ -434,8 +435,10 @@ def _resolve_hub_with(
     cache_dir: str | None,
     offline: bool,
     download: Callable[[], Path],
+    complete: Callable[[Path], bool] | None = None,
 ) -> Path:
-    """The hub rules for every repo: offline -> the cache only; online -> ``download()``, else the cache."""
+    """The hub rules for every repo: offline -> the cache only; online -> a ``complete`` cached snapshot,
+    else ``download()``, else the cache."""
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
     if hub_offline(offline):
@@ -448,7 +451,7 @@ def _resolve_hub_with(
             )
         return folder
     cached = cached_snapshot(repo_id, cache_dir)
-    if cached is not None and _holds_a_pipeline(cached, repo_id, prefer_variant, allow_pickle):
+    if cached is not None and complete is not None and complete(cached):
         # Complete already (the preferences' Download, or an earlier run, perhaps in another
         # precision): loading it beats downloading the same model again in another variant.
         return cached
@@ -487,7 +490,7 @@ def select_model_files(
         raise EngineError(f"{name} is not a diffusers model (it has no config.json at its top level).")
     found: dict[str, dict[str | None, list[str]]] = {}
     for f in top:
-        match = _WEIGHT.fullmatch(f)
+        match = WEIGHT.fullmatch(f)
         if match and match["base"] == "diffusion_pytorch_model":
             found.setdefault(match["ext"], {}).setdefault(match["variant"], []).append(f)
     if not found:
@@ -502,7 +505,7 @@ def select_model_files(
     variant = prefer_variant if prefer_variant in variants else (None if None in variants else sorted(variants)[0])
     chosen = ["config.json", *sorted(variants[variant])]
     for f in top:
-        match = _INDEX.fullmatch(f)
+        match = WEIGHT_INDEX.fullmatch(f)
         if match and match["ext"] == ext and match["variant"] == variant:
             chosen.append(f)
     return FileSelection(tuple(chosen), variant)
