@@ -320,6 +320,7 @@ class Engine:
         *,
         on_progress: ProgressCallback | None = None,
         cancel_event: threading.Event | None = None,
+        previews: bool = True,
     ) -> GenerationResult:
         """Validate and run ``request`` on the cached model (loading or downloading it first if needed).
 
@@ -328,6 +329,8 @@ class Engine:
             on_progress: called from this thread with ``ProgressEvent(stage="DOWNLOAD")`` while a hub
                 model downloads (bytes) and ``ProgressEvent(stage="DENOISE")`` after every denoising
                 step (with a latent preview). It may raise ``GenerationCancelled`` to stop.
+            previews: False skips computing the per-step preview (``ProgressEvent.preview`` is None):
+                nobody sees it headless.
             cancel_event: set it from any thread to stop; the run ends at the next step boundary.
 
         Returns:
@@ -351,7 +354,8 @@ class Engine:
                 pipe = self._pipeline(model, request.mode)
                 pipe.scheduler = make_scheduler(request.scheduler, model.scheduler_config, request.steps)
                 self._set_vae_tiling(pipe, request)
-                kwargs = self._call_arguments(pipe, model, request, seed, on_progress, cancel_event, clock)
+                kwargs = self._call_arguments(pipe, model, request, seed, on_progress, cancel_event, clock,
+                                              previews)
                 unet = pipe.unet
                 if request.seamless != "NONE" and hasattr(unet, "_orig_mod"):
                     pipe.unet = unet._orig_mod  # compiled graphs know no circular padding: run eagerly
@@ -473,6 +477,7 @@ class Engine:
         on_progress: ProgressCallback | None,
         cancel_event: threading.Event | None,
         clock: _RunClock,
+        previews: bool = True,
     ) -> dict[str, Any]:
         family = model.family.name
 
@@ -481,7 +486,8 @@ class Engine:
             _check_cancel(cancel_event)
             if on_progress is not None:
                 total = getattr(pipe, "num_timesteps", None) or request.steps
-                on_progress(ProgressEvent(step + 1, int(total), latents_to_rgb(tensors["latents"], family)))
+                preview = latents_to_rgb(tensors["latents"], family) if previews else None
+                on_progress(ProgressEvent(step + 1, int(total), preview))
                 _check_cancel(cancel_event)
             return tensors
 
