@@ -265,8 +265,9 @@ def _wire_vector(changes: Changes, tree: bpy.types.NodeTree, texture: bpy.types.
             ours = _mark(changes.new_node(tree, "ShaderNodeTexCoord"), VECTOR_ROLE)
             ours.location = location
             changes.link(tree, ours.outputs["Object"], vector)
-    elif vector.is_linked:
+    elif ours is not None:  # a Mapping node the artist plugged in stays
         changes.unlink(tree, vector)
+        ours = None
     if helper is not None and _role(helper) == VECTOR_ROLE and helper != ours:
         changes.when_done(lambda: tree.nodes.remove(helper) if not any(o.is_linked for o in helper.outputs) else None)
 

@@ -168,6 +168,8 @@ def test_keep_history_keeps_every_result_laid_out_readably(tiny):
 def test_project_keeps_the_objects_material(tiny):
     plane = plane_filling_camera("ORTHO")
     material = bpy.data.materials.new("Artist")
+    if bpy.app.version < (5, 0, 0):
+        material.use_nodes = True
     plane.data.materials.append(material)
     bsdf = next(n for n in material.node_tree.nodes if n.type == "BSDF_PRINCIPLED")
     bsdf.inputs["Roughness"].default_value = 0.123
@@ -219,3 +221,22 @@ def test_projection_says_when_the_eight_uv_maps_are_used(tiny):
     with pytest.raises(RuntimeError, match="already has 8 UV maps"):
         bpy.ops.latent_textures.generate()
     assert datablock_counts() == before
+
+
+def test_material_after_projection_reuses_the_node_and_drops_its_uv_node(tiny):
+    """Switching targets keeps one node: its UV Map helper goes, a Mapping node the artist added would stay."""
+    plane = plane_filling_camera("ORTHO")
+    tiny.target = "PROJECT"
+    tiny.use_random_seed = True
+    bpy.ops.latent_textures.generate()
+    material = plane.active_material
+    tiny.target = "MATERIAL"
+    bpy.context.view_layer.objects.active = plane
+    bpy.ops.latent_textures.generate()
+    texture, = texture_nodes(material)
+    assert texture.image == tiny.result_image and not texture.inputs["Vector"].is_linked
+    assert not any(n.type == "UVMAP" for n in material.node_tree.nodes)
+    mapping = material.node_tree.nodes.new("ShaderNodeMapping")
+    material.node_tree.links.new(mapping.outputs[0], texture.inputs["Vector"])
+    bpy.ops.latent_textures.generate()
+    assert feeding(texture.inputs["Vector"]) == mapping
