@@ -329,9 +329,9 @@ class Engine:
             on_progress: called from this thread with ``ProgressEvent(stage="DOWNLOAD")`` while a hub
                 model downloads (bytes) and ``ProgressEvent(stage="DENOISE")`` after every denoising
                 step (with a latent preview). It may raise ``GenerationCancelled`` to stop.
+            cancel_event: set it from any thread to stop; the run ends at the next step boundary.
             previews: False skips computing the per-step preview (``ProgressEvent.preview`` is None):
                 nobody sees it headless.
-            cancel_event: set it from any thread to stop; the run ends at the next step boundary.
 
         Returns:
             The RGBA image (float32, top row first, 0..1), the seed used and the recipe.
