@@ -850,6 +850,8 @@ def _run_generate(args) -> int:
             jobs = [_Job(prompt, [name]) for prompt in prompts for name in objects]
         else:
             jobs = [_Job(prompt, objects) for prompt in prompts]
+        if len(jobs) > 1:
+            settings.keep_history = True  # every texture of the batch is written out: none may replace another
 
         progress = support.Progress(sys.stderr, len(jobs))
         results = []
