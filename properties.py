@@ -42,6 +42,12 @@ TARGET_ITEMS = (
     ("PROJECT", "Project from Camera", "Project the image onto the selected objects from the scene camera"),
 )
 
+UPSCALE_AFTER_ITEMS = (
+    ("NONE", "Off", "Keep the generated size"),
+    ("2", "x2", "Twice the width and height"),
+    ("4", "x4", "Four times the width and height"),
+)
+
 
 class LatentTexturesSettings(bpy.types.PropertyGroup):
     prompt: bpy.props.StringProperty(
@@ -109,6 +115,23 @@ class LatentTexturesSettings(bpy.types.PropertyGroup):
     )
     result_image: bpy.props.PointerProperty(
         name="Result", description="The last image generated", type=bpy.types.Image,
+    )
+    upscale_after: bpy.props.EnumProperty(
+        name="Upscale After Generate",
+        description="Upscale every new result right away (the model redraws it tile by tile)",
+        items=UPSCALE_AFTER_ITEMS, default="NONE",
+    )
+    upscale_strength: bpy.props.FloatProperty(
+        name="Detail Strength",
+        description="How much of each upscaled tile the model repaints: low keeps the image, higher adds "
+                    "detail (0 = a plain Lanczos resize)",
+        default=0.35, min=0.0, max=1.0, subtype="FACTOR",
+    )
+    upscale_control_model: bpy.props.StringProperty(
+        name="Tile ControlNet",
+        description="The tile ControlNet that keeps upscaled tiles faithful (repo id, folder or .safetensors); "
+                    "empty: lllyasviel/control_v11f1e_sd15_tile for SD 1.x, xinsir/controlnet-tile-sdxl-1.0 for SDXL",
+        default="",
     )
 
 

@@ -7,6 +7,7 @@ drains them (a modal timer with a UI, or straight after the run headless).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import queue
 import threading
 import traceback
@@ -25,10 +26,12 @@ class JobEvent:
 class GenerationJob:
     """Runs one engine request, on a worker thread (``start``) or in the caller's thread (``run``)."""
 
-    def __init__(self, options: EngineOptions, request: GenerationRequest | UpscaleRequest, previews: bool = True) -> None:
+    def __init__(self, options: EngineOptions, request: GenerationRequest | UpscaleRequest, previews: bool = True,
+                 upscale: UpscaleRequest | None = None) -> None:
         self.options = options
         self.request = request
         self.previews = previews  # headless nobody sees them: the engine skips computing them
+        self.upscale = upscale  # run on the generated image (Upscale After Generate)
         self.events: queue.Queue[JobEvent] = queue.Queue()
         self.cancel_event = threading.Event()
         self.stage = "LOAD"  # LOAD, then DOWNLOAD (bytes) or DENOISE (steps)
@@ -50,6 +53,9 @@ class GenerationJob:
             run = engine.upscale if isinstance(self.request, UpscaleRequest) else engine.generate
             result = run(self.request, on_progress=self._on_progress, cancel_event=self.cancel_event,
                          previews=self.previews)
+            if self.upscale is not None:
+                result = _upscaled(engine, result, self.upscale, on_progress=self._on_progress,
+                                   cancel_event=self.cancel_event, previews=self.previews)
         except GenerationCancelled:
             self.events.put(JobEvent("cancelled"))
         except EngineError as error:
@@ -95,6 +101,15 @@ class GenerationJob:
                 self.finished = True
             drained.append(event)
         return drained
+
+
+def _upscaled(engine, generated, template: UpscaleRequest, **run_options):
+    """``generated`` upscaled by ``template`` (its image and seed): the recipe of both, the generation's timings."""
+    request = dataclasses.replace(template, image=generated.image[..., :3], seed=generated.seed)
+    upscaled = engine.upscale(request, **run_options)
+    recipe = dict(generated.recipe)
+    recipe.update(upscaled.recipe)
+    return dataclasses.replace(upscaled, recipe=recipe, timings=generated.timings)
 
 
 _current_job: GenerationJob | None = None

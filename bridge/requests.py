@@ -7,7 +7,7 @@ import dataclasses
 import bpy
 import numpy as np
 
-from ..engine import EngineOptions, GenerationRequest
+from ..engine import EngineOptions, GenerationRequest, UpscaleRequest
 from ..preferences import get_preferences
 
 
@@ -61,3 +61,29 @@ def options_from_preferences(context: bpy.types.Context) -> EngineOptions:
         cpu_offload=prefs.cpu_offload,
         torch_compile=prefs.torch_compile,
     )
+
+
+def upscale_after_generate(settings, request: GenerationRequest) -> UpscaleRequest | None:
+    """Upscale After Generate: the upscale to run on the result (its image and seed filled in then), or None.
+
+    Checked now, before anything runs (factor too large for memory -> ValueError naming the largest that fits).
+    """
+    if settings.upscale_after == "NONE":
+        return None
+    blank = np.broadcast_to(np.zeros(1, dtype=np.float32), (request.height, request.width, 3))
+    upscale = UpscaleRequest(
+        image=blank,
+        model=request.model,
+        prompt=request.prompt,
+        negative_prompt=request.negative_prompt,
+        factor=int(settings.upscale_after),
+        strength=settings.upscale_strength,
+        steps=request.steps,
+        guidance_scale=request.guidance_scale,
+        scheduler=request.scheduler,
+        seamless=request.seamless,
+        control="TILE" if settings.upscale_strength > 0 else "NONE",
+        control_model=resolve_model_path(settings.upscale_control_model),
+    )
+    upscale.validate()
+    return upscale

@@ -42,6 +42,7 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     keep_history: bool = False
     projection: ProjectionCapture | None = None
+    upscale: object = None  # Upscale After Generate: an UpscaleRequest without its image yet
 
 
 def prepare(context: bpy.types.Context) -> Plan:
@@ -53,6 +54,7 @@ def prepare(context: bpy.types.Context) -> Plan:
     requests.validate_settings(request)
     plan = Plan(request, requests.options_from_preferences(context), settings.target)
     plan.keep_history = settings.keep_history
+    plan.upscale = requests.upscale_after_generate(settings, request)
     plan.object_names = target_objects(context, settings.target)
     objects = [bpy.data.objects[name] for name in plan.object_names]
     plan.object_ids = [object_identity(obj) for obj in objects]
@@ -164,7 +166,8 @@ class GenerationRun:
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
-        self.job = GenerationJob(plan.options, plan.request, previews=not bpy.app.background)
+        self.job = GenerationJob(plan.options, plan.request, previews=not bpy.app.background,
+                                 upscale=getattr(plan, "upscale", None))
         self.reports: list[tuple[str, str]] = [("INFO", note) for note in plan.notes]
         self.image: bpy.types.Image | None = None
         # Set by the modal operator: removes its timer and status text (also when the add-on is disabled).

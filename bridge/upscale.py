@@ -83,7 +83,7 @@ def prepare(context: bpy.types.Context, image_name: str, factor: int, seamless: 
         seed=None if settings.use_random_seed else settings.seed,
         seamless=axes,
         control="TILE" if strength > 0 else "NONE",
-        control_model=requests.resolve_model_path(control_model),
+        control_model=requests.resolve_model_path(control_model or settings.upscale_control_model),
         tile_size=tile_size,
     )
     request.validate()

@@ -50,6 +50,10 @@ def _command(name: str):
         from .run import run_generate
 
         return run_generate
+    if name == "upscale":
+        from .upscale import run_upscale
+
+        return run_upscale
     from .models import run_models
 
     return run_models

@@ -52,7 +52,7 @@ def plan_generation(args, context, cache_dir: str, file_prompts: list[str] | Non
     """Check the prompts, model, settings and objects against the open scene; the settings are applied."""
     settings = context.scene.latent_textures
     prompts = _prompts(args, settings, file_prompts)
-    model = _checked_model(args, settings, cache_dir)
+    model = checked_model(args, settings, cache_dir)
     _apply_settings(args, settings, model)
     _check_img2img(args, settings)
     objects = _target_objects(args, context, settings.target)
@@ -118,7 +118,7 @@ def _target_objects(args, context, target: str) -> list[str]:
     return []
 
 
-def _checked_model(args, settings, cache_dir: str) -> str:
+def checked_model(args, settings, cache_dir: str) -> str:
     """The model setting to use, checked the way the engine will check it, without loading anything.
 
     A file or folder must exist and be a model; a repo id must be cached when downloads are off.
@@ -143,17 +143,18 @@ def _checked_model(args, settings, cache_dir: str) -> str:
     return model
 
 
-def _source_image(args):
-    image = bpy.data.images.get(args.source_image)
+def image_argument(option: str, value: str):
+    """An Image datablock of the open file by name, else an image file loaded (``option`` names the argument)."""
+    image = bpy.data.images.get(value)
     if image is not None:
         return image
-    path = os.path.abspath(os.path.expanduser(args.source_image))
+    path = os.path.abspath(os.path.expanduser(value))
     if not os.path.isfile(path):
-        raise CommandError(f"--source-image is neither an image in the file nor an image file: {args.source_image}")
+        raise CommandError(f"{option} is neither an image in the file nor an image file: {value}")
     try:
         return bpy.data.images.load(path, check_existing=True)
     except RuntimeError as error:
-        raise CommandError(f"could not load --source-image {path}: {operator_message(error)}") from None
+        raise CommandError(f"could not load {option} {path}: {operator_message(error)}") from None
 
 
 def _apply_settings(args, settings, model: str) -> None:
@@ -179,7 +180,7 @@ def _check_img2img(args, settings) -> None:
         if args.source is not None and args.source != "IMAGE":
             raise UsageError("--source-image needs --source IMAGE")
         settings.source = "IMAGE"
-        settings.source_image = _source_image(args)
+        settings.source_image = image_argument("--source-image", args.source_image)
     if settings.mode == "IMG2IMG" and settings.source == "IMAGE" and settings.source_image is None:
         raise UsageError("--source IMAGE needs --source-image NAME|FILE")
     if settings.mode == "IMG2IMG" and settings.source in {"CAMERA", "VIEWPORT"} and bpy.context.scene.camera is None:

@@ -38,23 +38,28 @@ def _select(context, names: list[str]) -> None:
 
 
 def _generate_one(context, job: plan.Job, index: int, total: int, progress: support.Progress):
-    settings = context.scene.latent_textures
-    settings.prompt = job.prompt
+    context.scene.latent_textures.prompt = job.prompt
     _select(context, job.objects)
-    progress.start_image(index, job.label())
+    return run_operator(context, bpy.ops.latent_textures.generate, {}, job.label(), index, total, progress)
+
+
+def run_operator(context, operator, options: dict, label: str, index: int, total: int, progress: support.Progress):
+    """One image through ``operator(**options)`` with its per-step progress; returns ``(image, recipe)``."""
+    settings = context.scene.latent_textures
+    progress.start_image(index, label)
     captured = io.StringIO()  # the operator's reports (printed on stdout): replayed on stderr
     try:
         with _watching(progress), contextlib.redirect_stdout(captured):
-            outcome = bpy.ops.latent_textures.generate()
+            outcome = operator(**options)
     except RuntimeError as error:
         progress.fail_image()
         _replay(captured.getvalue(), skip=("Error:",))
-        where = f"texture {index}/{total} ({job.label()}): " if total > 1 else ""
+        where = f"texture {index}/{total} ({label}): " if total > 1 else ""
         raise CommandError(where + operator_message(error)) from None
     if outcome != {"FINISHED"}:
         progress.fail_image()
         _replay(captured.getvalue(), skip=())
-        raise CommandError(f"texture {index}/{total} ({job.label()}) did not finish: {', '.join(sorted(outcome))}")
+        raise CommandError(f"texture {index}/{total} ({label}) did not finish: {', '.join(sorted(outcome))}")
     _replay(captured.getvalue(), skip=("Info: Generated",))
     image = settings.result_image
     recipe = image["latent_textures"].to_dict() if "latent_textures" in image else {}

@@ -77,3 +77,27 @@ def draw_generate(layout, settings) -> None:
         layout.operator("latent_textures.cancel", icon="CANCEL")
     if settings.result_image is not None:
         layout.label(text=settings.result_image.name, icon="IMAGE_DATA")
+
+
+def draw_upscale(layout, settings) -> None:
+    """x2 / x4 of the last result (checked against memory before clicking), and Upscale After Generate."""
+    from ..engine.upscale import size_check_message
+
+    col = layout.column()
+    col.prop(settings, "upscale_strength", slider=True)
+    col.prop(settings, "upscale_control_model", text="Tile ControlNet", placeholder="Default for the model")
+    image = settings.result_image
+    row = layout.row(align=True)
+    row.enabled = image is not None
+    for factor in (2, 4):
+        button = row.operator("latent_textures.upscale", text=f"Upscale x{factor}", icon="FULLSCREEN_ENTER")
+        button.factor = factor
+        button.strength = settings.upscale_strength
+    if image is not None:
+        width, height = image.size
+        for factor in (2, 4):
+            problem = size_check_message(height, width, factor) if width and height else None
+            if problem:
+                layout.label(text=f"x{factor} too large for this machine", icon="ERROR")
+                break
+    layout.prop(settings, "upscale_after")

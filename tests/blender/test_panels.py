@@ -20,6 +20,8 @@ PANELS = (
     "VIEW3D_PT_latent_textures_model",
     "IMAGE_PT_latent_textures",
     "IMAGE_PT_latent_textures_sampling",
+    "VIEW3D_PT_latent_textures_upscale",
+    "IMAGE_PT_latent_textures_upscale",
 )
 
 
@@ -97,3 +99,12 @@ def test_model_panel_without_a_loaded_model():
 
 def test_model_panel_has_a_file_browser_button():
     assert ("operator", "latent_textures.browse_model") in draw("VIEW3D_PT_latent_textures_model")
+
+
+def test_upscale_panel_offers_x2_x4_of_the_result_and_says_when_it_cannot_fit(settings):
+    log = draw("IMAGE_PT_latent_textures_upscale")
+    assert ("operator", "latent_textures.upscale") in log and ("set", "factor", 4) in log
+    assert {"upscale_strength", "upscale_after"} <= {entry[1] for entry in log if entry[0] == "prop"}
+    settings.result_image = bpy.data.images.new("huge", 4200, 8)
+    warnings = [entry for entry in draw("IMAGE_PT_latent_textures_upscale") if entry[0] == "label"]
+    assert ("label", "x4 too large for this machine", "ERROR") in warnings

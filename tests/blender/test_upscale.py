@@ -109,3 +109,35 @@ def test_detail_pass_redraws_tiles_deterministically_and_cancel_leaves_nothing(s
     run.run_here()
     assert run.tick(bpy.context) == "CANCELLED"
     assert datablock_counts() == before
+
+
+def test_upscale_after_generate_writes_the_upscaled_result_with_both_recipes(settings, tiny_sd_model, tile_controlnet):
+    settings.model = str(tiny_sd_model)
+    settings.prompt = "bark"
+    settings.width = settings.height = 64
+    settings.steps = 2
+    settings.use_random_seed = False
+    settings.seed = 9
+    settings.target = "IMAGE"
+    settings.upscale_after = "2"
+    settings.upscale_strength = 0.5
+    settings.upscale_control_model = str(tile_controlnet)
+    assert bpy.ops.latent_textures.generate() == {"FINISHED"}
+    image = settings.result_image
+    assert tuple(image.size) == (128, 128)
+    recipe = image["latent_textures"].to_dict()
+    assert recipe["prompt"] == "bark" and recipe["seed"] == 9 and recipe["steps"] == 2  # the generation's
+    assert recipe["upscale"]["factor"] == 2 and recipe["upscale"]["control"] == "TILE"
+    assert recipe["upscale"]["control_model"] == str(tile_controlnet)
+
+
+def test_upscale_after_generate_too_large_is_refused_before_anything_runs(settings, tiny_sd_model):
+    settings.model = str(tiny_sd_model)
+    settings.prompt = "bark"
+    settings.width, settings.height = 4096, 64
+    settings.target = "IMAGE"
+    settings.upscale_after = "4"
+    before = datablock_counts()
+    with pytest.raises(RuntimeError, match="largest factor that fits is x2"):
+        bpy.ops.latent_textures.generate()
+    assert datablock_counts() == before

@@ -1,0 +1,114 @@
+"""Upscale figures (issue 16): time per output megapixel, peak memory tiled vs untiled, the blend's overhead.
+
+    python bench/upscale.py [--quick] [--model-dir DIR]
+
+Run by ``bench/run.py`` as the section ``upscale`` (each measurement in a child process, so the
+peak RSS of one does not hide the other's). Tiny model: x2 of 128 px to 256 px with 128-px tiles;
+SD-1.5-sized random weights (skipped with ``--quick``): x2 of 256 px to 512 px at its native 512-px
+tile, 20 steps x strength 0.35 = 7 steps per tile, no ControlNet (there is no sized tile ControlNet
+to load), so the figure is the img2img redraw's cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH))
+
+import timing  # noqa: E402
+
+
+def _source(size: int) -> Any:
+    import numpy as np
+
+    y, x = np.mgrid[0:size, 0:size] / size
+    return np.clip(np.stack([x, y, 0.5 + 0.3 * np.sin(20 * x)], axis=-1), 0, 1).astype(np.float32)
+
+
+def measure(kind: str, model: str, size: int, factor: int, tile: int, steps: int) -> dict[str, Any]:
+    """In this process: one warm-up and one timed run of ``kind`` (``tiled``/``untiled``/``blend``)."""
+    import torch
+
+    engine_api = timing.import_engine()
+    from latent_textures.engine import tiles  # registered by import_engine
+
+    engine = engine_api.Engine(engine_api.EngineOptions(device="CPU", precision="FP32"))
+    source = _source(size)
+    out_size = size * factor
+
+    def tiled() -> Any:
+        request = engine_api.UpscaleRequest(image=source, model=model, prompt="stone wall", factor=factor,
+                                            strength=0.35, steps=steps, seed=1, tile_size=tile,
+                                            control="NONE")
+        return engine.upscale(request)
+
+    def untiled() -> Any:
+        big = tiles.resize(source, factor, wrap_x=False, wrap_y=False)
+        request = engine_api.GenerationRequest(prompt="stone wall", model=model, mode="IMG2IMG", init_image=big,
+                                               strength=0.35, width=out_size, height=out_size, steps=steps, seed=1)
+        return engine.generate(request)
+
+    def blend_only() -> Any:
+        big = tiles.resize(source, factor, wrap_x=False, wrap_y=False)
+        layout = tiles.layout(out_size, out_size, tile, 64, False, False)
+        return tiles.redraw(big, layout, lambda t, pixels: pixels, wrap_x=False, wrap_y=False)
+
+    run = {"tiled": tiled, "untiled": untiled, "blend": blend_only}[kind]
+    torch.manual_seed(0)
+    run()  # warm-up: load, first-step costs
+    timing.reset_peak_rss()
+    start = time.perf_counter()
+    run()
+    seconds = time.perf_counter() - start
+    layout = tiles.layout(out_size, out_size, tile, 64, False, False)
+    return {"seconds": round(seconds, 3), "output_mp": round(out_size * out_size / 1e6, 4),
+            "seconds_per_mp": round(seconds / (out_size * out_size / 1e6), 3), "tiles": len(layout),
+            "peak_rss_mb": timing.peak_rss_mb()}
+
+
+def _child(kind: str, model: str, size: int, factor: int, tile: int, steps: int) -> dict[str, Any]:
+    code = (f"import sys; sys.path.insert(0, {str(BENCH)!r}); import json, upscale; "
+            f"print(json.dumps(upscale.measure({kind!r}, {model!r}, {size}, {factor}, {tile}, {steps})))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    if done.returncode:
+        return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def run(models_folder: Path, quick: bool, sd15: Path | None = None) -> dict[str, Any]:
+    tiny = models_folder / "tiny-sd"
+    if not (tiny / "model_index.json").is_file():
+        timing.import_tiny_models().build_tiny_sd(tiny)
+    figures: dict[str, Any] = {"tiny": {}}
+    for kind in ("tiled", "untiled", "blend"):
+        figures["tiny"][kind] = _child(kind, str(tiny), 128, 2, 128, 4)
+    tiled, blend = figures["tiny"]["tiled"], figures["tiny"]["blend"]
+    if "seconds" in tiled and "seconds" in blend:
+        figures["tiny"]["blend_share_of_tiled"] = round(blend["seconds"] / tiled["seconds"], 4)
+    if not quick and sd15 is not None:
+        figures["sd15_sized"] = {kind: _child(kind, str(sd15), 256, 2, 512, 20) for kind in ("tiled", "untiled")}
+    return figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--model-dir", type=Path)
+    parser.add_argument("--sd15", type=Path, help="an SD-1.5-sized model folder (bench/run.py builds one)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="lt_bench_upscale_") as scratch:
+        folder = args.model_dir or Path(scratch)
+        print(json.dumps(run(folder, args.quick, args.sd15), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
