@@ -12,7 +12,7 @@ from typing import Callable
 import bpy
 import numpy as np
 
-from . import pixels, projection
+from . import geometry, pixels, projection
 
 RECIPE_PROPERTY = "latent_textures"
 IMAGE_NODE_LABEL = "Latent Textures"
@@ -191,14 +191,14 @@ def apply_projection(changes: Changes, context: bpy.types.Context, objects: list
                      image: bpy.types.Image, width: int, height: int) -> bpy.types.Material:
     scene = context.scene
     depsgraph = context.evaluated_depsgraph_get()
-    view, proj = projection.camera_matrices(scene, scene.camera, width, height, depsgraph)
+    camera = geometry.view_camera(scene, scene.camera, width, height, depsgraph)
     material = changes.new_material(PROJECTION_MATERIAL_NAME)
     add_image_to_base_color(changes, material, image, uv_map=projection.PROJECTION_UV_NAME)
     for obj in objects:
         mesh = obj.data
         if sum(1 for other in bpy.data.objects if other.data == mesh) > 1:
             mesh = changes.single_user_mesh(obj)
-        uvs = projection.project_to_uv(projection.loop_world_positions(obj, depsgraph), view, proj)
+        uvs = camera.uv(projection.loop_world_positions(obj, depsgraph))
         existed = mesh.uv_layers.get(projection.PROJECTION_UV_NAME) is not None
         if existed:
             previous = np.empty(len(mesh.loops) * 2, dtype=np.float32)

@@ -1,0 +1,44 @@
+"""Per-pixel surface normals in camera space from a rasterised view."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .camera import ViewCamera
+from .raster import SurfaceHits
+
+
+def view_normals(camera: ViewCamera, triangles_world: np.ndarray, hits: SurfaceHits,
+                 corner_normals_world: np.ndarray | None = None) -> np.ndarray:
+    """(height, width, 3) float32 unit normals in Blender camera space (x right, y up, z towards the viewer).
+
+    ``corner_normals_world`` (n, 3, 3): the mesh's shading normals per triangle corner (smooth
+    and auto-smooth shading, custom normals); None = flat face normals. Like a render, a face
+    seen from behind shows its back side: normals are flipped to face the camera. Pixels
+    where nothing is hit are 0.
+    """
+    triangles = np.asarray(triangles_world, dtype=np.float64)
+    normals = np.zeros((camera.height, camera.width, 3), dtype=np.float32)
+    covered = hits.covered
+    index = hits.triangle[covered]
+    if not len(index):
+        return normals
+    corners = triangles[index]
+    weights = hits.barycentric[covered].astype(np.float64)
+    linear = camera.world_matrix[:3, :3]
+    # Normals transform by the inverse transpose of world -> view, i.e. by the camera's own rotation transposed.
+    geometric = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]) @ linear
+    if camera.ortho:
+        towards_viewer = np.broadcast_to([0.0, 0.0, 1.0], geometric.shape)
+    else:
+        towards_viewer = -np.einsum("nk,nkj->nj", weights, camera.to_view(corners.reshape(-1, 3)).reshape(-1, 3, 3))
+    flip = np.where(np.einsum("nj,nj->n", geometric, towards_viewer) < 0, -1.0, 1.0)
+    if corner_normals_world is None:
+        shading = geometric
+    else:
+        corner_normals = np.asarray(corner_normals_world, dtype=np.float64)[index]
+        shading = np.einsum("nk,nkj->nj", weights, corner_normals) @ linear
+    shading = shading * flip[:, None]
+    length = np.linalg.norm(shading, axis=1, keepdims=True)
+    normals[covered] = shading / np.where(length > 0, length, 1.0)
+    return normals
