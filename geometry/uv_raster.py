@@ -13,9 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-# Candidate texels (triangle bounding boxes) tested per chunk: bounds the memory of
-# a 8192^2 texture to a few hundred MB whatever the mesh.
-_CHUNK_TEXELS = 1 << 22
 # Barycentric slack so texel centres exactly on a shared edge belong to a triangle.
 _EDGE_EPSILON = 1e-7
 # A texel is "shared" (overlapping islands) only when it lies well inside two triangles.
@@ -39,6 +36,7 @@ class SurfaceTexels:
     normal: np.ndarray
     triangle: np.ndarray
     shared: int
+    spacing: float
 
     @property
     def mask(self) -> np.ndarray:
@@ -70,72 +68,119 @@ def rasterize_uv_triangles(
         raise ValueError(f"size must be a positive number of texels, got {size}")
     size = int(size)
 
-    winner = np.full(size * size, -1, dtype=np.int64)
-    weights = np.zeros((size * size, 2), dtype=np.float32)
-    interior_hits = np.zeros(size * size, dtype=np.uint8)
-    # Texel (x, y) has its centre at uv = ((x + 0.5) / size, (y + 0.5) / size), y counted from the bottom.
+    # Texel (x, y) has its centre at uv = ((x + 0.5) / size, (y + 0.5) / size), y counted from the bottom,
+    # so in these "texel" coordinates texel centres are the integer points.
     corners = uv * size - 0.5
+    barycentric = _barycentric_planes(corners)  # (T, 3 weights, 3 coefficients of x, y, 1)
+    low = np.clip(np.ceil(corners.min(axis=1) - 1e-9), 0, size).astype(np.int64)
+    high = np.clip(np.floor(corners.max(axis=1) + 1e-9), -1, size - 1).astype(np.int64)
+    valid = np.isfinite(barycentric).all(axis=(1, 2)) & (high >= low).all(axis=1)
+    triangles = np.flatnonzero(valid)
+    rows_per_triangle = (high[triangles, 1] - low[triangles, 1] + 1)
+    # One scanline per (triangle, row): the span of texel centres inside the triangle.
+    span_triangle = np.repeat(triangles, rows_per_triangle)
+    span_row = (np.arange(len(span_triangle)) - np.repeat(np.cumsum(rows_per_triangle) - rows_per_triangle,
+                                                         rows_per_triangle) + low[span_triangle, 1])
+    first, last = _span_bounds(barycentric[span_triangle], span_row,
+                               low[span_triangle, 0], high[span_triangle, 0])
+    span_length = np.maximum(last - first + 1, 0)
+    keep = span_length > 0
+    span_triangle, span_row, first, span_length = span_triangle[keep], span_row[keep], first[keep], span_length[keep]
+
+    span = np.repeat(np.arange(len(span_length), dtype=np.int32), span_length)
+    column = (np.arange(len(span), dtype=np.int64) - np.repeat(np.cumsum(span_length) - span_length, span_length)
+              + first[span])
+    flat = (size - 1 - span_row[span]) * size + column
+    generated = len(flat)
+    slot = np.full(size * size, -1, dtype=np.int32)
+    slot[flat] = np.arange(generated, dtype=np.int32)  # overlapping triangles: the last one wins
+    index = np.flatnonzero(slot >= 0)
+    shared = 0
+    if len(index) < generated:
+        shared = _shared_texels(barycentric, span_triangle, span_row, span, column, flat, slot)
+    order = slot[index]
+    span, column = span[order], column[order].astype(np.float32)
+
+    position = _affine_attribute(positions, barycentric, span_triangle, span_row, span, column)
+    normal = _affine_attribute(normals, barycentric, span_triangle, span_row, span, column)
+    length = np.sqrt(np.einsum("ij,ij->i", normal, normal))[:, None]
+    normal /= np.where(length > 1e-12, length, np.float32(1.0))
+    triangle = span_triangle[span].astype(np.int32)
+    return SurfaceTexels(size=size, index=index, position=position, normal=normal, triangle=triangle,
+                         shared=shared, spacing=_mean_spacing(positions, planes=barycentric, triangle=triangle))
+
+
+def _mean_spacing(positions: np.ndarray, planes: np.ndarray, triangle: np.ndarray) -> float:
+    """sqrt of the mean world area per texel (world area / texel area of each texel's triangle)."""
+    if len(triangle) == 0:
+        return 0.0
+    world_area = 0.5 * np.linalg.norm(np.cross(positions[:, 1] - positions[:, 0], positions[:, 2] - positions[:, 0]),
+                                      axis=1)
+    # |d(w1, w2)/d(x, y)| is 1 / (2 * texel area of the triangle)
+    jacobian = np.abs(planes[:, 1, 0] * planes[:, 2, 1] - planes[:, 1, 1] * planes[:, 2, 0])
+    per_texel = world_area * 2.0 * np.nan_to_num(jacobian)
+    return float(np.sqrt(np.bincount(triangle, minlength=len(positions)) @ per_texel / len(triangle)))
+
+
+def _barycentric_planes(corners: np.ndarray) -> np.ndarray:
+    """(T, 3, 3): each corner's barycentric weight as a plane a*x + b*y + c over texel coordinates."""
     origin = corners[:, 0]
     edge_1 = corners[:, 1] - origin
     edge_2 = corners[:, 2] - origin
     determinant = edge_1[:, 0] * edge_2[:, 1] - edge_1[:, 1] * edge_2[:, 0]
-    low = np.clip(np.ceil(corners.min(axis=1) - 1e-9), 0, size)
-    high = np.clip(np.floor(corners.max(axis=1) + 1e-9), -1, size - 1)
-    box = (high - low + 1).clip(0).astype(np.int64)
-    counts = box[:, 0] * box[:, 1]
-    counts[np.abs(determinant) < 1e-12] = 0
-    triangles = np.flatnonzero(counts)
-    for chunk in _chunks(triangles, counts[triangles]):
-        chunk_counts = counts[chunk]
-        tri = np.repeat(chunk, chunk_counts)
-        starts = np.cumsum(chunk_counts) - chunk_counts
-        local = np.arange(len(tri), dtype=np.int64) - np.repeat(starts, chunk_counts)
-        width = box[tri, 0]
-        x = low[tri, 0] + local % width
-        y = low[tri, 1] + local // width
-        dx = x - origin[tri, 0]
-        dy = y - origin[tri, 1]
-        inverse = 1.0 / determinant[tri]
-        w1 = (dx * edge_2[tri, 1] - dy * edge_2[tri, 0]) * inverse
-        w2 = (edge_1[tri, 0] * dy - edge_1[tri, 1] * dx) * inverse
-        w0 = 1.0 - w1 - w2
-        inside = (w0 >= -_EDGE_EPSILON) & (w1 >= -_EDGE_EPSILON) & (w2 >= -_EDGE_EPSILON)
-        flat = ((size - 1 - y) * size + x).astype(np.int64)[inside]
-        interior = (np.minimum(np.minimum(w0, w1), w2) > _OVERLAP_INSET)[inside]
-        np.add.at(interior_hits, flat[interior], 1)
-        winner[flat] = tri[inside]
-        weights[flat, 0] = w1[inside]
-        weights[flat, 1] = w2[inside]
-
-    index = np.flatnonzero(winner >= 0)
-    triangle = winner[index]
-    w1 = weights[index, 0:1].astype(np.float64)
-    w2 = weights[index, 1:2].astype(np.float64)
-    w0 = 1.0 - w1 - w2
-    corner_positions = positions[triangle]
-    corner_normals = normals[triangle]
-    position = w0 * corner_positions[:, 0] + w1 * corner_positions[:, 1] + w2 * corner_positions[:, 2]
-    normal = w0 * corner_normals[:, 0] + w1 * corner_normals[:, 1] + w2 * corner_normals[:, 2]
-    length = np.linalg.norm(normal, axis=1, keepdims=True)
-    normal = normal / np.where(length > 1e-12, length, 1.0)
-    return SurfaceTexels(
-        size=size,
-        index=index,
-        position=position.astype(np.float32),
-        normal=normal.astype(np.float32),
-        triangle=triangle.astype(np.int32),
-        shared=int(np.count_nonzero(interior_hits > 1)),
-    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inverse = np.where(np.abs(determinant) > 1e-12, 1.0 / determinant, np.nan)
+    planes = np.empty((len(corners), 3, 3))
+    # w1 = ((x - x0) * e2y - (y - y0) * e2x) / det ; w2 = (e1x * (y - y0) - e1y * (x - x0)) / det
+    planes[:, 1, 0] = edge_2[:, 1] * inverse
+    planes[:, 1, 1] = -edge_2[:, 0] * inverse
+    planes[:, 1, 2] = -(origin[:, 0] * planes[:, 1, 0] + origin[:, 1] * planes[:, 1, 1])
+    planes[:, 2, 0] = -edge_1[:, 1] * inverse
+    planes[:, 2, 1] = edge_1[:, 0] * inverse
+    planes[:, 2, 2] = -(origin[:, 0] * planes[:, 2, 0] + origin[:, 1] * planes[:, 2, 1])
+    planes[:, 0] = -planes[:, 1] - planes[:, 2]
+    planes[:, 0, 2] += 1.0
+    return planes
 
 
-def _chunks(triangles: np.ndarray, counts: np.ndarray):
-    """Consecutive runs of triangles whose bounding boxes hold about _CHUNK_TEXELS texels."""
-    if len(triangles) == 0:
-        return
-    bounds = np.searchsorted(np.cumsum(counts), np.arange(_CHUNK_TEXELS, counts.sum() + _CHUNK_TEXELS, _CHUNK_TEXELS))
-    start = 0
-    for end in np.unique(np.append(bounds + 1, len(triangles))):
-        end = min(int(end), len(triangles))
-        if end > start:
-            yield triangles[start:end]
-            start = end
+def _span_bounds(planes: np.ndarray, row: np.ndarray, low: np.ndarray, high: np.ndarray):
+    """First and last integer x on each row where all three weights are >= -epsilon, within [low, high]."""
+    first = low.astype(np.float64)
+    last = high.astype(np.float64)
+    for weight in range(3):
+        slope = planes[:, weight, 0]
+        offset = planes[:, weight, 1] * row + planes[:, weight, 2] + _EDGE_EPSILON
+        with np.errstate(divide="ignore", invalid="ignore"):
+            crossing = -offset / slope
+        first = np.where(slope > 0, np.maximum(first, crossing), first)
+        last = np.where(slope < 0, np.minimum(last, crossing), last)
+        empty = (slope == 0) & (offset < 0)
+        last = np.where(empty, first - 1, last)
+    return np.ceil(first - 1e-9).astype(np.int64), np.floor(last + 1e-9).astype(np.int64)
+
+
+def _affine_attribute(corner_values, planes, span_triangle, span_row, span, column) -> np.ndarray:
+    """Per texel: the barycentric mix of a per-corner attribute, as row start + column * slope (float32)."""
+    triangle = span_triangle
+    values = corner_values[triangle]  # (S, 3 corners, 3)
+    coefficients = planes[triangle]  # (S, 3 weights, 3)
+    slope = np.einsum("sw,swk->sk", coefficients[:, :, 0], values)
+    start = np.einsum("sw,swk->sk", coefficients[:, :, 1] * span_row[:, None] + coefficients[:, :, 2], values)
+    return start.astype(np.float32)[span] + column[:, None] * slope.astype(np.float32)[span]
+
+
+def _shared_texels(planes, span_triangle, span_row, span, column, flat, slot) -> int:
+    """How many texels lie well inside two triangles (overlapping or mirrored islands), not merely
+    on an edge two triangles share. Only texels generated more than once are looked at."""
+    losers = np.flatnonzero(slot[flat] != np.arange(len(flat)))
+    winners = slot[flat[losers]]
+
+    def interior(generated: np.ndarray) -> np.ndarray:
+        coefficients = planes[span_triangle[span[generated]]]
+        row = span_row[span[generated]]
+        weights = coefficients[:, :, 0] * column[generated, None] + coefficients[:, :, 1] * row[:, None] \
+            + coefficients[:, :, 2]
+        return weights.min(axis=1) > _OVERLAP_INSET
+
+    both = interior(losers) & interior(winners)
+    return int(len(np.unique(flat[losers[both]])))
