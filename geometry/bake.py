@@ -94,20 +94,26 @@ def gather_views(texels: SurfaceTexels, views: list[BakeView], settings: BakeSet
     best_view = np.full(count, -1, dtype=np.int16)
     best_cosine = np.zeros(count, dtype=np.float32)
     prepared = [_PreparedView(view, settings) for view in views]
-    # Texels in cache-sized chunks: every step below is a pass over arrays of the chunk's length.
+    # Texels in cache-sized chunks: every step below is a pass over arrays of the chunk's length;
+    # colours are planar (one 1D array per channel): 1D gathers and scatters are numpy's fast ones.
     for start in range(0, count, _CHUNK_TEXELS):
         chunk = slice(start, min(start + _CHUNK_TEXELS, count))
         surface = _ChunkSurface(texels.position[chunk], texels.normal[chunk])
+        length = chunk.stop - start
+        total = np.zeros((channels, length), dtype=np.float32)
+        chunk_weight = weight[chunk]
+        chunk_best_view = best_view[chunk]
+        chunk_best_cosine = best_cosine[chunk]
         for view_index, view in enumerate(prepared):
             hits, view_weight, cosine, samples = view.gather(surface)
-            target = hits + start
-            colour[target] += view_weight[:, None] * samples
-            weight[target] += view_weight
-            better = cosine > best_cosine[target]
-            best_cosine[target[better]] = cosine[better]
-            best_view[target[better]] = view_index
-    seen = weight > 0
-    colour[seen] /= weight[seen, None]
+            for channel in range(channels):
+                total[channel, hits] += view_weight * samples[channel]
+            chunk_weight[hits] += view_weight
+            better = cosine > chunk_best_cosine[hits]
+            chunk_best_cosine[hits[better]] = cosine[better]
+            chunk_best_view[hits[better]] = view_index
+        seen = chunk_weight > 0
+        colour[chunk][seen] = (total[:, seen] / chunk_weight[seen]).T
     return GatheredTexels(colour=colour, weight=weight, best_view=best_view, best_cosine=best_cosine)
 
 
@@ -117,6 +123,7 @@ class _ChunkSurface:
     def __init__(self, position: np.ndarray, normal: np.ndarray) -> None:
         self.position = position
         self.normal = normal
+        self.position_planes = np.ascontiguousarray(position.T)  # (3, n): 1D gathers per axis
         self.normal_dot_position = np.einsum("ij,ij->i", normal, position)
         self.position_squared = np.einsum("ij,ij->i", position, position)
 
@@ -130,22 +137,27 @@ class _PreparedView:
         self.ortho = camera.ortho
         self.forward = camera.forward.astype(np.float32)
         self.location = camera.location.astype(np.float32)
-        world_to_clip = (camera.projection @ camera.view_matrix).astype(np.float32)
-        self.clip_xyw = world_to_clip[[0, 1, 3], :3].T.copy()
-        self.clip_offset = world_to_clip[[0, 1, 3], 3].copy()
-        view_row = camera.view_matrix[2]
-        self.depth_axis = (-view_row[:3]).astype(np.float32)
-        self.depth_offset = np.float32(-view_row[3])
-        self.footprint = np.float32(2.0 / (abs(camera.projection[0, 0]) * camera.width))
+        world_to_clip = camera.projection @ camera.view_matrix
+        x_row, y_row, w_row = world_to_clip[0], world_to_clip[1], world_to_clip[3]
+        # Rows giving (pixel x * w, pixel y * w, w, view depth) in one product; pixel = row / w, the frame
+        # of ViewCamera.pixels_from_ndc: x = (ndc x + 1) * width / 2, y = (1 - ndc y) * height / 2.
+        rows = np.stack([0.5 * self.width * (x_row + w_row), 0.5 * self.height * (w_row - y_row), w_row,
+                         -camera.view_matrix[2]])
+        self.rows = np.ascontiguousarray(rows[:, :3], dtype=np.float32)
+        self.offsets = rows[:, 3].astype(np.float32)[:, None]
+        footprint = 2.0 / (abs(camera.projection[0, 0]) * camera.width)
+        # Depth test slack: the texel and the pixel centre are up to ~1 pixel apart across a surface whose
+        # depth changes by tan(angle) per unit across; 1 + tan <= 2 / cos bounds it.
+        self.slack = np.float32(2.0 * footprint * settings.depth_tolerance_pixels)
         self.depth = np.ascontiguousarray(view.depth, dtype=np.float32).ravel()
         self.confidence = _confidence(view, settings).ravel()
-        self.image = np.ascontiguousarray(view.image, dtype=np.float32).reshape(-1, view.image.shape[2])
+        self.planes = [np.ascontiguousarray(view.image[..., c], dtype=np.float32).ravel()
+                       for c in range(view.image.shape[2])]
         self.cutoff = np.float32(np.cos(np.radians(settings.cutoff_degrees)))
         self.ramp = np.float32(1.0 / max(settings.cutoff_ramp, 1e-6))
         self.power = settings.cosine_power
-        self.tolerance = np.float32(settings.depth_tolerance_pixels)
 
-    def gather(self, surface: "_ChunkSurface"):
+    def gather(self, surface: _ChunkSurface):
         """(texel indices seen, their weights, their cos, their bilinear colour samples) for a chunk."""
         if self.ortho:
             cosine = surface.normal @ -self.forward
@@ -157,23 +169,21 @@ class _PreparedView:
             cosine /= np.sqrt(np.maximum(distance_squared, np.float32(1e-20)))
         hits = np.flatnonzero(cosine > self.cutoff)
         cosine = cosine[hits]
-        points = surface.position[hits]
-        clip = points @ self.clip_xyw + self.clip_offset
-        inverse_w = np.float32(1.0) / clip[:, 2]
-        x = (clip[:, 0] * inverse_w + 1.0) * np.float32(0.5 * self.width)
-        y = (1.0 - clip[:, 1] * inverse_w) * np.float32(0.5 * self.height)
-        depth = points @ self.depth_axis + self.depth_offset
-        inside = (x >= 0) & (x < self.width) & (y >= 0) & (y < self.height) & (depth > 0)
-        pixel = np.clip(y, 0, self.height - 1).astype(np.int32) * self.width + np.clip(x, 0, self.width - 1).astype(np.int32)
-        # Depth test slack: the texel and the pixel centre are up to ~1 pixel apart across a surface
-        # tilted by the angle whose tangent this is.
-        tangent = np.sqrt(np.maximum(1.0 - cosine * cosine, 0.0)) / cosine
-        slack = (depth if not self.ortho else np.float32(1.0)) * self.footprint * self.tolerance * (1.0 + tangent)
+        projected = self.rows @ np.take(surface.position_planes, hits, axis=1) + self.offsets
+        inverse_w = np.float32(1.0) / projected[2]
+        x = projected[0] * inverse_w
+        y = projected[1] * inverse_w
+        depth = projected[3]
+        column = x.astype(np.int32)  # x in (-1, 0) lands on column 0: border pixels have zero confidence
+        row = y.astype(np.int32)
+        inside = (column.view(np.uint32) < self.width) & (row.view(np.uint32) < self.height)
+        pixel = np.where(inside, row * self.width + column, 0)
+        slack = (np.float32(1.0) if self.ortho else depth) * self.slack / cosine
         visible = inside & (np.abs(depth - self.depth[pixel]) <= slack)
         view_weight = _power(cosine, self.power) * np.minimum((cosine - self.cutoff) * self.ramp, 1.0) \
             * self.confidence[pixel]
         keep = np.flatnonzero(visible & (view_weight > 0))
-        return hits[keep], view_weight[keep], cosine[keep], _bilinear(self.image, self.width, self.height,
+        return hits[keep], view_weight[keep], cosine[keep], _bilinear(self.planes, self.width, self.height,
                                                                        x[keep], y[keep])
 
 
@@ -235,24 +245,29 @@ def _distance_to_discontinuity(depth: np.ndarray, camera: ViewCamera, settings: 
     return distance
 
 
-def _bilinear(image: np.ndarray, width: int, height: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Bilinear samples of a (height * width, C) top-row-first image at continuous pixel coordinates
-    (pixel centres at +0.5)."""
+def _bilinear(planes: list[np.ndarray], width: int, height: int, x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
+    """Bilinear samples of a top-row-first image, one flat (height * width) array per channel, at continuous
+    pixel coordinates (pixel centres at +0.5): one array of samples per channel."""
     fx = np.clip(x - np.float32(0.5), 0.0, width - 1.0)
     fy = np.clip(y - np.float32(0.5), 0.0, height - 1.0)
     x0 = np.minimum(fx.astype(np.int32), max(width - 2, 0))
     y0 = np.minimum(fy.astype(np.int32), max(height - 2, 0))
-    tx = (fx - x0)[:, None]
-    ty = (fy - y0)[:, None]
+    tx = fx - x0
+    ty = fy - y0
     step_x = 1 if width > 1 else 0
     step_y = width if height > 1 else 0
     i00 = y0 * width + x0
-    top = np.take(image, i00, axis=0)
-    top += tx * (np.take(image, i00 + step_x, axis=0) - top)
-    bottom = np.take(image, i00 + step_y, axis=0)
-    bottom += tx * (np.take(image, i00 + step_y + step_x, axis=0) - bottom)
-    top += ty * (bottom - top)
-    return top
+    i01, i10 = i00 + step_x, i00 + step_y
+    i11 = i10 + step_x
+    samples = []
+    for plane in planes:
+        top = plane.take(i00)
+        top += tx * (plane.take(i01) - top)
+        bottom = plane.take(i10)
+        bottom += tx * (plane.take(i11) - bottom)
+        top += ty * (bottom - top)
+        samples.append(top)
+    return samples
 
 
 def bake_texture(texels: SurfaceTexels, views: list[BakeView],

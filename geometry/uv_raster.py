@@ -166,7 +166,11 @@ def _affine_attribute(corner_values, planes, span_triangle, span_row, span, colu
     coefficients = planes[triangle]  # (S, 3 weights, 3)
     slope = np.einsum("sw,swk->sk", coefficients[:, :, 0], values)
     start = np.einsum("sw,swk->sk", coefficients[:, :, 1] * span_row[:, None] + coefficients[:, :, 2], values)
-    return start.astype(np.float32)[span] + column[:, None] * slope.astype(np.float32)[span]
+    result = np.empty((len(span), 3), dtype=np.float32)
+    for axis in range(3):  # 1D gathers: numpy's fast path
+        result[:, axis] = np.ascontiguousarray(start[:, axis], dtype=np.float32).take(span)
+        result[:, axis] += column * np.ascontiguousarray(slope[:, axis], dtype=np.float32).take(span)
+    return result
 
 
 def _shared_texels(planes, span_triangle, span_row, span, column, flat, slot) -> int:
