@@ -266,6 +266,21 @@ def _gpu(section: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
+def _geometry(section: dict[str, Any]) -> list[str]:
+    lines = [
+        f"## 6. Depth/normal images ({section['triangles']:,} triangles, median of {section['runs']})",
+        "",
+        "| size | numpy z-buffer (depth + normals) | BVH ray casts (Python loop) | Cycles depth render (EXR) "
+        "| depth agreement BVH / Cycles |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for size, case in section["sizes"].items():
+        seconds, agree = case["seconds"], case["depth_agreement_with_zbuffer"]
+        lines.append(f"| {size}² | {_s(seconds['zbuffer']['median'])} | {_s(seconds['bvh_rays']['median'])} | "
+                     f"{_s(seconds['cycles']['median'])} | {agree['bvh_rays']:.1%} / {agree['cycles']:.1%} |")
+    return lines + [""]
+
+
 def render(results: dict[str, Any]) -> str:
     m = results["machine"]
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
@@ -295,4 +310,6 @@ def render(results: dict[str, Any]) -> str:
         lines += _memory(sections["blender"])
     if "gpu" in sections:
         lines += _gpu(sections["gpu"])
+    if "geometry" in sections:
+        lines += _geometry(sections["geometry"])
     return "\n".join(lines).rstrip() + "\n"

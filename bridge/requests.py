@@ -7,7 +7,7 @@ import dataclasses
 import bpy
 import numpy as np
 
-from ..engine import EngineOptions, GenerationRequest
+from ..engine import EngineOptions, GenerationRequest, LoraSpec
 from ..preferences import get_preferences
 
 
@@ -26,7 +26,31 @@ def request_from_settings(settings, init_image: np.ndarray | None = None) -> Gen
         scheduler=settings.scheduler,
         seed=None if settings.use_random_seed else settings.seed,
         seamless=settings.seamless,
+        mask_blur=settings.mask_blur,
+        control=settings.control,
+        control_model=resolve_model_path(settings.control_model),
+        control_strength=settings.control_strength,
+        loras=loras_from_settings(settings),
     )
+
+
+def loras_from_settings(settings) -> tuple[LoraSpec, ...]:
+    """The enabled LoRAs of the panel's list, in order (rows left without a source are skipped)."""
+    return tuple(LoraSpec(resolve_model_path(lora.source), lora.weight)
+                 for lora in settings.loras if lora.enabled and lora.source.strip())
+
+
+def recipe_inputs(request: GenerationRequest) -> dict:
+    """What the Blender side asked for beyond the engine's own recipe (the engine's keys win where both exist)."""
+    inputs = {
+        "control": request.control,
+        "control_model": request.control_model,
+        "control_strength": float(request.control_strength),
+        "loras": [{"source": lora.source, "weight": float(lora.weight)} for lora in request.loras],
+    }
+    if request.mode == "INPAINT":
+        inputs["mask_blur"] = int(request.mask_blur)
+    return inputs
 
 
 def resolve_model_path(model: str) -> str:
@@ -40,13 +64,19 @@ def resolve_model_path(model: str) -> str:
 def validate_settings(request: GenerationRequest) -> None:
     """Every field the engine checks, before anything is captured or created.
 
-    The init image does not exist yet (a render may be needed to make it), so
-    an image-to-image request is checked with a blank image of the right size.
+    The init, mask and control images do not exist yet (a render may be needed
+    to make them), so the request is checked with stand-ins of the right size:
+    a black source, a mask that repaints everything, a black control image.
     """
-    blank = None
-    if request.mode == "IMG2IMG":
-        blank = np.zeros((request.height, request.width, 3), dtype=np.float32)
-    dataclasses.replace(request, init_image=blank).validate()
+    size = (request.height, request.width)
+    images = {}
+    if request.mode in ("IMG2IMG", "INPAINT"):
+        images["init_image"] = np.zeros((*size, 3), dtype=np.float32)
+    if request.mode == "INPAINT":
+        images["mask_image"] = np.ones(size, dtype=np.float32)
+    if request.control != "NONE":
+        images["control_image"] = np.zeros((*size, 3), dtype=np.float32)
+    dataclasses.replace(request, **images).validate()
 
 
 def options_from_preferences(context: bpy.types.Context) -> EngineOptions:

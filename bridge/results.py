@@ -106,6 +106,14 @@ def create_result_image(changes: Changes, array: np.ndarray, recipe: dict) -> bp
     return image
 
 
+def keep_control_image(changes: Changes, result: bpy.types.Image, control_image: np.ndarray) -> bpy.types.Image:
+    """Keep what the model was conditioned on beside the result: '<result> control', named in its recipe."""
+    image = changes.new_image(f"{result.name} control", control_image)
+    image.pack()
+    result[RECIPE_PROPERTY]["control_image"] = image.name
+    return image
+
+
 def principled_bsdf(tree: bpy.types.NodeTree) -> bpy.types.Node | None:
     """The Principled BSDF that feeds the active Material Output, else the first one."""
     outputs = [n for n in tree.nodes if n.type == "OUTPUT_MATERIAL"]

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import bpy
 
-from . import capture, preview, requests, results
+from . import capture, geometry, masks, preview, requests, results
 from .job import GenerationJob, JobEvent, current_job, set_current_job
 
 
@@ -26,6 +26,7 @@ class Plan:
     target: str
     object_names: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    mask_name: str | None = None  # INPAINT: the mask Image used (None: the source's alpha)
 
 
 def prepare(context: bpy.types.Context) -> Plan:
@@ -38,13 +39,32 @@ def prepare(context: bpy.types.Context) -> Plan:
     requests.validate_settings(request)
     plan = Plan(request, requests.options_from_preferences(context), settings.target)
     plan.object_names = target_objects(context, settings.target)
-    if settings.mode == "IMG2IMG":
+    if settings.control != "NONE" and context.scene.camera is None:
+        raise ValueError(f"Control {settings.control.title()} sees the scene through its camera, but the scene "
+                         "has no camera: add one (or set Control to None)")
+    if settings.mode == "INPAINT":
+        # The mask first: a bad mask is refused before a render is spent on the source.
+        request.mask_image = _mask(settings, plan)
+    if settings.mode in ("IMG2IMG", "INPAINT"):
         try:
             request.init_image = _capture(context, settings, plan)
         except RuntimeError as error:
             raise ValueError(f"Could not capture the source image: {error}") from error
+    if settings.control != "NONE":
+        request.control_image = geometry.control_image(
+            context.scene, context.evaluated_depsgraph_get(), settings.control, request.width, request.height)
     request.validate()
     return plan
+
+
+def _mask(settings, plan: Plan):
+    if settings.mask_image is not None:
+        plan.mask_name = settings.mask_image.name
+        return masks.mask_from_image(settings.mask_image, settings.width, settings.height)
+    if settings.source != "IMAGE":
+        raise ValueError("Inpaint without a Mask image repaints where the source image is transparent, which needs "
+                         "Source: Image; pick a Mask image (white = repaint) for a camera or viewport source")
+    return masks.mask_from_alpha(settings.source_image, settings.width, settings.height)
 
 
 def check_engine_packages() -> None:
@@ -136,10 +156,14 @@ class GenerationRun:
             return "CANCELLED"
         result = final.payload
         settings = context.scene.latent_textures
-        recipe = dict(result.recipe, target=self.plan.target)
+        recipe = dict(requests.recipe_inputs(self.plan.request), **result.recipe, target=self.plan.target)
+        if self.plan.request.mode == "INPAINT":
+            recipe["mask_image"] = self.plan.mask_name or ""
         changes = results.Changes()
         try:
             image = results.create_result_image(changes, result.image, recipe)
+            if self.plan.request.control != "NONE":
+                results.keep_control_image(changes, image, self.plan.request.control_image)
             if self.plan.target == "MATERIAL":
                 results.apply_to_material(changes, bpy.data.objects[self.plan.object_names[0]], image)
             elif self.plan.target == "PROJECT":

@@ -20,6 +20,10 @@ from .errors import (
     UnsafeModelFormatError,
 )
 from .request import (
+    CONTROLS,
+    MAX_CONTROL_STRENGTH,
+    MAX_LORA_WEIGHT,
+    MAX_MASK_BLUR,
     MAX_SEED,
     MAX_SIZE,
     MAX_STEPS,
@@ -31,6 +35,7 @@ from .request import (
     GenerationRequest,
     GenerationResult,
     LoadedModelInfo,
+    LoraSpec,
     ProgressEvent,
 )
 
@@ -38,6 +43,10 @@ if TYPE_CHECKING:
     from .engine import Engine
 
 __all__ = [
+    "CONTROLS",
+    "MAX_CONTROL_STRENGTH",
+    "MAX_LORA_WEIGHT",
+    "MAX_MASK_BLUR",
     "MAX_SEED",
     "MAX_SIZE",
     "MAX_STEPS",
@@ -52,6 +61,7 @@ __all__ = [
     "GenerationRequest",
     "GenerationResult",
     "LoadedModelInfo",
+    "LoraSpec",
     "ModelNotFoundError",
     "OutOfMemoryError",
     "ProgressEvent",

@@ -23,22 +23,23 @@ def view_normals(camera: ViewCamera, triangles_world: np.ndarray, hits: SurfaceH
     index = hits.triangle[covered]
     if not len(index):
         return normals
-    corners = triangles[index]
-    weights = hits.barycentric[covered].astype(np.float64)
+    used, index = np.unique(index, return_inverse=True)
+    corners = triangles[used]
     linear = camera.world_matrix[:3, :3]
     # Normals transform by the inverse transpose of world -> view, i.e. by the camera's own rotation transposed.
     geometric = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0]) @ linear
+    # Which side of its plane the viewer is on is the same over a whole triangle.
     if camera.ortho:
-        towards_viewer = np.broadcast_to([0.0, 0.0, 1.0], geometric.shape)
+        facing = geometric[:, 2]
     else:
-        towards_viewer = -np.einsum("nk,nkj->nj", weights, camera.to_view(corners.reshape(-1, 3)).reshape(-1, 3, 3))
-    flip = np.where(np.einsum("nj,nj->n", geometric, towards_viewer) < 0, -1.0, 1.0)
+        facing = -np.einsum("nj,nj->n", geometric, camera.to_view(corners[:, 0]))
+    flip = np.where(facing < 0, -1.0, 1.0)
     if corner_normals_world is None:
-        shading = geometric
+        shading = (geometric * flip[:, None])[index]
     else:
-        corner_normals = np.asarray(corner_normals_world, dtype=np.float64)[index]
-        shading = np.einsum("nk,nkj->nj", weights, corner_normals) @ linear
-    shading = shading * flip[:, None]
+        corner_normals = np.asarray(corner_normals_world, dtype=np.float64)[used] @ linear
+        weights = hits.barycentric[covered].astype(np.float64)
+        shading = np.einsum("nk,nkj->nj", weights, corner_normals[index]) * flip[index, None]
     length = np.linalg.norm(shading, axis=1, keepdims=True)
     normals[covered] = shading / np.where(length > 0, length, 1.0)
     return normals

@@ -4,7 +4,8 @@ Why a rasteriser and not ray casting or a render: it is pure numpy (the same hea
 in the UI, no GPU context, no render settings touched), exact at pixel centres, and fast
 enough (see ``bench/geometry_passes.py``). Triangles are binned by the power-of-two size of
 their pixel bounding box, so each bin tests a dense (triangles x box) block of pixel
-centres at once; large triangles are cut into chunks of bounded memory.
+centres at once by broadcasting, without per-pixel gathers; large boxes are cut into
+pieces of bounded memory.
 
 Rules (those of a render): a pixel sees the nearest surface whose triangle contains its
 centre (edges inclusive) between the camera's clip start and clip end; triangles crossing
@@ -19,9 +20,11 @@ import numpy as np
 
 from .camera import ViewCamera
 
-# Fragments tested per block; bounds the temporary arrays (~30 bytes each, a few of them).
+# Pixel centres tested at once; bounds the temporary arrays (a few float64 arrays of this length).
 _BLOCK_FRAGMENTS = 1 << 20
 _MIN_AREA = 1e-12
+# Pixel centres exactly on an edge shared by two triangles must not fall through both.
+_EDGE_TOLERANCE = 1e-9
 
 
 @dataclass(frozen=True)
@@ -56,9 +59,8 @@ def rasterize(camera: ViewCamera, triangles_world: np.ndarray) -> SurfaceHits:
         inverse_w = 1.0 / clip[..., 3]
         screen = camera.pixels_from_ndc((clip[..., :2] * inverse_w[..., None]).reshape(-1, 2)).reshape(-1, 3, 2)
         vertex_depth = -view[..., 2]
-        for rows in _bins(screen, width, height):
-            for block in _blocks(rows, screen):
-                _resolve(block, screen, inverse_w, vertex_depth, near, far, width,
+        for bin_ in _bins(screen, width, height):
+            _resolve_bin(bin_, screen, inverse_w, vertex_depth, near, far, width,
                          source, corner_weights, depth, triangle, barycentric)
 
     return SurfaceHits(
@@ -118,94 +120,84 @@ def _near_crossing(start: np.ndarray, end: np.ndarray, near: float) -> np.ndarra
     return (near - start_depth) / (end_depth - start_depth)
 
 
-@dataclass
-class _Rows:
-    triangles: np.ndarray  # indices into the clipped triangles
-    column0: np.ndarray
-    row0: np.ndarray
-    columns: np.ndarray  # bounding box size (pixels)
-    rows: np.ndarray
-    box_width: int  # power of two >= every box in the bin
-    box_height: int
-
-
 def _bins(screen: np.ndarray, width: int, height: int):
-    """Triangles grouped by the power-of-two size of the pixel centres their bounding box holds."""
-    low = np.ceil(screen.min(axis=1) - 0.5)
-    high = np.floor(screen.max(axis=1) - 0.5)
-    low = np.maximum(low, 0)
-    high = np.minimum(high, [width - 1, height - 1])
-    finite = np.isfinite(screen).all(axis=(1, 2))
-    visible = finite & (high >= low).all(axis=1)
-    index = np.flatnonzero(visible)
-    low, high = low[index].astype(np.int64), high[index].astype(np.int64)
-    size = high - low + 1
-    box = 1 << np.ceil(np.log2(size)).astype(np.int64)
-    key = box[:, 0] * (1 << 20) + box[:, 1]
-    for value in np.unique(key):
-        member = key == value
-        yield _Rows(index[member], low[member, 0], low[member, 1], size[member, 0], size[member, 1],
-                    int(value >> 20), int(value & ((1 << 20) - 1)))
+    """Triangles grouped by the power-of-two size of the box of pixel centres they may cover.
+
+    Yields (triangle indices, first column, first row, box columns, box rows, bin width, bin height).
+    """
+    xs, ys = screen[..., 0], screen[..., 1]
+    low_x = np.maximum(np.ceil(np.minimum(np.minimum(xs[:, 0], xs[:, 1]), xs[:, 2]) - 0.5), 0)
+    low_y = np.maximum(np.ceil(np.minimum(np.minimum(ys[:, 0], ys[:, 1]), ys[:, 2]) - 0.5), 0)
+    high_x = np.minimum(np.floor(np.maximum(np.maximum(xs[:, 0], xs[:, 1]), xs[:, 2]) - 0.5), width - 1)
+    high_y = np.minimum(np.floor(np.maximum(np.maximum(ys[:, 0], ys[:, 1]), ys[:, 2]) - 0.5), height - 1)
+    index = np.flatnonzero((high_x >= low_x) & (high_y >= low_y))  # NaN compares False: dropped too
+    low_x, low_y = low_x[index].astype(np.int64), low_y[index].astype(np.int64)
+    columns = high_x[index].astype(np.int64) - low_x + 1
+    rows = high_y[index].astype(np.int64) - low_y + 1
+    box_x = 1 << np.ceil(np.log2(columns)).astype(np.int64)
+    box_y = 1 << np.ceil(np.log2(rows)).astype(np.int64)
+    key = box_x * (1 << 20) + box_y
+    order = np.argsort(key, kind="stable")
+    key = key[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    for first, last in zip(starts, np.r_[starts[1:], len(key)]):
+        member = order[first:last]
+        yield (index[member], low_x[member], low_y[member], columns[member], rows[member],
+               int(key[first] >> 20), int(key[first] & ((1 << 20) - 1)))
 
 
-def _blocks(rows: _Rows, screen: np.ndarray):
-    """Pixel-centre candidates (triangle, column, row) of a bin, at most ``_BLOCK_FRAGMENTS`` at a time."""
-    per_triangle = rows.box_width * rows.box_height
-    if per_triangle <= _BLOCK_FRAGMENTS:
-        step = max(1, _BLOCK_FRAGMENTS // per_triangle)
-        dx, dy = np.meshgrid(np.arange(rows.box_width), np.arange(rows.box_height))
-        dx, dy = dx.ravel(), dy.ravel()
-        for start in range(0, len(rows.triangles), step):
-            part = slice(start, start + step)
-            keep = (dx[None, :] < rows.columns[part, None]) & (dy[None, :] < rows.rows[part, None])
-            which, offset = np.nonzero(keep)
-            yield (rows.triangles[part][which], rows.column0[part][which] + dx[offset],
-                   rows.row0[part][which] + dy[offset])
-        return
-    # Large triangles: one at a time, in bands of rows.
-    band = max(1, _BLOCK_FRAGMENTS // rows.box_width)
-    for k in range(len(rows.triangles)):
-        columns = rows.column0[k] + np.arange(rows.columns[k])
-        for first in range(0, rows.rows[k], band):
-            row_range = rows.row0[k] + np.arange(first, min(first + band, rows.rows[k]))
-            column, row = np.meshgrid(columns, row_range)
-            yield np.full(column.size, rows.triangles[k]), column.ravel(), row.ravel()
+def _resolve_bin(bin_, screen, inverse_w, vertex_depth, near, far, width,
+                 source, corner_weights, depth, triangle, barycentric) -> None:
+    """Test every pixel centre of the bin's boxes (dense, broadcast per triangle) and depth-test the hits."""
+    index, column0, row0, columns, rows, box_x, box_y = bin_
+    dy, dx = np.divmod(np.arange(box_x * box_y), box_x)
+    # Edge functions as planes over the box, relative to its first pixel centre (small numbers, exact enough):
+    # weight_i(dx, dy) = constant_i + slope_x_i * dx + slope_y_i * dy, normalised by the signed area.
+    corner = screen[index] - np.stack([column0 + 0.5, row0 + 0.5], axis=1)[:, None, :]
+    x, y = corner[..., 0], corner[..., 1]
+    area = (x[:, 1] - x[:, 0]) * (y[:, 2] - y[:, 0]) - (x[:, 2] - x[:, 0]) * (y[:, 1] - y[:, 0])
+    usable = np.abs(area) > _MIN_AREA
+    area = np.where(usable, area, 1.0)
+    planes = []
+    for i, j, k in ((0, 1, 2), (1, 2, 0), (2, 0, 1)):
+        planes.append(((x[:, j] * y[:, k] - x[:, k] * y[:, j]) / area,
+                       (y[:, j] - y[:, k]) / area,
+                       (x[:, k] - x[:, j]) / area))
+    per_triangle = box_x * box_y
+    step = max(1, _BLOCK_FRAGMENTS // per_triangle)
+    piece = min(per_triangle, _BLOCK_FRAGMENTS)
+    for start in range(0, len(index), step):
+        part = slice(start, start + step)
+        for offset in range(0, per_triangle, piece):
+            ox, oy = dx[offset:offset + piece][None, :], dy[offset:offset + piece][None, :]
+            inside = (ox < columns[part, None]) & (oy < rows[part, None]) & usable[part, None]
+            weights = []
+            for constant, slope_x, slope_y in planes:
+                weight = constant[part, None] + slope_x[part, None] * ox + slope_y[part, None] * oy
+                inside &= weight >= -_EDGE_TOLERANCE
+                weights.append(weight)
+            which, at = np.nonzero(inside)
+            if not len(which):
+                continue
+            local = np.stack([w[which, at] for w in weights], axis=1)
+            tri = index[part][which]
+            pixel = (row0[part][which] + oy[0, at]) * width + column0[part][which] + ox[0, at]
+            _depth_test(tri, pixel, local, inverse_w, vertex_depth, near, far,
+                        source, corner_weights, depth, triangle, barycentric)
 
 
-def _resolve(block, screen, inverse_w, vertex_depth, near, far, width,
-             source, corner_weights, depth, triangle, barycentric) -> None:
-    """Depth-test one block of candidates into the z-buffer."""
-    tri, column, row = block
-    x = column + 0.5
-    y = row + 0.5
-    corners = screen[tri]
-    x0, y0 = corners[:, 0, 0], corners[:, 0, 1]
-    x1, y1 = corners[:, 1, 0], corners[:, 1, 1]
-    x2, y2 = corners[:, 2, 0], corners[:, 2, 1]
-    area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0)
-    b0 = (x1 - x) * (y2 - y) - (x2 - x) * (y1 - y)
-    b1 = (x2 - x) * (y0 - y) - (x0 - x) * (y2 - y)
-    b2 = area - b0 - b1
-    sign = np.sign(area)
-    inside = (np.abs(area) > _MIN_AREA) & (b0 * sign >= 0) & (b1 * sign >= 0) & (b2 * sign >= 0)
-    if not inside.any():
-        return
-    tri, column, row = tri[inside], column[inside], row[inside]
-    weights = np.stack([b0[inside], b1[inside], b2[inside]], axis=1) / area[inside, None]
+def _depth_test(tri, pixel, local, inverse_w, vertex_depth, near, far,
+                source, corner_weights, depth, triangle, barycentric) -> None:
     # Screen-space weights -> weights on the surface (perspective-correct): divide by w, renormalise.
-    weights *= inverse_w[tri]
+    weights = local * inverse_w[tri]
     weights /= weights.sum(axis=1, keepdims=True)
     hit_depth = (weights * vertex_depth[tri]).sum(axis=1)
     ok = (hit_depth >= near) & (hit_depth <= far)
-    tri, column, row, weights, hit_depth = tri[ok], column[ok], row[ok], weights[ok], hit_depth[ok]
-    pixel = row * width + column
-    # Nearest candidate per pixel within the block, then against the z-buffer.
-    order = np.argsort(hit_depth, kind="stable")
-    _, first = np.unique(pixel[order], return_index=True)
-    best = order[first]
-    pixel, hit_depth = pixel[best], hit_depth[best]
-    closer = hit_depth < depth[pixel]
-    best, pixel = best[closer], pixel[closer]
-    depth[pixel] = hit_depth[closer]
-    triangle[pixel] = source[tri[best]]
-    barycentric[pixel] = np.einsum("nk,nkj->nj", weights[best], corner_weights[tri[best]])
+    if not ok.all():
+        tri, pixel, weights, hit_depth = tri[ok], pixel[ok], weights[ok], hit_depth[ok]
+    np.minimum.at(depth, pixel, hit_depth)
+    # Everything that reached the buffer's value wins (ties: any of them); later blocks overwrite losers.
+    won = hit_depth <= depth[pixel]
+    tri, pixel, weights = tri[won], pixel[won], weights[won]
+    triangle[pixel] = source[tri]
+    barycentric[pixel] = np.einsum("nk,nkj->nj", weights, corner_weights[tri])

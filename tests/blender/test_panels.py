@@ -20,6 +20,9 @@ PANELS = (
     "VIEW3D_PT_latent_textures_model",
     "IMAGE_PT_latent_textures",
     "IMAGE_PT_latent_textures_sampling",
+    "VIEW3D_PT_latent_textures_control",
+    "VIEW3D_PT_latent_textures_loras",
+    "IMAGE_PT_latent_textures_control",
 )
 
 
@@ -97,3 +100,29 @@ def test_model_panel_without_a_loaded_model():
 
 def test_model_panel_has_a_file_browser_button():
     assert ("operator", "latent_textures.browse_model") in draw("VIEW3D_PT_latent_textures_model")
+
+
+def test_inpaint_shows_source_mask_and_blur(settings):
+    settings.mode = "INPAINT"
+    names = [entry[1] for entry in draw("VIEW3D_PT_latent_textures") if entry[0] in ("prop", "template_ID")]
+    assert {"source", "mask_image", "mask_blur", "strength"} <= set(names)
+    labels = [entry[1] for entry in draw("VIEW3D_PT_latent_textures") if entry[0] == "label"]
+    assert any("transparent" in text for text in labels)
+
+
+def test_control_section_names_defaults_and_the_sdxl_normal_gap(settings):
+    assert [e[1] for e in draw("VIEW3D_PT_latent_textures_control") if e[0] == "prop"] == ["control"]
+    settings.control = "NORMAL"
+    log = draw("VIEW3D_PT_latent_textures_control")
+    assert {"control", "control_model", "control_strength"} <= {e[1] for e in log if e[0] == "prop"}
+    labels = [e[1] for e in log if e[0] == "label"]
+    assert any("normalbae" in text for text in labels)
+    assert any(text.startswith("SDXL: no default normal ControlNet") for text in labels)
+    bpy.context.scene.camera = None
+    assert any("camera" in e[1] for e in draw("VIEW3D_PT_latent_textures_control") if e[0] == "label")
+
+
+def test_lora_section_lists_rows_with_add_and_remove(settings):
+    log = draw("VIEW3D_PT_latent_textures_loras")
+    assert ("template_list", "loras") in log
+    assert {("operator", "latent_textures.lora_add"), ("operator", "latent_textures.lora_remove")} <= set(log)

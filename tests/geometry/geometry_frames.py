@@ -12,8 +12,8 @@ def look_at(eye, target, up=(0.0, 0.0, 1.0)) -> np.ndarray:
     back = eye - target
     back /= np.linalg.norm(back)
     right = np.cross(up, back)
-    if np.linalg.norm(right) < 1e-9:
-        right = np.cross([0.0, 1.0, 0.0], back)
+    if np.linalg.norm(right) < 1e-9:  # looking along ``up``: any right angle will do
+        right = np.cross([1.0, 0.0, 0.0] if abs(back[0]) < 0.9 else [0.0, 1.0, 0.0], back)
     right /= np.linalg.norm(right)
     true_up = np.cross(back, right)
     matrix = np.eye(4)
