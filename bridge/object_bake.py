@@ -1,0 +1,133 @@
+"""The bpy side of baking views into an object's own UV map (issue 11; the math is ``geometry/``).
+
+Main thread only. Reads the evaluated objects (modifiers, armatures applied) and the
+cameras; creates nothing in ``bpy.data`` (auto-placed views are numpy cameras, never
+camera objects), so nothing needs cleaning up.
+
+How the pieces fit (what the ``OBJECT`` target calls)::
+
+    depsgraph = context.evaluated_depsgraph_get()
+    views = auto_views(objects, depsgraph, count, width, height)          # or collection_views(...)
+    cameras = [view.camera() for view in views]                          # geometry.ViewCamera
+    depths = view_depths(cameras, depsgraph)                             # the whole scene occludes
+    ... generate one image per view (control images: geometry passes of the same cameras) ...
+    texels = object_texels(obj, depsgraph, texture_size)                 # in the active render UV map
+    texture, gathered = bake_texture(texels, [BakeView(c, image, d) for ...])
+    image = new_display_image(name, texture)                             # bridge/pixels.py
+"""
+
+from __future__ import annotations
+
+import bpy
+import numpy as np
+
+from ..geometry import ViewCamera, rasterize
+from ..geometry.uv_raster import SurfaceTexels, rasterize_uv_triangles
+from ..geometry.views import ViewSettings, bounding_sphere, place_views
+from .geometry import scene_triangles, view_camera
+
+
+def render_uv_layer(obj: bpy.types.Object) -> bpy.types.MeshUVLoopLayer:
+    """The UV map a render uses (the camera icon in the UV Maps list); a clear error when there is none."""
+    mesh = obj.data if obj is not None else None
+    if obj is None or obj.type != "MESH":
+        raise ValueError(f"'{getattr(obj, 'name', obj)}' is not a mesh object: only meshes have UV maps to bake into")
+    layers = mesh.uv_layers
+    if len(layers) == 0:
+        raise ValueError(f"Mesh object '{obj.name}' has no UV map: unwrap it first (UV > Unwrap in Edit Mode)")
+    for layer in layers:
+        if layer.active_render:
+            return layer
+    return layers.active or layers[0]
+
+
+def object_triangles(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph,
+                     uv_name: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(uv, positions, normals), each (T, 3, 2|3|3), of the evaluated object's triangles in world space:
+    the UVs of the UV map ``uv_name`` (default: the render UV map), the shading normals per corner
+    (smooth, flat, sharp edges and custom normals as the mesh says)."""
+    name = uv_name or render_uv_layer(obj).name
+    evaluated = obj.evaluated_get(depsgraph)
+    mesh = evaluated.to_mesh()
+    try:
+        layer = mesh.uv_layers.get(name)
+        if layer is None:
+            raise ValueError(f"The modifiers of '{obj.name}' drop its UV map '{name}': nothing to bake into")
+        mesh.calc_loop_triangles()
+        count = len(mesh.loop_triangles)
+        loops = np.empty(count * 3, dtype=np.int32)
+        mesh.loop_triangles.foreach_get("loops", loops)
+        vertices = np.empty(count * 3, dtype=np.int32)
+        mesh.loop_triangles.foreach_get("vertices", vertices)
+        normals = np.empty(count * 9, dtype=np.float32)
+        mesh.loop_triangles.foreach_get("split_normals", normals)
+        co = np.empty(len(mesh.vertices) * 3, dtype=np.float32)
+        mesh.vertices.foreach_get("co", co)
+        uv = np.empty(len(mesh.loops) * 2, dtype=np.float32)
+        layer.data.foreach_get("uv", uv)
+    finally:
+        evaluated.to_mesh_clear()
+    matrix = np.array(evaluated.matrix_world, dtype=np.float64)
+    positions = co.reshape(-1, 3).astype(np.float64)[vertices] @ matrix[:3, :3].T + matrix[:3, 3]
+    # Normals move by the inverse transpose (non-uniform scale); the rasteriser normalises them.
+    world_normals = normals.reshape(-1, 3).astype(np.float64) @ np.linalg.inv(matrix[:3, :3])
+    return (uv.reshape(-1, 2).astype(np.float64)[loops].reshape(count, 3, 2),
+            positions.reshape(count, 3, 3), world_normals.reshape(count, 3, 3))
+
+
+def object_texels(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph, size: int,
+                  uv_name: str | None = None) -> SurfaceTexels:
+    """Every covered texel of a ``size``^2 texture in the object's render UV map: world position and normal."""
+    uv, positions, normals = object_triangles(obj, depsgraph, uv_name)
+    return rasterize_uv_triangles(uv, positions, normals, size)
+
+
+def auto_views(objects: list[bpy.types.Object], depsgraph: bpy.types.Depsgraph, count: int, width: int,
+               height: int, *, ortho: bool = False, lens: float = 50.0, margin: float = 0.1) -> list[ViewSettings]:
+    """``count`` views around the objects' bounding sphere, front first, then by the surface each sees first
+    (``geometry.views.place_views``); numpy cameras only, nothing is added to the scene."""
+    corners, normals, areas = [], [], []
+    for obj in objects:
+        positions = _world_triangles(obj, depsgraph)
+        cross = np.cross(positions[:, 1] - positions[:, 0], positions[:, 2] - positions[:, 0])
+        area = np.linalg.norm(cross, axis=1)
+        corners.append(positions.reshape(-1, 3))
+        normals.append(cross / np.maximum(area, 1e-20)[:, None])
+        areas.append(area)
+    if not corners or not sum(len(c) for c in corners):
+        raise ValueError("The selected objects have no surface to place views around")
+    centre, radius = bounding_sphere(np.concatenate(corners))
+    return place_views(centre, radius, count, width, height, ortho=ortho, lens=lens, margin=margin,
+                       normals=np.concatenate(normals), weights=np.concatenate(areas))
+
+
+def collection_views(scene: bpy.types.Scene, collection: bpy.types.Collection, depsgraph: bpy.types.Depsgraph,
+                     width: int, height: int) -> list[ViewCamera]:
+    """The cameras of ``collection`` (and its children), in name order, framed for width x height."""
+    cameras = sorted((obj for obj in collection.all_objects if obj.type == "CAMERA"), key=lambda obj: obj.name)
+    if not cameras:
+        raise ValueError(f"Collection '{collection.name}' holds no cameras: add cameras to it or clear View Collection")
+    return [view_camera(scene, camera, width, height, depsgraph) for camera in cameras]
+
+
+def view_depths(cameras: list[ViewCamera], depsgraph: bpy.types.Depsgraph) -> list[np.ndarray]:
+    """Each camera's view depth of the whole evaluated scene ((h, w) float32, inf = background): every
+    object occludes, not only the ones being textured."""
+    triangles = scene_triangles(depsgraph).corners
+    return [rasterize(camera, triangles).depth for camera in cameras]
+
+
+def _world_triangles(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> np.ndarray:
+    evaluated = obj.evaluated_get(depsgraph)
+    mesh = evaluated.to_mesh()
+    try:
+        mesh.calc_loop_triangles()
+        vertices = np.empty(len(mesh.loop_triangles) * 3, dtype=np.int32)
+        mesh.loop_triangles.foreach_get("vertices", vertices)
+        co = np.empty(len(mesh.vertices) * 3, dtype=np.float32)
+        mesh.vertices.foreach_get("co", co)
+    finally:
+        evaluated.to_mesh_clear()
+    matrix = np.array(evaluated.matrix_world, dtype=np.float64)
+    positions = co.reshape(-1, 3).astype(np.float64)[vertices] @ matrix[:3, :3].T + matrix[:3, 3]
+    return positions.reshape(-1, 3, 3)
