@@ -23,7 +23,8 @@ _OVERLAP_INSET = 1e-3
 class SurfaceTexels:
     """The covered texels of a texture and the surface point each one shows.
 
-    ``index``: flat indices into the (size*size) top-row-first texture, ascending;
+    ``index``: flat indices into the (size*size) top-row-first texture, in triangle order (texels
+    near each other on the surface are near each other in these arrays);
     ``position``/``normal``: (M, 3) float32 world position and unit normal;
     ``triangle``: (M,) the UV triangle each texel came from;
     ``shared``: how many texels lie inside more than one triangle (overlapping or
@@ -88,18 +89,22 @@ def rasterize_uv_triangles(
     span_triangle, span_row, first, span_length = span_triangle[keep], span_row[keep], first[keep], span_length[keep]
 
     span = np.repeat(np.arange(len(span_length), dtype=np.int32), span_length)
-    column = (np.arange(len(span), dtype=np.int64) - np.repeat(np.cumsum(span_length) - span_length, span_length)
-              + first[span])
-    flat = (size - 1 - span_row[span]) * size + column
+    span_start = (np.cumsum(span_length) - span_length).astype(np.int32)
+    column = np.arange(len(span), dtype=np.int32) - (span_start - first.astype(np.int32))[span]
+    flat = ((size - 1 - span_row).astype(np.int32) * np.int32(size))[span] + column
     generated = len(flat)
-    slot = np.full(size * size, -1, dtype=np.int32)
-    slot[flat] = np.arange(generated, dtype=np.int32)  # overlapping triangles: the last one wins
-    index = np.flatnonzero(slot >= 0)
+    covered = np.zeros(size * size, dtype=bool)
+    covered[flat] = True
     shared = 0
-    if len(index) < generated:
+    if np.count_nonzero(covered) < generated:
+        # Texels inside several triangles: the last triangle wins.
+        slot = np.full(size * size, -1, dtype=np.int32)
+        slot[flat] = np.arange(generated, dtype=np.int32)
         shared = _shared_texels(barycentric, span_triangle, span_row, span, column, flat, slot)
-    order = slot[index]
-    span, column = span[order], column[order].astype(np.float32)
+        winners = np.flatnonzero(slot[flat] == np.arange(generated, dtype=np.int32))
+        span, column, flat = span[winners], column[winners], flat[winners]
+    index = flat.astype(np.int64)
+    column = column.astype(np.float32)
 
     position = _affine_attribute(positions, barycentric, span_triangle, span_row, span, column)
     normal = _affine_attribute(normals, barycentric, span_triangle, span_row, span, column)
