@@ -73,32 +73,39 @@ def measure(size: int = 2048, views: int = 8, view_size: int = 512, runs: int = 
     depth_seconds = time.perf_counter() - depth_start
 
     stages: dict[str, timing.Samples] = {name: timing.Samples() for name in ("texels", "gather", "fill", "total")}
-    for _ in range(runs + 1):  # the first round warms up
-        wall = {}
-        cpu0, start = time.process_time(), time.perf_counter()
+    cpu_seconds: dict[str, list[float]] = {name: [] for name in stages}
+    for round_ in range(runs + 1):  # the first round warms up
+        wall, cpu = {}, {}
+
+        def stage(name: str, start: float, cpu_start: float) -> None:
+            wall[name] = time.perf_counter() - start
+            cpu[name] = time.process_time() - cpu_start
+
+        start, cpu_start = time.perf_counter(), time.process_time()
         texels = uv_raster.rasterize_uv_triangles(uv, positions, normals, size)
-        wall["texels"] = time.perf_counter() - start
-        mark = time.perf_counter()
+        stage("texels", start, cpu_start)
+        mark, cpu_mark = time.perf_counter(), time.process_time()
         gathered = bake.gather_views(texels, bake_views)
-        wall["gather"] = time.perf_counter() - mark
-        mark = time.perf_counter()
+        stage("gather", mark, cpu_mark)
+        mark, cpu_mark = time.perf_counter(), time.process_time()
         colour = fill.fill_unseen(texels.position, gathered.colour, gathered.seen, texels.spacing)
         texture = np.zeros((size * size, colour.shape[1]), dtype=np.float32)
         texture[texels.index] = colour
         fill.pad_gutter(texture.reshape(size, size, -1), texels.mask)
-        wall["fill"] = time.perf_counter() - mark
-        wall["total"] = time.perf_counter() - start
-        share = (time.process_time() - cpu0) / wall["total"]  # numpy here is single-threaded
-        if _ > 0:
+        stage("fill", mark, cpu_mark)
+        stage("total", start, cpu_start)
+        if round_ > 0:
             for name, seconds in wall.items():
                 stages[name].times.append(seconds)
-                stages[name].cpu_share.append(share)
+                stages[name].cpu_share.append(cpu[name] / seconds)  # numpy here runs on one core
+                cpu_seconds[name].append(cpu[name])
     return {
         "case": f"{size}^2 texture from {views} views of {view_size}^2, UV sphere of {len(uv)} triangles",
         "covered_texels": int(len(texels.index)),
         "seen_share": round(float(gathered.seen.mean()), 4),
         "depth_images_s": round(depth_seconds, 3),
-        **{f"{name}_s": samples.summary(digits=3) for name, samples in stages.items()},
+        **{f"{name}_s": {**samples.summary(digits=3), "cpu_median": round(statistics.median(cpu_seconds[name]), 3)}
+           for name, samples in stages.items()},
         "load_average": timing.load_average(),
     }
 

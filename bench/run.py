@@ -14,6 +14,8 @@ every comparison a paired ratio measured in one process:
                   raw vs engine with each speed option on and off.
 6. ``geometry`` - in a bpy process: depth/normal images of a ~100k-triangle scene at 512² and 1024²,
                   the add-on's numpy z-buffer vs BVH ray casts vs a Cycles depth render.
+7. ``bake``     - whole-object bake (issue 11), no diffusion: a 2048² texture from 8 views of 512²
+                  (texels from the UV map, gather from the views, fill + gutter), numpy only.
 
     python bench/run.py [--quick] [--sections engine,roofline,...] [--runs N] [--compile]
                         [--model-dir DIR] [--out DIR]
@@ -45,12 +47,13 @@ sys.path.insert(0, str(BENCH))  # run as a script: bench/ holds the helper modul
 
 import engine_vs_raw
 import gpu
+import object_bake
 import report
 import roofline
 import sized_models
 import timing
 
-SECTIONS = ("engine", "roofline", "blender", "memory", "gpu", "geometry")
+SECTIONS = ("engine", "roofline", "blender", "memory", "gpu", "geometry", "bake")
 _T0 = time.perf_counter()
 
 
@@ -185,6 +188,12 @@ def section_geometry(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
     return _run_json(command, path, 1200)
 
 
+def section_bake(args: argparse.Namespace) -> dict[str, Any]:
+    log("bake: 2048² texture from 8 views of 512²" + (" (--quick: 1024²)" if args.quick else ""))
+    size = 1024 if args.quick else 2048
+    return object_bake.measure(size=size, views=8, view_size=512, runs=1 if args.quick else max(args.runs - 1, 3))
+
+
 def section_gpu(models: Models, args: argparse.Namespace) -> dict[str, Any]:
     reason = gpu.skip_reason()
     if reason is not None and not args.gpu_dry_run:
@@ -248,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
                 results["sections"]["gpu"] = section_gpu(models, args)
             if "geometry" in selected:
                 results["sections"]["geometry"] = section_geometry(args, Path(scratch))
+            if "bake" in selected:
+                results["sections"]["bake"] = section_bake(args)
     finally:
         if scratch_owner is not None:
             scratch_owner.cleanup()
