@@ -196,3 +196,73 @@ def test_collection_cameras_in_name_order(object_bake):
     with pytest.raises(ValueError, match="'Empty' holds no cameras"):
         object_bake.collection_views(scene, bpy.data.collections.new("Empty"), bpy.context.evaluated_depsgraph_get(),
                                      64, 64)
+
+
+def _bake_float(obj, size, bake_type, **settings):
+    """Blender's bake into a float image in the render UV map (RGBA; all zero where it wrote nothing)."""
+    image = bpy.data.images.new("truth", size, size, float_buffer=True)
+    image.pixels.foreach_set(np.full(size * size * 4, np.nan, np.float32))
+    material = obj.active_material
+    node = material.node_tree.nodes.new("ShaderNodeTexImage")
+    node.image = image
+    material.node_tree.nodes.active = node
+    bpy.context.view_layer.objects.active = obj
+    obj.select_set(True)
+    bpy.ops.object.bake(type=bake_type, margin=0, **settings)
+    pixels = np.empty(size * size * 4, np.float32)
+    image.pixels.foreach_get(pixels)
+    material.node_tree.nodes.remove(node)
+    bpy.data.images.remove(image)
+    return np.flipud(pixels.reshape(size, size, 4))
+
+
+def test_texels_of_a_modified_mesh_match_blenders_own_bake(object_bake):
+    """World position and normal per texel of Suzanne with a subdivision and a displacement (evaluated
+    mesh, smooth shading) against Blender's bake of a position emission and of object-space normals."""
+    for obj in list(bpy.data.objects):
+        if obj.type == "MESH":
+            bpy.data.objects.remove(obj)
+    bpy.ops.mesh.primitive_monkey_add(location=(0.3, -0.2, 0.1))
+    monkey = bpy.context.active_object
+    bpy.ops.object.shade_smooth()
+    subdivision = monkey.modifiers.new("subdivision", "SUBSURF")
+    subdivision.levels = subdivision.render_levels = 1  # a bake evaluates for render, the depsgraph for the viewport
+    monkey.modifiers.new("cast", "CAST").factor = 0.3
+    material = bpy.data.materials.new("position")
+    material.use_nodes = True
+    tree = material.node_tree
+    tree.nodes.clear()
+    output = tree.nodes.new("ShaderNodeOutputMaterial")
+    emission = tree.nodes.new("ShaderNodeEmission")
+    position = tree.nodes.new("ShaderNodeNewGeometry")
+    offset = tree.nodes.new("ShaderNodeVectorMath")  # + 10: no covered texel bakes to 0, what Blender leaves elsewhere
+    offset.inputs[1].default_value = (10.0, 10.0, 10.0)
+    tree.links.new(position.outputs["Position"], offset.inputs[0])
+    tree.links.new(offset.outputs[0], emission.inputs["Color"])
+    tree.links.new(emission.outputs[0], output.inputs["Surface"])
+    monkey.data.materials.append(material)
+    scene = bpy.context.scene
+    scene.render.engine = "CYCLES"
+    scene.cycles.samples = 1
+    scene.cycles.filter_width = 0.01  # the bake samples the texel centre, not a filtered area around it
+    size = 128
+
+    texels = object_bake.object_texels(monkey, bpy.context.evaluated_depsgraph_get(), size)
+    baked = _bake_float(monkey, size, "EMIT").reshape(-1, 4)
+    baked_position = baked[:, :3]
+    baked_normal = _bake_float(monkey, size, "NORMAL", normal_space="OBJECT").reshape(-1, 4)[:, :3] * 2.0 - 1.0
+
+    blender_covered = (baked_position != 0).any(axis=1)
+    baked_position = baked_position - 10.0
+    ours = np.zeros(size * size, bool)
+    ours[texels.index] = True
+    both = ours & blender_covered
+    assert both.sum() >= 0.99 * ours.sum() and both.sum() >= 0.99 * blender_covered.sum()
+    rank = np.full(size * size, -1)
+    rank[texels.index] = np.arange(len(texels.index))
+    mine = rank[both]
+    # the same surface point per texel, to float32 precision (Cycles' colours are float32 through the shader)
+    distance = np.linalg.norm(texels.position[mine] - baked_position[both], axis=1)
+    assert np.percentile(distance, 99) < 0.01 * texels.spacing and distance.max() < 0.05 * texels.spacing
+    cosine = (texels.normal[mine] * baked_normal[both]).sum(axis=1) / np.linalg.norm(baked_normal[both], axis=1)
+    assert np.percentile(cosine, 1) > np.cos(np.radians(0.5))
