@@ -189,9 +189,9 @@ class _PreparedView:
 
 def _power(base: np.ndarray, exponent: float) -> np.ndarray:
     """``base ** exponent``, by multiplication for small whole exponents (np.power is slow)."""
-    if exponent == int(exponent) and 0 <= exponent <= 4:
-        result = np.ones_like(base)
-        for _ in range(int(exponent)):
+    if exponent == int(exponent) and 1 <= exponent <= 4:
+        result = base.copy()
+        for _ in range(int(exponent) - 1):
             result *= base
         return result
     return base ** np.float32(exponent)
@@ -213,6 +213,7 @@ def _confidence(view: BakeView, settings: BakeSettings) -> np.ndarray:
     rows = np.arange(height, dtype=np.float32) + 0.5
     columns = np.arange(width, dtype=np.float32) + 0.5
     to_edge = np.minimum.outer(np.minimum(rows, height - rows), np.minimum(columns, width - columns))
+    # The border pixels get exactly 0 (to_edge = 0.5): _bilinear relies on it to skip clipping.
     frame = np.clip((to_edge - 0.5) / max(settings.frame_fade_pixels, 1e-6), 0.0, 1.0)
     distance = _distance_to_discontinuity(view.depth, view.camera, settings)
     silhouette = np.clip((distance - 1.0) / max(settings.silhouette_fade_pixels, 1e-6), 0.0, 1.0)
@@ -248,17 +249,17 @@ def _distance_to_discontinuity(depth: np.ndarray, camera: ViewCamera, settings: 
 def _bilinear(planes: list[np.ndarray], width: int, height: int, x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
     """Bilinear samples of a top-row-first image, one flat (height * width) array per channel, at continuous
     pixel coordinates (pixel centres at +0.5): one array of samples per channel."""
-    fx = np.clip(x - np.float32(0.5), 0.0, width - 1.0)
-    fy = np.clip(y - np.float32(0.5), 0.0, height - 1.0)
-    x0 = np.minimum(fx.astype(np.int32), max(width - 2, 0))
-    y0 = np.minimum(fy.astype(np.int32), max(height - 2, 0))
+    # No clipping: the samples come from pixels with non-zero confidence, never the frame's border pixels,
+    # so 0.5 <= x < width - 0.5 and the four neighbours are inside the frame.
+    fx = x - np.float32(0.5)
+    fy = y - np.float32(0.5)
+    x0 = fx.astype(np.int32)
+    y0 = fy.astype(np.int32)
     tx = fx - x0
     ty = fy - y0
-    step_x = 1 if width > 1 else 0
-    step_y = width if height > 1 else 0
     i00 = y0 * width + x0
-    i01, i10 = i00 + step_x, i00 + step_y
-    i11 = i10 + step_x
+    i01, i10 = i00 + 1, i00 + width
+    i11 = i10 + 1
     samples = []
     for plane in planes:
         top = plane.take(i00)
