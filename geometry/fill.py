@@ -67,8 +67,20 @@ def fill_unseen(position: np.ndarray, colour: np.ndarray, seen: np.ndarray, spac
             break
         sums, counts = _halve3(sums), _halve3(counts[..., None])[..., 0]
         scale *= 2.0
+    # Only texels in the voxels around unseen ones take part in the smoothing.
+    near = np.zeros(shape, dtype=bool)
+    near.ravel()[linear[missing]] = True
+    for axis in range(3):
+        grown = near.copy()
+        low_side = [slice(None)] * 3
+        high_side = [slice(None)] * 3
+        low_side[axis], high_side[axis] = slice(None, -1), slice(1, None)
+        grown[tuple(low_side)] |= near[tuple(high_side)]
+        grown[tuple(high_side)] |= near[tuple(low_side)]
+        near = grown
+    involved = np.flatnonzero(near.ravel()[linear])
     for _ in range(_SMOOTHING_PASSES):
-        sums, counts = _splat(linear, filled, shape)
+        sums, counts = _splat(linear[involved], filled[involved], shape)
         value, weight = _trilinear(sums, counts, grid_missing)
         filled[missing] = value / weight[:, None]  # > 0: each texel's own voxel holds it
     return filled
