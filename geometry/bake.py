@@ -271,15 +271,41 @@ def _bilinear(planes: list[np.ndarray], width: int, height: int, x: np.ndarray, 
     return samples
 
 
-def bake_texture(texels: SurfaceTexels, views: list[BakeView],
-                 settings: BakeSettings = BakeSettings()) -> tuple[np.ndarray, GatheredTexels]:
-    """The (size, size, channels) top-row-first texture the views paint on the texels, complete:
-    unseen texels filled across the surface, the gutter padded. Also returns what was gathered."""
-    gathered = gather_views(texels, views, settings)
+def merge_gathered(parts: list[GatheredTexels]) -> GatheredTexels:
+    """One gather from several gathers of the same texels: objects sharing one mesh share its UV map and
+    so one texture; each instance is gathered at its own place and the weighted averages are pooled."""
+    if not parts:
+        raise ValueError("parts must hold at least one gather")
+    if any(len(part.weight) != len(parts[0].weight) for part in parts):
+        raise ValueError("parts must all gather the same texels (objects sharing one mesh)")
+    weight = np.sum([part.weight for part in parts], axis=0)
+    total = np.sum([part.colour * part.weight[:, None] for part in parts], axis=0)
+    seen = weight > 0
+    colour = np.zeros_like(total)
+    colour[seen] = total[seen] / weight[seen, None]
+    cosines = np.stack([part.best_cosine for part in parts])
+    best = cosines.argmax(axis=0)
+    columns = np.arange(len(weight))
+    return GatheredTexels(colour=colour.astype(np.float32), weight=weight.astype(np.float32),
+                          best_view=np.stack([part.best_view for part in parts])[best, columns],
+                          best_cosine=cosines[best, columns])
+
+
+def finish_texture(texels: SurfaceTexels, gathered: GatheredTexels) -> np.ndarray:
+    """The (size, size, channels) top-row-first texture from a gather: unseen texels filled across the
+    surface, the gutter padded."""
     if not gathered.seen.any():
         raise ValueError("views see none of the surface: no view has it in frame, unoccluded and facing it")
     colour = fill_unseen(texels.position, gathered.colour, gathered.seen, texels.spacing)
     size = texels.size
     texture = np.zeros((size * size, colour.shape[1]), dtype=np.float32)
     texture[texels.index] = colour
-    return pad_gutter(texture.reshape(size, size, -1), texels.mask), gathered
+    return pad_gutter(texture.reshape(size, size, -1), texels.mask)
+
+
+def bake_texture(texels: SurfaceTexels, views: list[BakeView],
+                 settings: BakeSettings = BakeSettings()) -> tuple[np.ndarray, GatheredTexels]:
+    """The (size, size, channels) top-row-first texture the views paint on the texels, complete:
+    unseen texels filled across the surface, the gutter padded. Also returns what was gathered."""
+    gathered = gather_views(texels, views, settings)
+    return finish_texture(texels, gathered), gathered

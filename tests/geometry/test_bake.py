@@ -154,3 +154,27 @@ def test_bad_input_is_refused():
     blank = BakeView(away, np.zeros((32, 32, 3), np.float32), np.full((32, 32), np.inf, np.float32))
     with pytest.raises(ValueError, match="see none"):
         bake_texture(texels, [blank])
+
+
+def test_instances_of_one_mesh_pool_into_one_texture():
+    """Two cubes sharing one mesh (one UV map): each gathered at its place, pooled by weight."""
+    from geometry.bake import finish_texture, merge_gathered
+
+    uv, positions, normals = scenes.box_uv_mesh()
+    left = rasterize_uv_triangles(uv, positions - [1.6, 0, 0], normals, 64)
+    right = rasterize_uv_triangles(uv, positions + [1.6, 0, 0], normals, 64)
+    boxes = [((-2.6, -1, -1), (-0.6, 1, 1), None), ((0.6, -1, -1), (2.6, 1, 1), None)]
+    views = _views(place_views(np.zeros(3), 3.0, 6, 160, 160), boxes)
+    parts = [gather_views(left, views), gather_views(right, views)]
+    merged = merge_gathered(parts)
+    both = parts[0].seen & parts[1].seen
+    only_left = parts[0].seen & ~parts[1].seen
+    assert both.sum() > 100 and only_left.sum() > 10
+    np.testing.assert_allclose(merged.colour[only_left], parts[0].colour[only_left])
+    expected = (parts[0].colour * parts[0].weight[:, None] + parts[1].colour * parts[1].weight[:, None])[both] \
+        / (parts[0].weight + parts[1].weight)[both, None]
+    np.testing.assert_allclose(merged.colour[both], expected, rtol=1e-5)
+    np.testing.assert_allclose(merged.weight, parts[0].weight + parts[1].weight)
+    assert finish_texture(left, merged).shape == (64, 64, 3)
+    with pytest.raises(ValueError, match="same texels"):
+        merge_gathered([parts[0], gather_views(rasterize_uv_triangles(uv, positions, normals, 32), views)])
