@@ -46,33 +46,41 @@ def object_triangles(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph,
     """(uv, positions, normals), each (T, 3, 2|3|3), of the evaluated object's triangles in world space:
     the UVs of the UV map ``uv_name`` (default: the render UV map), the shading normals per corner
     (smooth, flat, sharp edges and custom normals as the mesh says)."""
-    name = uv_name or render_uv_layer(obj).name
+    uv, positions, normals = _evaluated_triangles(obj, depsgraph, uv_name or render_uv_layer(obj).name)
+    return uv, positions, normals
+
+
+def _evaluated_triangles(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph,
+                         uv_name: str | None) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """(uv or None without ``uv_name``, positions, normals) of the evaluated mesh's triangles, world space."""
     evaluated = obj.evaluated_get(depsgraph)
     mesh = evaluated.to_mesh()
     try:
-        layer = mesh.uv_layers.get(name)
-        if layer is None:
-            raise ValueError(f"The modifiers of '{obj.name}' drop its UV map '{name}': nothing to bake into")
+        layer = mesh.uv_layers.get(uv_name) if uv_name else None
+        if uv_name and layer is None:
+            raise ValueError(f"The modifiers of '{obj.name}' drop its UV map '{uv_name}': nothing to bake into")
         mesh.calc_loop_triangles()
         count = len(mesh.loop_triangles)
-        loops = np.empty(count * 3, dtype=np.int32)
-        mesh.loop_triangles.foreach_get("loops", loops)
         vertices = np.empty(count * 3, dtype=np.int32)
         mesh.loop_triangles.foreach_get("vertices", vertices)
         normals = np.empty(count * 9, dtype=np.float32)
         mesh.loop_triangles.foreach_get("split_normals", normals)
         co = np.empty(len(mesh.vertices) * 3, dtype=np.float32)
         mesh.vertices.foreach_get("co", co)
-        uv = np.empty(len(mesh.loops) * 2, dtype=np.float32)
-        layer.data.foreach_get("uv", uv)
+        uv = None
+        if layer is not None:
+            loops = np.empty(count * 3, dtype=np.int32)
+            mesh.loop_triangles.foreach_get("loops", loops)
+            loop_uv = np.empty(len(mesh.loops) * 2, dtype=np.float32)
+            layer.data.foreach_get("uv", loop_uv)
+            uv = loop_uv.reshape(-1, 2).astype(np.float64)[loops].reshape(count, 3, 2)
     finally:
         evaluated.to_mesh_clear()
     matrix = np.array(evaluated.matrix_world, dtype=np.float64)
     positions = co.reshape(-1, 3).astype(np.float64)[vertices] @ matrix[:3, :3].T + matrix[:3, 3]
     # Normals move by the inverse transpose (non-uniform scale); the rasteriser normalises them.
     world_normals = normals.reshape(-1, 3).astype(np.float64) @ np.linalg.inv(matrix[:3, :3])
-    return (uv.reshape(-1, 2).astype(np.float64)[loops].reshape(count, 3, 2),
-            positions.reshape(count, 3, 3), world_normals.reshape(count, 3, 3))
+    return uv, positions.reshape(count, 3, 3), world_normals.reshape(count, 3, 3)
 
 
 def object_texels(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph, size: int,
@@ -88,7 +96,7 @@ def auto_views(objects: list[bpy.types.Object], depsgraph: bpy.types.Depsgraph, 
     (``geometry.views.place_views``); numpy cameras only, nothing is added to the scene."""
     corners, normals, areas = [], [], []
     for obj in objects:
-        positions = _world_triangles(obj, depsgraph)
+        _, positions, _ = _evaluated_triangles(obj, depsgraph, None)
         cross = np.cross(positions[:, 1] - positions[:, 0], positions[:, 2] - positions[:, 0])
         area = np.linalg.norm(cross, axis=1)
         corners.append(positions.reshape(-1, 3))
@@ -115,19 +123,3 @@ def view_depths(cameras: list[ViewCamera], depsgraph: bpy.types.Depsgraph) -> li
     object occludes, not only the ones being textured."""
     triangles = scene_triangles(depsgraph).corners
     return [rasterize(camera, triangles).depth for camera in cameras]
-
-
-def _world_triangles(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> np.ndarray:
-    evaluated = obj.evaluated_get(depsgraph)
-    mesh = evaluated.to_mesh()
-    try:
-        mesh.calc_loop_triangles()
-        vertices = np.empty(len(mesh.loop_triangles) * 3, dtype=np.int32)
-        mesh.loop_triangles.foreach_get("vertices", vertices)
-        co = np.empty(len(mesh.vertices) * 3, dtype=np.float32)
-        mesh.vertices.foreach_get("co", co)
-    finally:
-        evaluated.to_mesh_clear()
-    matrix = np.array(evaluated.matrix_world, dtype=np.float64)
-    positions = co.reshape(-1, 3).astype(np.float64)[vertices] @ matrix[:3, :3].T + matrix[:3, 3]
-    return positions.reshape(-1, 3, 3)
