@@ -40,19 +40,6 @@ def loras_from_settings(settings) -> tuple[LoraSpec, ...]:
                  for lora in settings.loras if lora.enabled and lora.source.strip())
 
 
-def recipe_inputs(request: GenerationRequest) -> dict:
-    """What the Blender side asked for beyond the engine's own recipe (the engine's keys win where both exist)."""
-    inputs = {
-        "control": request.control,
-        "control_model": request.control_model,
-        "control_strength": float(request.control_strength),
-        "loras": [{"source": lora.source, "weight": float(lora.weight)} for lora in request.loras],
-    }
-    if request.mode == "INPAINT":
-        inputs["mask_blur"] = int(request.mask_blur)
-    return inputs
-
-
 def resolve_model_path(model: str) -> str:
     """Blender-relative paths (``//models/x``) become absolute; repo ids pass through."""
     model = model.strip()

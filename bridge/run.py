@@ -156,7 +156,7 @@ class GenerationRun:
             return "CANCELLED"
         result = final.payload
         settings = context.scene.latent_textures
-        recipe = dict(requests.recipe_inputs(self.plan.request), **result.recipe, target=self.plan.target)
+        recipe = dict(result.recipe, target=self.plan.target)
         if self.plan.request.mode == "INPAINT":
             recipe["mask_image"] = self.plan.mask_name or ""
         changes = results.Changes()
