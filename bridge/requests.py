@@ -51,17 +51,17 @@ def resolve_model_path(model: str) -> str:
 def validate_settings(request: GenerationRequest) -> None:
     """Every field the engine checks, before anything is captured or created.
 
-    The init, mask and control images do not exist yet (a render may be needed
-    to make them), so the request is checked with stand-ins of the right size:
-    a black source, a mask that repaints everything, a black control image.
+    The init, mask and control images may not exist yet (a render may be needed
+    to make them): those still missing are checked as stand-ins of the right
+    size (a black source, a mask that repaints everything, a black control image).
     """
     size = (request.height, request.width)
     images = {}
-    if request.mode in ("IMG2IMG", "INPAINT"):
+    if request.mode in ("IMG2IMG", "INPAINT") and request.init_image is None:
         images["init_image"] = np.zeros((*size, 3), dtype=np.float32)
-    if request.mode == "INPAINT":
+    if request.mode == "INPAINT" and request.mask_image is None:
         images["mask_image"] = np.ones(size, dtype=np.float32)
-    if request.control != "NONE":
+    if request.control != "NONE" and request.control_image is None:
         images["control_image"] = np.zeros((*size, 3), dtype=np.float32)
     dataclasses.replace(request, **images).validate()
 
