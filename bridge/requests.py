@@ -40,19 +40,6 @@ def loras_from_settings(settings) -> tuple[LoraSpec, ...]:
                  for lora in settings.loras if lora.enabled and lora.source.strip())
 
 
-def recipe_inputs(request: GenerationRequest) -> dict:
-    """What the Blender side asked for beyond the engine's own recipe (the engine's keys win where both exist)."""
-    inputs = {
-        "control": request.control,
-        "control_model": request.control_model,
-        "control_strength": float(request.control_strength),
-        "loras": [{"source": lora.source, "weight": float(lora.weight)} for lora in request.loras],
-    }
-    if request.mode == "INPAINT":
-        inputs["mask_blur"] = int(request.mask_blur)
-    return inputs
-
-
 def resolve_model_path(model: str) -> str:
     """Blender-relative paths (``//models/x``) become absolute; repo ids pass through."""
     model = model.strip()
@@ -64,17 +51,17 @@ def resolve_model_path(model: str) -> str:
 def validate_settings(request: GenerationRequest) -> None:
     """Every field the engine checks, before anything is captured or created.
 
-    The init, mask and control images do not exist yet (a render may be needed
-    to make them), so the request is checked with stand-ins of the right size:
-    a black source, a mask that repaints everything, a black control image.
+    The init, mask and control images may not exist yet (a render may be needed
+    to make them): those still missing are checked as stand-ins of the right
+    size (a black source, a mask that repaints everything, a black control image).
     """
     size = (request.height, request.width)
     images = {}
-    if request.mode in ("IMG2IMG", "INPAINT"):
+    if request.mode in ("IMG2IMG", "INPAINT") and request.init_image is None:
         images["init_image"] = np.zeros((*size, 3), dtype=np.float32)
-    if request.mode == "INPAINT":
+    if request.mode == "INPAINT" and request.mask_image is None:
         images["mask_image"] = np.ones(size, dtype=np.float32)
-    if request.control != "NONE":
+    if request.control != "NONE" and request.control_image is None:
         images["control_image"] = np.zeros((*size, 3), dtype=np.float32)
     dataclasses.replace(request, **images).validate()
 

@@ -31,8 +31,7 @@ class Plan:
 
 def prepare(context: bpy.types.Context) -> Plan:
     """Check the settings and targets, capture the img2img source. Raises ValueError with a clear message."""
-    if current_job() is not None:
-        raise ValueError("A generation is already running: wait for it or cancel it first")
+    check_no_job_running()
     check_engine_packages()
     settings = context.scene.latent_textures
     request = requests.request_from_settings(settings)
@@ -45,6 +44,7 @@ def prepare(context: bpy.types.Context) -> Plan:
     if settings.mode == "INPAINT":
         # The mask first: a bad mask is refused before a render is spent on the source.
         request.mask_image = _mask(settings, plan)
+        requests.validate_settings(request)
     if settings.mode in ("IMG2IMG", "INPAINT"):
         try:
             request.init_image = _capture(context, settings, plan)
@@ -65,6 +65,11 @@ def _mask(settings, plan: Plan):
         raise ValueError("Inpaint without a Mask image repaints where the source image is transparent, which needs "
                          "Source: Image; pick a Mask image (white = repaint) for a camera or viewport source")
     return masks.mask_from_alpha(settings.source_image, settings.width, settings.height)
+
+
+def check_no_job_running() -> None:
+    if current_job() is not None:
+        raise ValueError("A generation is already running: wait for it or cancel it first")
 
 
 def check_engine_packages() -> None:
@@ -156,20 +161,9 @@ class GenerationRun:
             return "CANCELLED"
         result = final.payload
         settings = context.scene.latent_textures
-        recipe = dict(requests.recipe_inputs(self.plan.request), **result.recipe, target=self.plan.target)
-        if self.plan.request.mode == "INPAINT":
-            recipe["mask_image"] = self.plan.mask_name or ""
         changes = results.Changes()
         try:
-            image = results.create_result_image(changes, result.image, recipe)
-            if self.plan.request.control != "NONE":
-                results.keep_control_image(changes, image, self.plan.request.control_image)
-            if self.plan.target == "MATERIAL":
-                results.apply_to_material(changes, bpy.data.objects[self.plan.object_names[0]], image)
-            elif self.plan.target == "PROJECT":
-                objects = [bpy.data.objects[name] for name in self.plan.object_names]
-                results.apply_projection(changes, context, objects, image,
-                                         self.plan.request.width, self.plan.request.height)
+            image = self.write(context, changes, result)
             changes.set(settings, "result_image", image)
             changes.set(settings, "seed", result.seed)
         except Exception as error:  # anything half-written is undone; the console keeps the traceback
@@ -183,7 +177,32 @@ class GenerationRun:
         self.reports.append(("INFO", f"Generated '{image.name}' (seed {result.seed})"))
         return "FINISHED"
 
+    def write(self, context: bpy.types.Context, changes: results.Changes, result) -> bpy.types.Image:
+        """Put ``result`` where the plan says, every change through ``changes``; returns the new image."""
+        recipe = dict(result.recipe, target=self.plan.target)
+        if self.plan.request.mode == "INPAINT":
+            recipe["mask_image"] = self.plan.mask_name or ""
+        image = results.create_result_image(changes, result.image, recipe)
+        if self.plan.request.control != "NONE":
+            results.keep_control_image(changes, image, self.plan.request.control_image)
+        if self.plan.target == "MATERIAL":
+            results.apply_to_material(changes, bpy.data.objects[self.plan.object_names[0]], image)
+        elif self.plan.target == "PROJECT":
+            objects = [bpy.data.objects[name] for name in self.plan.object_names]
+            results.apply_projection(changes, context, objects, image,
+                                     self.plan.request.width, self.plan.request.height)
+        return image
+
     def abandon(self) -> None:
         """Stop listening (e.g. the operator was torn down): cancel and forget the job."""
         self.job.cancel()
         set_current_job(None)
+
+
+class UpscaleRun(GenerationRun):
+    """A started upscale (``bridge/upscale.py``): the same job and ticks, its own result writing."""
+
+    def write(self, context: bpy.types.Context, changes: results.Changes, result) -> bpy.types.Image:
+        from . import upscale
+
+        return upscale.write(changes, self.plan, result)

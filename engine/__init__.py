@@ -38,6 +38,7 @@ from .request import (
     LoraSpec,
     ProgressEvent,
 )
+from .upscale import UpscaleRequest
 
 if TYPE_CHECKING:
     from .engine import Engine
@@ -66,6 +67,7 @@ __all__ = [
     "OutOfMemoryError",
     "ProgressEvent",
     "UnsafeModelFormatError",
+    "UpscaleRequest",
     "__version__",
     "get_engine",
     "list_local_models",

@@ -46,6 +46,9 @@ DEFAULT_CONTROL_MODELS: dict[tuple[str, str], str] = {
     ("SD1", "DEPTH"): "lllyasviel/control_v11f1p_sd15_depth",
     ("SD1", "NORMAL"): "lllyasviel/control_v11p_sd15_normalbae",
     ("SDXL", "DEPTH"): "diffusers/controlnet-depth-sdxl-1.0",
+    # TILE (the upscaler's detail pass): the control image is the (resized, soft) tile itself.
+    ("SD1", "TILE"): "lllyasviel/control_v11f1e_sd15_tile",
+    ("SDXL", "TILE"): "xinsir/controlnet-tile-sdxl-1.0",
 }
 # Why a (family, control) pair has no default, said to the user with the fix (set control_model).
 NO_DEFAULT_REASONS: dict[tuple[str, str], str] = {
@@ -58,6 +61,10 @@ NO_DEFAULT_REASONS: dict[tuple[str, str], str] = {
         "the SD 2.x depth ControlNets are published only as pickle (.bin) files; use the SD 2 depth model "
         "stabilityai/stable-diffusion-2-depth as the model (it reads the depth image itself), or set "
         "control_model to an SD 2.x depth ControlNet"
+    ),
+    ("SD2", "TILE"): (
+        "there is no tile ControlNet for SD 2.x in the diffusers format; upscale with Detail Strength 0 (a plain "
+        "resize), with control NONE (img2img tiles), or set control_model to an SD 2.x tile ControlNet"
     ),
     ("SD2", "NORMAL"): (
         "the SD 2.x normal-map ControlNets are published only as pickle (.bin) files; set control_model to an "

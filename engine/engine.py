@@ -175,6 +175,33 @@ class Engine:
                 self._model = None
             devices.empty_cache(self.device)
 
+    def load(
+        self,
+        model: str,
+        *,
+        on_progress: ProgressCallback | None = None,
+        cancel_event: threading.Event | None = None,
+    ) -> LoadedModelInfo:
+        """Load (or download) ``model`` now, as ``generate`` would; returns what is in memory."""
+        with self._lock, devices.oom_as_engine_error(self.device):
+            self._load(model, on_progress, cancel_event)
+        info = self.loaded_model()
+        assert info is not None
+        return info
+
+    def upscale(
+        self,
+        request: Any,
+        *,
+        on_progress: ProgressCallback | None = None,
+        cancel_event: threading.Event | None = None,
+    ) -> GenerationResult:
+        """Upscale ``request.image`` (an ``UpscaleRequest``, see ``engine/upscale.py``) with this engine's model."""
+        from .upscale import upscale
+
+        with self._lock:
+            return upscale(self, request, on_progress=on_progress, cancel_event=cancel_event)
+
     def _load(
         self,
         model: str,

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 MODES = ("TXT2IMG", "IMG2IMG", "INPAINT")
-CONTROLS = ("NONE", "DEPTH", "NORMAL")
+CONTROLS = ("NONE", "DEPTH", "NORMAL", "TILE")  # TILE: the upscaler conditions each tile on itself
 SCHEDULERS = (
     "DPM_SOLVER_MULTISTEP",
     "DPM_SOLVER_MULTISTEP_KARRAS",
@@ -311,12 +311,15 @@ class ProgressEvent:
     and ``preview`` is a cheap float32 ``(h, w, 3)`` RGB approximation of the
     current latents (latent resolution, top row first, 0..1).
     ``stage == "DOWNLOAD"``: ``step`` bytes of ``total`` are downloaded; no preview.
+    ``part``/``parts``: which generation of a larger run this is (tile i of n), 0/0 for a single one.
     """
 
     step: int
     total: int
     preview: np.ndarray | None = field(default=None, repr=False)
     stage: str = "DENOISE"
+    part: int = 0  # a run made of several generations (upscale tiles, object views): this one's number, 1-based
+    parts: int = 0  # ... of how many; 0 = a single generation
 
 
 @dataclass

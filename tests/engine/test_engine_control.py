@@ -283,3 +283,47 @@ def test_missing_and_pickled_controlnets_are_refused(
     not_a_cn.mkdir()
     with pytest.raises(engine_api.ModelNotFoundError, match="control_model"):
         run(str(not_a_cn))
+
+
+# --- SD 2 depth models: the depth image is the model's own input --------------------------------------
+
+
+def test_an_sd2_depth_model_paints_from_the_depth_image(
+    engine: Any, make_request: Any, control_image: Any, tiny_depth_model: Path
+) -> None:
+    def run(seed: int, **fields: Any) -> Any:
+        request = make_request(
+            tiny_depth_model, control="DEPTH", control_image=control_image(seed, 64, 96), width=96, **fields
+        )
+        return engine.generate(request)
+
+    first = run(0)
+    assert first.image.shape == (64, 96, 4) and first.image[..., :3].std() > 0.01
+    family = engine._model.family
+    assert family.depth and family.name == "SD2" and type(engine._model.base).__name__ == "StableDiffusionDepth2ImgPipeline"
+    assert first.recipe["control"] == "DEPTH" and first.recipe["control_model"] == ""
+    assert not np.array_equal(run(3).image, first.image)  # another depth image, same seed: other pixels
+    np.testing.assert_array_equal(run(0).image, first.image)
+    init = np.ascontiguousarray(_ramp(64, 96))
+    img2img = run(0, mode="IMG2IMG", init_image=init, strength=0.5, steps=4)
+    other = run(0, mode="IMG2IMG", init_image=np.ascontiguousarray(init[::-1]), strength=0.5, steps=4)
+    assert not np.array_equal(img2img.image, other.image)
+
+
+def test_an_sd2_depth_model_without_depth_or_for_inpainting_is_refused(
+    engine: Any, make_request: Any, control_image: Any, tiny_depth_model: Path
+) -> None:
+    with pytest.raises(ValueError, match="control must be DEPTH"):
+        engine.generate(make_request(tiny_depth_model))
+    with pytest.raises(ValueError, match="control must be DEPTH"):
+        engine.generate(make_request(tiny_depth_model, control="NORMAL", control_image=control_image()))
+    with pytest.raises(ValueError, match="mode INPAINT"):
+        engine.generate(
+            make_request(
+                tiny_depth_model, mode="INPAINT", init_image=_ramp(), mask_image=_mask(), control="DEPTH",
+                control_image=control_image(),
+            )
+        )
+    flat = np.full((64, 64, 3), 0.7, np.float32)
+    with pytest.raises(ValueError, match="control_image"):
+        engine.generate(make_request(tiny_depth_model, control="DEPTH", control_image=flat))
