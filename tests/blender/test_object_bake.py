@@ -266,3 +266,23 @@ def test_texels_of_a_modified_mesh_match_blenders_own_bake(object_bake):
     assert np.percentile(distance, 99) < 0.01 * texels.spacing and distance.max() < 0.05 * texels.spacing
     cosine = (texels.normal[mine] * baked_normal[both]).sum(axis=1) / np.linalg.norm(baked_normal[both], axis=1)
     assert np.percentile(cosine, 1) > np.cos(np.radians(0.5))
+
+
+@pytest.mark.parametrize("ortho", [False, True])
+def test_auto_views_frame_every_selected_object(object_bake, ortho):
+    bpy.ops.mesh.primitive_uv_sphere_add(radius=0.5, location=(3.0, 1.0, 0.5))
+    sphere = bpy.context.active_object
+    cube = bpy.data.objects["Cube"]
+    cube.modifiers.new("bevel", "BEVEL")
+    counts = _datablock_counts()
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    views = object_bake.auto_views([cube, sphere], depsgraph, 8, 96, 64, ortho=ortho)
+    assert _datablock_counts() == counts
+    points = np.concatenate([np.array([obj.matrix_world @ v.co for v in obj.data.vertices]) for obj in (cube, sphere)])
+    for view in views:
+        camera = view.camera()
+        assert camera.ortho == ortho
+        pixel, depth = camera.project(points)
+        assert (pixel[:, 0] > 0).all() and (pixel[:, 0] < 96).all() and (pixel[:, 1] > 0).all() and (pixel[:, 1] < 64).all()
+        assert (depth > camera.clip_range[0]).all()
+    assert views[0].world_matrix[1, 3] < -1.0  # the front view first
