@@ -21,10 +21,14 @@ from __future__ import annotations
 import bpy
 import numpy as np
 
-from ..geometry import ViewCamera, rasterize
+from dataclasses import dataclass
+
+from ..engine import control as control_images
+from ..geometry import ViewCamera, rasterize, view_normals
+from ..geometry.bake import BakeSettings, BakeView, GatheredTexels, finish_texture, gather_views, merge_gathered
 from ..geometry.uv_raster import SurfaceTexels, rasterize_uv_triangles
 from ..geometry.views import ViewSettings, bounding_sphere, place_views
-from .geometry import scene_triangles, view_camera
+from .geometry import CONTROLS, scene_triangles, view_camera
 
 
 def render_uv_layer(obj: bpy.types.Object) -> bpy.types.MeshUVLoopLayer:
@@ -123,3 +127,72 @@ def view_depths(cameras: list[ViewCamera], depsgraph: bpy.types.Depsgraph) -> li
     object occludes, not only the ones being textured."""
     triangles = scene_triangles(depsgraph).corners
     return [rasterize(camera, triangles).depth for camera in cameras]
+
+
+@dataclass
+class ViewPasses:
+    """One view's geometry: its camera, the scene's depth (inf = background) and the control image
+    (None without control), both top row first."""
+
+    camera: ViewCamera
+    depth: np.ndarray
+    control_image: np.ndarray | None
+
+
+def view_passes(cameras: list[ViewCamera], depsgraph: bpy.types.Depsgraph, control: str = "NONE") -> list[ViewPasses]:
+    """Depth and the ``control`` (DEPTH / NORMAL / NONE) image of the evaluated scene for each camera,
+    reading the scene once (the same images ``bridge.geometry.control_image`` makes for the scene camera)."""
+    if control != "NONE" and control not in CONTROLS:
+        raise ValueError(f"control must be NONE or one of {CONTROLS}; got {control!r}")
+    triangles = scene_triangles(depsgraph)
+    passes = []
+    for camera in cameras:
+        hits = rasterize(camera, triangles.corners)
+        image = None
+        if control == "DEPTH":
+            image = control_images.encode_depth(hits.depth, hits.covered)
+        elif control == "NORMAL":
+            normals = view_normals(camera, triangles.corners, hits, triangles.corner_normals)
+            image = control_images.encode_normals(normals, hits.covered)
+        passes.append(ViewPasses(camera, hits.depth, image))
+    return passes
+
+
+@dataclass
+class BakedMesh:
+    """The texture of one mesh datablock (every selected object using it shares it)."""
+
+    mesh_name: str
+    uv_name: str
+    object_names: list[str]
+    texture: np.ndarray  # (size, size, C) top row first
+    gathered: GatheredTexels
+    shared_texels: int  # texels inside two UV triangles (overlapping / mirrored islands)
+
+
+def bake_objects(objects: list[bpy.types.Object], depsgraph: bpy.types.Depsgraph, passes: list[ViewPasses],
+                 images: list[np.ndarray], size: int, settings: BakeSettings = BakeSettings()) -> list[BakedMesh]:
+    """Bake the views' ``images`` (top row first, one per entry of ``passes``) into each mesh's render UV map.
+
+    Objects sharing one mesh get one texture: each instance is gathered where it stands and the
+    gathers are pooled. Raises ValueError (naming the object) for a mesh without a UV map, before any work.
+    """
+    if len(images) != len(passes):
+        raise ValueError(f"images must hold one image per view ({len(passes)}), got {len(images)}")
+    groups: dict[str, list[bpy.types.Object]] = {}
+    for obj in objects:
+        render_uv_layer(obj)  # refuse a mesh without UVs before baking anything
+        groups.setdefault(obj.data.name, []).append(obj)
+    views = [BakeView(view.camera, np.asarray(image, dtype=np.float32), view.depth)
+             for view, image in zip(passes, images)]
+    baked = []
+    for mesh_name, instances in groups.items():
+        uv_name = render_uv_layer(instances[0]).name
+        texels = [object_texels(obj, depsgraph, size, uv_name) for obj in instances]
+        if any(len(t.index) != len(texels[0].index) for t in texels):
+            raise ValueError(f"The objects using mesh '{mesh_name}' have modifiers that change it differently: "
+                             "bake them one at a time")
+        gathered = merge_gathered([gather_views(t, views, settings) for t in texels])
+        baked.append(BakedMesh(mesh_name, uv_name, [obj.name for obj in instances], finish_texture(texels[0], gathered),
+                               gathered, texels[0].shared))
+    return baked

@@ -286,3 +286,30 @@ def test_auto_views_frame_every_selected_object(object_bake, ortho):
         assert (pixel[:, 0] > 0).all() and (pixel[:, 0] < 96).all() and (pixel[:, 1] > 0).all() and (pixel[:, 1] < 64).all()
         assert (depth > camera.clip_range[0]).all()
     assert views[0].world_matrix[1, 3] < -1.0  # the front view first
+
+
+def test_objects_sharing_one_mesh_get_one_texture_and_control_images_come_per_view(object_bake):
+    cube = bpy.data.objects["Cube"]
+    twin = cube.copy()  # shares the mesh
+    twin.location = (3.0, 0.0, 0.0)
+    bpy.context.scene.collection.objects.link(twin)
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    views = object_bake.auto_views([cube, twin], depsgraph, 4, 64, 64)
+    passes = object_bake.view_passes([v.camera() for v in views], depsgraph, "DEPTH")
+    assert all(p.control_image.shape == (64, 64, 3) and p.control_image.max() == 1.0 for p in passes)
+    normal_passes = object_bake.view_passes([views[0].camera()], depsgraph, "NORMAL")
+    assert normal_passes[0].control_image.shape == (64, 64, 3)
+    # each view paints one flat colour: the shared texture mixes the views, never a per-object copy
+    images = [np.full((64, 64, 3), k / 4.0, np.float32) for k in range(len(views))]
+    baked = object_bake.bake_objects([cube, twin], depsgraph, passes, images, 32)
+    assert len(baked) == 1 and sorted(baked[0].object_names) == ["Cube", twin.name]
+    assert baked[0].uv_name == cube.data.uv_layers.active.name and baked[0].shared_texels == 0
+    texture = baked[0].texture
+    assert texture.shape == (32, 32, 3) and texture.min() >= 0.0 and texture.max() <= 0.75 + 1e-6
+    with pytest.raises(ValueError, match="one image per view"):
+        object_bake.bake_objects([cube], depsgraph, passes, images[:2], 32)
+    bpy.ops.mesh.primitive_plane_add()
+    plane = bpy.context.active_object
+    plane.data.uv_layers.remove(plane.data.uv_layers[0])
+    with pytest.raises(ValueError, match=f"'{plane.name}' has no UV map"):
+        object_bake.bake_objects([cube, plane], depsgraph, passes, images, 32)
