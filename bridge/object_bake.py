@@ -122,6 +122,23 @@ def collection_views(scene: bpy.types.Scene, collection: bpy.types.Collection, d
     return [view_camera(scene, camera, width, height, depsgraph) for camera in cameras]
 
 
+def camera_recipe(camera: bpy.types.Object, width: int, height: int) -> dict:
+    """The recipe's ``views`` entry for a camera object (the same keys as ``ViewSettings.recipe``)."""
+    data = camera.data
+    return {
+        "matrix_world": [[float(v) for v in row] for row in camera.matrix_world],
+        "projection": "ORTHO" if data.type == "ORTHO" else "PERSP",
+        "lens": float(data.lens),
+        "ortho_scale": float(data.ortho_scale),
+        "sensor_width": float(data.sensor_width),
+        "sensor_fit": data.sensor_fit,
+        "clip_start": float(data.clip_start),
+        "clip_end": float(data.clip_end),
+        "width": int(width),
+        "height": int(height),
+    }
+
+
 def view_depths(cameras: list[ViewCamera], depsgraph: bpy.types.Depsgraph) -> list[np.ndarray]:
     """Each camera's view depth of the whole evaluated scene ((h, w) float32, inf = background): every
     object occludes, not only the ones being textured."""

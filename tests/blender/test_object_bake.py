@@ -193,6 +193,11 @@ def test_collection_cameras_in_name_order(object_bake):
         collection.objects.link(camera)
     cameras = object_bake.collection_views(scene, collection, bpy.context.evaluated_depsgraph_get(), 64, 64)
     assert [c.location[0] for c in cameras] == [-1.0, 1.0]
+    recipe = object_bake.camera_recipe(bpy.data.objects["a"], 64, 48)
+    views_module = module("geometry.views")
+    auto = views_module.place_views(np.zeros(3), 1.0, 1, 64, 48)[0].recipe()
+    assert set(recipe) == set(auto)  # one recipe entry shape for placed and artists' cameras
+    assert recipe["matrix_world"][0][3] == -1.0 and recipe["projection"] == "PERSP" and recipe["height"] == 48
     with pytest.raises(ValueError, match="'Empty' holds no cameras"):
         object_bake.collection_views(scene, bpy.data.collections.new("Empty"), bpy.context.evaluated_depsgraph_get(),
                                      64, 64)
