@@ -153,6 +153,38 @@ def test_views_of_the_cube_bake_back_into_its_own_uv_map(object_bake, tmp_path):
     cube.data.uv_layers.active.data.foreach_get("uv", uv_after)
     assert uv_after.tobytes() == uv_before.tobytes()
 
+    # the baked texture, rendered through the cube's UV map from a view, gives that view back
+    _use_texture(cube, module("bridge.pixels").new_display_image("baked", texture))
+    occluder.hide_render = False
+    side = 3
+    again = _render_view(scene, views[side], tmp_path, 99)
+    inner = np.isfinite(depths[side])
+    for _ in range(2):  # not the silhouette: there the views faded out and the texels were filled
+        inner[1:-1, 1:-1] &= inner[:-2, 1:-1] & inner[2:, 1:-1] & inner[1:-1, :-2] & inner[1:-1, 2:]
+    difference = np.abs(again - images[side]).max(axis=2)[inner]
+    assert inner.sum() > 3000
+    # 8-bit texture and render, a 96^2 texture under 128^2 views: a few levels at the most
+    assert (difference <= 3.0 / 255.0).mean() >= 0.98 and difference.max() <= 8.0 / 255.0
+
+
+def _use_texture(obj, image):
+    """Replace the object's material by an emission of ``image`` through a UV Map node naming its render UV map."""
+    material = bpy.data.materials.new("baked")
+    material.use_nodes = True
+    tree = material.node_tree
+    tree.nodes.clear()
+    output = tree.nodes.new("ShaderNodeOutputMaterial")
+    emission = tree.nodes.new("ShaderNodeEmission")
+    texture = tree.nodes.new("ShaderNodeTexImage")
+    texture.image = image
+    uv_map = tree.nodes.new("ShaderNodeUVMap")
+    uv_map.uv_map = obj.data.uv_layers.active.name
+    tree.links.new(uv_map.outputs["UV"], texture.inputs["Vector"])
+    tree.links.new(texture.outputs["Color"], emission.inputs["Color"])
+    tree.links.new(emission.outputs[0], output.inputs["Surface"])
+    obj.data.materials.clear()
+    obj.data.materials.append(material)
+
 
 def test_numpy_projection_matches_calc_matrix_camera():
     views_module = module("geometry.views")
