@@ -100,20 +100,26 @@ def gather_views(texels: SurfaceTexels, views: list[BakeView], settings: BakeSet
         chunk = slice(start, min(start + _CHUNK_TEXELS, count))
         surface = _ChunkSurface(texels.position[chunk], texels.normal[chunk])
         length = chunk.stop - start
-        total = np.zeros((channels, length), dtype=np.float32)
-        chunk_weight = weight[chunk]
         chunk_best_view = best_view[chunk]
         chunk_best_cosine = best_cosine[chunk]
+        all_hits, all_weights, all_samples = [], [], [[] for _ in range(channels)]
         for view_index, view in enumerate(prepared):
             hits, view_weight, cosine, samples = view.gather(surface)
+            all_hits.append(hits)
+            all_weights.append(view_weight)
             for channel in range(channels):
-                total[channel, hits] += view_weight * samples[channel]
-            chunk_weight[hits] += view_weight
+                all_samples[channel].append(view_weight * samples[channel])
             better = cosine > chunk_best_cosine[hits]
             chunk_best_cosine[hits[better]] = cosine[better]
             chunk_best_view[hits[better]] = view_index
+        # One pass per channel over every view's samples (bincount: numpy's fastest scatter-add).
+        hits = np.concatenate(all_hits)
+        chunk_weight = np.bincount(hits, weights=np.concatenate(all_weights), minlength=length)
+        weight[chunk] = chunk_weight
         seen = chunk_weight > 0
-        colour[chunk][seen] = (total[:, seen] / chunk_weight[seen]).T
+        for channel in range(channels):
+            total = np.bincount(hits, weights=np.concatenate(all_samples[channel]), minlength=length)
+            colour[chunk, channel][seen] = total[seen] / chunk_weight[seen]
     return GatheredTexels(colour=colour, weight=weight, best_view=best_view, best_cosine=best_cosine)
 
 
