@@ -88,11 +88,14 @@ def rasterize_uv_triangles(
     keep = span_length > 0
     span_triangle, span_row, first, span_length = span_triangle[keep], span_row[keep], first[keep], span_length[keep]
 
-    span = np.repeat(np.arange(len(span_length), dtype=np.int32), span_length)
-    span_start = (np.cumsum(span_length) - span_length).astype(np.int32)
-    column = np.arange(len(span), dtype=np.int32) - (span_start - first.astype(np.int32))[span]
-    flat = ((size - 1 - span_row).astype(np.int32) * np.int32(size))[span] + column
-    generated = len(flat)
+    # Per texel, expanded from its span with np.repeat (sequential copies, not gathers).
+    generated = int(span_length.sum())
+    span_start = np.cumsum(span_length) - span_length
+    column = np.arange(generated, dtype=np.int32) + np.repeat((first - span_start).astype(np.int32), span_length)
+    flat = np.repeat(((size - 1 - span_row) * size).astype(np.int32), span_length) + column
+    position = _affine_attribute(positions, barycentric, span_triangle, span_row, span_length, column)
+    normal = _affine_attribute(normals, barycentric, span_triangle, span_row, span_length, column)
+    triangle = np.repeat(span_triangle.astype(np.int32), span_length)
     covered = np.zeros(size * size, dtype=bool)
     covered[flat] = True
     shared = 0
@@ -100,17 +103,13 @@ def rasterize_uv_triangles(
         # Texels inside several triangles: the last triangle wins.
         slot = np.full(size * size, -1, dtype=np.int32)
         slot[flat] = np.arange(generated, dtype=np.int32)
+        span = np.repeat(np.arange(len(span_length), dtype=np.int32), span_length)
         shared = _shared_texels(barycentric, span_triangle, span_row, span, column, flat, slot)
         winners = np.flatnonzero(slot[flat] == np.arange(generated, dtype=np.int32))
-        span, column, flat = span[winners], column[winners], flat[winners]
+        flat, position, normal, triangle = flat[winners], position[winners], normal[winners], triangle[winners]
     index = flat.astype(np.int64)
-    column = column.astype(np.float32)
-
-    position = _affine_attribute(positions, barycentric, span_triangle, span_row, span, column)
-    normal = _affine_attribute(normals, barycentric, span_triangle, span_row, span, column)
     length = np.sqrt(np.einsum("ij,ij->i", normal, normal))[:, None]
     normal /= np.where(length > 1e-12, length, np.float32(1.0))
-    triangle = span_triangle[span].astype(np.int32)
     return SurfaceTexels(size=size, index=index, position=position, normal=normal, triangle=triangle,
                          shared=shared, spacing=_mean_spacing(positions, planes=barycentric, triangle=triangle))
 
@@ -164,17 +163,15 @@ def _span_bounds(planes: np.ndarray, row: np.ndarray, low: np.ndarray, high: np.
     return np.ceil(first - 1e-9).astype(np.int64), np.floor(last + 1e-9).astype(np.int64)
 
 
-def _affine_attribute(corner_values, planes, span_triangle, span_row, span, column) -> np.ndarray:
-    """Per texel: the barycentric mix of a per-corner attribute, as row start + column * slope (float32)."""
-    triangle = span_triangle
-    values = corner_values[triangle]  # (S, 3 corners, 3)
-    coefficients = planes[triangle]  # (S, 3 weights, 3)
-    slope = np.einsum("sw,swk->sk", coefficients[:, :, 0], values)
-    start = np.einsum("sw,swk->sk", coefficients[:, :, 1] * span_row[:, None] + coefficients[:, :, 2], values)
-    result = np.empty((len(span), 3), dtype=np.float32)
-    for axis in range(3):  # 1D gathers: numpy's fast path
-        result[:, axis] = np.ascontiguousarray(start[:, axis], dtype=np.float32).take(span)
-        result[:, axis] += column * np.ascontiguousarray(slope[:, axis], dtype=np.float32).take(span)
+def _affine_attribute(corner_values, planes, span_triangle, span_row, span_length, column) -> np.ndarray:
+    """Per texel: the barycentric mix of a per-corner attribute, as its span's start + column * slope (float32)."""
+    values = corner_values[span_triangle]  # (S, 3 corners, 3)
+    coefficients = planes[span_triangle]  # (S, 3 weights, 3)
+    slope = np.einsum("sw,swk->sk", coefficients[:, :, 0], values).astype(np.float32)
+    start = np.einsum("sw,swk->sk", coefficients[:, :, 1] * span_row[:, None] + coefficients[:, :, 2],
+                      values).astype(np.float32)
+    result = np.repeat(start, span_length, axis=0)
+    result += column.astype(np.float32)[:, None] * np.repeat(slope, span_length, axis=0)
     return result
 
 
