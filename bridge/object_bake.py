@@ -4,24 +4,28 @@ Main thread only. Reads the evaluated objects (modifiers, armatures applied) and
 cameras; creates nothing in ``bpy.data`` (auto-placed views are numpy cameras, never
 camera objects), so nothing needs cleaning up.
 
-How the pieces fit (what the ``OBJECT`` target calls)::
+How the pieces fit (what the ``OBJECT`` target calls, main thread unless said)::
 
     depsgraph = context.evaluated_depsgraph_get()
-    views = auto_views(objects, depsgraph, count, width, height)          # or collection_views(...)
-    cameras = [view.camera() for view in views]                          # geometry.ViewCamera
-    depths = view_depths(cameras, depsgraph)                             # the whole scene occludes
-    ... generate one image per view (control images: geometry passes of the same cameras) ...
-    texels = object_texels(obj, depsgraph, texture_size)                 # in the active render UV map
-    texture, gathered = bake_texture(texels, [BakeView(c, image, d) for ...])
-    image = new_display_image(name, texture)                             # bridge/pixels.py
+    views = auto_views(objects, depsgraph, count, width, height)         # ViewSettings; recipe: v.recipe()
+    cameras = [view.camera() for view in views]                         # or collection_views(...) + camera_recipe
+    passes = view_passes(cameras, depsgraph, settings.control)          # depth + control image per view
+    # GRID: geometry.grid.tile([p.control_image ...]) -> one generation -> geometry.grid.untile(result, n)
+    # SEQUENTIAL: per view k, geometry.sequential.render_texture / repaint_mask -> INPAINT
+    baked = bake_objects(objects, depsgraph, passes, images, texture_size)   # one BakedMesh per mesh
+    image = new_display_image(name, baked[0].texture)                   # bridge/pixels.py
+
+``bake_objects`` reads the meshes (``object_texels``) and then does only numpy
+(``geometry.bake``): to keep a 2048^2 bake off the UI thread, call ``object_texels`` on the
+main thread and ``gather_views`` / ``merge_gathered`` / ``finish_texture`` on the worker.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import bpy
 import numpy as np
-
-from dataclasses import dataclass
 
 from ..engine import control as control_images
 from ..geometry import ViewCamera, rasterize, view_normals
