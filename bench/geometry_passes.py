@@ -19,33 +19,18 @@ figures are for the same result.
 from __future__ import annotations
 
 import argparse
-import atexit
-import importlib.util
 import json
 import os
-import shutil
+import statistics
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-REPO_ROOT = BENCH.parent
-REPO_MODULE = "lt_bench_geometry"
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script: its sibling modules
+import blender_path  # noqa: E402 - the bpy-process set-up (isolated user folders, the add-on enabled as an extension)
 
-
-def _load(name: str, path: Path) -> Any:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-timing = _load("lt_bench_timing", BENCH / "timing.py")
-loader = _load("lt_bench_extension_loader", REPO_ROOT / "tools" / "extension_loader.py")
-ADDON = loader.addon_module(REPO_MODULE)
+timing = blender_path.timing
 
 
 def _scene(bpy: Any, quick: bool) -> int:
@@ -148,15 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
 
-    user_dir = loader.isolate_user_resources(prefix="lt_bench_user_")
-    atexit.register(shutil.rmtree, user_dir, ignore_errors=True)
-    import bpy
-
-    repo_dir = loader.make_extension_repo(prefix="lt_bench_repo_")
-    atexit.register(loader.remove_extension_repo, repo_dir)
-    loader.ensure_repo(repo_dir, REPO_MODULE)
-    loader.enable(ADDON)
-    geometry = __import__(f"{ADDON}.bridge.geometry", fromlist=["_"])
+    bpy, _ = blender_path._import_bpy()
+    blender_path._enable()
+    geometry = __import__(f"{blender_path.ADDON}.bridge.geometry", fromlist=["_"])
 
     triangles = _scene(bpy, args.quick)
     runs = 1 if args.quick else args.runs
@@ -170,16 +149,20 @@ def main(argv: list[str] | None = None) -> int:
                     depths[name] = fn()
                 return run
 
+            threads = {"zbuffer": 1, "bvh_rays": 1, "cycles": os.cpu_count() or 1}
             samples = timing.interleave(
                 {
                     "zbuffer": contender("zbuffer", lambda: _zbuffer(bpy, geometry, size).depth),
                     "bvh_rays": contender("bvh_rays", lambda: _bvh_rays(bpy, geometry, size)),
                     "cycles": contender("cycles", lambda: _cycles(bpy, size, folder)),
                 },
-                runs=runs, warmup=0 if args.quick else 1, threads={"zbuffer": 1, "bvh_rays": 1, "cycles": os.cpu_count()},
+                runs=runs, warmup=0 if args.quick else 1, threads=threads,
             )
             result["sizes"][str(size)] = {
                 "seconds": {name: s.summary() for name, s in samples.items()},
+                # On a shared machine wall time mostly measures the neighbours: CPU seconds are comparable.
+                "cpu_seconds": {name: round(s.median * statistics.median(s.cpu_share) * threads[name], 3)
+                                for name, s in samples.items()},
                 "zbuffer_vs": {name: timing.paired_ratio(samples, "zbuffer", name) for name in ("bvh_rays", "cycles")},
                 "depth_agreement_with_zbuffer": {name: _agreement(depths["zbuffer"], depths[name])
                                                  for name in ("bvh_rays", "cycles")},

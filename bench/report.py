@@ -270,14 +270,17 @@ def _geometry(section: dict[str, Any]) -> list[str]:
     lines = [
         f"## 6. Depth/normal images ({section['triangles']:,} triangles, median of {section['runs']})",
         "",
+        "Wall time (CPU seconds in brackets: comparable when the machine is shared).",
+        "",
         "| size | numpy z-buffer (depth + normals) | BVH ray casts (Python loop) | Cycles depth render (EXR) "
         "| depth agreement BVH / Cycles |",
         "|---|---:|---:|---:|---:|",
     ]
+    names = ("zbuffer", "bvh_rays", "cycles")
     for size, case in section["sizes"].items():
-        seconds, agree = case["seconds"], case["depth_agreement_with_zbuffer"]
-        lines.append(f"| {size}² | {_s(seconds['zbuffer']['median'])} | {_s(seconds['bvh_rays']['median'])} | "
-                     f"{_s(seconds['cycles']['median'])} | {agree['bvh_rays']:.1%} / {agree['cycles']:.1%} |")
+        seconds, cpu, agree = case["seconds"], case["cpu_seconds"], case["depth_agreement_with_zbuffer"]
+        cells = " | ".join(f"{_s(seconds[n]['median'])} ({_s(cpu[n])})" for n in names)
+        lines.append(f"| {size}² | {cells} | {agree['bvh_rays']:.1%} / {agree['cycles']:.1%} |")
     return lines + [""]
 
 

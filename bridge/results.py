@@ -110,6 +110,7 @@ def keep_control_image(changes: Changes, result: bpy.types.Image, control_image:
     """Keep what the model was conditioned on beside the result: '<result> control', named in its recipe."""
     image = changes.new_image(f"{result.name} control", control_image)
     image.pack()
+    image.use_fake_user = True  # nothing else uses it: without a user Blender drops it on save
     result[RECIPE_PROPERTY]["control_image"] = image.name
     return image
 

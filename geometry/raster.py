@@ -48,8 +48,9 @@ def rasterize(camera: ViewCamera, triangles_world: np.ndarray) -> SurfaceHits:
         raise ValueError(f"triangles_world must have shape (n, 3, 3); got {triangles.shape}")
     width, height = camera.width, camera.height
     depth = np.full(width * height, np.inf, dtype=np.float64)
-    triangle = np.full(width * height, -1, dtype=np.int32)
-    barycentric = np.zeros((width * height, 3), dtype=np.float32)
+    # Per pixel: the winning clipped triangle and the weights on it; mapped to the source triangles once, at the end.
+    clipped = np.full(width * height, -1, dtype=np.int64)
+    local_weights = np.zeros((width * height, 3), dtype=np.float64)
 
     near, far = camera.clip_range
     view = camera.to_view(triangles.reshape(-1, 3)).reshape(-1, 3, 3)
@@ -60,9 +61,15 @@ def rasterize(camera: ViewCamera, triangles_world: np.ndarray) -> SurfaceHits:
         screen = camera.pixels_from_ndc((clip[..., :2] * inverse_w[..., None]).reshape(-1, 2)).reshape(-1, 3, 2)
         vertex_depth = -view[..., 2]
         for bin_ in _bins(screen, width, height):
-            _resolve_bin(bin_, screen, inverse_w, vertex_depth, near, far, width,
-                         source, corner_weights, depth, triangle, barycentric)
+            _resolve_bin(bin_, screen, inverse_w, vertex_depth, near, far, width, depth, clipped, local_weights)
 
+    triangle = np.full(width * height, -1, dtype=np.int32)
+    barycentric = np.zeros((width * height, 3), dtype=np.float32)
+    hit = np.flatnonzero(clipped >= 0)
+    if len(hit):
+        winners = clipped[hit]
+        triangle[hit] = source[winners]
+        barycentric[hit] = np.einsum("nk,nkj->nj", local_weights[hit], corner_weights[winners])
     return SurfaceHits(
         depth=depth.astype(np.float32).reshape(height, width),
         triangle=triangle.reshape(height, width),
@@ -146,8 +153,7 @@ def _bins(screen: np.ndarray, width: int, height: int):
                int(key[first] >> 20), int(key[first] & ((1 << 20) - 1)))
 
 
-def _resolve_bin(bin_, screen, inverse_w, vertex_depth, near, far, width,
-                 source, corner_weights, depth, triangle, barycentric) -> None:
+def _resolve_bin(bin_, screen, inverse_w, vertex_depth, near, far, width, depth, clipped, local_weights) -> None:
     """Test every pixel centre of the bin's boxes (dense, broadcast per triangle) and depth-test the hits."""
     index, column0, row0, columns, rows, box_x, box_y = bin_
     dy, dx = np.divmod(np.arange(box_x * box_y), box_x)
@@ -182,12 +188,10 @@ def _resolve_bin(bin_, screen, inverse_w, vertex_depth, near, far, width,
             local = np.stack([w[which, at] for w in weights], axis=1)
             tri = index[part][which]
             pixel = (row0[part][which] + oy[0, at]) * width + column0[part][which] + ox[0, at]
-            _depth_test(tri, pixel, local, inverse_w, vertex_depth, near, far,
-                        source, corner_weights, depth, triangle, barycentric)
+            _depth_test(tri, pixel, local, inverse_w, vertex_depth, near, far, depth, clipped, local_weights)
 
 
-def _depth_test(tri, pixel, local, inverse_w, vertex_depth, near, far,
-                source, corner_weights, depth, triangle, barycentric) -> None:
+def _depth_test(tri, pixel, local, inverse_w, vertex_depth, near, far, depth, clipped, local_weights) -> None:
     # Screen-space weights -> weights on the surface (perspective-correct): divide by w, renormalise.
     weights = local * inverse_w[tri]
     weights /= weights.sum(axis=1, keepdims=True)
@@ -198,6 +202,5 @@ def _depth_test(tri, pixel, local, inverse_w, vertex_depth, near, far,
     np.minimum.at(depth, pixel, hit_depth)
     # Everything that reached the buffer's value wins (ties: any of them); later blocks overwrite losers.
     won = hit_depth <= depth[pixel]
-    tri, pixel, weights = tri[won], pixel[won], weights[won]
-    triangle[pixel] = source[tri]
-    barycentric[pixel] = np.einsum("nk,nkj->nj", weights, corner_weights[tri])
+    clipped[pixel[won]] = tri[won]
+    local_weights[pixel[won]] = weights[won]

@@ -70,7 +70,7 @@ def test_each_control_with_each_target(controlled, control, target):
     assert recipe["control"] == control and recipe["control_strength"] == pytest.approx(1.0)
     assert recipe["control_model"] == str(controlled.control_model)
     kept = bpy.data.images[recipe["control_image"]]
-    assert kept.name == f"{result.name} control" and kept.packed_file is not None
+    assert kept.name == f"{result.name} control" and kept.packed_file is not None and kept.use_fake_user
     # The kept image is what the model was conditioned on: the scene camera's geometry at the request size.
     expected = module("bridge.geometry").control_image(
         bpy.context.scene, bpy.context.evaluated_depsgraph_get(), control, 64, 64)

@@ -186,3 +186,33 @@ def test_no_camera_is_a_clear_error(geometry):
     bpy.context.scene.camera = None
     with pytest.raises(ValueError, match="no camera"):
         passes(geometry)
+
+
+def _geometry_frames():
+    """tests/geometry/geometry_frames.py: the hand-built frames the numpy tests rely on."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "geometry" / "geometry_frames.py"
+    spec = importlib.util.spec_from_file_location("lt_geometry_frames", path)
+    frames = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(frames)
+    return frames
+
+
+@pytest.mark.parametrize("width, height, shift", [(64, 48, (0.1, -0.05)), (40, 40, (0.0, 0.0)), (48, 64, (0.0, 0.2))])
+def test_the_numpy_tests_frames_are_blenders(width, height, shift):
+    """The projections tests/geometry builds by hand are exactly what calc_matrix_camera returns."""
+    frames = _geometry_frames()
+    camera = bpy.context.scene.camera
+    data = camera.data
+    data.lens, data.sensor_width, data.sensor_fit = 50.0, 36.0, "AUTO"
+    data.clip_start, data.clip_end = 0.1, 100.0
+    data.shift_x, data.shift_y = shift
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    blender = np.array(camera.calc_matrix_camera(depsgraph, x=width, y=height))
+    np.testing.assert_allclose(blender, frames.perspective(50.0, 36.0, width, height, 0.1, 100.0, *shift), atol=1e-5)
+    data.type, data.ortho_scale = "ORTHO", 4.0
+    data.shift_x = data.shift_y = 0.0
+    blender = np.array(camera.calc_matrix_camera(bpy.context.evaluated_depsgraph_get(), x=width, y=height))
+    np.testing.assert_allclose(blender, frames.orthographic(4.0, width, height, 0.1, 100.0), atol=1e-5)
