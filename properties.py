@@ -2,6 +2,8 @@
 
 import bpy
 
+from .engine.request import MAX_CONTROL_STRENGTH, MAX_LORA_WEIGHT, MAX_MASK_BLUR
+
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 GUIDANCE_WARNING_ABOVE = 15.0
 # Blender's IntProperty is a signed 32-bit integer.
@@ -10,6 +12,7 @@ MAX_SEED = 2**31 - 1
 MODE_ITEMS = (
     ("TXT2IMG", "Text to Image", "Generate from the prompt alone"),
     ("IMG2IMG", "Image to Image", "Start from an image (a render, the viewport or an Image) and repaint it"),
+    ("INPAINT", "Inpaint", "Repaint only the masked part of the source (white in the mask, or transparent pixels)"),
 )
 SOURCE_ITEMS = (
     ("CAMERA", "Camera Render", "Render the scene camera at the requested size"),
@@ -47,6 +50,26 @@ UPSCALE_AFTER_ITEMS = (
     ("2", "x2", "Twice the width and height"),
     ("4", "x4", "Four times the width and height"),
 )
+
+CONTROL_ITEMS = (
+    ("NONE", "None", "No geometry conditioning"),
+    ("DEPTH", "Depth", "Follow the scene's depth seen from the camera (ControlNet)"),
+    ("NORMAL", "Normal", "Follow the scene's surface normals seen from the camera (ControlNet)"),
+)
+
+
+class LatentTexturesLora(bpy.types.PropertyGroup):
+    """One LoRA of ``LatentTexturesSettings.loras``."""
+
+    source: bpy.props.StringProperty(
+        name="LoRA", subtype="FILE_PATH",
+        description="A LoRA .safetensors file, or a Hugging Face repo id (org/name)",
+    )
+    weight: bpy.props.FloatProperty(
+        name="Weight", description="How strongly the LoRA applies (1 = as trained, negative = the opposite)",
+        default=1.0, min=-MAX_LORA_WEIGHT, max=MAX_LORA_WEIGHT, soft_min=-1.0, soft_max=1.5,
+    )
+    enabled: bpy.props.BoolProperty(name="Enabled", description="Apply this LoRA", default=True)
 
 
 class LatentTexturesSettings(bpy.types.PropertyGroup):
@@ -133,9 +156,33 @@ class LatentTexturesSettings(bpy.types.PropertyGroup):
                     "empty: lllyasviel/control_v11f1e_sd15_tile for SD 1.x, xinsir/controlnet-tile-sdxl-1.0 for SDXL",
         default="",
     )
+    mask_image: bpy.props.PointerProperty(
+        name="Mask", type=bpy.types.Image,
+        description="Inpaint: white = repaint, black = keep; empty = repaint where the source is transparent",
+    )
+    mask_blur: bpy.props.IntProperty(
+        name="Mask Blur", description="Inpaint: feather the mask's edge by this many pixels",
+        default=4, min=0, max=MAX_MASK_BLUR, soft_max=64, subtype="PIXEL",
+    )
+    control: bpy.props.EnumProperty(
+        name="Control", description="Condition on the scene's geometry seen from the scene camera",
+        items=CONTROL_ITEMS, default="NONE",
+    )
+    control_model: bpy.props.StringProperty(
+        name="Control Model",
+        description="The ControlNet: a Hugging Face repo id, a diffusers folder or a .safetensors file; "
+                    "empty = the default for the control and the model's family",
+        default="",
+    )
+    control_strength: bpy.props.FloatProperty(
+        name="Control Strength", description="How strongly the geometry steers the image (0 = not at all)",
+        default=1.0, min=0.0, max=MAX_CONTROL_STRENGTH, subtype="FACTOR",
+    )
+    loras: bpy.props.CollectionProperty(type=LatentTexturesLora, name="LoRAs")
+    lora_index: bpy.props.IntProperty(name="Active LoRA", default=0, min=0)
 
 
-classes = (LatentTexturesSettings,)
+classes = (LatentTexturesLora, LatentTexturesSettings)
 _register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
 
 

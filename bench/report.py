@@ -266,6 +266,37 @@ def _gpu(section: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
+def _geometry(section: dict[str, Any]) -> list[str]:
+    lines = [
+        f"## 6. Depth/normal images ({section['triangles']:,} triangles, median of {section['runs']})",
+        "",
+        "Wall time (CPU seconds in brackets: comparable when the machine is shared).",
+        "",
+        "| size | numpy z-buffer (depth + normals) | BVH ray casts (Python loop) | Cycles depth render (EXR) "
+        "| depth agreement BVH / Cycles |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    names = ("zbuffer", "bvh_rays", "cycles")
+    for size, case in section["sizes"].items():
+        seconds, cpu, agree = case["seconds"], case["cpu_seconds"], case["depth_agreement_with_zbuffer"]
+        cells = " | ".join(f"{_s(seconds[n]['median'])} ({_s(cpu[n])})" for n in names)
+        lines.append(f"| {size}² | {cells} | {agree['bvh_rays']:.1%} / {agree['cycles']:.1%} |")
+    return lines + [""]
+
+
+def _bake(section: dict[str, Any]) -> list[str]:
+    lines = ["## 7. Whole-object bake (issue 11)", "",
+             f"{section['case']}; {section['covered_texels']} covered texels, {section['seen_share']:.1%} seen; "
+             f"the views' depth images (numpy z-buffer, not in the total) took {_s(section['depth_images_s'])}.", "",
+             "| stage | wall median | wall min | CPU time median | CPU share |", "|---|---|---|---|---|"]
+    for stage in ("texels", "gather", "fill", "total"):
+        row = section[f"{stage}_s"]
+        lines.append(f"| {stage} | {_s(row['median'])} | {_s(row['min'])} | {_s(row.get('cpu_median'))} | "
+                     f"{row['cpu_share']} |")
+    return lines + ["", "Target: total <= 5 s (issue 11). CPU share < 1: other processes had the core part of "
+                    "the time (numpy here runs on one core), so the CPU time is the figure to compare.", ""]
+
+
 def render(results: dict[str, Any]) -> str:
     m = results["machine"]
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
@@ -295,4 +326,8 @@ def render(results: dict[str, Any]) -> str:
         lines += _memory(sections["blender"])
     if "gpu" in sections:
         lines += _gpu(sections["gpu"])
+    if "geometry" in sections:
+        lines += _geometry(sections["geometry"])
+    if "bake" in sections:
+        lines += _bake(sections["bake"])
     return "\n".join(lines).rstrip() + "\n"

@@ -12,6 +12,10 @@ every comparison a paired ratio measured in one process:
 4. ``memory``   - (same process as 3) peak RSS of a generate in bpy; RSS after ``free_model``.
 5. ``gpu``      - CUDA only (else reported as skipped): SD-1.5/SDXL-sized, 512/1024, 20 steps, fp16,
                   raw vs engine with each speed option on and off.
+6. ``geometry`` - in a bpy process: depth/normal images of a ~100k-triangle scene at 512² and 1024²,
+                  the add-on's numpy z-buffer vs BVH ray casts vs a Cycles depth render.
+7. ``bake``     - whole-object bake (issue 11), no diffusion: a 2048² texture from 8 views of 512²
+                  (texels from the UV map, gather from the views, fill + gutter), numpy only.
 
     python bench/run.py [--quick] [--sections engine,roofline,...] [--runs N] [--compile]
                         [--model-dir DIR] [--out DIR]
@@ -43,12 +47,13 @@ sys.path.insert(0, str(BENCH))  # run as a script: bench/ holds the helper modul
 
 import engine_vs_raw
 import gpu
+import object_bake
 import report
 import roofline
 import sized_models
 import timing
 
-SECTIONS = ("engine", "roofline", "blender", "memory", "gpu")
+SECTIONS = ("engine", "roofline", "blender", "memory", "gpu", "geometry", "bake")
 _T0 = time.perf_counter()
 
 
@@ -174,6 +179,23 @@ def section_blender(models: Models, args: argparse.Namespace, memory: bool, scra
     return result
 
 
+def section_geometry(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
+    log("geometry: depth/normal images, z-buffer vs BVH rays vs Cycles")
+    path = scratch / "geometry.json"
+    command = [sys.executable, str(BENCH / "geometry_passes.py"), "--out", str(path), "--runs", str(args.runs)]
+    if args.quick:
+        command += ["--quick", "--sizes", "128"]
+    return _run_json(command, path, 1200)
+
+
+def section_bake(args: argparse.Namespace) -> dict[str, Any]:
+    if args.quick:  # a smoke run: the code path, not the headline figure
+        log("bake: --quick: 512² texture from 8 views of 256²")
+        return object_bake.measure(size=512, views=8, view_size=256, runs=1)
+    log("bake: 2048² texture from 8 views of 512²")
+    return object_bake.measure(size=2048, views=8, view_size=512, runs=max(args.runs - 1, 3))
+
+
 def section_gpu(models: Models, args: argparse.Namespace) -> dict[str, Any]:
     reason = gpu.skip_reason()
     if reason is not None and not args.gpu_dry_run:
@@ -235,6 +257,10 @@ def main(argv: list[str] | None = None) -> int:
                 results["sections"]["blender"] = section_blender(models, args, "memory" in selected, Path(scratch))
             if "gpu" in selected:
                 results["sections"]["gpu"] = section_gpu(models, args)
+            if "geometry" in selected:
+                results["sections"]["geometry"] = section_geometry(args, Path(scratch))
+            if "bake" in selected:
+                results["sections"]["bake"] = section_bake(args)
     finally:
         if scratch_owner is not None:
             scratch_owner.cleanup()

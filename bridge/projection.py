@@ -1,4 +1,7 @@
-"""Camera projection of mesh loops into UV space (numpy over all loops at once)."""
+"""Camera projection of mesh loops into UV space (numpy over all loops at once).
+
+The projection itself is ``geometry.ViewCamera.uv`` (one rule for UVs, depth and normal images).
+"""
 
 import bpy
 import numpy as np
@@ -18,34 +21,6 @@ def projection_uv_name(meshes: list[bpy.types.Mesh], keep_history: bool) -> str:
         if all(mesh.uv_layers.get(name) is None for mesh in meshes):
             return name
         number += 1
-
-
-def project_to_uv(points_world: np.ndarray, view_matrix: np.ndarray, projection_matrix: np.ndarray) -> np.ndarray:
-    """(N, 3) world positions -> (N, 2) UVs where the camera frame is the 0..1 square.
-
-    Works for perspective and orthographic projection matrices alike (the
-    perspective divide is by w, which is 1 for orthographic cameras).
-    """
-    homogeneous = np.empty((len(points_world), 4), dtype=np.float64)
-    homogeneous[:, :3] = points_world
-    homogeneous[:, 3] = 1.0
-    clip = homogeneous @ (projection_matrix @ view_matrix).T
-    w = clip[:, 3:4]
-    # Points on the camera plane have no projection; keep them finite.
-    w = np.where(np.abs(w) < 1e-12, 1e-12, w)
-    ndc = clip[:, :2] / w
-    return ((ndc + 1.0) * 0.5).astype(np.float32)
-
-
-def camera_matrices(scene: bpy.types.Scene, camera: bpy.types.Object, width: int, height: int,
-                    depsgraph) -> tuple[np.ndarray, np.ndarray]:
-    """The view and projection matrices of ``camera`` for a width x height frame."""
-    projection = camera.calc_matrix_camera(
-        depsgraph, x=width, y=height,
-        scale_x=scene.render.pixel_aspect_x, scale_y=scene.render.pixel_aspect_y,
-    )
-    view = camera.matrix_world.inverted()
-    return np.array(view, dtype=np.float64), np.array(projection, dtype=np.float64)
 
 
 def loop_world_positions(obj: bpy.types.Object, depsgraph) -> np.ndarray:

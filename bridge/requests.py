@@ -7,7 +7,7 @@ import dataclasses
 import bpy
 import numpy as np
 
-from ..engine import EngineOptions, GenerationRequest, UpscaleRequest
+from ..engine import EngineOptions, GenerationRequest, LoraSpec, UpscaleRequest
 from ..preferences import get_preferences
 
 
@@ -26,7 +26,18 @@ def request_from_settings(settings, init_image: np.ndarray | None = None) -> Gen
         scheduler=settings.scheduler,
         seed=None if settings.use_random_seed else settings.seed,
         seamless=settings.seamless,
+        mask_blur=settings.mask_blur,
+        control=settings.control,
+        control_model=resolve_model_path(settings.control_model),
+        control_strength=settings.control_strength,
+        loras=loras_from_settings(settings),
     )
+
+
+def loras_from_settings(settings) -> tuple[LoraSpec, ...]:
+    """The enabled LoRAs of the panel's list, in order (rows left without a source are skipped)."""
+    return tuple(LoraSpec(resolve_model_path(lora.source), lora.weight)
+                 for lora in settings.loras if lora.enabled and lora.source.strip())
 
 
 def resolve_model_path(model: str) -> str:
@@ -40,13 +51,19 @@ def resolve_model_path(model: str) -> str:
 def validate_settings(request: GenerationRequest) -> None:
     """Every field the engine checks, before anything is captured or created.
 
-    The init image does not exist yet (a render may be needed to make it), so
-    an image-to-image request is checked with a blank image of the right size.
+    The init, mask and control images may not exist yet (a render may be needed
+    to make them): those still missing are checked as stand-ins of the right
+    size (a black source, a mask that repaints everything, a black control image).
     """
-    blank = None
-    if request.mode == "IMG2IMG":
-        blank = np.zeros((request.height, request.width, 3), dtype=np.float32)
-    dataclasses.replace(request, init_image=blank).validate()
+    size = (request.height, request.width)
+    images = {}
+    if request.mode in ("IMG2IMG", "INPAINT") and request.init_image is None:
+        images["init_image"] = np.zeros((*size, 3), dtype=np.float32)
+    if request.mode == "INPAINT" and request.mask_image is None:
+        images["mask_image"] = np.ones(size, dtype=np.float32)
+    if request.control != "NONE" and request.control_image is None:
+        images["control_image"] = np.zeros((*size, 3), dtype=np.float32)
+    dataclasses.replace(request, **images).validate()
 
 
 def options_from_preferences(context: bpy.types.Context) -> EngineOptions:

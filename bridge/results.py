@@ -193,6 +193,15 @@ def colour_input(changes: Changes, tree: bpy.types.NodeTree):
     return principled.inputs["Base Color"]
 
 
+def keep_control_image(changes: Changes, result: bpy.types.Image, control_image: np.ndarray) -> bpy.types.Image:
+    """Keep what the model was conditioned on beside the result: '<result> control', named in its recipe."""
+    image = changes.new_image(f"{result.name} control", control_image)
+    image.pack()
+    image.use_fake_user = True  # nothing else uses it: without a user Blender drops it on save
+    result[RECIPE_PROPERTY]["control_image"] = image.name
+    return image
+
+
 def principled_bsdf(tree: bpy.types.NodeTree) -> bpy.types.Node | None:
     """The Principled BSDF that feeds the active Material Output, else the first one."""
     outputs = [n for n in tree.nodes if n.type == "OUTPUT_MATERIAL"]

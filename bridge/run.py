@@ -16,7 +16,7 @@ from typing import Callable
 import bpy
 import numpy as np
 
-from . import capture, preview, projection, requests, results
+from . import capture, geometry, masks, preview, projection, requests, results
 from .job import GenerationJob, JobEvent, current_job, set_current_job
 
 
@@ -43,6 +43,7 @@ class Plan:
     keep_history: bool = False
     projection: ProjectionCapture | None = None
     upscale: object = None  # Upscale After Generate: an UpscaleRequest without its image yet
+    mask_name: str | None = None  # INPAINT: the mask Image used (None: the source's alpha)
 
 
 def prepare(context: bpy.types.Context) -> Plan:
@@ -58,19 +59,39 @@ def prepare(context: bpy.types.Context) -> Plan:
     plan.object_names = target_objects(context, settings.target)
     objects = [bpy.data.objects[name] for name in plan.object_names]
     plan.object_ids = [object_identity(obj) for obj in objects]
+    if settings.control != "NONE" and context.scene.camera is None:
+        raise ValueError(f"Control {settings.control.title()} sees the scene through its camera, but the scene "
+                         "has no camera: add one (or set Control to None)")
+    if settings.mode == "INPAINT":
+        # The mask first: a bad mask is refused before a render is spent on the source.
+        request.mask_image = _mask(settings, plan)
+        requests.validate_settings(request)
     if settings.target == "PROJECT":
-        if settings.mode == "IMG2IMG" and settings.source == "VIEWPORT" and will_capture_viewport(context):
+        if settings.mode in ("IMG2IMG", "INPAINT") and settings.source == "VIEWPORT" and will_capture_viewport(context):
             problem = capture.viewport_projection_problem(capture.viewport_area(context), context.scene)
             if problem:
                 raise ValueError(problem)
         plan.projection = capture_projection(context, objects, request.width, request.height, plan.keep_history)
-    if settings.mode == "IMG2IMG":
+    if settings.mode in ("IMG2IMG", "INPAINT"):
         try:
             request.init_image = _capture(context, settings, plan)
         except RuntimeError as error:
             raise ValueError(f"Could not capture the source image: {error}") from error
+    if settings.control != "NONE":
+        request.control_image = geometry.control_image(
+            context.scene, context.evaluated_depsgraph_get(), settings.control, request.width, request.height)
     request.validate()
     return plan
+
+
+def _mask(settings, plan: Plan):
+    if settings.mask_image is not None:
+        plan.mask_name = settings.mask_image.name
+        return masks.mask_from_image(settings.mask_image, settings.width, settings.height)
+    if settings.source != "IMAGE":
+        raise ValueError("Inpaint without a Mask image repaints where the source image is transparent, which needs "
+                         "Source: Image; pick a Mask image (white = repaint) for a camera or viewport source")
+    return masks.mask_from_alpha(settings.source_image, settings.width, settings.height)
 
 
 def check_no_job_running() -> None:
@@ -130,7 +151,7 @@ def capture_projection(context: bpy.types.Context, objects: list[bpy.types.Objec
     """The scene camera's matrices at this frame and every object's projected UVs, before the engine runs."""
     scene = context.scene
     depsgraph = context.evaluated_depsgraph_get()
-    view, proj = projection.camera_matrices(scene, scene.camera, width, height, depsgraph)
+    camera = geometry.view_camera(scene, scene.camera, width, height, depsgraph)
     uv_name = projection.projection_uv_name([obj.data for obj in objects], keep_history)
     for obj in objects:
         if obj.data.uv_layers.get(uv_name) is None and len(obj.data.uv_layers) >= projection.MAX_UV_MAPS:
@@ -138,10 +159,9 @@ def capture_projection(context: bpy.types.Context, objects: list[bpy.types.Objec
                 f"'{obj.name}' already has {projection.MAX_UV_MAPS} UV maps (Blender's limit) and the projection "
                 f"needs a new one ('{uv_name}'): delete a UV map (Object Data > UV Maps) or turn off Keep History"
             )
-    captured = ProjectionCapture(view, proj, uv_name)
+    captured = ProjectionCapture(np.linalg.inv(camera.world_matrix), camera.projection, uv_name)
     for obj in objects:
-        positions = projection.loop_world_positions(obj, depsgraph)
-        captured.uvs[object_identity(obj)] = projection.project_to_uv(positions, view, proj)
+        captured.uvs[object_identity(obj)] = camera.uv(projection.loop_world_positions(obj, depsgraph))
     return captured
 
 
@@ -247,7 +267,12 @@ class GenerationRun:
     def create_image(self, changes: results.Changes, result) -> bpy.types.Image:
         """The new packed image with its recipe, through ``changes``."""
         recipe = dict(result.recipe, target=self.plan.target)
-        return results.create_result_image(changes, result.image, recipe)
+        if self.plan.request.mode == "INPAINT":
+            recipe["mask_image"] = self.plan.mask_name or ""
+        image = results.create_result_image(changes, result.image, recipe)
+        if self.plan.request.control != "NONE":
+            results.keep_control_image(changes, image, self.plan.request.control_image)
+        return image
 
     def write_targets(self, image: bpy.types.Image) -> list[str]:
         """Put ``image`` on the objects captured at the start; one line per object (or failure) not written."""
@@ -294,7 +319,8 @@ class GenerationRun:
 
     def release_arrays(self) -> None:
         # A copy without the source image: a cancelled worker may still be reading the original.
-        self.plan.request = dataclasses.replace(self.plan.request, init_image=None)
+        self.plan.request = dataclasses.replace(self.plan.request, init_image=None, control_image=None,
+                                                mask_image=None)
         if self.plan.projection is not None:
             self.plan.projection.uvs.clear()
 

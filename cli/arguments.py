@@ -9,7 +9,7 @@ import textwrap
 from pathlib import Path
 
 from .. import properties
-from . import support
+from . import conditioning, support
 from .errors import COMMAND_ID, CommandError, UsageError
 
 
@@ -135,7 +135,7 @@ def build_parser(prog: str = DEFAULT_PROG) -> argparse.ArgumentParser:
     sampling.add_argument("--mode", type=_upper, choices=_choices(properties.MODE_ITEMS), metavar="MODE",
                           help=f"{_choice_help(properties.MODE_ITEMS)} (default: {_scene_default('mode')})")
     sampling.add_argument("--source", type=_upper, choices=_choices(properties.SOURCE_ITEMS), metavar="SOURCE",
-                          help=f"the image IMG2IMG starts from. {_choice_help(properties.SOURCE_ITEMS)} "
+                          help=f"the image IMG2IMG and INPAINT start from. {_choice_help(properties.SOURCE_ITEMS)} "
                                f"(default: {_scene_default('source')})")
     sampling.add_argument("--source-image", metavar="NAME|FILE",
                           help="for --source IMAGE: an Image datablock in the .blend, or an image file to load")
@@ -163,6 +163,8 @@ def build_parser(prog: str = DEFAULT_PROG) -> argparse.ArgumentParser:
     sampling.add_argument("--target", type=_upper, choices=_choices(properties.TARGET_ITEMS), metavar="TARGET",
                           help=f"where each texture goes. {_choice_help(properties.TARGET_ITEMS)} "
                                f"(default: {_scene_default('target')})")
+
+    conditioning.add_arguments(generate, _choices, _choice_help, _upper)
 
     output = generate.add_argument_group("output (at least one)")
     output.add_argument("--out", metavar="OUT.blend",
@@ -291,3 +293,4 @@ def check_numbers(args) -> None:
     _check_number("--strength", "strength", args.strength)
     if args.seed not in (None, RANDOM_SEED):
         _check_number("--seed", "seed", args.seed)
+    conditioning.check_numbers(args, _check_number)

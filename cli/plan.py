@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import bpy
 
-from . import arguments
+from . import arguments, conditioning
 from .errors import CommandError, UsageError, operator_message
 from .models import online, preferences
 
@@ -55,6 +55,7 @@ def plan_generation(args, context, cache_dir: str, file_prompts: list[str] | Non
     model = checked_model(args, settings, cache_dir)
     _apply_settings(args, settings, model)
     _check_img2img(args, settings)
+    conditioning.apply(args, context, preferences().allow_pickle)
     objects = _target_objects(args, context, settings.target)
     if settings.target == "MATERIAL":
         jobs = [Job(prompt, [name]) for prompt in prompts for name in objects]
@@ -174,23 +175,24 @@ def _apply_settings(args, settings, model: str) -> None:
 
 
 def _check_img2img(args, settings) -> None:
+    starts_from_an_image = settings.mode in ("IMG2IMG", "INPAINT")
     if args.source_image is not None:
-        if settings.mode != "IMG2IMG":
-            raise UsageError("--source-image needs --mode IMG2IMG")
+        if not starts_from_an_image:
+            raise UsageError("--source-image needs --mode IMG2IMG or INPAINT")
         if args.source is not None and args.source != "IMAGE":
             raise UsageError("--source-image needs --source IMAGE")
         settings.source = "IMAGE"
         settings.source_image = image_argument("--source-image", args.source_image)
-    if settings.mode == "IMG2IMG" and settings.source == "IMAGE" and settings.source_image is None:
+    if starts_from_an_image and settings.source == "IMAGE" and settings.source_image is None:
         raise UsageError("--source IMAGE needs --source-image NAME|FILE")
-    if settings.mode == "IMG2IMG" and settings.source in {"CAMERA", "VIEWPORT"} and bpy.context.scene.camera is None:
-        raise CommandError("IMG2IMG from a camera render needs a scene camera: add one or use --source IMAGE")
+    if starts_from_an_image and settings.source in {"CAMERA", "VIEWPORT"} and bpy.context.scene.camera is None:
+        raise CommandError(f"{settings.mode} from a camera render needs a scene camera: add one or use --source IMAGE")
 
 
 def _img2img_source(context) -> str | None:
     """What an image-to-image run starts from, for the output names (the recipe does not say)."""
     settings = context.scene.latent_textures
-    if settings.mode != "IMG2IMG":
+    if settings.mode not in ("IMG2IMG", "INPAINT"):
         return None
     if settings.source == "IMAGE":
         image = settings.source_image

@@ -10,6 +10,8 @@ from .download_model import LATENT_TEXTURES_OT_download_model
 from .free_model import LATENT_TEXTURES_OT_free_model
 from .generate import LATENT_TEXTURES_OT_generate
 from .install_dependencies import LATENT_TEXTURES_OT_install_dependencies
+from .lora_add import LATENT_TEXTURES_OT_lora_add
+from .lora_remove import LATENT_TEXTURES_OT_lora_remove
 from .open_model_cache import LATENT_TEXTURES_OT_open_model_cache
 from .refresh_dependency_status import LATENT_TEXTURES_OT_refresh_dependency_status
 from .remove_cached_model import LATENT_TEXTURES_OT_remove_cached_model
@@ -28,6 +30,8 @@ classes = (
     LATENT_TEXTURES_OT_cancel_model_download,
     LATENT_TEXTURES_OT_open_model_cache,
     LATENT_TEXTURES_OT_remove_cached_model,
+    LATENT_TEXTURES_OT_lora_add,
+    LATENT_TEXTURES_OT_lora_remove,
 )
 
 register, _unregister_classes = bpy.utils.register_classes_factory(classes)

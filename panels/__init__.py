@@ -2,8 +2,8 @@
 
 import bpy
 
-from . import image_editor, view3d
+from . import image_editor, lora_list, view3d
 
-classes = view3d.classes + image_editor.classes
+classes = lora_list.classes + view3d.classes + image_editor.classes
 
 register, unregister = bpy.utils.register_classes_factory(classes)

@@ -13,12 +13,17 @@ def draw_input(layout, settings) -> None:
     layout.use_property_split = True
     layout.use_property_decorate = False
     layout.prop(settings, "mode")
-    if settings.mode == "IMG2IMG":
+    if settings.mode in ("IMG2IMG", "INPAINT"):
         layout.prop(settings, "source")
         if settings.source == "IMAGE":
             layout.template_ID(settings, "source_image", open="image.open")
         elif settings.source == "CAMERA":
             layout.prop(settings, "capture_quality")
+        if settings.mode == "INPAINT":
+            layout.template_ID(settings, "mask_image", open="image.open")
+            if settings.mask_image is None:
+                layout.label(text="No mask: repaints where the source image is transparent", icon="INFO")
+            layout.prop(settings, "mask_blur")
         layout.prop(settings, "strength", slider=True)
     col = layout.column(align=True)
     col.prop(settings, "width", text="Size X")
@@ -101,3 +106,34 @@ def draw_upscale(layout, settings) -> None:
                 layout.label(text=f"x{factor} too large for this machine", icon="ERROR")
                 break
     layout.prop(settings, "upscale_after")
+def draw_control(layout, settings) -> None:
+    """Geometry conditioning: what the scene camera sees steers the image."""
+    from ..engine.control import default_control_model
+
+    layout.use_property_split = True
+    layout.use_property_decorate = False
+    layout.prop(settings, "control")
+    if settings.control == "NONE":
+        return
+    layout.prop(settings, "control_model", text="Model")
+    layout.prop(settings, "control_strength", slider=True)
+    if not settings.control_model.strip():
+        col = layout.column(align=True)
+        for family, label in (("SD1", "SD 1.x"), ("SDXL", "SDXL")):
+            default = default_control_model(family, settings.control)
+            if default is not None:
+                col.label(text=f"{label}: {default}", icon="INFO")
+            elif family == "SDXL":
+                col.label(text="SDXL: no default normal ControlNet: set a Control Model or use Depth", icon="ERROR")
+    if settings.id_data.camera is None:
+        layout.label(text="Needs the scene camera: add one", icon="ERROR")
+
+
+def draw_loras(layout, settings) -> None:
+    row = layout.row()
+    row.template_list("LATENT_TEXTURES_UL_loras", "", settings, "loras", settings, "lora_index", rows=2)
+    col = row.column(align=True)
+    col.operator("latent_textures.lora_add", text="", icon="ADD")
+    col.operator("latent_textures.lora_remove", text="", icon="REMOVE")
+    if len(settings.loras) == 0:
+        layout.label(text="Add a .safetensors file, or type a repo id into a row", icon="INFO")

@@ -27,6 +27,16 @@ class IMAGE_PT_latent_textures_sampling(LatentTexturesPanel, bpy.types.Panel):
         common.draw_sampling(self.layout, context.scene.latent_textures)
 
 
+class IMAGE_PT_latent_textures_control(LatentTexturesPanel, bpy.types.Panel):
+    bl_label = "Control"
+    bl_space_type = "IMAGE_EDITOR"
+    bl_parent_id = "IMAGE_PT_latent_textures"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        common.draw_control(self.layout, context.scene.latent_textures)
+
+
 class IMAGE_PT_latent_textures_upscale(LatentTexturesPanel, bpy.types.Panel):
     bl_label = "Upscale"
     bl_space_type = "IMAGE_EDITOR"
@@ -37,4 +47,4 @@ class IMAGE_PT_latent_textures_upscale(LatentTexturesPanel, bpy.types.Panel):
         common.draw_upscale(self.layout, context.scene.latent_textures)
 
 
-classes = (IMAGE_PT_latent_textures, IMAGE_PT_latent_textures_sampling, IMAGE_PT_latent_textures_upscale)
+classes = (IMAGE_PT_latent_textures, IMAGE_PT_latent_textures_sampling, IMAGE_PT_latent_textures_control, IMAGE_PT_latent_textures_upscale)

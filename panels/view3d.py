@@ -45,6 +45,26 @@ class VIEW3D_PT_latent_textures_model(LatentTexturesPanel, bpy.types.Panel):
         common.draw_model(self.layout, context.scene.latent_textures)
 
 
+class VIEW3D_PT_latent_textures_control(LatentTexturesPanel, bpy.types.Panel):
+    bl_label = "Control"
+    bl_space_type = "VIEW_3D"
+    bl_parent_id = "VIEW3D_PT_latent_textures"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        common.draw_control(self.layout, context.scene.latent_textures)
+
+
+class VIEW3D_PT_latent_textures_loras(LatentTexturesPanel, bpy.types.Panel):
+    bl_label = "LoRAs"
+    bl_space_type = "VIEW_3D"
+    bl_parent_id = "VIEW3D_PT_latent_textures"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        common.draw_loras(self.layout, context.scene.latent_textures)
+
+
 class VIEW3D_PT_latent_textures_upscale(LatentTexturesPanel, bpy.types.Panel):
     bl_label = "Upscale"
     bl_space_type = "VIEW_3D"
@@ -56,4 +76,5 @@ class VIEW3D_PT_latent_textures_upscale(LatentTexturesPanel, bpy.types.Panel):
 
 
 classes = (VIEW3D_PT_latent_textures, VIEW3D_PT_latent_textures_sampling, VIEW3D_PT_latent_textures_model,
+           VIEW3D_PT_latent_textures_control, VIEW3D_PT_latent_textures_loras,
            VIEW3D_PT_latent_textures_upscale)

@@ -44,6 +44,12 @@ def engine_api() -> types.ModuleType:
 
 
 @pytest.fixture(scope="session")
+def geometry_api() -> types.ModuleType:
+    """The bpy-free ``geometry`` package (camera frames, z-buffer, normals)."""
+    return _package_loader.import_subpackage("geometry")
+
+
+@pytest.fixture(scope="session")
 def tiny_models() -> Any:
     """The ``tools/tiny_models.py`` module."""
     return import_tiny_models()

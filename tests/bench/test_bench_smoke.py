@@ -26,7 +26,7 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
-    assert set(results["sections"]) == {"engine", "roofline", "blender", "gpu"}
+    assert set(results["sections"]) == {"engine", "roofline", "blender", "gpu", "geometry", "bake"}
     case = results["sections"]["engine"]["cases"][0]
     assert case["engine_equals_raw_channels_last"] is True  # the engine's decode path is diffusers', bit for bit
     assert "engine / raw" in case["ratios"]
@@ -38,9 +38,14 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
     gpu = results["sections"]["gpu"]
     assert gpu["dry_run"] is True and gpu["device"] == "CPU (dry run)"
     markdown = (tmp_path / "results.md").read_text()
-    for heading in ("## 1. Engine vs raw", "## 2. UNet step roofline", "## 3. Blender path", "## 4. Memory", "## 5. GPU"):
+    geometry = results["sections"]["geometry"]["sizes"]["128"]
+    assert geometry["depth_agreement_with_zbuffer"]["cycles"] > 0.99  # the same frame and depth as a render
+    for heading in ("## 1. Engine vs raw", "## 2. UNet step roofline", "## 3. Blender path", "## 4. Memory", "## 5. GPU",
+                    "## 6. Depth/normal images", "## 7. Whole-object bake"):
         assert heading in markdown
     assert "Dry run on the CPU" in markdown
+    bake = results["sections"]["bake"]
+    assert bake["seen_share"] > 0.95 and bake["total_s"]["median"] > 0
 
 
 def test_gpu_section_is_skipped_without_cuda_not_faked(tmp_path: Path) -> None:

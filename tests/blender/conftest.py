@@ -33,3 +33,29 @@ def fresh_scene(addon):
 @pytest.fixture
 def settings():
     return bpy.context.scene.latent_textures
+
+
+# Tiny ControlNet / LoRA / inpainting models for the Generate tests (the builders live in tools/tiny_models.py).
+@pytest.fixture(scope="session")
+def tiny_controlnet(tmp_path_factory, tiny_models, tiny_sd_model):
+    return tiny_models.build_tiny_controlnet(tmp_path_factory.mktemp("controlnets") / "tiny-cn", tiny_sd_model)
+
+
+@pytest.fixture(scope="session")
+def tiny_controlnet_sdxl(tmp_path_factory, tiny_models, tiny_sdxl_model):
+    return tiny_models.build_tiny_controlnet(tmp_path_factory.mktemp("controlnets") / "tiny-cn-xl", tiny_sdxl_model)
+
+
+@pytest.fixture(scope="session")
+def tiny_lora(tmp_path_factory, tiny_models, tiny_sd_model):
+    return tiny_models.build_tiny_lora(tmp_path_factory.mktemp("loras") / "tiny-lora", tiny_sd_model)
+
+
+@pytest.fixture(scope="session")
+def tiny_lora_sdxl(tmp_path_factory, tiny_models, tiny_sdxl_model):
+    return tiny_models.build_tiny_lora(tmp_path_factory.mktemp("loras") / "tiny-lora-xl", tiny_sdxl_model, seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_inpaint_model(tmp_path_factory, tiny_models):
+    return tiny_models.build_tiny_sd(tmp_path_factory.mktemp("models") / "tiny-sd-inpaint", kind="inpaint")

@@ -44,6 +44,12 @@ class RecordingLayout:
         assert data.bl_rna.properties[name].type == "POINTER"
         self.log.append(("template_ID", name))
 
+    def template_list(self, list_type, list_id, data, name, active_data, active_name, **kwargs):
+        assert isinstance(getattr(bpy.types, list_type, None), type), f"UIList {list_type!r} is not registered"
+        assert data.bl_rna.properties[name].type == "COLLECTION"
+        assert active_data.bl_rna.properties[active_name].type == "INT"
+        self.log.append(("template_list", name))
+
     def progress(self, factor=0.0, type="BAR", text=""):
         assert 0.0 <= factor <= 1.0
         self.log.append(("progress", factor, text))

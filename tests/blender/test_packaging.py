@@ -38,7 +38,8 @@ def built_zip(tmp_path_factory):
 def test_zip_contents(built_zip):
     names = zipfile.ZipFile(built_zip).namelist()
     assert "blender_manifest.toml" in names and "__init__.py" in names
-    assert any(n.startswith("engine/") for n in names)
+    for package in ("engine/", "bridge/", "geometry/"):
+        assert any(n.startswith(package) for n in names), package
     for excluded in ("tests/", "tools/", "bench/", ".venv", "Makefile", "__pycache__"):
         assert not any(excluded in n for n in names), excluded
 

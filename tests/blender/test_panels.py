@@ -22,6 +22,9 @@ PANELS = (
     "IMAGE_PT_latent_textures_sampling",
     "VIEW3D_PT_latent_textures_upscale",
     "IMAGE_PT_latent_textures_upscale",
+    "VIEW3D_PT_latent_textures_control",
+    "VIEW3D_PT_latent_textures_loras",
+    "IMAGE_PT_latent_textures_control",
 )
 
 
@@ -108,3 +111,27 @@ def test_upscale_panel_offers_x2_x4_of_the_result_and_says_when_it_cannot_fit(se
     settings.result_image = bpy.data.images.new("huge", 4200, 8)
     warnings = [entry for entry in draw("IMAGE_PT_latent_textures_upscale") if entry[0] == "label"]
     assert ("label", "x4 too large for this machine", "ERROR") in warnings
+def test_inpaint_shows_source_mask_and_blur(settings):
+    settings.mode = "INPAINT"
+    names = [entry[1] for entry in draw("VIEW3D_PT_latent_textures") if entry[0] in ("prop", "template_ID")]
+    assert {"source", "mask_image", "mask_blur", "strength"} <= set(names)
+    labels = [entry[1] for entry in draw("VIEW3D_PT_latent_textures") if entry[0] == "label"]
+    assert any("transparent" in text for text in labels)
+
+
+def test_control_section_names_defaults_and_the_sdxl_normal_gap(settings):
+    assert [e[1] for e in draw("VIEW3D_PT_latent_textures_control") if e[0] == "prop"] == ["control"]
+    settings.control = "NORMAL"
+    log = draw("VIEW3D_PT_latent_textures_control")
+    assert {"control", "control_model", "control_strength"} <= {e[1] for e in log if e[0] == "prop"}
+    labels = [e[1] for e in log if e[0] == "label"]
+    assert any("normalbae" in text for text in labels)
+    assert any(text.startswith("SDXL: no default normal ControlNet") for text in labels)
+    bpy.context.scene.camera = None
+    assert any("camera" in e[1] for e in draw("VIEW3D_PT_latent_textures_control") if e[0] == "label")
+
+
+def test_lora_section_lists_rows_with_add_and_remove(settings):
+    log = draw("VIEW3D_PT_latent_textures_loras")
+    assert ("template_list", "loras") in log
+    assert {("operator", "latent_textures.lora_add"), ("operator", "latent_textures.lora_remove")} <= set(log)

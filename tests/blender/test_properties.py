@@ -4,7 +4,8 @@ import bpy
 import pytest
 
 EXPECTED_ENUMS = {
-    "mode": (["TXT2IMG", "IMG2IMG"], "TXT2IMG"),
+    "mode": (["TXT2IMG", "IMG2IMG", "INPAINT"], "TXT2IMG"),
+    "control": (["NONE", "DEPTH", "NORMAL"], "NONE"),
     "source": (["CAMERA", "VIEWPORT", "IMAGE"], "CAMERA"),
     "scheduler": (
         ["DPM_SOLVER_MULTISTEP", "DPM_SOLVER_MULTISTEP_KARRAS", "DDIM", "EULER", "EULER_ANCESTRAL", "PNDM", "LCM",
@@ -48,7 +49,7 @@ def test_model_default_is_sd15_repo_id(settings):
     assert settings.model == "stable-diffusion-v1-5/stable-diffusion-v1-5"
 
 
-@pytest.mark.parametrize("name", ["source_image", "result_image"])
+@pytest.mark.parametrize("name", ["source_image", "result_image", "mask_image"])
 def test_image_pointers(settings, name):
     prop = rna(name)
     assert prop.type == "POINTER" and prop.fixed_type.identifier == "Image"
@@ -91,3 +92,35 @@ def test_guidance(settings):
 
 def test_random_seed_default(settings):
     assert settings.use_random_seed is True
+
+
+def test_geometry_conditioning_settings(settings):
+    assert settings.control_model == "" and rna("control_model").type == "STRING"
+    prop = rna("control_strength")
+    assert settings.control_strength == pytest.approx(1.0)
+    assert (prop.hard_min, prop.hard_max) == (0.0, 2.0)
+    blur = rna("mask_blur")
+    assert blur.type == "INT" and (blur.hard_min, blur.hard_max) == (0, 256)
+
+
+def test_lora_list_rows(settings):
+    assert rna("loras").type == "COLLECTION" and len(settings.loras) == 0
+    lora = settings.loras.add()
+    assert (lora.source, lora.weight, lora.enabled) == ("", 1.0, True)
+    weight = lora.bl_rna.properties["weight"]
+    assert (weight.hard_min, weight.hard_max) == (-2.0, 2.0)
+    assert lora.bl_rna.properties["source"].subtype == "FILE_PATH"
+
+
+def test_lora_add_and_remove_operators(settings):
+    assert bpy.ops.latent_textures.lora_add(filepath="/loras/a.safetensors", weight=0.5) == {"FINISHED"}
+    assert bpy.ops.latent_textures.lora_add(filepath="org/b") == {"FINISHED"}
+    assert [(l.source, l.weight) for l in settings.loras] == [("/loras/a.safetensors", 0.5), ("org/b", 1.0)]
+    assert settings.lora_index == 1
+    settings.lora_index = 0
+    assert bpy.ops.latent_textures.lora_remove() == {"FINISHED"}
+    assert [l.source for l in settings.loras] == ["org/b"]
+    with pytest.raises(RuntimeError, match="no LoRA row 3"):
+        bpy.ops.latent_textures.lora_remove(index=3)
+    assert bpy.ops.latent_textures.lora_remove(index=0) == {"FINISHED"}
+    assert not bpy.ops.latent_textures.lora_remove.poll()

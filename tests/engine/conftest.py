@@ -104,3 +104,70 @@ def single_file_cache(tmp_path_factory: pytest.TempPathFactory, tiny_models: Any
     cache = tmp_path_factory.mktemp("hf-cache-configs")
     tiny_models.install_in_hf_cache(tiny_single_file.parent / "config", cache, SD15_CONFIG_REPO)
     return cache
+
+
+# --- ControlNets, inpainting and depth models, LoRAs (issue 10) ---------------------------------------
+
+SD15_CONTROLNET_CONFIG_REPO = "lllyasviel/control_v11p_sd15_canny"  # what diffusers infers for an SD-1.x ControlNet file
+
+
+@pytest.fixture(scope="session")
+def tiny_controlnet(tmp_path_factory: pytest.TempPathFactory, tiny_models: Any, tiny_sd_model: Path) -> Path:
+    """A diffusers ControlNet folder for the tiny SD (non-zero output convolutions)."""
+    return tiny_models.build_tiny_controlnet(tmp_path_factory.mktemp("controlnets") / "tiny-cn", tiny_sd_model)
+
+
+@pytest.fixture(scope="session")
+def tiny_controlnet_file(tiny_controlnet: Path) -> Path:
+    """The same ControlNet as one .safetensors file (diffusers key names); its config in the folder beside it."""
+    from safetensors.torch import load_file, save_file
+
+    path = tiny_controlnet.parent / "tiny-cn-single.safetensors"
+    if not path.exists():
+        save_file(load_file(str(tiny_controlnet / "diffusion_pytorch_model.safetensors")), str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_controlnet_sdxl(tmp_path_factory: pytest.TempPathFactory, tiny_models: Any, tiny_sdxl_model: Path) -> Path:
+    return tiny_models.build_tiny_controlnet(tmp_path_factory.mktemp("controlnets") / "tiny-cn-xl", tiny_sdxl_model)
+
+
+@pytest.fixture(scope="session")
+def tiny_inpaint_model(tmp_path_factory: pytest.TempPathFactory, tiny_models: Any) -> Path:
+    """A dedicated inpainting model (9-channel UNet, StableDiffusionInpaintPipeline)."""
+    return tiny_models.build_tiny_sd(tmp_path_factory.mktemp("models") / "tiny-sd-inpaint", kind="inpaint")
+
+
+@pytest.fixture(scope="session")
+def tiny_depth_model(tmp_path_factory: pytest.TempPathFactory, tiny_models: Any) -> Path:
+    """An SD-2-depth-like model (5-channel UNet, StableDiffusionDepth2ImgPipeline, no depth estimator)."""
+    return tiny_models.build_tiny_sd(tmp_path_factory.mktemp("models") / "tiny-sd2-depth", kind="depth", sd2=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_lora(tmp_path_factory: pytest.TempPathFactory, tiny_models: Any, tiny_sd_model: Path) -> Path:
+    """A LoRA .safetensors (diffusers format) for the tiny SD."""
+    return tiny_models.build_tiny_lora(tmp_path_factory.mktemp("loras") / "tiny-lora", tiny_sd_model)
+
+
+@pytest.fixture(scope="session")
+def tiny_lora_sdxl(tmp_path_factory: pytest.TempPathFactory, tiny_models: Any, tiny_sdxl_model: Path) -> Path:
+    """A LoRA .safetensors for the tiny SDXL."""
+    return tiny_models.build_tiny_lora(tmp_path_factory.mktemp("loras") / "tiny-lora-xl", tiny_sdxl_model, seed=1)
+
+
+@pytest.fixture
+def control_image() -> Any:
+    """``control_image(seed)``: a smooth (64, 64, 3) depth-like control image (a sphere in front of a ramp)."""
+    import numpy as np
+
+    def make(seed: int = 0, height: int = 64, width: int = 64) -> Any:
+        y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+        cy, cx = height * (0.3 + 0.4 * ((seed * 37) % 10) / 10), width * (0.3 + 0.4 * ((seed * 53) % 10) / 10)
+        r = np.sqrt((y - cy) ** 2 + (x - cx) ** 2) / (0.3 * min(height, width))
+        sphere = np.clip(1.0 - r**2, 0.0, 1.0)
+        value = np.maximum(sphere, 0.2 * x / width).astype(np.float32)
+        return np.ascontiguousarray(np.repeat(value[..., None], 3, axis=-1))
+
+    return make

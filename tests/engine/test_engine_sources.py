@@ -225,7 +225,7 @@ def test_select_files_notices_missing_weights(engine_api: Any, sources: Any) -> 
     ("change", "words"),
     [
         ({"_class_name": ["my_pipeline", "MyPipeline"]}, ["never runs code"]),
-        ({"_class_name": "StableDiffusionInpaintPipeline"}, ["StableDiffusionInpaintPipeline", "SDXL"]),
+        ({"_class_name": "StableDiffusionUpscalePipeline"}, ["StableDiffusionUpscalePipeline", "SDXL", "inpainting"]),
         ({"_class_name": "FluxPipeline"}, ["FluxPipeline"]),
         ({"text_encoder": [None, None]}, ["text_encoder", "refiner"]),
         ({"unet": ["my_unet", "MyUNet"]}, ["custom code", "unet"]),

@@ -1,0 +1,219 @@
+"""The bpy side of baking views into an object's own UV map (issue 11; the math is ``geometry/``).
+
+Main thread only. Reads the evaluated objects (modifiers, armatures applied) and the
+cameras; creates nothing in ``bpy.data`` (auto-placed views are numpy cameras, never
+camera objects), so nothing needs cleaning up.
+
+How the pieces fit (what the ``OBJECT`` target calls, main thread unless said)::
+
+    depsgraph = context.evaluated_depsgraph_get()
+    views = auto_views(objects, depsgraph, count, width, height)         # ViewSettings; recipe: v.recipe()
+    cameras = [view.camera() for view in views]                         # or collection_views(...) + camera_recipe
+    passes = view_passes(cameras, depsgraph, settings.control)          # depth + control image per view
+    # GRID: geometry.grid.tile([p.control_image ...]) -> one generation -> geometry.grid.untile(result, n)
+    # SEQUENTIAL: per view k, geometry.sequential.render_texture / repaint_mask -> INPAINT
+    baked = bake_objects(objects, depsgraph, passes, images, texture_size)   # one BakedMesh per mesh
+    image = new_display_image(name, baked[0].texture)                   # bridge/pixels.py
+
+``bake_objects`` reads the meshes (``object_texels``) and then does only numpy
+(``geometry.bake``): to keep a 2048^2 bake off the UI thread, call ``object_texels`` on the
+main thread and ``gather_views`` / ``merge_gathered`` / ``finish_texture`` on the worker.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import bpy
+import numpy as np
+
+from ..engine import control as control_images
+from ..geometry import ViewCamera, rasterize, view_normals
+from ..geometry.bake import BakeSettings, BakeView, GatheredTexels, finish_texture, gather_views, merge_gathered
+from ..geometry.uv_raster import SurfaceTexels, rasterize_uv_triangles
+from ..geometry.views import ViewSettings, bounding_sphere, place_views
+from .geometry import CONTROLS, scene_triangles, view_camera
+
+
+def render_uv_layer(obj: bpy.types.Object) -> bpy.types.MeshUVLoopLayer:
+    """The UV map a render uses (the camera icon in the UV Maps list); a clear error when there is none."""
+    mesh = obj.data if obj is not None else None
+    if obj is None or obj.type != "MESH":
+        raise ValueError(f"'{getattr(obj, 'name', obj)}' is not a mesh object: only meshes have UV maps to bake into")
+    layers = mesh.uv_layers
+    if len(layers) == 0:
+        raise ValueError(f"Mesh object '{obj.name}' has no UV map: unwrap it first (UV > Unwrap in Edit Mode)")
+    for layer in layers:
+        if layer.active_render:
+            return layer
+    return layers.active or layers[0]
+
+
+def object_triangles(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph,
+                     uv_name: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(uv, positions, normals), each (T, 3, 2|3|3), of the evaluated object's triangles in world space:
+    the UVs of the UV map ``uv_name`` (default: the render UV map), the shading normals per corner
+    (smooth, flat, sharp edges and custom normals as the mesh says)."""
+    uv, positions, normals = _evaluated_triangles(obj, depsgraph, uv_name or render_uv_layer(obj).name)
+    return uv, positions, normals
+
+
+def _evaluated_triangles(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph,
+                         uv_name: str | None) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """(uv or None without ``uv_name``, positions, normals) of the evaluated mesh's triangles, world space."""
+    evaluated = obj.evaluated_get(depsgraph)
+    mesh = evaluated.to_mesh()
+    try:
+        layer = mesh.uv_layers.get(uv_name) if uv_name else None
+        if uv_name and layer is None:
+            raise ValueError(f"The modifiers of '{obj.name}' drop its UV map '{uv_name}': nothing to bake into")
+        mesh.calc_loop_triangles()
+        count = len(mesh.loop_triangles)
+        vertices = np.empty(count * 3, dtype=np.int32)
+        mesh.loop_triangles.foreach_get("vertices", vertices)
+        normals = np.empty(count * 9, dtype=np.float32)
+        mesh.loop_triangles.foreach_get("split_normals", normals)
+        co = np.empty(len(mesh.vertices) * 3, dtype=np.float32)
+        mesh.vertices.foreach_get("co", co)
+        uv = None
+        if layer is not None:
+            loops = np.empty(count * 3, dtype=np.int32)
+            mesh.loop_triangles.foreach_get("loops", loops)
+            loop_uv = np.empty(len(mesh.loops) * 2, dtype=np.float32)
+            layer.data.foreach_get("uv", loop_uv)
+            uv = loop_uv.reshape(-1, 2).astype(np.float64)[loops].reshape(count, 3, 2)
+    finally:
+        evaluated.to_mesh_clear()
+    matrix = np.array(evaluated.matrix_world, dtype=np.float64)
+    positions = co.reshape(-1, 3).astype(np.float64)[vertices] @ matrix[:3, :3].T + matrix[:3, 3]
+    # Normals move by the inverse transpose (non-uniform scale); the rasteriser normalises them.
+    world_normals = normals.reshape(-1, 3).astype(np.float64) @ np.linalg.inv(matrix[:3, :3])
+    return uv, positions.reshape(count, 3, 3), world_normals.reshape(count, 3, 3)
+
+
+def object_texels(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph, size: int,
+                  uv_name: str | None = None) -> SurfaceTexels:
+    """Every covered texel of a ``size``^2 texture in the object's render UV map: world position and normal."""
+    uv, positions, normals = object_triangles(obj, depsgraph, uv_name)
+    return rasterize_uv_triangles(uv, positions, normals, size)
+
+
+def auto_views(objects: list[bpy.types.Object], depsgraph: bpy.types.Depsgraph, count: int, width: int,
+               height: int, *, ortho: bool = False, lens: float = 50.0, margin: float = 0.1) -> list[ViewSettings]:
+    """``count`` views around the objects' bounding sphere, front first, then by the surface each sees first
+    (``geometry.views.place_views``); numpy cameras only, nothing is added to the scene."""
+    corners, normals, areas = [], [], []
+    for obj in objects:
+        _, positions, _ = _evaluated_triangles(obj, depsgraph, None)
+        cross = np.cross(positions[:, 1] - positions[:, 0], positions[:, 2] - positions[:, 0])
+        area = np.linalg.norm(cross, axis=1)
+        corners.append(positions.reshape(-1, 3))
+        normals.append(cross / np.maximum(area, 1e-20)[:, None])
+        areas.append(area)
+    if not corners or not sum(len(c) for c in corners):
+        raise ValueError("The selected objects have no surface to place views around")
+    centre, radius = bounding_sphere(np.concatenate(corners))
+    return place_views(centre, radius, count, width, height, ortho=ortho, lens=lens, margin=margin,
+                       normals=np.concatenate(normals), weights=np.concatenate(areas))
+
+
+def collection_views(scene: bpy.types.Scene, collection: bpy.types.Collection, depsgraph: bpy.types.Depsgraph,
+                     width: int, height: int) -> list[ViewCamera]:
+    """The cameras of ``collection`` (and its children), in name order, framed for width x height."""
+    cameras = sorted((obj for obj in collection.all_objects if obj.type == "CAMERA"), key=lambda obj: obj.name)
+    if not cameras:
+        raise ValueError(f"Collection '{collection.name}' holds no cameras: add cameras to it or clear View Collection")
+    return [view_camera(scene, camera, width, height, depsgraph) for camera in cameras]
+
+
+def camera_recipe(camera: bpy.types.Object, width: int, height: int) -> dict:
+    """The recipe's ``views`` entry for a camera object (the same keys as ``ViewSettings.recipe``)."""
+    data = camera.data
+    return {
+        "matrix_world": [[float(v) for v in row] for row in camera.matrix_world],
+        "projection": "ORTHO" if data.type == "ORTHO" else "PERSP",
+        "lens": float(data.lens),
+        "ortho_scale": float(data.ortho_scale),
+        "sensor_width": float(data.sensor_width),
+        "sensor_fit": data.sensor_fit,
+        "clip_start": float(data.clip_start),
+        "clip_end": float(data.clip_end),
+        "width": int(width),
+        "height": int(height),
+    }
+
+
+def view_depths(cameras: list[ViewCamera], depsgraph: bpy.types.Depsgraph) -> list[np.ndarray]:
+    """Each camera's view depth of the whole evaluated scene ((h, w) float32, inf = background): every
+    object occludes, not only the ones being textured."""
+    triangles = scene_triangles(depsgraph).corners
+    return [rasterize(camera, triangles).depth for camera in cameras]
+
+
+@dataclass
+class ViewPasses:
+    """One view's geometry: its camera, the scene's depth (inf = background) and the control image
+    (None without control), both top row first."""
+
+    camera: ViewCamera
+    depth: np.ndarray
+    control_image: np.ndarray | None
+
+
+def view_passes(cameras: list[ViewCamera], depsgraph: bpy.types.Depsgraph, control: str = "NONE") -> list[ViewPasses]:
+    """Depth and the ``control`` (DEPTH / NORMAL / NONE) image of the evaluated scene for each camera,
+    reading the scene once (the same images ``bridge.geometry.control_image`` makes for the scene camera)."""
+    if control != "NONE" and control not in CONTROLS:
+        raise ValueError(f"control must be NONE or one of {CONTROLS}; got {control!r}")
+    triangles = scene_triangles(depsgraph)
+    passes = []
+    for camera in cameras:
+        hits = rasterize(camera, triangles.corners)
+        image = None
+        if control == "DEPTH":
+            image = control_images.encode_depth(hits.depth, hits.covered)
+        elif control == "NORMAL":
+            normals = view_normals(camera, triangles.corners, hits, triangles.corner_normals)
+            image = control_images.encode_normals(normals, hits.covered)
+        passes.append(ViewPasses(camera, hits.depth, image))
+    return passes
+
+
+@dataclass
+class BakedMesh:
+    """The texture of one mesh datablock (every selected object using it shares it)."""
+
+    mesh_name: str
+    uv_name: str
+    object_names: list[str]
+    texture: np.ndarray  # (size, size, C) top row first
+    gathered: GatheredTexels
+    shared_texels: int  # texels inside two UV triangles (overlapping / mirrored islands)
+
+
+def bake_objects(objects: list[bpy.types.Object], depsgraph: bpy.types.Depsgraph, passes: list[ViewPasses],
+                 images: list[np.ndarray], size: int, settings: BakeSettings = BakeSettings()) -> list[BakedMesh]:
+    """Bake the views' ``images`` (top row first, one per entry of ``passes``) into each mesh's render UV map.
+
+    Objects sharing one mesh get one texture: each instance is gathered where it stands and the
+    gathers are pooled. Raises ValueError (naming the object) for a mesh without a UV map, before any work.
+    """
+    if len(images) != len(passes):
+        raise ValueError(f"images must hold one image per view ({len(passes)}), got {len(images)}")
+    groups: dict[str, list[bpy.types.Object]] = {}
+    for obj in objects:
+        render_uv_layer(obj)  # refuse a mesh without UVs before baking anything
+        groups.setdefault(obj.data.name, []).append(obj)
+    views = [BakeView(view.camera, np.asarray(image, dtype=np.float32), view.depth)
+             for view, image in zip(passes, images)]
+    baked = []
+    for mesh_name, instances in groups.items():
+        uv_name = render_uv_layer(instances[0]).name
+        texels = [object_texels(obj, depsgraph, size, uv_name) for obj in instances]
+        if any(len(t.index) != len(texels[0].index) for t in texels):
+            raise ValueError(f"The objects using mesh '{mesh_name}' have modifiers that change it differently: "
+                             "bake them one at a time")
+        gathered = merge_gathered([gather_views(t, views, settings) for t in texels])
+        baked.append(BakedMesh(mesh_name, uv_name, [obj.name for obj in instances], finish_texture(texels[0], gathered),
+                               gathered, texels[0].shared))
+    return baked

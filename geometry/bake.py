@@ -1,0 +1,317 @@
+"""Gather what several views saw of a surface into its texels (the heart of baking views into a UV map).
+
+For every texel (``geometry.uv_raster.SurfaceTexels``) and every view: project its world
+position into the view; it is visible when inside the frame and its view depth matches
+the view's depth image (so any object in front occludes it); its weight is how
+frontally the view sees it (cos of the angle between the surface normal and the view
+ray, to a power, zero past a cut-off angle), faded near the frame edge and near depth
+discontinuities (silhouettes, where a bilinear sample would take in the background);
+the colour is the bilinear sample of the view's image; the texel's colour is the
+weighted average over the views. All numpy, vectorised over texels.
+
+View images and depth images are (height, width, ...) with the top row first, in the
+pixel frame of ``geometry.camera.ViewCamera.project``; depth is the view depth along the
+camera axis, ``inf`` where the view sees only background.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .camera import ViewCamera
+from .fill import fill_unseen, pad_gutter
+from .uv_raster import SurfaceTexels
+
+
+# Texels per chunk of the gather: its temporaries stay in the CPU's cache.
+_CHUNK_TEXELS = 1 << 16
+
+
+@dataclass(frozen=True)
+class BakeSettings:
+    """How views are weighed against each other (defaults suit 512^2 views of a 2048^2 texture)."""
+
+    cosine_power: float = 2.0  # weight = cos(angle)^power: frontal views dominate oblique ones
+    cutoff_degrees: float = 80.0  # views seeing the surface more obliquely than this contribute nothing
+    cutoff_ramp: float = 0.05  # cos range over which the weight fades in above the cut-off (no hard seam)
+    frame_fade_pixels: float = 8.0  # weight rises from 0 to 1 over this many pixels from the frame edge
+    silhouette_fade_pixels: float = 4.0  # ...and over this many pixels from a depth discontinuity
+    silhouette_jump_pixels: float = 8.0  # a depth step larger than this many pixel footprints is a discontinuity
+    depth_tolerance_pixels: float = 1.5  # depth test slack in pixel footprints (grows with obliqueness)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.cutoff_degrees < 90.0:
+            raise ValueError(f"cutoff_degrees must be in (0, 90), got {self.cutoff_degrees}")
+        for name in ("cosine_power", "cutoff_ramp", "frame_fade_pixels", "silhouette_fade_pixels",
+                     "silhouette_jump_pixels", "depth_tolerance_pixels"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, got {getattr(self, name)}")
+
+
+@dataclass
+class BakeView:
+    """One view: its camera, what it shows (h, w, channels) and its depth (h, w), top row first."""
+
+    camera: ViewCamera
+    image: np.ndarray
+    depth: np.ndarray
+
+    def __post_init__(self) -> None:
+        shape = (self.camera.height, self.camera.width)
+        if self.image.ndim != 3 or self.image.shape[:2] != shape:
+            raise ValueError(f"image must have shape {shape + ('channels',)} like its camera, got {self.image.shape}")
+        if self.depth.shape != shape:
+            raise ValueError(f"depth must have shape {shape} like its camera, got {self.depth.shape}")
+
+
+@dataclass
+class GatheredTexels:
+    """Per covered texel: the weighted average colour (zero where unseen), the weight sum,
+    and the most frontal view that saw it (index, cos; -1 and 0 where none did)."""
+
+    colour: np.ndarray
+    weight: np.ndarray
+    best_view: np.ndarray
+    best_cosine: np.ndarray
+
+    @property
+    def seen(self) -> np.ndarray:
+        return self.weight > 0.0
+
+
+def gather_views(texels: SurfaceTexels, views: list[BakeView], settings: BakeSettings = BakeSettings()) -> GatheredTexels:
+    """The weighted average of every view's colour at every texel (see the module docstring)."""
+    if not views:
+        raise ValueError("views must hold at least one view")
+    channels = views[0].image.shape[2]
+    if any(view.image.shape[2] != channels for view in views):
+        raise ValueError("views must all have images with the same number of channels")
+    count = len(texels.index)
+    colour = np.zeros((count, channels), dtype=np.float32)
+    weight = np.zeros(count, dtype=np.float32)
+    best_view = np.full(count, -1, dtype=np.int16)
+    best_cosine = np.zeros(count, dtype=np.float32)
+    prepared = [_PreparedView(view, settings) for view in views]
+    # Texels in cache-sized chunks: every step below is a pass over arrays of the chunk's length;
+    # colours are planar (one 1D array per channel): 1D gathers and scatters are numpy's fast ones.
+    for start in range(0, count, _CHUNK_TEXELS):
+        chunk = slice(start, min(start + _CHUNK_TEXELS, count))
+        surface = _ChunkSurface(texels.position[chunk], texels.normal[chunk])
+        length = chunk.stop - start
+        chunk_best_view = best_view[chunk]
+        chunk_best_cosine = best_cosine[chunk]
+        all_hits, all_weights, all_samples = [], [], [[] for _ in range(channels)]
+        for view_index, view in enumerate(prepared):
+            hits, view_weight, cosine, samples = view.gather(surface)
+            all_hits.append(hits)
+            all_weights.append(view_weight)
+            for channel in range(channels):
+                all_samples[channel].append(view_weight * samples[channel])
+            better = cosine > chunk_best_cosine[hits]
+            chunk_best_cosine[hits[better]] = cosine[better]
+            chunk_best_view[hits[better]] = view_index
+        # One pass per channel over every view's samples (bincount: numpy's fastest scatter-add).
+        hits = np.concatenate(all_hits)
+        chunk_weight = np.bincount(hits, weights=np.concatenate(all_weights), minlength=length)
+        weight[chunk] = chunk_weight
+        seen = chunk_weight > 0
+        for channel in range(channels):
+            total = np.bincount(hits, weights=np.concatenate(all_samples[channel]), minlength=length)
+            colour[chunk, channel][seen] = total[seen] / chunk_weight[seen]
+    return GatheredTexels(colour=colour, weight=weight, best_view=best_view, best_cosine=best_cosine)
+
+
+class _ChunkSurface:
+    """A chunk of texels' positions and normals, with the view-independent products every view needs."""
+
+    def __init__(self, position: np.ndarray, normal: np.ndarray) -> None:
+        self.position = position
+        self.normal = normal
+        self.position_planes = np.ascontiguousarray(position.T)  # (3, n): 1D gathers per axis
+        self.normal_dot_position = np.einsum("ij,ij->i", normal, position)
+        self.position_squared = np.einsum("ij,ij->i", position, position)
+
+
+class _PreparedView:
+    """A view with what every chunk of texels needs from it computed once."""
+
+    def __init__(self, view: BakeView, settings: BakeSettings) -> None:
+        camera = view.camera
+        self.width, self.height = camera.width, camera.height
+        self.ortho = camera.ortho
+        self.forward = camera.forward.astype(np.float32)
+        self.location = camera.location.astype(np.float32)
+        world_to_clip = camera.projection @ camera.view_matrix
+        x_row, y_row, w_row = world_to_clip[0], world_to_clip[1], world_to_clip[3]
+        # Rows giving (pixel x * w, pixel y * w, w, view depth) in one product; pixel = row / w, the frame
+        # of ViewCamera.pixels_from_ndc: x = (ndc x + 1) * width / 2, y = (1 - ndc y) * height / 2.
+        rows = np.stack([0.5 * self.width * (x_row + w_row), 0.5 * self.height * (w_row - y_row), w_row,
+                         -camera.view_matrix[2]])
+        self.rows = np.ascontiguousarray(rows[:, :3], dtype=np.float32)
+        self.offsets = rows[:, 3].astype(np.float32)[:, None]
+        footprint = 2.0 / (abs(camera.projection[0, 0]) * camera.width)
+        # Depth test slack: the texel and the pixel centre are up to ~1 pixel apart across a surface whose
+        # depth changes by tan(angle) per unit across; 1 + tan <= 2 / cos bounds it.
+        self.slack = np.float32(2.0 * footprint * settings.depth_tolerance_pixels)
+        self.depth = np.ascontiguousarray(view.depth, dtype=np.float32).ravel()
+        self.confidence = _confidence(view, settings).ravel()
+        self.planes = [np.ascontiguousarray(view.image[..., c], dtype=np.float32).ravel()
+                       for c in range(view.image.shape[2])]
+        self.cutoff = np.float32(np.cos(np.radians(settings.cutoff_degrees)))
+        self.ramp = np.float32(1.0 / max(settings.cutoff_ramp, 1e-6))
+        self.power = settings.cosine_power
+
+    def gather(self, surface: _ChunkSurface):
+        """(texel indices seen, their weights, their cos, their bilinear colour samples) for a chunk."""
+        if self.ortho:
+            cosine = surface.normal @ -self.forward
+        else:
+            # n.(c - p) / |c - p| with n.p and |p|^2 computed once for all views
+            cosine = surface.normal @ self.location - surface.normal_dot_position
+            distance_squared = surface.position_squared - 2.0 * (surface.position @ self.location) \
+                + np.float32(self.location @ self.location)
+            cosine /= np.sqrt(np.maximum(distance_squared, np.float32(1e-20)))
+        hits = np.flatnonzero(cosine > self.cutoff)
+        cosine = cosine[hits]
+        projected = self.rows @ np.take(surface.position_planes, hits, axis=1) + self.offsets
+        inverse_w = np.float32(1.0) / projected[2]
+        x = projected[0] * inverse_w
+        y = projected[1] * inverse_w
+        depth = projected[3]
+        column = x.astype(np.int32)  # x in (-1, 0) lands on column 0: border pixels have zero confidence
+        row = y.astype(np.int32)
+        inside = (column.view(np.uint32) < self.width) & (row.view(np.uint32) < self.height)
+        pixel = np.where(inside, row * self.width + column, 0)
+        slack = (np.float32(1.0) if self.ortho else depth) * self.slack / cosine
+        visible = inside & (np.abs(depth - self.depth[pixel]) <= slack)
+        view_weight = _power(cosine, self.power) * np.minimum((cosine - self.cutoff) * self.ramp, 1.0) \
+            * self.confidence[pixel]
+        keep = np.flatnonzero(visible & (view_weight > 0))
+        return hits[keep], view_weight[keep], cosine[keep], _bilinear(self.planes, self.width, self.height,
+                                                                       x[keep], y[keep])
+
+
+def _power(base: np.ndarray, exponent: float) -> np.ndarray:
+    """``base ** exponent``, by multiplication for small whole exponents (np.power is slow)."""
+    if exponent == int(exponent) and 1 <= exponent <= 4:
+        result = base.copy()
+        for _ in range(int(exponent) - 1):
+            result *= base
+        return result
+    return base ** np.float32(exponent)
+
+
+def view_confidence(view: BakeView, settings: BakeSettings = BakeSettings()) -> np.ndarray:
+    """(h, w) float32 in 0..1: how far each pixel is from the frame edge and from a silhouette."""
+    return _confidence(view, settings)
+
+
+def _pixel_footprint(camera: ViewCamera, depth: np.ndarray) -> np.ndarray:
+    """The width of one pixel, in world units, at a view depth (constant for orthographic cameras)."""
+    per_unit_depth = np.float32(2.0 / (abs(camera.projection[0, 0]) * camera.width))
+    return per_unit_depth if camera.ortho else depth * per_unit_depth
+
+
+def _confidence(view: BakeView, settings: BakeSettings) -> np.ndarray:
+    height, width = view.depth.shape
+    rows = np.arange(height, dtype=np.float32) + 0.5
+    columns = np.arange(width, dtype=np.float32) + 0.5
+    to_edge = np.minimum.outer(np.minimum(rows, height - rows), np.minimum(columns, width - columns))
+    # The border pixels get exactly 0 (to_edge = 0.5): _bilinear relies on it to skip clipping.
+    frame = np.clip((to_edge - 0.5) / max(settings.frame_fade_pixels, 1e-6), 0.0, 1.0)
+    distance = _distance_to_discontinuity(view.depth, view.camera, settings)
+    silhouette = np.clip((distance - 1.0) / max(settings.silhouette_fade_pixels, 1e-6), 0.0, 1.0)
+    return (frame * silhouette).astype(np.float32)
+
+
+def _distance_to_discontinuity(depth: np.ndarray, camera: ViewCamera, settings: BakeSettings) -> np.ndarray:
+    """Chessboard distance in pixels from each pixel to the nearest depth discontinuity, capped past the fade."""
+    finite = np.isfinite(depth)
+    safe = np.where(finite, depth, 0.0).astype(np.float32)
+    jump = np.broadcast_to(_pixel_footprint(camera, safe) * np.float32(settings.silhouette_jump_pixels), depth.shape)
+    edge = np.zeros(depth.shape, dtype=bool)
+    for a, b in (((slice(None, -1), slice(None)), (slice(1, None), slice(None))),
+                 ((slice(None), slice(None, -1)), (slice(None), slice(1, None)))):
+        both = finite[a] & finite[b]
+        step = (finite[a] != finite[b]) | (both & (np.abs(safe[a] - safe[b]) > np.minimum(jump[a], jump[b])))
+        edge[a] |= step
+        edge[b] |= step
+    cap = int(np.ceil(settings.silhouette_fade_pixels)) + 2
+    distance = np.full(depth.shape, float(cap), dtype=np.float32)
+    reached = edge
+    for steps in range(cap):
+        distance[reached & (distance > steps)] = steps
+        grown = reached.copy()
+        grown[1:] |= reached[:-1]
+        grown[:-1] |= reached[1:]
+        grown[:, 1:] |= grown[:, :-1].copy()
+        grown[:, :-1] |= grown[:, 1:].copy()
+        reached = grown
+    return distance
+
+
+def _bilinear(planes: list[np.ndarray], width: int, height: int, x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
+    """Bilinear samples of a top-row-first image, one flat (height * width) array per channel, at continuous
+    pixel coordinates (pixel centres at +0.5): one array of samples per channel."""
+    # No clipping: the samples come from pixels with non-zero confidence, never the frame's border pixels,
+    # so 0.5 <= x < width - 0.5 and the four neighbours are inside the frame.
+    fx = x - np.float32(0.5)
+    fy = y - np.float32(0.5)
+    x0 = fx.astype(np.int32)
+    y0 = fy.astype(np.int32)
+    tx = fx - x0
+    ty = fy - y0
+    i00 = y0 * width + x0
+    i01, i10 = i00 + 1, i00 + width
+    i11 = i10 + 1
+    samples = []
+    for plane in planes:
+        top = plane.take(i00)
+        top += tx * (plane.take(i01) - top)
+        bottom = plane.take(i10)
+        bottom += tx * (plane.take(i11) - bottom)
+        top += ty * (bottom - top)
+        samples.append(top)
+    return samples
+
+
+def merge_gathered(parts: list[GatheredTexels]) -> GatheredTexels:
+    """One gather from several gathers of the same texels: objects sharing one mesh share its UV map and
+    so one texture; each instance is gathered at its own place and the weighted averages are pooled."""
+    if not parts:
+        raise ValueError("parts must hold at least one gather")
+    if any(len(part.weight) != len(parts[0].weight) for part in parts):
+        raise ValueError("parts must all gather the same texels (objects sharing one mesh)")
+    weight = np.sum([part.weight for part in parts], axis=0)
+    total = np.sum([part.colour * part.weight[:, None] for part in parts], axis=0)
+    seen = weight > 0
+    colour = np.zeros_like(total)
+    colour[seen] = total[seen] / weight[seen, None]
+    cosines = np.stack([part.best_cosine for part in parts])
+    best = cosines.argmax(axis=0)
+    columns = np.arange(len(weight))
+    return GatheredTexels(colour=colour.astype(np.float32), weight=weight.astype(np.float32),
+                          best_view=np.stack([part.best_view for part in parts])[best, columns],
+                          best_cosine=cosines[best, columns])
+
+
+def finish_texture(texels: SurfaceTexels, gathered: GatheredTexels) -> np.ndarray:
+    """The (size, size, channels) top-row-first texture from a gather: unseen texels filled across the
+    surface, the gutter padded."""
+    if not gathered.seen.any():
+        raise ValueError("views see none of the surface: no view has it in frame, unoccluded and facing it")
+    colour = fill_unseen(texels.position, gathered.colour, gathered.seen, texels.spacing)
+    size = texels.size
+    texture = np.zeros((size * size, colour.shape[1]), dtype=np.float32)
+    texture[texels.index] = colour
+    return pad_gutter(texture.reshape(size, size, -1), texels.mask)
+
+
+def bake_texture(texels: SurfaceTexels, views: list[BakeView],
+                 settings: BakeSettings = BakeSettings()) -> tuple[np.ndarray, GatheredTexels]:
+    """The (size, size, channels) top-row-first texture the views paint on the texels, complete:
+    unseen texels filled across the surface, the gutter padded. Also returns what was gathered."""
+    gathered = gather_views(texels, views, settings)
+    return finish_texture(texels, gathered), gathered

@@ -1,0 +1,192 @@
+"""Rasterise a mesh's UV triangles into a texture: which texel lies on which surface point.
+
+Texture arrays here are (size, size, ...) with the TOP row first, like every image
+outside Blender (``bridge/pixels.py`` flips rows at the Blender boundary); UV v = 0 is
+the bottom row. A texel is covered when its centre lies inside a UV triangle (the
+rule Blender's bake uses); the texels around the islands are the gutter, filled
+later (``geometry.fill``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Barycentric slack so texel centres exactly on a shared edge belong to a triangle.
+_EDGE_EPSILON = 1e-7
+# A texel is "shared" (overlapping islands) only when it lies well inside two triangles.
+_OVERLAP_INSET = 1e-3
+
+
+@dataclass
+class SurfaceTexels:
+    """The covered texels of a texture and the surface point each one shows.
+
+    ``index``: flat indices into the (size*size) top-row-first texture, in triangle order (texels
+    near each other on the surface are near each other in these arrays);
+    ``position``/``normal``: (M, 3) float32 world position and unit normal;
+    ``triangle``: (M,) the UV triangle each texel came from;
+    ``shared``: how many texels lie inside more than one triangle (overlapping or
+    mirrored UV islands; the last triangle wins).
+    """
+
+    size: int
+    index: np.ndarray
+    position: np.ndarray
+    normal: np.ndarray
+    triangle: np.ndarray
+    shared: int
+    spacing: float
+
+    @property
+    def mask(self) -> np.ndarray:
+        """(size, size) bool, True where a texel is covered."""
+        covered = np.zeros(self.size * self.size, dtype=bool)
+        covered[self.index] = True
+        return covered.reshape(self.size, self.size)
+
+
+def rasterize_uv_triangles(
+    uv: np.ndarray, positions: np.ndarray, normals: np.ndarray, size: int
+) -> SurfaceTexels:
+    """Barycentric interpolation of per-corner ``positions`` and ``normals`` over every texel.
+
+    ``uv``: (T, 3, 2) UV coordinates of each triangle's corners; ``positions`` and
+    ``normals``: (T, 3, 3) world position and normal at the same corners (give the
+    face normal at all three corners of a flat-shaded face, the vertex/corner normal
+    of a smooth one). ``size``: the texture's width and height in texels.
+    """
+    uv = np.asarray(uv, dtype=np.float64)
+    positions = np.asarray(positions, dtype=np.float64)
+    normals = np.asarray(normals, dtype=np.float64)
+    if uv.ndim != 3 or uv.shape[1:] != (3, 2):
+        raise ValueError(f"uv must have shape (T, 3, 2), got {uv.shape}")
+    for name, array in (("positions", positions), ("normals", normals)):
+        if array.shape != (len(uv), 3, 3):
+            raise ValueError(f"{name} must have shape ({len(uv)}, 3, 3) like uv, got {array.shape}")
+    if int(size) < 1:
+        raise ValueError(f"size must be a positive number of texels, got {size}")
+    size = int(size)
+
+    # Texel (x, y) has its centre at uv = ((x + 0.5) / size, (y + 0.5) / size), y counted from the bottom,
+    # so in these "texel" coordinates texel centres are the integer points.
+    corners = uv * size - 0.5
+    barycentric = _barycentric_planes(corners)  # (T, 3 weights, 3 coefficients of x, y, 1)
+    low = np.clip(np.ceil(corners.min(axis=1) - 1e-9), 0, size).astype(np.int64)
+    high = np.clip(np.floor(corners.max(axis=1) + 1e-9), -1, size - 1).astype(np.int64)
+    valid = np.isfinite(barycentric).all(axis=(1, 2)) & (high >= low).all(axis=1)
+    triangles = np.flatnonzero(valid)
+    rows_per_triangle = (high[triangles, 1] - low[triangles, 1] + 1)
+    # One scanline per (triangle, row): the span of texel centres inside the triangle.
+    span_triangle = np.repeat(triangles, rows_per_triangle)
+    span_row = (np.arange(len(span_triangle)) - np.repeat(np.cumsum(rows_per_triangle) - rows_per_triangle,
+                                                         rows_per_triangle) + low[span_triangle, 1])
+    first, last = _span_bounds(barycentric[span_triangle], span_row,
+                               low[span_triangle, 0], high[span_triangle, 0])
+    span_length = np.maximum(last - first + 1, 0)
+    keep = span_length > 0
+    span_triangle, span_row, first, span_length = span_triangle[keep], span_row[keep], first[keep], span_length[keep]
+
+    # Per texel, expanded from its span with np.repeat (sequential copies, not gathers).
+    generated = int(span_length.sum())
+    span_start = np.cumsum(span_length) - span_length
+    column = np.arange(generated, dtype=np.int32) + np.repeat((first - span_start).astype(np.int32), span_length)
+    flat = np.repeat(((size - 1 - span_row) * size).astype(np.int32), span_length) + column
+    position = _affine_attribute(positions, barycentric, span_triangle, span_row, span_length, column)
+    normal = _affine_attribute(normals, barycentric, span_triangle, span_row, span_length, column)
+    triangle = np.repeat(span_triangle.astype(np.int32), span_length)
+    covered = np.zeros(size * size, dtype=bool)
+    covered[flat] = True
+    shared = 0
+    if np.count_nonzero(covered) < generated:
+        # Texels inside several triangles: the last triangle wins.
+        slot = np.full(size * size, -1, dtype=np.int32)
+        slot[flat] = np.arange(generated, dtype=np.int32)
+        span = np.repeat(np.arange(len(span_length), dtype=np.int32), span_length)
+        shared = _shared_texels(barycentric, span_triangle, span_row, span, column, flat, slot)
+        winners = np.flatnonzero(slot[flat] == np.arange(generated, dtype=np.int32))
+        flat, position, normal, triangle = flat[winners], position[winners], normal[winners], triangle[winners]
+    index = flat.astype(np.int64)
+    length = np.sqrt(np.einsum("ij,ij->i", normal, normal))[:, None]
+    normal /= np.where(length > 1e-12, length, np.float32(1.0))
+    return SurfaceTexels(size=size, index=index, position=position, normal=normal, triangle=triangle,
+                         shared=shared, spacing=_mean_spacing(positions, planes=barycentric, triangle=triangle))
+
+
+def _mean_spacing(positions: np.ndarray, planes: np.ndarray, triangle: np.ndarray) -> float:
+    """sqrt of the mean world area per texel (world area / texel area of each texel's triangle)."""
+    if len(triangle) == 0:
+        return 0.0
+    world_area = 0.5 * np.linalg.norm(np.cross(positions[:, 1] - positions[:, 0], positions[:, 2] - positions[:, 0]),
+                                      axis=1)
+    # |d(w1, w2)/d(x, y)| is 1 / (2 * texel area of the triangle)
+    jacobian = np.abs(planes[:, 1, 0] * planes[:, 2, 1] - planes[:, 1, 1] * planes[:, 2, 0])
+    per_texel = world_area * 2.0 * np.nan_to_num(jacobian)
+    return float(np.sqrt(np.bincount(triangle, minlength=len(positions)) @ per_texel / len(triangle)))
+
+
+def _barycentric_planes(corners: np.ndarray) -> np.ndarray:
+    """(T, 3, 3): each corner's barycentric weight as a plane a*x + b*y + c over texel coordinates."""
+    origin = corners[:, 0]
+    edge_1 = corners[:, 1] - origin
+    edge_2 = corners[:, 2] - origin
+    determinant = edge_1[:, 0] * edge_2[:, 1] - edge_1[:, 1] * edge_2[:, 0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inverse = np.where(np.abs(determinant) > 1e-12, 1.0 / determinant, np.nan)
+    planes = np.empty((len(corners), 3, 3))
+    # w1 = ((x - x0) * e2y - (y - y0) * e2x) / det ; w2 = (e1x * (y - y0) - e1y * (x - x0)) / det
+    planes[:, 1, 0] = edge_2[:, 1] * inverse
+    planes[:, 1, 1] = -edge_2[:, 0] * inverse
+    planes[:, 1, 2] = -(origin[:, 0] * planes[:, 1, 0] + origin[:, 1] * planes[:, 1, 1])
+    planes[:, 2, 0] = -edge_1[:, 1] * inverse
+    planes[:, 2, 1] = edge_1[:, 0] * inverse
+    planes[:, 2, 2] = -(origin[:, 0] * planes[:, 2, 0] + origin[:, 1] * planes[:, 2, 1])
+    planes[:, 0] = -planes[:, 1] - planes[:, 2]
+    planes[:, 0, 2] += 1.0
+    return planes
+
+
+def _span_bounds(planes: np.ndarray, row: np.ndarray, low: np.ndarray, high: np.ndarray):
+    """First and last integer x on each row where all three weights are >= -epsilon, within [low, high]."""
+    first = low.astype(np.float64)
+    last = high.astype(np.float64)
+    for weight in range(3):
+        slope = planes[:, weight, 0]
+        offset = planes[:, weight, 1] * row + planes[:, weight, 2] + _EDGE_EPSILON
+        with np.errstate(divide="ignore", invalid="ignore"):
+            crossing = -offset / slope
+        first = np.where(slope > 0, np.maximum(first, crossing), first)
+        last = np.where(slope < 0, np.minimum(last, crossing), last)
+        empty = (slope == 0) & (offset < 0)
+        last = np.where(empty, first - 1, last)
+    return np.ceil(first - 1e-9).astype(np.int64), np.floor(last + 1e-9).astype(np.int64)
+
+
+def _affine_attribute(corner_values, planes, span_triangle, span_row, span_length, column) -> np.ndarray:
+    """Per texel: the barycentric mix of a per-corner attribute, as its span's start + column * slope (float32)."""
+    values = corner_values[span_triangle]  # (S, 3 corners, 3)
+    coefficients = planes[span_triangle]  # (S, 3 weights, 3)
+    slope = np.einsum("sw,swk->sk", coefficients[:, :, 0], values).astype(np.float32)
+    start = np.einsum("sw,swk->sk", coefficients[:, :, 1] * span_row[:, None] + coefficients[:, :, 2],
+                      values).astype(np.float32)
+    result = np.repeat(start, span_length, axis=0)
+    result += column.astype(np.float32)[:, None] * np.repeat(slope, span_length, axis=0)
+    return result
+
+
+def _shared_texels(planes, span_triangle, span_row, span, column, flat, slot) -> int:
+    """How many texels lie well inside two triangles (overlapping or mirrored islands), not merely
+    on an edge two triangles share. Only texels generated more than once are looked at."""
+    losers = np.flatnonzero(slot[flat] != np.arange(len(flat)))
+    winners = slot[flat[losers]]
+
+    def interior(generated: np.ndarray) -> np.ndarray:
+        coefficients = planes[span_triangle[span[generated]]]
+        row = span_row[span[generated]]
+        weights = coefficients[:, :, 0] * column[generated, None] + coefficients[:, :, 1] * row[:, None] \
+            + coefficients[:, :, 2]
+        return weights.min(axis=1) > _OVERLAP_INSET
+
+    both = interior(losers) & interior(winners)
+    return int(len(np.unique(flat[losers[both]])))
