@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import math
 import secrets
 import threading
 import time
@@ -455,6 +456,8 @@ class Engine:
                 f"({type(error).__name__}: {str(error).strip().splitlines()[0][:200] if str(error).strip() else ''})."
             ) from error
         model.lora_adapters[str(lora.path)] = (adapter, lora)
+        # load_lora_weights makes the new adapter the active one: whatever was recorded is stale now.
+        model.lora_state = ((adapter, math.nan),)
         return adapter
 
     def _trim_loras(self, model: _LoadedModel, keep: set[str]) -> None:
