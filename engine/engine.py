@@ -480,6 +480,11 @@ class Engine:
     ) -> GenerationResult:
         """Validate and run ``request`` on the cached model (loading or downloading it first if needed).
 
+        With ``control`` set, the ControlNet (``control_model`` or the family's default) is loaded
+        beside the model and its pipeline built with ``from_pipe`` on the model's components; with
+        ``loras``, their adapters are activated (and every other one disabled). INPAINT results
+        carry ``init_image``'s own pixels wherever the feathered mask is 0.
+
         Args:
             request: what to generate; ``seed=None`` draws a random seed (returned in the result).
             on_progress: called from this thread with ``ProgressEvent(stage="DOWNLOAD")`` while a hub
