@@ -65,6 +65,11 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
             label: {name: c.get("its") for name, c in model["contenders"].items()}
             for label, model in gpu["models"].items()
         }
+    controlnet = sections.get("controlnet")
+    if controlnet:
+        out["controlnet_step_time_over_plain"] = {
+            f"{c['model']} {c['size']}x{c['size']}": c["ratio_per_step"] for c in controlnet["cases"]
+        }
     return out
 
 
@@ -297,6 +302,30 @@ def _bake(section: dict[str, Any]) -> list[str]:
                     "the time (numpy here runs on one core), so the CPU time is the figure to compare.", ""]
 
 
+def _controlnet(section: dict[str, Any]) -> list[str]:
+    lines = [
+        "## 8. ControlNet overhead (time per denoising step, CPU)",
+        "",
+        ("One engine and model, a DEPTH ControlNet (`from_pipe` on the same components) vs no control; same "
+        "prompt, size, steps and seed; runs interleaved; per step = the engine's denoise time / steps; the "
+        "ratio is paired per round."),
+        "",
+        "| case | plain per step | ControlNet per step | ControlNet / plain | UNet / ControlNet params | CPU share |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for case in section["cases"]:
+        shares = [v for v in case["cpu_share"].values() if v is not None]
+        lines.append(
+            f"| {case['model']}, {case['size']}x{case['size']}, {case['steps']} steps, {case['runs']} runs"
+            f" | {case['per_step_ms']['plain']:.1f} ms | {case['per_step_ms']['controlnet']:.1f} ms"
+            f" | **{case['ratio_per_step']}** | {case['unet_params_m']} M / {case['controlnet_params_m']} M"
+            f" | {min(shares) if shares else '–'} |"
+        )
+    if section.get("note"):
+        lines.append(f"- {section['note']}")
+    return lines + [""]
+
+
 def render(results: dict[str, Any]) -> str:
     m = results["machine"]
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
@@ -330,4 +359,6 @@ def render(results: dict[str, Any]) -> str:
         lines += _geometry(sections["geometry"])
     if "bake" in sections:
         lines += _bake(sections["bake"])
+    if "controlnet" in sections:
+        lines += _controlnet(sections["controlnet"])
     return "\n".join(lines).rstrip() + "\n"

@@ -16,6 +16,9 @@ every comparison a paired ratio measured in one process:
                   the add-on's numpy z-buffer vs BVH ray casts vs a Cycles depth render.
 7. ``bake``     - whole-object bake (issue 11), no diffusion: a 2048² texture from 8 views of 512²
                   (texels from the UV map, gather from the views, fill + gutter), numpy only.
+8. ``controlnet`` - time per denoising step with a DEPTH ControlNet vs the plain pipeline (same engine,
+                  model and seed): tiny model at 64x64, SD-1.5-sized with an SD-1.5-ControlNet-sized
+                  ControlNet at 256x256 (``--quick``: tiny only).
 
     python bench/run.py [--quick] [--sections engine,roofline,...] [--runs N] [--compile]
                         [--model-dir DIR] [--out DIR]
@@ -45,6 +48,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))  # run as a script: bench/ holds the helper modules
 
+import controlnet_overhead
 import engine_vs_raw
 import gpu
 import object_bake
@@ -53,7 +57,7 @@ import roofline
 import sized_models
 import timing
 
-SECTIONS = ("engine", "roofline", "blender", "memory", "gpu", "geometry", "bake")
+SECTIONS = ("engine", "roofline", "blender", "memory", "gpu", "geometry", "bake", "controlnet")
 _T0 = time.perf_counter()
 
 
@@ -206,6 +210,24 @@ def section_gpu(models: Models, args: argparse.Namespace) -> dict[str, Any]:
                    compile_=not args.quick or reason is not None, dry_run=reason is not None, log=log)
 
 
+def section_controlnet(models: Models, args: argparse.Namespace) -> dict[str, Any]:
+    out: dict[str, Any] = {"cases": []}
+    log("controlnet: tiny model at 64x64")
+    tiny_cn = controlnet_overhead.build_controlnet(models.folder / "tiny-controlnet", models.tiny)
+    case = controlnet_overhead.measure(models.tiny, tiny_cn, size=64, steps=4, runs=3 if args.quick else 7)
+    case["model"] = "tiny SD + tiny ControlNet (tools/tiny_models.py)"
+    out["cases"].append(case)
+    if args.quick:
+        out["note"] = "--quick: the SD-1.5-sized case is left out"
+        return out
+    log("controlnet: SD-1.5-sized model and ControlNet at 256x256, 2 steps")
+    sized_cn = controlnet_overhead.build_controlnet(models.folder / "sd15-controlnet", models.sd15, real_size=True)
+    case = controlnet_overhead.measure(models.sd15, sized_cn, size=256, steps=2, runs=args.runs)
+    case["model"] = "SD-1.5-sized + SD-1.5-ControlNet-sized, random weights"
+    out["cases"].append(case)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny model, few runs (about a minute)")
@@ -261,6 +283,8 @@ def main(argv: list[str] | None = None) -> int:
                 results["sections"]["geometry"] = section_geometry(args, Path(scratch))
             if "bake" in selected:
                 results["sections"]["bake"] = section_bake(args)
+            if "controlnet" in selected:
+                results["sections"]["controlnet"] = section_controlnet(models, args)
     finally:
         if scratch_owner is not None:
             scratch_owner.cleanup()

@@ -121,15 +121,7 @@ def single_file_config(path: Path, *, cache_dir: str | None, offline: bool) -> P
             "ControlNet .safetensors file for control_model."
         )
     repo_id = DIFFUSERS_DEFAULT_PIPELINE_PATHS[model_type]["pretrained_model_name_or_path"]
-    folder = sources.cached_snapshot(repo_id, cache_dir)
-    if folder is not None and (folder / "config.json").is_file():
-        return folder
-    if sources.hub_offline(offline):
-        raise ModelNotFoundError(
-            f"{path.name} needs the configuration file of {repo_id} (a few KB), which is not in the model cache "
-            "and the hub may not be asked (offline); go online once so it can be downloaded."
-        )
-    return sources.resolve_hub_files(repo_id, lambda names: ["config.json"], cache_dir=cache_dir, offline=offline)
+    return sources.config_snapshot(repo_id, path.name, ["config.json"], cache_dir=cache_dir, offline=offline)
 
 
 def check_family(controlnet: Any, unet: Any, model_family: ModelFamily, name: str) -> None:

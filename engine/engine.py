@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import logging
+import math
 import secrets
 import threading
 import time
@@ -484,6 +485,8 @@ class Engine:
                 f"({type(error).__name__}: {str(error).strip().splitlines()[0][:200] if str(error).strip() else ''})."
             ) from error
         model.lora_adapters[str(lora.path)] = (adapter, lora)
+        # load_lora_weights makes the new adapter the active one: whatever was recorded is stale now.
+        model.lora_state = ((adapter, math.nan),)
         return adapter
 
     def _trim_loras(self, model: _LoadedModel, keep: set[str]) -> None:
@@ -506,6 +509,11 @@ class Engine:
         previews: bool = True,
     ) -> GenerationResult:
         """Validate and run ``request`` on the cached model (loading or downloading it first if needed).
+
+        With ``control`` set, the ControlNet (``control_model`` or the family's default) is loaded
+        beside the model and its pipeline built with ``from_pipe`` on the model's components; with
+        ``loras``, their adapters are activated (and every other one disabled). INPAINT results
+        carry ``init_image``'s own pixels wherever the feathered mask is 0.
 
         Args:
             request: what to generate; ``seed=None`` draws a random seed (returned in the result).

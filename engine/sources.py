@@ -574,6 +574,34 @@ def checkpoint_shapes(path: Path) -> dict[str, Any]:
     return dict(load_single_file_checkpoint(str(path), local_files_only=True))
 
 
+def config_snapshot(
+    repo_id: str, needed_by: str, patterns: list[str], *, cache_dir: str | None, offline: bool
+) -> Path:
+    """The cached snapshot of ``repo_id`` holding its configs (``patterns``), downloading only those if needed.
+
+    Single-file checkpoints carry weights but no diffusers configs: diffusers takes those from the
+    repo of the architecture it infers from the checkpoint's keys.
+    """
+    folder = cached_snapshot(repo_id, cache_dir)
+    if folder is not None and any(next(folder.glob(pattern), None) for pattern in patterns):
+        return folder
+    if hub_offline(offline):
+        raise ModelNotFoundError(
+            f"{needed_by} needs the configuration files of {repo_id} (a few KB), which are not in the model "
+            f"cache ({_cache_label(cache_dir)}) and {_offline_reason(offline)}; go online once so they can be "
+            "downloaded."
+        )
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, cache_dir=cache_dir, allow_patterns=patterns))
+    except _hub_errors() as error:
+        raise ModelNotFoundError(
+            f"Could not download the configuration files of {repo_id} that {needed_by} needs "
+            f"({type(error).__name__}); check the internet connection."
+        ) from error
+
+
 def single_file_config(
     path: Path,
     *,
@@ -596,23 +624,7 @@ def single_file_config(
             "base and inpainting checkpoints."
         )
     repo_id = DIFFUSERS_DEFAULT_PIPELINE_PATHS[model_type]["pretrained_model_name_or_path"]
-    folder = cached_snapshot(repo_id, cache_dir)
-    if folder is None:
-        if hub_offline(offline):
-            raise ModelNotFoundError(
-                f"{path.name} needs the configuration files of {repo_id} (a few KB), which are not in the model "
-                f"cache ({_cache_label(cache_dir)}) and {_offline_reason(offline)}; go online once so they can be "
-                "downloaded."
-            )
-        from huggingface_hub import snapshot_download
-
-        try:
-            folder = Path(snapshot_download(repo_id, cache_dir=cache_dir, allow_patterns=CONFIG_PATTERNS))
-        except _hub_errors() as error:
-            raise ModelNotFoundError(
-                f"Could not download the configuration files of {repo_id} that {path.name} needs "
-                f"({type(error).__name__}); check the internet connection."
-            ) from error
+    folder = config_snapshot(repo_id, path.name, CONFIG_PATTERNS, cache_dir=cache_dir, offline=offline)
     return SINGLE_FILE_TYPES[model_type], folder
 
 

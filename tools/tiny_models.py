@@ -276,7 +276,12 @@ def build_tiny_sdxl(folder: str | os.PathLike[str], *, seed: int = 0) -> Path:
 
 
 def build_tiny_controlnet(
-    folder: str | os.PathLike[str], base_model: str | os.PathLike[str], *, seed: int = 0, single_file: bool = False
+    folder: str | os.PathLike[str],
+    base_model: str | os.PathLike[str],
+    *,
+    seed: int = 0,
+    single_file: bool = False,
+    embedding_channels: tuple[int, ...] = (8, 16, 16, 32),
 ) -> Path:
     """A tiny ControlNet for the tiny model in ``base_model`` (``ControlNetModel.from_unet``), saved to ``folder``.
 
@@ -284,6 +289,7 @@ def build_tiny_controlnet(
     nothing; here they get small seeded random weights so the control image visibly steers the result.
     ``single_file=True`` also writes ``<folder>/tiny-controlnet.safetensors`` (diffusers key names, as
     single-file SDXL ControlNets are published); its config stays in ``folder``.
+    ``embedding_channels``: the control-image encoder's widths (real SD ControlNets: 16, 32, 96, 256).
 
     Returns:
         ``folder`` (``config.json`` + weights), or the ``.safetensors`` file with ``single_file``.
@@ -295,7 +301,7 @@ def build_tiny_controlnet(
     out = Path(folder)
     unet = UNet2DConditionModel.from_pretrained(str(base_model), subfolder="unet", local_files_only=True)
     torch.manual_seed(seed)
-    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16, 16, 32))
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=embedding_channels)
     with torch.no_grad():
         zero_convs = [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]
         for conv in [*zero_convs, controlnet.controlnet_cond_embedding.conv_out]:

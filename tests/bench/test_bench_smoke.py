@@ -26,7 +26,7 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
-    assert set(results["sections"]) == {"engine", "roofline", "blender", "gpu", "geometry", "bake"}
+    assert set(results["sections"]) == {"engine", "roofline", "blender", "gpu", "geometry", "bake", "controlnet"}
     case = results["sections"]["engine"]["cases"][0]
     assert case["engine_equals_raw_channels_last"] is True  # the engine's decode path is diffusers', bit for bit
     assert "engine / raw" in case["ratios"]
@@ -41,7 +41,7 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
     geometry = results["sections"]["geometry"]["sizes"]["128"]
     assert geometry["depth_agreement_with_zbuffer"]["cycles"] > 0.99  # the same frame and depth as a render
     for heading in ("## 1. Engine vs raw", "## 2. UNet step roofline", "## 3. Blender path", "## 4. Memory", "## 5. GPU",
-                    "## 6. Depth/normal images", "## 7. Whole-object bake"):
+                    "## 6. Depth/normal images", "## 7. Whole-object bake", "## 8. ControlNet overhead"):
         assert heading in markdown
     assert "Dry run on the CPU" in markdown
     bake = results["sections"]["bake"]
@@ -64,3 +64,21 @@ def test_gpu_section_is_skipped_without_cuda_not_faked(tmp_path: Path) -> None:
     gpu = json.loads((tmp_path / "results.json").read_text())["sections"]["gpu"]
     assert set(gpu) == {"skipped"} and "no CUDA device" in gpu["skipped"]
     assert "Skipped: no CUDA device" in (tmp_path / "results.md").read_text()
+
+
+def test_controlnet_section_measures_both_pipelines(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "bench" / "run.py"), "--quick", "--sections", "controlnet", "--out",
+         str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((tmp_path / "results.json").read_text())
+    (case,) = results["sections"]["controlnet"]["cases"]
+    assert case["per_step_ms"]["plain"] > 0 and case["per_step_ms"]["controlnet"] > 0 and case["ratio_per_step"] > 0
+    assert case["controlnet_params_m"] > 0
+    assert "## 6. ControlNet overhead" in (tmp_path / "results.md").read_text()
+    assert results["summary"]["controlnet_step_time_over_plain"]

@@ -3,7 +3,9 @@ the real diffusers ControlNet pipelines on tiny SD-1.x / SDXL models and tiny Co
 
 from __future__ import annotations
 
+import gc
 import importlib
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -172,8 +174,11 @@ def test_the_controlnet_is_cached_beside_the_model_and_freed_with_it(
     assert list(engine._model.controlnets.values()) == [controlnet] and engine.load_count == 1
     pipe = engine._model.pipelines[("TXT2IMG", key)]
     assert pipe.controlnet is controlnet
+    alive = weakref.ref(controlnet)
+    del controlnet, pipe
     engine.free()
-    assert engine.loaded_model() is None
+    gc.collect()
+    assert engine.loaded_model() is None and alive() is None  # freed with the model
 
 
 def test_single_file_controlnet_gives_the_folder_s_pixels(

@@ -78,6 +78,18 @@ def test_sdxl_lora_works_and_a_lora_of_another_family_is_refused_naming_both(
     np.testing.assert_array_equal(engine.generate(make_request(tiny_sdxl_model)).image, base)
 
 
+def test_a_refused_lora_list_leaves_no_lora_active(
+    new_engine: Any, make_request: Any, lora: Any, engine_api: Any, tiny_sd_model: Path, tiny_lora: Path,
+    tiny_lora_sdxl: Path,
+) -> None:
+    engine = new_engine()
+    base = engine.generate(make_request(tiny_sd_model)).image
+    # the first LoRA loads (diffusers activates it), the second is refused: the next plain run is the base
+    with pytest.raises(engine_api.EngineError, match=r"loras\[1\]"):
+        engine.generate(make_request(tiny_sd_model, loras=(lora(str(tiny_lora)), lora(str(tiny_lora_sdxl)))))
+    np.testing.assert_array_equal(engine.generate(make_request(tiny_sd_model)).image, base)
+
+
 def test_the_family_names_of_real_widths(engine_api: Any) -> None:
     import importlib
 
