@@ -6,6 +6,7 @@ when an engine is first asked for (``get_engine``).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import secrets
@@ -320,6 +321,7 @@ class Engine:
         *,
         on_progress: ProgressCallback | None = None,
         cancel_event: threading.Event | None = None,
+        recorder: Any = None,
     ) -> GenerationResult:
         """Validate and run ``request`` on the cached model (loading or downloading it first if needed).
 
@@ -329,6 +331,8 @@ class Engine:
                 model downloads (bytes) and ``ProgressEvent(stage="DENOISE")`` after every denoising
                 step (with a latent preview). It may raise ``GenerationCancelled`` to stop.
             cancel_event: set it from any thread to stop; the run ends at the next step boundary.
+            recorder: an ``insight.InsightRecorder`` that records this run's filmstrip / attention maps
+                (its ``images`` after the run); None records nothing and costs nothing.
 
         Returns:
             The RGBA image (float32, top row first, 0..1), the seed used and the recipe.
@@ -340,6 +344,8 @@ class Engine:
                 that says what to do.
         """
         request.validate()
+        if recorder is not None:
+            recorder.validate(request.prompt)
         seed = int(request.seed) if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
         clock = _RunClock()
         with self._lock:
@@ -353,15 +359,28 @@ class Engine:
                 self._set_vae_tiling(pipe, request)
                 kwargs = self._call_arguments(pipe, model, request, seed, on_progress, cancel_event, clock)
                 unet = pipe.unet
-                if request.seamless != "NONE" and hasattr(unet, "_orig_mod"):
-                    pipe.unet = unet._orig_mod  # compiled graphs know no circular padding: run eagerly
+                eager = request.seamless != "NONE" or (recorder is not None and recorder.attention)
+                if eager and hasattr(unet, "_orig_mod"):
+                    # compiled graphs know no circular padding nor recording processors: run eagerly
+                    pipe.unet = unet._orig_mod
                 hook = pipe.unet.register_forward_pre_hook(clock.on_unet_call)
                 self._clock = clock
                 try:
                     with seamless((pipe.unet, pipe.vae), request.seamless):
-                        latents = pipe(**kwargs).images
+                        insight = contextlib.nullcontext()
+                        if recorder is not None:
+                            insight = recorder.attach(pipe, kwargs, request.height, request.width)
+                        with insight:
+                            latents = pipe(**kwargs).images
                         _check_cancel(cancel_event)
                         images = self._decode(pipe, model, latents, clock)
+                        if recorder is not None:
+                            recorder.finish(
+                                images[0],
+                                model.family.name,
+                                lambda latent: self._decode(pipe, model, latent.to(self.device), _RunClock())[0],
+                                lambda: _check_cancel(cancel_event),
+                            )
                 except Exception as error:
                     if self.options.torch_compile and type(error).__module__.startswith(_COMPILER_MODULES):
                         detail = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
