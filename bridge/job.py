@@ -25,9 +25,10 @@ class JobEvent:
 class GenerationJob:
     """Runs one engine request, on a worker thread (``start``) or in the caller's thread (``run``)."""
 
-    def __init__(self, options: EngineOptions, request: GenerationRequest) -> None:
+    def __init__(self, options: EngineOptions, request: GenerationRequest, recorder: Any = None) -> None:
         self.options = options
         self.request = request
+        self.recorder = recorder  # an engine.insight.InsightRecorder, or None
         self.events: queue.Queue[JobEvent] = queue.Queue()
         self.cancel_event = threading.Event()
         self.stage = "LOAD"  # LOAD, then DOWNLOAD (bytes) or DENOISE (steps)
@@ -42,8 +43,7 @@ class GenerationJob:
         from ..engine import EngineError, GenerationCancelled, get_engine
 
         try:
-            engine = get_engine(self.options)
-            result = engine.generate(self.request, on_progress=self._on_progress, cancel_event=self.cancel_event)
+            result = self._generate(get_engine(self.options))
         except GenerationCancelled:
             self.events.put(JobEvent("cancelled"))
         except EngineError as error:
@@ -53,6 +53,12 @@ class GenerationJob:
             self.events.put(JobEvent("error", f"Generation failed ({type(error).__name__}): {error}"))
         else:
             self.events.put(JobEvent("done", result))
+
+    def _generate(self, engine) -> Any:
+        """The engine work of this job (a subclass may run several requests); raises as the engine does."""
+        return engine.generate(
+            self.request, on_progress=self._on_progress, cancel_event=self.cancel_event, recorder=self.recorder
+        )
 
     def _on_progress(self, event) -> None:
         self.events.put(JobEvent("progress", event))

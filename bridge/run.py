@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import bpy
 
-from . import capture, preview, requests, results
+from . import capture, insight, preview, requests, results
 from .job import GenerationJob, JobEvent, current_job, set_current_job
 
 
@@ -26,10 +26,14 @@ class Plan:
     target: str
     object_names: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    recorder: object = None  # engine.insight.InsightRecorder when the filmstrip / attention maps are asked for
 
 
-def prepare(context: bpy.types.Context) -> Plan:
-    """Check the settings and targets, capture the img2img source. Raises ValueError with a clear message."""
+def prepare(context: bpy.types.Context, *, place_result: bool = True) -> Plan:
+    """Check the settings and targets, capture the img2img source. Raises ValueError with a clear message.
+
+    ``place_result=False``: the result only becomes an image (comparison grids): no target is checked.
+    """
     if current_job() is not None:
         raise ValueError("A generation is already running: wait for it or cancel it first")
     check_engine_packages()
@@ -37,7 +41,9 @@ def prepare(context: bpy.types.Context) -> Plan:
     request = requests.request_from_settings(settings)
     requests.validate_settings(request)
     plan = Plan(request, requests.options_from_preferences(context), settings.target)
-    plan.object_names = target_objects(context, settings.target)
+    plan.recorder = insight.recorder_from_settings(settings)
+    if place_result:
+        plan.object_names = target_objects(context, settings.target)
     if settings.mode == "IMG2IMG":
         try:
             request.init_image = _capture(context, settings, plan)
@@ -95,11 +101,12 @@ def _capture(context, settings, plan: Plan):
 class GenerationRun:
     """A started generation: its job, its reports, and what it wrote."""
 
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, job: GenerationJob | None = None) -> None:
         self.plan = plan
-        self.job = GenerationJob(plan.options, plan.request)
+        self.job = job if job is not None else GenerationJob(plan.options, plan.request, plan.recorder)
         self.reports: list[tuple[str, str]] = [("INFO", note) for note in plan.notes]
         self.image: bpy.types.Image | None = None
+        self.insight_images: list[bpy.types.Image] = []
         set_current_job(self.job)
 
     def start(self) -> None:
@@ -148,6 +155,8 @@ class GenerationRun:
                                          self.plan.request.width, self.plan.request.height)
             changes.set(settings, "result_image", image)
             changes.set(settings, "seed", result.seed)
+            if self.plan.recorder is not None:
+                self.insight_images = insight.write_recorded(changes, image, self.plan.recorder, recipe)
         except Exception as error:  # anything half-written is undone; the console keeps the traceback
             traceback.print_exc()
             changes.rollback()
@@ -157,6 +166,8 @@ class GenerationRun:
         if not bpy.app.background:
             preview.show_result(context, image)
         self.reports.append(("INFO", f"Generated '{image.name}' (seed {result.seed})"))
+        if self.insight_images:
+            self.reports.append(("INFO", "Insight images: " + ", ".join(i.name for i in self.insight_images)))
         return "FINISHED"
 
     def abandon(self) -> None:

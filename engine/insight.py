@@ -13,15 +13,17 @@ import contextlib
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from . import sheets
-from .attention import CrossAttentionRecorder
-from .preview import latents_to_rgb
 from .tokens import group_words, is_word
+
+if TYPE_CHECKING:  # torch loads with the engine, not when the add-on builds a recorder
+    import torch
+
+    from .attention import CrossAttentionRecorder
 
 FILMSTRIP_THUMB = 256  # longest side of each frame on the contact sheet, pixels
 FILMSTRIP_COLUMNS = 4  # frames per row of the contact sheet
@@ -58,6 +60,8 @@ def predicted_clean(scheduler: Any, model_output: torch.Tensor, timestep: Any, s
     x0 = (x - sqrt(1 - alpha_bar) eps) / sqrt(alpha_bar); v prediction
     x0 = sqrt(alpha_bar) x - sqrt(1 - alpha_bar) v; "sample" prediction is x0 itself.
     """
+    import torch
+
     alpha = _alpha_bar(scheduler, timestep).to(sample.device, torch.float32)
     x, out = sample.float(), model_output.float()
     kind = scheduler.config.get("prediction_type", "epsilon")
@@ -126,18 +130,23 @@ class InsightRecorder:
                 kwargs["callback_on_step_end"] = self._wrap_callback(original_callback)
                 stack.callback(kwargs.__setitem__, "callback_on_step_end", original_callback)
             if self.attention:
+                from .attention import CrossAttentionRecorder
+
                 self.words = prompt_words(pipe.tokenizer, kwargs.get("prompt") or "")
                 self._attention = CrossAttentionRecorder(height // LATENT_SCALE, width // LATENT_SCALE)
                 stack.enter_context(self._attention.attached(pipe.unet))
             yield
 
     def _wrap_step(self, scheduler: Any, step: Callable[..., Any]) -> Callable[..., Any]:
+        import torch
+
         def recording_step(model_output: torch.Tensor, timestep: Any, sample: torch.Tensor, *args: Any, **kwargs: Any):
             out = step(model_output, timestep, sample, *args, **kwargs)
             parts = out if isinstance(out, tuple) else tuple(v for v in out.values())
             given = parts[1] if len(parts) > 1 and isinstance(parts[1], torch.Tensor) else None
             clean = given if given is not None else predicted_clean(scheduler, model_output, timestep, sample)
-            self._pending = (int(round(float(timestep))), sigma_of(scheduler, timestep), clean[:1].detach().float().cpu())
+            clean = clean[:1].detach().float().cpu()
+            self._pending = (int(round(float(timestep))), sigma_of(scheduler, timestep), clean)
             return out
 
         return recording_step
@@ -176,6 +185,8 @@ class InsightRecorder:
             self.images.extend(self._attention_images(result))
 
     def _filmstrip_sheet(self, family: str) -> InsightImage:
+        from .preview import latents_to_rgb
+
         tiles, labels = [], []
         total = len(self.frames)
         for frame in self.frames:
@@ -203,7 +214,8 @@ class InsightRecorder:
         scale = float(raw.max())
         self.word_maps = raw / scale if scale > 0 else raw
         out = []
-        for (word, positions), heat, peak in zip(self.words, self.word_maps, raw.reshape(len(raw), -1).max(axis=1), strict=True):
+        peaks = raw.reshape(len(raw), -1).max(axis=1)
+        for (word, positions), heat, peak in zip(self.words, self.word_maps, peaks, strict=True):
             grey = np.repeat(heat[:, :, None], 3, axis=2)
             recipe = {"insight": "attention", "token": word, "token_positions": positions, "peak": float(peak),
                       "normalised_by": scale}

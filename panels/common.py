@@ -7,6 +7,7 @@ def draw_prompt(layout, settings) -> None:
     col = layout.column(align=True)
     col.prop(settings, "prompt", text="", placeholder="Prompt", icon="TEXT")
     col.prop(settings, "negative_prompt", text="", placeholder="Negative prompt", icon="REMOVE")
+    draw_prompt_tokens(layout, settings)
 
 
 def draw_input(layout, settings) -> None:
@@ -73,3 +74,43 @@ def draw_generate(layout, settings) -> None:
         layout.operator("latent_textures.cancel", icon="CANCEL")
     if settings.result_image is not None:
         layout.label(text=settings.result_image.name, icon="IMAGE_DATA")
+
+
+def draw_prompt_tokens(layout, settings) -> None:
+    """Token counts against the text encoder's window (cached per model and prompt: cheap to draw)."""
+    import bpy
+
+    from ..bridge.prompt_tokens import token_lines
+
+    col = layout.column(align=True)
+    col.scale_y = 0.8
+    for text, icon in token_lines(bpy.context, settings):
+        col.label(text=text, icon=icon)
+
+
+def draw_insight(layout, settings) -> None:
+    """Filmstrip / attention-map recording and the comparison grid (docs/insight.md)."""
+    from ..engine.compare import ROW_EXPLANATION
+
+    col = layout.column(heading="Record", align=True)
+    col.prop(settings, "record_filmstrip")
+    col.prop(settings, "record_attention")
+    box = layout.box()
+    box.label(text="Comparison Grid", icon="IMGDISPLAY")
+    box.prop(settings, "compare_guidance")
+    box.prop(settings, "compare_axis", expand=True)
+    if settings.compare_axis == "SCHEDULER":
+        box.column(align=True).prop(settings, "compare_schedulers")
+    else:
+        box.prop(settings, "compare_steps")
+    explanation = box.column(align=True)
+    explanation.scale_y = 0.8
+    for line in _wrap(ROW_EXPLANATION, 48):
+        explanation.label(text=line)
+    box.operator("latent_textures.compare", icon="IMGDISPLAY")
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width)
