@@ -154,3 +154,35 @@ def test_token_lines_count_and_flag_ignored_words(tiny, tiny_sdxl_model):
     tiny.model = str(tiny_sdxl_model)
     (line,) = module("bridge.prompt_tokens").token_lines(bpy.context, tiny)
     assert line[1] == "ERROR" and "(both encoders)" in line[0] and line[0].endswith("zqfinal")
+
+
+def draw(panel_name):
+    from recording_layout import RecordingLayout
+
+    panel = getattr(bpy.types, panel_name)
+    log = []
+    holder = type("PanelInstance", (), {"layout": RecordingLayout(log)})()
+    assert panel.poll(bpy.context)
+    panel.draw(holder, bpy.context)
+    return log
+
+
+@pytest.mark.parametrize("panel_name", ["VIEW3D_PT_latent_textures_insight", "IMAGE_PT_latent_textures_insight"])
+def test_insight_panel(settings, panel_name):
+    log = draw(panel_name)
+    props = {entry[1] for entry in log if entry[0] == "prop"}
+    assert {"record_filmstrip", "record_attention", "compare_guidance", "compare_schedulers"} <= props
+    assert "compare_steps" not in props
+    assert ("operator", "latent_textures.compare") in log
+    assert any(entry[0] == "label" and "colours burn" in entry[1] for entry in log)
+    settings.compare_axis = "STEPS"
+    props = {entry[1] for entry in draw(panel_name) if entry[0] == "prop"}
+    assert "compare_steps" in props and "compare_schedulers" not in props
+
+
+def test_main_panel_shows_the_token_count(tiny):
+    labels = [entry[1:] for entry in draw("VIEW3D_PT_latent_textures") if entry[0] == "label"]
+    assert ("Prompt: 5/75 tokens", "INFO") in labels
+    tiny.model = "org/not-downloaded"
+    labels = [entry[1:] for entry in draw("VIEW3D_PT_latent_textures") if entry[0] == "label"]
+    assert ("Token count: once the model is on disk", "INFO") in labels

@@ -191,3 +191,19 @@ def test_tokenizer_folders_of_models(tiny_sd_model: Path, tiny_sdxl_model: Path,
     tiny_models.install_in_hf_cache(tiny_sd_model, tmp_path, "org/tiny")
     (folder,) = tokens.tokenizer_folders("org/tiny", cache_dir=str(tmp_path))
     assert tokens.count_tokens(folder, "red wall").tokens == ["red</w>", "wall</w>"]
+
+
+def test_token_counting_loads_no_torch(tiny_sd_model: Path) -> None:
+    """The panel counts tokens on Blender's main thread: only the tokenizer files, never torch/transformers."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.path.insert(0, 'tests'); from conftest import import_engine; e = import_engine(); "
+        "import importlib; t = importlib.import_module(e.__name__ + '.tokens'); "
+        f"print(t.count_tokens({str(tiny_sd_model / 'tokenizer')!r}, 'red wall').count, "
+        "'torch' in sys.modules, 'transformers' in sys.modules)"
+    )
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["2", "False", "False"]
