@@ -13,7 +13,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from ..engine import EngineOptions, GenerationRequest
+from ..engine import EngineOptions, GenerationRequest, UpscaleRequest
 
 
 @dataclass
@@ -25,7 +25,9 @@ class JobEvent:
 class GenerationJob:
     """Runs one engine request, on a worker thread (``start``) or in the caller's thread (``run``)."""
 
-    def __init__(self, options: EngineOptions, request: GenerationRequest, recorder: Any = None) -> None:
+    def __init__(
+        self, options: EngineOptions, request: GenerationRequest | UpscaleRequest, recorder: Any = None
+    ) -> None:
         self.options = options
         self.request = request
         self.recorder = recorder  # an engine.insight.InsightRecorder, or None
@@ -34,6 +36,7 @@ class GenerationJob:
         self.stage = "LOAD"  # LOAD, then DOWNLOAD (bytes) or DENOISE (steps)
         self.step = 0
         self.total = request.steps
+        self.part = self.parts = 0  # tile i of n (upscale); 0 = a single generation
         self.finished = False
 
     def start(self) -> None:
@@ -56,6 +59,8 @@ class GenerationJob:
 
     def _generate(self, engine) -> Any:
         """The engine work of this job (a subclass may run several requests); raises as the engine does."""
+        if isinstance(self.request, UpscaleRequest):
+            return engine.upscale(self.request, on_progress=self._on_progress, cancel_event=self.cancel_event)
         return engine.generate(
             self.request, on_progress=self._on_progress, cancel_event=self.cancel_event, recorder=self.recorder
         )
@@ -73,7 +78,8 @@ class GenerationJob:
         if self.stage == "DOWNLOAD":
             return f"Downloading model: {self.step / 1e6:,.0f} / {self.total / 1e6:,.0f} MB"
         if self.stage == "DENOISE" and self.step:
-            return f"Step {self.step}/{self.total}"
+            steps = f"Step {self.step}/{self.total}"
+            return f"Tile {self.part}/{self.parts} · {steps.lower()}" if self.parts else steps
         return "Loading model…"
 
     def drain(self) -> list[JobEvent]:
@@ -87,6 +93,7 @@ class GenerationJob:
             if event.kind == "progress":
                 payload = event.payload
                 self.stage, self.step, self.total = payload.stage, payload.step, payload.total
+                self.part, self.parts = payload.part, payload.parts
             else:
                 self.finished = True
             drained.append(event)

@@ -14,9 +14,11 @@ from .install_dependencies import LATENT_TEXTURES_OT_install_dependencies
 from .open_model_cache import LATENT_TEXTURES_OT_open_model_cache
 from .refresh_dependency_status import LATENT_TEXTURES_OT_refresh_dependency_status
 from .remove_cached_model import LATENT_TEXTURES_OT_remove_cached_model
+from .upscale import LATENT_TEXTURES_OT_upscale
 
 classes = (
     LATENT_TEXTURES_OT_generate,
+    LATENT_TEXTURES_OT_upscale,
     LATENT_TEXTURES_OT_cancel,
     LATENT_TEXTURES_OT_free_model,
     LATENT_TEXTURES_OT_browse_model,

@@ -3,7 +3,7 @@
 import bpy
 
 from ..properties import SCHEDULER_ITEMS
-from .generate import LATENT_TEXTURES_OT_generate
+from .job_modal import JobOperator
 
 AXIS_ITEMS = (
     ("SCHEDULER", "Schedulers", "One row per scheduler"),
@@ -11,7 +11,7 @@ AXIS_ITEMS = (
 )
 
 
-class LATENT_TEXTURES_OT_compare(bpy.types.Operator):
+class LATENT_TEXTURES_OT_compare(JobOperator, bpy.types.Operator):
     bl_idname = "latent_textures.compare"
     bl_label = "Compare"
     bl_description = (
@@ -33,15 +33,9 @@ class LATENT_TEXTURES_OT_compare(bpy.types.Operator):
         name="Steps", description="Step counts down the column, comma separated ('' = the scene's)", default="",
     )
 
-    # Generate's modal run (worker thread, timer, Esc, headless path), shared as its functions: a registered
-    # operator class cannot be the base of another one (Blender then loses the first one's Python class).
-    TIMER_INTERVAL = LATENT_TEXTURES_OT_generate.TIMER_INTERVAL
-    poll = LATENT_TEXTURES_OT_generate.poll
-    invoke = LATENT_TEXTURES_OT_generate.invoke
-    execute = LATENT_TEXTURES_OT_generate.execute
-    modal = LATENT_TEXTURES_OT_generate.modal
-    cancel = LATENT_TEXTURES_OT_generate.cancel
-    _forward = LATENT_TEXTURES_OT_generate._forward
+    @classmethod
+    def poll(cls, context):
+        return context.scene is not None and hasattr(context.scene, "latent_textures")
 
     def _start(self, context):
         from ..bridge import compare
