@@ -1,6 +1,6 @@
 """The benchmark: ``make bench`` (= ``python bench/run.py``) -> bench/results.json + bench/results.md.
 
-Five sections (issue 6), each figure a median of several runs after a warm-up,
+Six sections (issue 6; insight: issue 13), each figure a median of several runs after a warm-up,
 every comparison a paired ratio measured in one process:
 
 1. ``engine``   - engine vs raw diffusers, wall time: tiny model at 64x64 and 256x256 (4 steps),
@@ -12,6 +12,8 @@ every comparison a paired ratio measured in one process:
 4. ``memory``   - (same process as 3) peak RSS of a generate in bpy; RSS after ``free_model``.
 5. ``gpu``      - CUDA only (else reported as skipped): SD-1.5/SDXL-sized, 512/1024, 20 steps, fp16,
                   raw vs engine with each speed option on and off.
+6. ``insight``  - (issue 13) Generate with the filmstrip / attention maps present but off vs each one on
+                  (tiny model, 128x128), and the panel's token count.
 
     python bench/run.py [--quick] [--sections engine,roofline,...] [--runs N] [--compile]
                         [--model-dir DIR] [--out DIR]
@@ -43,12 +45,13 @@ sys.path.insert(0, str(BENCH))  # run as a script: bench/ holds the helper modul
 
 import engine_vs_raw
 import gpu
+import insight
 import report
 import roofline
 import sized_models
 import timing
 
-SECTIONS = ("engine", "roofline", "blender", "memory", "gpu")
+SECTIONS = ("engine", "roofline", "blender", "memory", "gpu", "insight")
 _T0 = time.perf_counter()
 
 
@@ -184,6 +187,11 @@ def section_gpu(models: Models, args: argparse.Namespace) -> dict[str, Any]:
                    compile_=not args.quick or reason is not None, dry_run=reason is not None, log=log)
 
 
+def section_insight(models: Models, args: argparse.Namespace) -> dict[str, Any]:
+    log("insight: Generate with the filmstrip / attention maps present but off, and each one on")
+    return insight.measure(models.tiny, size=64 if args.quick else 128, steps=4, runs=2 if args.quick else 7)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny model, few runs (about a minute)")
@@ -235,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
                 results["sections"]["blender"] = section_blender(models, args, "memory" in selected, Path(scratch))
             if "gpu" in selected:
                 results["sections"]["gpu"] = section_gpu(models, args)
+            if "insight" in selected:
+                results["sections"]["insight"] = section_insight(models, args)
     finally:
         if scratch_owner is not None:
             scratch_owner.cleanup()

@@ -150,6 +150,42 @@ class Engine:
         self._model: _LoadedModel | None = None
         self._clock: _RunClock | None = None  # the running generation's clock
         self._lock = threading.RLock()
+        self.preview_decoder = "LINEAR"  # see set_preview_decoder
+        self._preview_source: str | None = None
+        self._tiny_previews: dict[tuple[str, str | None], Any] = {}  # (family, source) -> TinyDecoderPreview
+        self._tiny_preview: Any = None  # the running generation's, or None (linear)
+
+    def set_preview_decoder(self, kind: str, source: str | None = None) -> None:
+        """The live preview's decoder: ``LINEAR`` (default, no model) or ``TAESD`` (the tiny VAE of the family,
+        downloaded on first use with online access; ``source``: a local ``AutoencoderTiny`` folder instead).
+        Without it on disk and offline, the preview falls back to ``LINEAR``."""
+        from .preview_decoder import PREVIEW_DECODERS
+
+        if kind not in PREVIEW_DECODERS:
+            raise ValueError(f"preview decoder must be one of {', '.join(PREVIEW_DECODERS)}; got {kind!r}.")
+        self.preview_decoder, self._preview_source = kind, source
+
+    def _preview_for(self, family: str) -> Any:
+        """The tiny decoder for this run, or None for the linear preview (also where it cannot be had)."""
+        if self.preview_decoder != "TAESD":
+            return None
+        key = (family, self._preview_source)
+        if key not in self._tiny_previews:
+            from .preview_decoder import load_tiny_decoder, tiny_decoder_folder
+
+            folder = self._preview_source or tiny_decoder_folder(
+                family, cache_dir=self.options.cache_dir, offline=self.options.offline
+            )
+            if folder is None:
+                log.warning("No tiny preview decoder for %s on disk and offline: using the linear preview.", family)
+                return None
+            self._tiny_previews[key] = load_tiny_decoder(folder, self.device, self.dtype)
+        return self._tiny_previews[key]
+
+    def _preview(self, latents: Any, family: str) -> np.ndarray | None:
+        if self._tiny_preview is not None:
+            return self._tiny_preview(latents)
+        return latents_to_rgb(latents, family)
 
     # --- model cache ----------------------------------------------------------------------------------
 
@@ -173,6 +209,8 @@ class Engine:
                 self._model.controlnets.clear()
                 self._model.lora_adapters.clear()
                 self._model = None
+            self._tiny_previews.clear()
+            self._tiny_preview = None
             devices.empty_cache(self.device)
 
     def load(
@@ -544,6 +582,7 @@ class Engine:
                 pipe.scheduler = make_scheduler(request.scheduler, model.scheduler_config, request.steps)
                 self._set_vae_tiling(pipe, request)
                 mask = inpaint.feather_mask(request.mask_image, request.mask_blur) if request.mode == "INPAINT" else None
+                self._tiny_preview = self._preview_for(model.family.name) if on_progress is not None else None
                 kwargs = self._call_arguments(pipe, model, request, seed, on_progress, cancel_event, clock)
                 kwargs.update(_task_arguments(request, task, mask, controlled=controlnet_key is not None))
                 kwargs = {k: v for k, v in kwargs.items() if k in inspect.signature(pipe.__call__).parameters}
@@ -719,7 +758,7 @@ class Engine:
             _check_cancel(cancel_event)
             if on_progress is not None:
                 total = getattr(pipe, "num_timesteps", None) or request.steps
-                on_progress(ProgressEvent(step + 1, int(total), latents_to_rgb(tensors["latents"], family)))
+                on_progress(ProgressEvent(step + 1, int(total), self._preview(tensors["latents"], family)))
                 _check_cancel(cancel_event)
             return tensors
 

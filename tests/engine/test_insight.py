@@ -207,3 +207,54 @@ def test_token_counting_loads_no_torch(tiny_sd_model: Path) -> None:
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", script], cwd=root, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["2", "False", "False"]
+
+
+# --- sharp live preview (TAESD) ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny_autoencoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny ``AutoencoderTiny`` (the TAESD architecture) built from its config and saved like a download."""
+    import torch
+    from diffusers import AutoencoderTiny
+
+    torch.manual_seed(0)
+    vae = AutoencoderTiny(
+        encoder_block_out_channels=(8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8),
+        num_encoder_blocks=(1, 1, 1, 1),
+        num_decoder_blocks=(1, 1, 1, 1),
+    )
+    folder = tmp_path_factory.mktemp("taesd")
+    vae.save_pretrained(folder)
+    return folder
+
+
+def test_tiny_decoder_preview_is_full_size_and_changes_no_pixels(
+    new_engine: Any, make_request: Any, tiny_sd_model: Path, tiny_autoencoder: Path
+) -> None:
+    engine = new_engine()
+    request = make_request(tiny_sd_model, width=64, height=96)
+    linear: list[Any] = []
+    plain = engine.generate(request, on_progress=linear.append)
+    assert linear[-1].preview.shape == (12, 8, 3)  # one pixel per latent pixel
+    engine.set_preview_decoder("TAESD", source=str(tiny_autoencoder))
+    sharp: list[Any] = []
+    result = engine.generate(request, on_progress=sharp.append)
+    assert [e.step for e in sharp] == [1, 2, 3]
+    for event in sharp:
+        assert event.preview.shape == (96, 64, 3) and event.preview.dtype == np.float32
+        assert np.isfinite(event.preview).all() and 0 <= event.preview.min() and event.preview.max() <= 1
+    np.testing.assert_array_equal(result.image, plain.image)
+
+
+def test_tiny_decoder_offline_and_not_cached_falls_back_to_linear(
+    new_engine: Any, make_request: Any, tiny_sd_model: Path, tmp_path: Path
+) -> None:
+    engine = new_engine(offline=True, cache_dir=str(tmp_path))
+    engine.set_preview_decoder("TAESD")
+    events: list[Any] = []
+    engine.generate(make_request(tiny_sd_model), on_progress=events.append)
+    assert events[-1].preview.shape == (8, 8, 3)
+    with pytest.raises(ValueError, match="preview decoder must be one of"):
+        engine.set_preview_decoder("SHARPEST")
