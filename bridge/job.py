@@ -31,6 +31,7 @@ class GenerationJob:
         self.options = options
         self.request = request
         self.recorder = recorder  # an engine.insight.InsightRecorder, or None
+        self.preview_decoder = "LINEAR"  # the live preview's decoder (Engine.set_preview_decoder)
         self.events: queue.Queue[JobEvent] = queue.Queue()
         self.cancel_event = threading.Event()
         self.stage = "LOAD"  # LOAD, then DOWNLOAD (bytes) or DENOISE (steps)
@@ -59,6 +60,7 @@ class GenerationJob:
 
     def _generate(self, engine) -> Any:
         """The engine work of this job (a subclass may run several requests); raises as the engine does."""
+        engine.set_preview_decoder(self.preview_decoder)
         if isinstance(self.request, UpscaleRequest):
             return engine.upscale(self.request, on_progress=self._on_progress, cancel_event=self.cancel_event)
         return engine.generate(

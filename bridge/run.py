@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import bpy
 
+from ..preferences import get_preferences
 from . import capture, insight, preview, requests, results
 from .job import GenerationJob, JobEvent, current_job, set_current_job
 
@@ -27,6 +28,7 @@ class Plan:
     object_names: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     recorder: object = None  # engine.insight.InsightRecorder when the filmstrip / attention maps are asked for
+    preview_decoder: str = "LINEAR"  # the preference "Live Preview"
 
 
 def prepare(context: bpy.types.Context, *, place_result: bool = True) -> Plan:
@@ -41,6 +43,7 @@ def prepare(context: bpy.types.Context, *, place_result: bool = True) -> Plan:
     requests.validate_settings(request)
     plan = Plan(request, requests.options_from_preferences(context), settings.target)
     plan.recorder = insight.recorder_from_settings(settings)
+    plan.preview_decoder = getattr(get_preferences(context), "preview_decoder", "LINEAR")
     if place_result:
         plan.object_names = target_objects(context, settings.target)
     if settings.mode == "IMG2IMG":
@@ -108,6 +111,7 @@ class GenerationRun:
     def __init__(self, plan: Plan, job: GenerationJob | None = None) -> None:
         self.plan = plan
         self.job = job if job is not None else GenerationJob(plan.options, plan.request, plan.recorder)
+        self.job.preview_decoder = getattr(plan, "preview_decoder", "LINEAR")
         self.reports: list[tuple[str, str]] = [("INFO", note) for note in plan.notes]
         self.image: bpy.types.Image | None = None
         self.insight_images: list[bpy.types.Image] = []

@@ -186,3 +186,17 @@ def test_main_panel_shows_the_token_count(tiny):
     tiny.model = "org/not-downloaded"
     labels = [entry[1:] for entry in draw("VIEW3D_PT_latent_textures") if entry[0] == "label"]
     assert ("Token count: once the model is on disk", "INFO") in labels
+
+
+def test_sharp_preview_preference_offline_falls_back(tiny, addon):
+    """Live Preview = Sharp (TAESD) without the tiny decoder on disk and no online access: Generate still works."""
+    prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences
+    bpy.ops.latent_textures.generate()
+    plain = np.array(tiny.result_image.pixels[:])
+    prefs.preview_decoder = "TAESD"
+    try:
+        assert module("bridge.requests").options_from_preferences(bpy.context).offline
+        assert bpy.ops.latent_textures.generate() == {"FINISHED"}
+    finally:
+        prefs.preview_decoder = "LINEAR"
+    np.testing.assert_array_equal(np.array(tiny.result_image.pixels[:]), plain)
