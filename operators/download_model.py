@@ -27,9 +27,10 @@ class LATENT_TEXTURES_OT_download_model(WatchJobMixin, bpy.types.Operator):
 
     def execute(self, context):
         from ..dependencies import blender
-        from ..dependencies.download import DownloadJob
+        from ..dependencies.download import DownloadJob, download_variant
         from ..dependencies.hf_cache import cached_model, validate_repo_id
         from ..dependencies.state import STATE
+        from ..preferences import get_preferences
 
         try:
             repo_id = validate_repo_id(self.repo_id)
@@ -39,7 +40,7 @@ class LATENT_TEXTURES_OT_download_model(WatchJobMixin, bpy.types.Operator):
         if STATE.downloading(repo_id):
             self.report({"ERROR"}, f"{repo_id} is already downloading")
             return {"CANCELLED"}
-        cache_dir = blender.model_cache_dir(context)
+        cache_dir = get_preferences(context).resolved_model_cache_dir()
         cached = cached_model(cache_dir, repo_id)
         if cached is not None and cached.complete:
             self.report({"INFO"}, f"{repo_id} is already downloaded ({cache_dir})")
@@ -48,7 +49,11 @@ class LATENT_TEXTURES_OT_download_model(WatchJobMixin, bpy.types.Operator):
         if not blender.online_access():
             self.report({"ERROR"}, blender.offline_reason(repo_id))
             return {"CANCELLED"}
-        job = DownloadJob(blender.python_executable(), blender.engine_search_path(), repo_id, cache_dir)
+        prefs = get_preferences(context)
+        devices = STATE.status.devices if STATE.status is not None else ()
+        variant = download_variant(prefs.device, prefs.precision, devices)  # the files the engine will load
+        job = DownloadJob(blender.python_executable(), blender.engine_search_path(), repo_id, cache_dir,
+                          variant=variant)
         STATE.downloads[repo_id] = job
         self._job = job
         if blender.wants_modal(self, context):
