@@ -50,6 +50,10 @@ def _command(name: str):
         from .run import run_generate
 
         return run_generate
+    if name == "compare":
+        from .compare import run_compare
+
+        return run_compare
     from .models import run_models
 
     return run_models

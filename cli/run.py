@@ -37,14 +37,14 @@ def _select(context, names: list[str]) -> None:
     context.view_layer.objects.active = context.scene.objects[names[0]]
 
 
-def _generate_one(context, job: plan.Job, index: int, total: int, progress: support.Progress):
+def _generate_one(context, job: plan.Job, index: int, total: int, progress: support.Progress, frames: dict):
     settings = context.scene.latent_textures
     settings.prompt = job.prompt
     _select(context, job.objects)
     progress.start_image(index, job.label())
     captured = io.StringIO()  # the operator's reports (printed on stdout): replayed on stderr
     try:
-        with _watching(progress), contextlib.redirect_stdout(captured):
+        with _watching(progress), _filmstrips(frames), contextlib.redirect_stdout(captured):
             outcome = bpy.ops.latent_textures.generate()
     except RuntimeError as error:
         progress.fail_image()
@@ -60,6 +60,15 @@ def _generate_one(context, job: plan.Job, index: int, total: int, progress: supp
     recipe = image["latent_textures"].to_dict() if "latent_textures" in image else {}
     progress.finish_image(f"'{image.name}', seed {recipe.get('seed', settings.seed)}")
     return image, recipe
+
+
+@contextlib.contextmanager
+def _filmstrips(frames: dict):
+    """Keep the full-size filmstrip frames of the generations run meanwhile, by result image name."""
+    from ..bridge.insight import filmstrip_listener
+
+    with filmstrip_listener(frames.__setitem__):
+        yield
 
 
 def _replay(text: str, skip: tuple[str, ...]) -> None:
@@ -94,12 +103,15 @@ def run_generate(args) -> int:
     context = bpy.context
     with model_cache(args.model_cache) as cache_dir:
         planned = plan.plan_generation(args, context, cache_dir, prompts_from_file)
+        if args.filmstrip:
+            context.scene.latent_textures.record_filmstrip = True
+        frames: dict = {}
         progress = support.Progress(sys.stderr, len(planned.jobs))
         results = []
         with _kept_selection(context):
             for index, job in enumerate(planned.jobs, start=1):
-                results.append(_generate_one(context, job, index, len(planned.jobs), progress))
-    written = write_outputs(results, planned.source, out, texture_dir)
+                results.append(_generate_one(context, job, index, len(planned.jobs), progress, frames))
+    written = write_outputs(results, planned.source, out, texture_dir, frames if args.filmstrip else None)
     for path in written:
         say(f"Wrote {path}")
     noun = "texture" if len(results) == 1 else "textures"
