@@ -13,7 +13,7 @@ recorder: the ordinary Generate):
 
 Also the prompt token count the panel shows: loading a tokenizer once, and a count.
 
-    python bench/insight.py [--model DIR] [--size 128] [--steps 4] [--runs 7] [--json]
+    python bench/insight.py [--model DIR] [--size 128] [--steps 4] [--runs 7] [--threads N] [--json]
 """
 
 from __future__ import annotations
@@ -34,7 +34,21 @@ import timing
 PROMPT = "red brick wall, moss, wet stone tiles"
 
 
-def measure(model: Path, *, size: int, steps: int, runs: int, warmup: int = 1) -> dict[str, Any]:
+def measure(
+    model: Path, *, size: int, steps: int, runs: int, warmup: int = 1, threads: int | None = None
+) -> dict[str, Any]:
+    import torch
+
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return _measure(model, size=size, steps=steps, runs=runs, warmup=warmup)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _measure(model: Path, *, size: int, steps: int, runs: int, warmup: int) -> dict[str, Any]:
     engine_api = timing.import_engine()
     insight = importlib.import_module(engine_api.__name__ + ".insight")
     engine = engine_api.Engine(engine_api.EngineOptions(device="CPU"))
@@ -116,11 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's; 1 is steadier on a busy machine)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the markdown table")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="lt_bench_insight_") as scratch:
         model = Path(args.model) if args.model else timing.import_tiny_models().build_tiny_sd(Path(scratch) / "tiny")
-        section = measure(model, size=args.size, steps=args.steps, runs=args.runs)
+        section = measure(model, size=args.size, steps=args.steps, runs=args.runs, threads=args.threads)
     print(json.dumps(section, indent=1) if args.json else "\n".join(render(section)))
     return 0
 
