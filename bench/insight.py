@@ -81,10 +81,22 @@ def _measure(model: Path, *, size: int, steps: int, runs: int, warmup: int) -> d
         "ratios_vs_off": {
             name: round(timing.paired_ratio(samples, name, "off"), 3) for name in samples if name != "off"
         },
+        # CPU seconds (wall x CPU share x threads) per run, paired the same way: steadier than wall time
+        # when other processes take the cores (CPU share well below 1).
+        "cpu_ratios_vs_off": {
+            name: round(_cpu_ratio(samples[name], samples["off"]), 3) for name in samples if name != "off"
+        },
         "pixels_identical_with_recording": identical,
     }
     out["tokens"] = _tokens(model, engine_api)
     return out
+
+
+def _cpu_ratio(subject: timing.Samples, off: timing.Samples) -> float:
+    import statistics
+
+    cpu = [[t * c for t, c in zip(s.times, s.cpu_share, strict=True)] for s in (subject, off)]
+    return statistics.median(a / b for a, b in zip(*cpu, strict=True))
 
 
 def _tokens(model: Path, engine_api: Any) -> dict[str, Any]:
@@ -107,12 +119,13 @@ def render(section: dict[str, Any]) -> list[str]:
         f"{section['model']}, {section['size']}x{section['size']}, {section['steps']} steps, "
         f"{section['threads']} thread(s); paired ratios vs `off` (the ordinary Generate).",
         "",
-        "| contender | median s | ratio vs off |",
-        "|---|---|---|",
+        "| contender | median s | CPU share | wall time vs off | CPU time vs off |",
+        "|---|---|---|---|---|",
     ]
     for name, times in section["times_s"].items():
         ratio = section["ratios_vs_off"].get(name, 1.0)
-        lines.append(f"| {name} | {times['median']} | {ratio} |")
+        cpu = section.get("cpu_ratios_vs_off", {}).get(name, 1.0)
+        lines.append(f"| {name} | {times['median']} | {times['cpu_share']} | {ratio} | {cpu} |")
     tokens = section["tokens"]
     lines += [
         "",
