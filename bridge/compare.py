@@ -92,6 +92,7 @@ class CompareRun(run.GenerationRun):
         try:
             name = results.image_name(recipe["prompt"], seed) + " compare"
             image = create_insight_image(changes, name, grid, recipe)
+            changes.commit()
         except Exception as error:
             traceback.print_exc()
             changes.rollback()

@@ -26,12 +26,17 @@ class GenerationJob:
     """Runs one engine request, on a worker thread (``start``) or in the caller's thread (``run``)."""
 
     def __init__(
-        self, options: EngineOptions, request: GenerationRequest | UpscaleRequest, recorder: Any = None
+        self,
+        options: EngineOptions,
+        request: GenerationRequest | UpscaleRequest,
+        recorder: Any = None,
+        previews: bool = True,
     ) -> None:
         self.options = options
         self.request = request
         self.recorder = recorder  # an engine.insight.InsightRecorder, or None
         self.preview_decoder = "LINEAR"  # the live preview's decoder (Engine.set_preview_decoder)
+        self.previews = previews  # headless nobody sees them: the engine skips computing them
         self.events: queue.Queue[JobEvent] = queue.Queue()
         self.cancel_event = threading.Event()
         self.stage = "LOAD"  # LOAD, then DOWNLOAD (bytes) or DENOISE (steps)
@@ -41,7 +46,9 @@ class GenerationJob:
         self.finished = False
 
     def start(self) -> None:
-        threading.Thread(target=self.run, name="latent_textures_generate", daemon=True).start()
+        thread = threading.Thread(target=self.run, name="latent_textures_generate", daemon=True)
+        _workers.append(thread)
+        thread.start()
 
     def run(self) -> None:
         from ..engine import EngineError, GenerationCancelled, get_engine
@@ -57,15 +64,16 @@ class GenerationJob:
             self.events.put(JobEvent("error", f"Generation failed ({type(error).__name__}): {error}"))
         else:
             self.events.put(JobEvent("done", result))
+        finally:
+            self.request = None  # the source image goes with it: finished runs are kept around by Blender
 
     def _generate(self, engine) -> Any:
         """The engine work of this job (a subclass may run several requests); raises as the engine does."""
         engine.set_preview_decoder(self.preview_decoder)
+        progress = {"on_progress": self._on_progress, "cancel_event": self.cancel_event, "previews": self.previews}
         if isinstance(self.request, UpscaleRequest):
-            return engine.upscale(self.request, on_progress=self._on_progress, cancel_event=self.cancel_event)
-        return engine.generate(
-            self.request, on_progress=self._on_progress, cancel_event=self.cancel_event, recorder=self.recorder
-        )
+            return engine.upscale(self.request, **progress)
+        return engine.generate(self.request, recorder=self.recorder, **progress)
 
     def _on_progress(self, event) -> None:
         self.events.put(JobEvent("progress", event))
@@ -104,6 +112,13 @@ class GenerationJob:
 
 _current_job: GenerationJob | None = None
 _progress_listeners: list[Callable[[Any], None]] = []
+_workers: list[threading.Thread] = []
+
+
+def busy_workers() -> list[threading.Thread]:
+    """Worker threads still running, including those of cancelled runs that have not reached a step boundary yet."""
+    _workers[:] = [thread for thread in _workers if thread.is_alive()]
+    return list(_workers)
 
 
 @contextlib.contextmanager

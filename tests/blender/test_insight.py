@@ -189,7 +189,7 @@ def test_main_panel_shows_the_token_count(tiny):
 
 
 def test_sharp_preview_preference_offline_falls_back(tiny, addon):
-    """Live Preview = Sharp (TAESD) without the tiny decoder on disk and no online access: Generate still works."""
+    """Live Preview = Sharp (TAESD), no tiny decoder on disk, offline: Generate works (headless: no previews)."""
     prefs = bpy.context.preferences.addons[ADDON_MODULE].preferences
     bpy.ops.latent_textures.generate()
     plain = np.array(tiny.result_image.pixels[:])
