@@ -67,6 +67,16 @@ class LatentTexturesPreferences(bpy.types.AddonPreferences):
         ),
         default=False,
     )
+    preview_decoder: bpy.props.EnumProperty(
+        name="Live Preview",
+        description="How the live preview is drawn while the model paints",
+        items=(
+            ("LINEAR", "Fast", "A blocky colour estimate from the latents: no extra model, no cost"),
+            ("TAESD", "Sharp (TAESD)", "A tiny VAE decodes every step at full size (about 10 MB, downloaded on "
+             "first use with online access; falls back to Fast offline)"),
+        ),
+        default="LINEAR",
+    )
     torch_build: bpy.props.EnumProperty(
         name="PyTorch Build",
         description="Which PyTorch build Install Dependencies downloads (Automatic: from this machine's GPU)",
@@ -93,6 +103,7 @@ class LatentTexturesPreferences(bpy.types.AddonPreferences):
         col.prop(self, "attention_slicing")
         col.prop(self, "cpu_offload")
         col.prop(self, "torch_compile")
+        col.prop(self, "preview_decoder")
 
 
 # -- drawing (reads the cached state only: nothing here probes, walks big folders or touches the network) --

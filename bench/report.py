@@ -59,6 +59,9 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
         if "memory_sd15" in blender:
             out["sd15_generate_peak_rss_mb"] = round(blender["memory_sd15"]["peak_rss_mb"])
             out["sd15_rss_after_free_mb"] = round(blender["memory_sd15"]["rss_after_free_mb"])
+    insight = sections.get("insight")
+    if insight:
+        out["insight_time_over_off"] = insight["ratios_vs_off"]
     gpu = sections.get("gpu")
     if gpu:
         out["gpu"] = gpu.get("skipped") or {
@@ -361,4 +364,8 @@ def render(results: dict[str, Any]) -> str:
         lines += _bake(sections["bake"])
     if "controlnet" in sections:
         lines += _controlnet(sections["controlnet"])
+    if "insight" in sections:
+        from insight import render as render_insight  # bench/insight.py (bench/ is the script folder)
+
+        lines += render_insight(sections["insight"])
     return "\n".join(lines).rstrip() + "\n"

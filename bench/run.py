@@ -1,6 +1,6 @@
 """The benchmark: ``make bench`` (= ``python bench/run.py``) -> bench/results.json + bench/results.md.
 
-Five sections (issue 6), each figure a median of several runs after a warm-up,
+Six sections (issue 6; insight: issue 13), each figure a median of several runs after a warm-up,
 every comparison a paired ratio measured in one process:
 
 1. ``engine``   - engine vs raw diffusers, wall time: tiny model at 64x64 and 256x256 (4 steps),
@@ -19,6 +19,8 @@ every comparison a paired ratio measured in one process:
 8. ``controlnet`` - time per denoising step with a DEPTH ControlNet vs the plain pipeline (same engine,
                   model and seed): tiny model at 64x64, SD-1.5-sized with an SD-1.5-ControlNet-sized
                   ControlNet at 256x256 (``--quick``: tiny only).
+9. ``insight``  - (issue 13) Generate with the filmstrip / attention maps present but off vs each one on
+                  (tiny model, 128x128), and the panel's token count.
 
     python bench/run.py [--quick] [--sections engine,roofline,...] [--runs N] [--compile]
                         [--model-dir DIR] [--out DIR]
@@ -52,12 +54,13 @@ import controlnet_overhead
 import engine_vs_raw
 import gpu
 import object_bake
+import insight
 import report
 import roofline
 import sized_models
 import timing
 
-SECTIONS = ("engine", "roofline", "blender", "memory", "gpu", "geometry", "bake", "controlnet")
+SECTIONS = ("engine", "roofline", "blender", "memory", "gpu", "geometry", "bake", "controlnet", "insight")
 _T0 = time.perf_counter()
 
 
@@ -226,6 +229,9 @@ def section_controlnet(models: Models, args: argparse.Namespace) -> dict[str, An
     case["model"] = "SD-1.5-sized + SD-1.5-ControlNet-sized, random weights"
     out["cases"].append(case)
     return out
+def section_insight(models: Models, args: argparse.Namespace) -> dict[str, Any]:
+    log("insight: Generate with the filmstrip / attention maps present but off, and each one on")
+    return insight.measure(models.tiny, size=64 if args.quick else 128, steps=4, runs=2 if args.quick else 7)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -285,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
                 results["sections"]["bake"] = section_bake(args)
             if "controlnet" in selected:
                 results["sections"]["controlnet"] = section_controlnet(models, args)
+            if "insight" in selected:
+                results["sections"]["insight"] = section_insight(models, args)
     finally:
         if scratch_owner is not None:
             scratch_owner.cleanup()

@@ -26,10 +26,18 @@ class JobEvent:
 class GenerationJob:
     """Runs one engine request, on a worker thread (``start``) or in the caller's thread (``run``)."""
 
-    def __init__(self, options: EngineOptions, request: GenerationRequest | UpscaleRequest, previews: bool = True,
-                 upscale: UpscaleRequest | None = None) -> None:
+    def __init__(
+        self,
+        options: EngineOptions,
+        request: GenerationRequest | UpscaleRequest,
+        recorder: Any = None,
+        previews: bool = True,
+        upscale: UpscaleRequest | None = None,
+    ) -> None:
         self.options = options
         self.request = request
+        self.recorder = recorder  # an engine.insight.InsightRecorder, or None
+        self.preview_decoder = "LINEAR"  # the live preview's decoder (Engine.set_preview_decoder)
         self.previews = previews  # headless nobody sees them: the engine skips computing them
         self.upscale = upscale  # run on the generated image (Upscale After Generate)
         self.events: queue.Queue[JobEvent] = queue.Queue()
@@ -49,13 +57,7 @@ class GenerationJob:
         from ..engine import EngineError, GenerationCancelled, get_engine
 
         try:
-            engine = get_engine(self.options)
-            run = engine.upscale if isinstance(self.request, UpscaleRequest) else engine.generate
-            result = run(self.request, on_progress=self._on_progress, cancel_event=self.cancel_event,
-                         previews=self.previews)
-            if self.upscale is not None:
-                result = _upscaled(engine, result, self.upscale, on_progress=self._on_progress,
-                                   cancel_event=self.cancel_event, previews=self.previews)
+            result = self._generate(get_engine(self.options))
         except GenerationCancelled:
             self.events.put(JobEvent("cancelled"))
         except EngineError as error:
@@ -67,6 +69,17 @@ class GenerationJob:
             self.events.put(JobEvent("done", result))
         finally:
             self.request = None  # the source image goes with it: finished runs are kept around by Blender
+
+    def _generate(self, engine) -> Any:
+        """The engine work of this job (a subclass may run several requests); raises as the engine does."""
+        engine.set_preview_decoder(self.preview_decoder)
+        progress = {"on_progress": self._on_progress, "cancel_event": self.cancel_event, "previews": self.previews}
+        if isinstance(self.request, UpscaleRequest):
+            return engine.upscale(self.request, **progress)
+        result = engine.generate(self.request, recorder=self.recorder, **progress)
+        if self.upscale is not None:
+            result = _upscaled(engine, result, self.upscale, **progress)
+        return result
 
     def _on_progress(self, event) -> None:
         self.events.put(JobEvent("progress", event))

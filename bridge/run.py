@@ -16,7 +16,8 @@ from typing import Callable
 import bpy
 import numpy as np
 
-from . import capture, geometry, masks, preview, projection, requests, results
+from ..preferences import get_preferences
+from . import capture, geometry, insight, masks, preview, projection, requests, results
 from .job import GenerationJob, JobEvent, current_job, set_current_job
 
 
@@ -44,19 +45,27 @@ class Plan:
     projection: ProjectionCapture | None = None
     upscale: object = None  # Upscale After Generate: an UpscaleRequest without its image yet
     mask_name: str | None = None  # INPAINT: the mask Image used (None: the source's alpha)
+    recorder: object = None  # engine.insight.InsightRecorder when the filmstrip / attention maps are asked for
+    preview_decoder: str = "LINEAR"  # the preference "Live Preview"
 
 
-def prepare(context: bpy.types.Context) -> Plan:
-    """Check the settings and targets, capture the img2img source. Raises ValueError with a clear message."""
+def prepare(context: bpy.types.Context, *, place_result: bool = True) -> Plan:
+    """Check the settings and targets, capture the img2img source. Raises ValueError with a clear message.
+
+    ``place_result=False``: the result only becomes an image (comparison grids): no target is checked.
+    """
     check_no_job_running()
     check_engine_packages()
     settings = context.scene.latent_textures
     request = requests.request_from_settings(settings)
     requests.validate_settings(request)
     plan = Plan(request, requests.options_from_preferences(context), settings.target)
+    plan.recorder = insight.recorder_from_settings(settings)
+    plan.preview_decoder = getattr(get_preferences(context), "preview_decoder", "LINEAR")
     plan.keep_history = settings.keep_history
-    plan.upscale = requests.upscale_after_generate(settings, request)
-    plan.object_names = target_objects(context, settings.target)
+    plan.upscale = requests.upscale_after_generate(settings, request) if place_result else None
+    if place_result:
+        plan.object_names = target_objects(context, settings.target)
     objects = [bpy.data.objects[name] for name in plan.object_names]
     plan.object_ids = [object_identity(obj) for obj in objects]
     if settings.control != "NONE" and context.scene.camera is None:
@@ -66,7 +75,7 @@ def prepare(context: bpy.types.Context) -> Plan:
         # The mask first: a bad mask is refused before a render is spent on the source.
         request.mask_image = _mask(settings, plan)
         requests.validate_settings(request)
-    if settings.target == "PROJECT":
+    if place_result and settings.target == "PROJECT":
         if settings.mode in ("IMG2IMG", "INPAINT") and settings.source == "VIEWPORT" and will_capture_viewport(context):
             problem = capture.viewport_projection_problem(capture.viewport_area(context), context.scene)
             if problem:
@@ -184,12 +193,16 @@ def _capture(context, settings, plan: Plan):
 class GenerationRun:
     """A started generation: its job, its reports, and what it wrote."""
 
-    def __init__(self, plan: Plan) -> None:
+    def __init__(self, plan: Plan, job: GenerationJob | None = None) -> None:
         self.plan = plan
-        self.job = GenerationJob(plan.options, plan.request, previews=not bpy.app.background,
-                                 upscale=getattr(plan, "upscale", None))
+        if job is None:
+            job = GenerationJob(plan.options, plan.request, getattr(plan, "recorder", None),
+                                previews=not bpy.app.background, upscale=getattr(plan, "upscale", None))
+        self.job = job
+        self.job.preview_decoder = getattr(plan, "preview_decoder", "LINEAR")
         self.reports: list[tuple[str, str]] = [("INFO", note) for note in plan.notes]
         self.image: bpy.types.Image | None = None
+        self.insight_images: list[bpy.types.Image] = []
         # Set by the modal operator: removes its timer and status text (also when the add-on is disabled).
         self.on_end: Callable[[], None] | None = None
         self.ended = False
@@ -249,6 +262,9 @@ class GenerationRun:
             image = self.create_image(changes, result)
             changes.set(settings, "result_image", image)
             changes.set(settings, "seed", result.seed)
+            if self.plan.recorder is not None:
+                recipe = dict(result.recipe, target=self.plan.target)
+                self.insight_images = insight.write_recorded(changes, image, self.plan.recorder, recipe)
         except Exception as error:  # anything half-written is undone; the console keeps the traceback
             traceback.print_exc()
             changes.rollback()
@@ -262,6 +278,8 @@ class GenerationRun:
         if not bpy.app.background:
             preview.show_result(context, image)
         self.reports.append(("INFO", f"Generated '{image.name}' (seed {result.seed})"))
+        if self.insight_images:
+            self.reports.append(("INFO", "Insight images: " + ", ".join(i.name for i in self.insight_images)))
         return "FINISHED"
 
     def create_image(self, changes: results.Changes, result) -> bpy.types.Image:

@@ -12,7 +12,8 @@ the same arguments.
 One job per module: ``arguments`` parses and checks the command line,
 ``models`` lists the model cache, ``plan`` turns the arguments and the scene
 into generations, ``run`` runs them through ``bpy.ops.latent_textures.generate()``,
-``writer`` writes the outputs all or nothing, ``support`` holds the pure helpers
+``writer`` writes the outputs all or nothing, ``compare`` runs a comparison grid
+(``bpy.ops.latent_textures.compare()``), ``support`` holds the pure helpers
 (names, prompts files, PNG text, progress). Registration imports nothing heavy:
 only the standard library, bpy and the add-on's settings.
 """
@@ -54,6 +55,10 @@ def _command(name: str):
         from .upscale import run_upscale
 
         return run_upscale
+    if name == "compare":
+        from .compare import run_compare
+
+        return run_compare
     from .models import run_models
 
     return run_models

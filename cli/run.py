@@ -37,19 +37,22 @@ def _select(context, names: list[str]) -> None:
     context.view_layer.objects.active = context.scene.objects[names[0]]
 
 
-def _generate_one(context, job: plan.Job, index: int, total: int, progress: support.Progress):
+def _generate_one(context, job: plan.Job, index: int, total: int, progress: support.Progress, frames: dict):
     context.scene.latent_textures.prompt = job.prompt
     _select(context, job.objects)
-    return run_operator(context, bpy.ops.latent_textures.generate, {}, job.label(), index, total, progress)
+    return run_operator(context, bpy.ops.latent_textures.generate, {}, job.label(), index, total, progress,
+                        frames=frames)
 
 
-def run_operator(context, operator, options: dict, label: str, index: int, total: int, progress: support.Progress):
+def run_operator(context, operator, options: dict, label: str, index: int, total: int, progress: support.Progress,
+                 *, frames: dict | None = None):
     """One image through ``operator(**options)`` with its per-step progress; returns ``(image, recipe)``."""
     settings = context.scene.latent_textures
     progress.start_image(index, label)
     captured = io.StringIO()  # the operator's reports (printed on stdout): replayed on stderr
     try:
-        with _watching(progress), contextlib.redirect_stdout(captured):
+        keep_frames = _filmstrips(frames) if frames is not None else contextlib.nullcontext()
+        with _watching(progress), keep_frames, contextlib.redirect_stdout(captured):
             outcome = operator(**options)
     except RuntimeError as error:
         progress.fail_image()
@@ -65,6 +68,15 @@ def run_operator(context, operator, options: dict, label: str, index: int, total
     recipe = image["latent_textures"].to_dict() if "latent_textures" in image else {}
     progress.finish_image(f"'{image.name}', seed {recipe.get('seed', settings.seed)}")
     return image, recipe
+
+
+@contextlib.contextmanager
+def _filmstrips(frames: dict):
+    """Keep the full-size filmstrip frames of the generations run meanwhile, by result image name."""
+    from ..bridge.insight import filmstrip_listener
+
+    with filmstrip_listener(frames.__setitem__):
+        yield
 
 
 def _replay(text: str, skip: tuple[str, ...]) -> None:
@@ -99,12 +111,15 @@ def run_generate(args) -> int:
     context = bpy.context
     with model_cache(args.model_cache) as cache_dir:
         planned = plan.plan_generation(args, context, cache_dir, prompts_from_file)
+        if args.filmstrip:
+            context.scene.latent_textures.record_filmstrip = True
+        frames: dict = {}
         progress = support.Progress(sys.stderr, len(planned.jobs))
         results = []
         with _kept_selection(context):
             for index, job in enumerate(planned.jobs, start=1):
-                results.append(_generate_one(context, job, index, len(planned.jobs), progress))
-    written = write_outputs(results, planned.source, out, texture_dir)
+                results.append(_generate_one(context, job, index, len(planned.jobs), progress, frames))
+    written = write_outputs(results, planned.source, out, texture_dir, frames if args.filmstrip else None)
     for path in written:
         say(f"Wrote {path}")
     noun = "texture" if len(results) == 1 else "textures"

@@ -61,7 +61,31 @@ def write_png(writer: Writer, image, recipe: dict, source: str | None, final: Pa
     writer.commit(temp, final)
 
 
-def write_outputs(results, source: str | None, out: Path | None, texture_dir: Path | None) -> list[Path]:
+def write_filmstrip(writer: Writer, image, frames: list, source: str | None, stem: str, folder: Path) -> list[Path]:
+    """``<stem>_filmstrip.png`` (the contact sheet, with its recipe) and ``<stem>_filmstrip/step_NNN.png``."""
+    import numpy as np
+    from PIL import Image
+
+    sheet = bpy.data.images.get(f"{image.name} filmstrip")
+    written = []
+    if sheet is not None:
+        final = folder / f"{stem}_filmstrip.png"
+        write_png(writer, sheet, sheet["latent_textures"].to_dict(), source, final)
+        written.append(final)
+    frame_dir = folder / f"{stem}_filmstrip"
+    writer.ensure_dir(frame_dir)
+    for frame in frames:
+        final = frame_dir / f"step_{frame.step:03d}.png"
+        temp = writer.temp_path(final, ".png")
+        pixels = np.clip(np.rint(frame.image[..., :3] * 255.0), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels, "RGB").save(temp, format="PNG")
+        writer.commit(temp, final)
+        written.append(final)
+    return written
+
+
+def write_outputs(results, source: str | None, out: Path | None, texture_dir: Path | None,
+                  filmstrips: dict | None = None) -> list[Path]:
     writer = Writer()
     written = []
     try:
@@ -74,6 +98,9 @@ def write_outputs(results, source: str | None, out: Path | None, texture_dir: Pa
                     done.add(final)
                     write_png(writer, image, recipe, source, final)
                     written.append(final)
+                    if filmstrips and image.name in filmstrips:
+                        stem = support.output_stem(recipe, source)
+                        written += write_filmstrip(writer, image, filmstrips[image.name], source, stem, texture_dir)
         if out is not None:
             writer.ensure_dir(out.parent)
             temp = writer.temp_path(out, ".blend")

@@ -152,6 +152,42 @@ class Engine:
         self._model: _LoadedModel | None = None
         self._clock: _RunClock | None = None  # the running generation's clock
         self._lock = threading.RLock()
+        self.preview_decoder = "LINEAR"  # see set_preview_decoder
+        self._preview_source: str | None = None
+        self._tiny_previews: dict[tuple[str, str | None], Any] = {}  # (family, source) -> TinyDecoderPreview
+        self._tiny_preview: Any = None  # the running generation's, or None (linear)
+
+    def set_preview_decoder(self, kind: str, source: str | None = None) -> None:
+        """The live preview's decoder: ``LINEAR`` (default, no model) or ``TAESD`` (the tiny VAE of the family,
+        downloaded on first use with online access; ``source``: a local ``AutoencoderTiny`` folder instead).
+        Without it on disk and offline, the preview falls back to ``LINEAR``."""
+        from .preview_decoder import PREVIEW_DECODERS
+
+        if kind not in PREVIEW_DECODERS:
+            raise ValueError(f"preview decoder must be one of {', '.join(PREVIEW_DECODERS)}; got {kind!r}.")
+        self.preview_decoder, self._preview_source = kind, source
+
+    def _preview_for(self, family: str) -> Any:
+        """The tiny decoder for this run, or None for the linear preview (also where it cannot be had)."""
+        if self.preview_decoder != "TAESD":
+            return None
+        key = (family, self._preview_source)
+        if key not in self._tiny_previews:
+            from .preview_decoder import load_tiny_decoder, tiny_decoder_folder
+
+            folder = self._preview_source or tiny_decoder_folder(
+                family, cache_dir=self.options.cache_dir, offline=self.options.offline
+            )
+            if folder is None:
+                log.warning("No tiny preview decoder for %s on disk and offline: using the linear preview.", family)
+                return None
+            self._tiny_previews[key] = load_tiny_decoder(folder, self.device, self.dtype)
+        return self._tiny_previews[key]
+
+    def _preview(self, latents: Any, family: str) -> np.ndarray | None:
+        if self._tiny_preview is not None:
+            return self._tiny_preview(latents)
+        return latents_to_rgb(latents, family)
 
     # --- model cache ----------------------------------------------------------------------------------
 
@@ -175,6 +211,8 @@ class Engine:
                 self._model.controlnets.clear()
                 self._model.lora_adapters.clear()
                 self._model = None
+            self._tiny_previews.clear()
+            self._tiny_preview = None
             devices.empty_cache(self.device)
 
     def load(
@@ -507,6 +545,7 @@ class Engine:
         on_progress: ProgressCallback | None = None,
         cancel_event: threading.Event | None = None,
         previews: bool = True,
+        recorder: Any = None,
     ) -> GenerationResult:
         """Validate and run ``request`` on the cached model (loading or downloading it first if needed).
 
@@ -523,6 +562,8 @@ class Engine:
             cancel_event: set it from any thread to stop; the run ends at the next step boundary.
             previews: False skips computing the per-step preview (``ProgressEvent.preview`` is None):
                 nobody sees it headless.
+            recorder: an ``insight.InsightRecorder`` that records this run's filmstrip / attention maps
+                (its ``images`` after the run); None records nothing and costs nothing.
 
         Returns:
             The RGBA image (float32, top row first, 0..1), the seed used and the recipe.
@@ -535,6 +576,8 @@ class Engine:
                 that says what to do.
         """
         request.validate()
+        if recorder is not None:
+            recorder.validate(request.prompt)
         seed = int(request.seed) if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
         clock = _RunClock()
         with self._lock:
@@ -555,22 +598,39 @@ class Engine:
                 # image's wrap itself (decode_wrapped) and only the UNet (and ControlNet) pad circularly.
                 wrap_decode = request.seamless if vae_tiled else "NONE"
                 mask = inpaint.feather_mask(request.mask_image, request.mask_blur) if request.mode == "INPAINT" else None
+                use_tiny = on_progress is not None and previews
+                self._tiny_preview = self._preview_for(model.family.name) if use_tiny else None
                 kwargs = self._call_arguments(pipe, model, request, seed, on_progress, cancel_event, clock,
                                               previews)
                 kwargs.update(_task_arguments(request, task, mask, controlled=controlnet_key is not None))
                 kwargs = {k: v for k, v in kwargs.items() if k in inspect.signature(pipe.__call__).parameters}
                 unet = pipe.unet
-                if request.seamless != "NONE" and hasattr(unet, "_orig_mod"):
-                    pipe.unet = unet._orig_mod  # compiled graphs know no circular padding: run eagerly
+                eager = request.seamless != "NONE" or (recorder is not None and recorder.attention)
+                if eager and hasattr(unet, "_orig_mod"):
+                    # compiled graphs know no circular padding nor recording processors: run eagerly
+                    pipe.unet = unet._orig_mod
                 hook = pipe.unet.register_forward_pre_hook(clock.on_unet_call)
                 self._clock = clock
                 controlnet = (pipe.controlnet,) if controlnet_key is not None else ()
                 try:
                     patched = (pipe.unet, *controlnet) + (() if wrap_decode != "NONE" else (pipe.vae,))
                     with seamless(patched, request.seamless):
-                        latents = pipe(**kwargs).images
+                        insight = contextlib.nullcontext()
+                        if recorder is not None:
+                            insight = recorder.attach(pipe, kwargs, request.height, request.width)
+                        with insight:
+                            latents = pipe(**kwargs).images
                         _check_cancel(cancel_event)
                         images = self._decode(pipe, model, latents, clock, wrap=wrap_decode)
+                        if recorder is not None:
+                            recorder.finish(
+                                images[0],
+                                model.family.name,
+                                lambda latent: self._decode(
+                                    pipe, model, latent.to(self.device), _RunClock(), wrap=wrap_decode
+                                )[0],
+                                lambda: _check_cancel(cancel_event),
+                            )
                 except Exception as error:
                     if self.options.torch_compile and type(error).__module__.startswith(_COMPILER_MODULES):
                         detail = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
@@ -726,7 +786,7 @@ class Engine:
             _check_cancel(cancel_event)
             if on_progress is not None:
                 total = getattr(pipe, "num_timesteps", None) or request.steps
-                preview = latents_to_rgb(tensors["latents"], family) if previews else None
+                preview = self._preview(tensors["latents"], family) if previews else None
                 on_progress(ProgressEvent(step + 1, int(total), preview))
                 _check_cancel(cancel_event)
             return tensors

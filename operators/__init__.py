@@ -6,6 +6,7 @@ from .browse_model import LATENT_TEXTURES_OT_browse_model
 from .cancel import LATENT_TEXTURES_OT_cancel
 from .cancel_dependency_install import LATENT_TEXTURES_OT_cancel_dependency_install
 from .cancel_model_download import LATENT_TEXTURES_OT_cancel_model_download
+from .compare import LATENT_TEXTURES_OT_compare
 from .download_model import LATENT_TEXTURES_OT_download_model
 from .free_model import LATENT_TEXTURES_OT_free_model
 from .generate import LATENT_TEXTURES_OT_generate
@@ -32,6 +33,7 @@ classes = (
     LATENT_TEXTURES_OT_remove_cached_model,
     LATENT_TEXTURES_OT_lora_add,
     LATENT_TEXTURES_OT_lora_remove,
+    LATENT_TEXTURES_OT_compare,
 )
 
 register, _unregister_classes = bpy.utils.register_classes_factory(classes)

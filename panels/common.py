@@ -7,6 +7,7 @@ def draw_prompt(layout, settings) -> None:
     col = layout.column(align=True)
     col.prop(settings, "prompt", text="", placeholder="Prompt", icon="TEXT")
     col.prop(settings, "negative_prompt", text="", placeholder="Negative prompt", icon="REMOVE")
+    draw_prompt_tokens(layout, settings)
 
 
 def draw_input(layout, settings) -> None:
@@ -106,6 +107,8 @@ def draw_upscale(layout, settings) -> None:
                 layout.label(text=f"x{factor} too large for this machine", icon="ERROR")
                 break
     layout.prop(settings, "upscale_after")
+
+
 def draw_control(layout, settings) -> None:
     """Geometry conditioning: what the scene camera sees steers the image."""
     from ..engine.control import default_control_model
@@ -137,3 +140,41 @@ def draw_loras(layout, settings) -> None:
     col.operator("latent_textures.lora_remove", text="", icon="REMOVE")
     if len(settings.loras) == 0:
         layout.label(text="Add a .safetensors file, or type a repo id into a row", icon="INFO")
+def draw_prompt_tokens(layout, settings) -> None:
+    """Token counts against the text encoder's window (cached per model and prompt: cheap to draw)."""
+    import bpy
+
+    from ..bridge.prompt_tokens import token_lines
+
+    col = layout.column(align=True)
+    col.scale_y = 0.8
+    for text, icon in token_lines(bpy.context, settings):
+        col.label(text=text, icon=icon)
+
+
+def draw_insight(layout, settings) -> None:
+    """Filmstrip / attention-map recording and the comparison grid (docs/insight.md)."""
+    from ..engine.compare import ROW_EXPLANATION
+
+    col = layout.column(heading="Record", align=True)
+    col.prop(settings, "record_filmstrip")
+    col.prop(settings, "record_attention")
+    box = layout.box()
+    box.label(text="Comparison Grid", icon="IMGDISPLAY")
+    box.prop(settings, "compare_guidance")
+    box.prop(settings, "compare_axis", expand=True)
+    if settings.compare_axis == "SCHEDULER":
+        box.column(align=True).prop(settings, "compare_schedulers")
+    else:
+        box.prop(settings, "compare_steps")
+    explanation = box.column(align=True)
+    explanation.scale_y = 0.8
+    for line in _wrap(ROW_EXPLANATION, 48):
+        explanation.label(text=line)
+    box.operator("latent_textures.compare", icon="IMGDISPLAY")
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width)

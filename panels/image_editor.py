@@ -47,4 +47,16 @@ class IMAGE_PT_latent_textures_upscale(LatentTexturesPanel, bpy.types.Panel):
         common.draw_upscale(self.layout, context.scene.latent_textures)
 
 
-classes = (IMAGE_PT_latent_textures, IMAGE_PT_latent_textures_sampling, IMAGE_PT_latent_textures_control, IMAGE_PT_latent_textures_upscale)
+class IMAGE_PT_latent_textures_insight(LatentTexturesPanel, bpy.types.Panel):
+    bl_label = "Insight"
+    bl_space_type = "IMAGE_EDITOR"
+    bl_parent_id = "IMAGE_PT_latent_textures"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        common.draw_insight(self.layout, context.scene.latent_textures)
+
+
+classes = (IMAGE_PT_latent_textures, IMAGE_PT_latent_textures_sampling, IMAGE_PT_latent_textures_control,
+           IMAGE_PT_latent_textures_upscale,
+           IMAGE_PT_latent_textures_insight)

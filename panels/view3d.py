@@ -75,6 +75,17 @@ class VIEW3D_PT_latent_textures_upscale(LatentTexturesPanel, bpy.types.Panel):
         common.draw_upscale(self.layout, context.scene.latent_textures)
 
 
+class VIEW3D_PT_latent_textures_insight(LatentTexturesPanel, bpy.types.Panel):
+    bl_label = "Insight"
+    bl_space_type = "VIEW_3D"
+    bl_parent_id = "VIEW3D_PT_latent_textures"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        common.draw_insight(self.layout, context.scene.latent_textures)
+
+
 classes = (VIEW3D_PT_latent_textures, VIEW3D_PT_latent_textures_sampling, VIEW3D_PT_latent_textures_model,
            VIEW3D_PT_latent_textures_control, VIEW3D_PT_latent_textures_loras,
-           VIEW3D_PT_latent_textures_upscale)
+           VIEW3D_PT_latent_textures_upscale,
+           VIEW3D_PT_latent_textures_insight)

@@ -26,7 +26,11 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
-    assert set(results["sections"]) == {"engine", "roofline", "blender", "gpu", "geometry", "bake", "controlnet"}
+    assert set(results["sections"]) == {"engine", "roofline", "blender", "gpu", "geometry", "bake", "controlnet",
+                                        "insight"}
+    insight = results["sections"]["insight"]
+    assert insight["pixels_identical_with_recording"] is True
+    assert {"recorder, nothing on", "filmstrip", "attention", "off after recording"} <= set(insight["ratios_vs_off"])
     case = results["sections"]["engine"]["cases"][0]
     assert case["engine_equals_raw_channels_last"] is True  # the engine's decode path is diffusers', bit for bit
     assert "engine / raw" in case["ratios"]
@@ -80,5 +84,5 @@ def test_controlnet_section_measures_both_pipelines(tmp_path: Path) -> None:
     (case,) = results["sections"]["controlnet"]["cases"]
     assert case["per_step_ms"]["plain"] > 0 and case["per_step_ms"]["controlnet"] > 0 and case["ratio_per_step"] > 0
     assert case["controlnet_params_m"] > 0
-    assert "## 6. ControlNet overhead" in (tmp_path / "results.md").read_text()
+    assert "## 8. ControlNet overhead" in (tmp_path / "results.md").read_text()
     assert results["summary"]["controlnet_step_time_over_plain"]

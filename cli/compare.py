@@ -1,0 +1,88 @@
+"""``compare``: one labelled grid of guidance values x schedulers (or step counts), through the real operator."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import sys
+import time
+from pathlib import Path
+
+import bpy
+
+from . import plan, support
+from .arguments import check_numbers
+from .errors import CommandError, UsageError, operator_message, say
+from .models import model_cache
+from .run import _replay, _watching
+from .writer import Writer, write_png
+
+
+def _png_path(value: str) -> Path:
+    path = Path(os.path.abspath(os.path.expanduser(value)))
+    if path.suffix.lower() != ".png":
+        raise UsageError(f"--out-png must be a .png file path, got {value}")
+    if path.is_dir():
+        raise UsageError(f"--out-png is a folder, not a file: {path}")
+    return path
+
+
+def run_compare(args) -> int:
+    started = time.monotonic()
+    png = _png_path(args.out_png)
+    out = None
+    if args.out:
+        out = Path(os.path.abspath(os.path.expanduser(args.out)))
+        if out.suffix.lower() != ".blend":
+            raise UsageError(f"--out must be a .blend file path, got {args.out}")
+    check_numbers(args)
+    plan.open_scene(args.blend)
+    context = bpy.context
+    settings = context.scene.latent_textures
+    with model_cache(args.model_cache) as cache_dir:
+        if args.prompt is not None:
+            settings.prompt = args.prompt
+        if not settings.prompt.strip():
+            raise UsageError("no prompt: pass --prompt TEXT")
+        model = plan._checked_model(args, settings, cache_dir)
+        plan._apply_settings(args, settings, model)
+        progress = support.Progress(sys.stderr, 1)
+        progress.start_image(1, "comparison grid")
+        captured = io.StringIO()
+        names_before = set(bpy.data.images.keys())
+        try:
+            with _watching(progress), contextlib.redirect_stdout(captured):
+                bpy.ops.latent_textures.compare(
+                    guidance=args.guidance_values, axis=args.rows, schedulers=args.schedulers, steps=args.step_counts
+                )
+        except RuntimeError as error:
+            progress.fail_image()
+            _replay(captured.getvalue(), skip=("Error:",))
+            raise CommandError(operator_message(error)) from None
+        grids = [bpy.data.images[n] for n in bpy.data.images.keys() if n not in names_before]
+        if len(grids) != 1:
+            raise CommandError("the comparison did not produce a grid image")
+        grid = grids[0]
+        recipe = grid["latent_textures"].to_dict()
+        progress.finish_image(f"'{grid.name}', seed {recipe.get('seed')}")
+    writer = Writer()
+    written = []
+    try:
+        writer.ensure_dir(png.parent)
+        write_png(writer, grid, recipe, None, png)
+        written.append(png)
+        if out is not None:
+            writer.ensure_dir(out.parent)
+            temp = writer.temp_path(out, ".blend")
+            with contextlib.redirect_stdout(io.StringIO()):
+                bpy.ops.wm.save_as_mainfile(filepath=str(temp), check_existing=False, copy=True)
+            writer.commit(temp, out)
+            written.append(out)
+    except Exception as error:
+        writer.rollback()
+        raise CommandError(f"could not write the outputs (nothing was kept): {error}") from None
+    for path in written:
+        say(f"Wrote {path}")
+    say(f"Done: comparison grid in {support.format_seconds(time.monotonic() - started)}")
+    return 0
