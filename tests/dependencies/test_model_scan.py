@@ -1,0 +1,237 @@
+"""Model folders and Hugging Face caches scanned from file headers: kind, family, inpainting, problems.
+
+The SD 1.x checkpoint is the real tiny one (``tools/tiny_models.build_tiny_single_file``, loadable by
+diffusers); the other layouts are written with the tensor names real files of their kind carry and
+checked against diffusers' own model-type inference where diffusers has one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+from deps_support import import_dependencies
+
+model_scan = import_dependencies("model_scan")
+hf_cache = import_dependencies("hf_cache")
+
+DTYPE_BYTES = {"F16": 2, "F32": 4}
+
+
+def write_safetensors(path: Path, shapes: dict[str, tuple[int, ...]], metadata: dict[str, str] | None = None) -> Path:
+    """A valid safetensors file with zero-filled F16 tensors of ``shapes`` (the format written by hand:
+    the scanner must agree with the specification, not with one library's writer)."""
+    header: dict[str, Any] = {}
+    offset = 0
+    for name, shape in shapes.items():
+        count = 1
+        for dim in shape:
+            count *= dim
+        header[name] = {"dtype": "F16", "shape": list(shape), "data_offsets": [offset, offset + 2 * count]}
+        offset += 2 * count
+    if metadata:
+        header["__metadata__"] = metadata
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(offset))
+    return path
+
+
+UNET = "model.diffusion_model."
+SDXL_CHECKPOINT = {
+    UNET + "input_blocks.0.0.weight": (320, 4, 3, 3),
+    UNET + "label_emb.0.0.weight": (1280, 2816),
+    UNET + "input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight": (640, 2048),
+    "conditioner.embedders.0.transformer.text_model.embeddings.position_embedding.weight": (77, 768),
+    "conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_proj.bias": (1280,),
+    "conditioner.embedders.1.model.positional_embedding": (77, 1280),
+    "first_stage_model.encoder.conv_in.weight": (128, 3, 3, 3),
+}
+SD2_INPAINT_CHECKPOINT = {
+    UNET + "input_blocks.0.0.weight": (320, 9, 3, 3),
+    UNET + "input_blocks.2.1.transformer_blocks.0.attn2.to_k.weight": (320, 1024),
+    "cond_stage_model.model.token_embedding.weight": (49408, 8),
+}
+SDXL_KOHYA_LORA = {
+    "lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k.lora_down.weight": (4, 2048),
+    "lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k.lora_up.weight": (640, 4),
+    "lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k.alpha": (),
+    "lora_te2_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight": (4, 1280),
+}
+SD1_CONTROLNET = {
+    "control_model.time_embed.0.weight": (1280, 320),
+    "control_model.input_hint_block.0.weight": (16, 3, 3, 3),
+    "control_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (320, 768),
+    "control_model.zero_convs.0.0.weight": (320, 320, 1, 1),
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_single_file(tmp_path_factory: pytest.TempPathFactory, tiny_models: Any) -> Path:
+    return tiny_models.build_tiny_single_file(tmp_path_factory.mktemp("single"))
+
+
+@pytest.fixture
+def model_folders(tmp_path: Path, tiny_single_file: Path) -> dict[str, Path]:
+    """A ComfyUI-like tree: checkpoints (SD 1.x, SDXL, SD 2 inpainting, a pickle, broken files), loras, controlnet."""
+    comfy = tmp_path / "ComfyUI" / "models"
+    checkpoints = comfy / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    files = {
+        "sd1": checkpoints / "tiny-sd1.safetensors",
+        "sdxl": write_safetensors(checkpoints / "xl" / "tiny-sdxl.safetensors", SDXL_CHECKPOINT),
+        "sd2_inpaint": write_safetensors(checkpoints / "tiny-sd2-inpainting.safetensors", SD2_INPAINT_CHECKPOINT),
+        "lora": write_safetensors(comfy / "loras" / "detail.safetensors", SDXL_KOHYA_LORA,
+                                  {"ss_network_module": "networks.lora"}),
+        "controlnet": write_safetensors(comfy / "controlnet" / "depth.safetensors", SD1_CONTROLNET),
+        "pickle": checkpoints / "old.ckpt",
+        "truncated": checkpoints / "half.safetensors",
+        "stub": checkpoints / "stub.safetensors",
+        "garbage": checkpoints / "garbage.safetensors",
+    }
+    data = tiny_single_file.read_bytes()
+    files["sd1"].write_bytes(data)
+    files["truncated"].write_bytes(data[: len(data) // 2])
+    files["pickle"].write_bytes(b"PK\x03\x04 not opened by the scanner")
+    files["stub"].write_bytes(b"\x01\x02")
+    files["garbage"].write_bytes(struct.pack("<Q", 12) + b"{not json!!}")
+    (checkpoints / "notes.txt").write_text("not a model")
+    return files
+
+
+def entries_by_path(entries: list[Any]) -> dict[str, Any]:
+    return {entry.path: entry for entry in entries}
+
+
+def test_tool_folders_are_classified_from_headers(model_folders: dict[str, Path]) -> None:
+    roots = [str(model_folders["sd1"].parents[1])]  # ComfyUI/models
+    folders = [folder for _, folder in model_scan.tool_model_folders(roots)]
+    assert [Path(f).name for f in folders] == ["checkpoints", "loras", "controlnet"]
+    entries, missing = model_scan.scan_all([*folders, "/no/such/folder"], [])
+    assert missing == ["/no/such/folder"]
+    found = entries_by_path(entries)
+    assert set(found) == {str(path) for path in model_folders.values()}  # notes.txt is not listed
+
+    def summary(name: str) -> tuple[Any, ...]:
+        entry = found[str(model_folders[name])]
+        return entry.kind, entry.family, entry.inpainting, entry.problem is None, entry.refused is None
+
+    assert summary("sd1") == ("CHECKPOINT", "SD1", False, True, True)
+    assert summary("sdxl") == ("CHECKPOINT", "SDXL", False, True, True)
+    assert summary("sd2_inpaint") == ("CHECKPOINT", "SD2", True, True, True)
+    assert summary("lora") == ("LORA", "SDXL", None, True, True)
+    assert summary("controlnet") == ("CONTROLNET", "SD1", None, True, True)
+    assert summary("pickle") == ("UNKNOWN", None, None, True, False)
+    assert "arbitrary code" in found[str(model_folders["pickle"])].refused
+    for broken in ("truncated", "stub", "garbage"):
+        assert summary(broken)[:2] == ("UNKNOWN", None) and not found[str(model_folders[broken])].usable
+    assert "truncated" in found[str(model_folders["truncated"])].problem
+    assert "truncated" in found[str(model_folders["stub"])].problem
+    assert "JSON" in found[str(model_folders["garbage"])].problem
+    assert found[str(model_folders["sd1"])].size == model_folders["sd1"].stat().st_size
+    assert found[str(model_folders["sdxl"])].describe().startswith("tiny-sdxl.safetensors · SDXL · model · ")
+    assert found[str(model_folders["pickle"])].describe().endswith("refused (pickle)")
+
+
+def test_pickles_are_listed_as_allowed_when_pickles_are(model_folders: dict[str, Path]) -> None:
+    entry = model_scan.scan_file(str(model_folders["pickle"]), allow_pickle=True)
+    assert entry.refused is None and entry.kind == "UNKNOWN" and entry.family is None
+
+
+def test_checkpoint_families_agree_with_diffusers(model_folders: dict[str, Path]) -> None:
+    """diffusers' own model-type inference (what from_single_file uses) reads the same files the same way."""
+    import torch
+    from diffusers.loaders.single_file_utils import infer_diffusers_model_type
+
+    expected = {"sd1": "v1", "sdxl": "xl_base", "sd2_inpaint": "inpainting_v2", "controlnet": "controlnet"}
+    for name, model_type in expected.items():
+        header = model_scan.read_safetensors_header(model_folders[name])
+        shapes = {key: torch.empty(shape, device="meta") for key, shape in model_scan.tensor_shapes(header).items()}
+        assert infer_diffusers_model_type(shapes) == model_type, name
+
+
+def test_unknown_is_not_guessed(tmp_path: Path) -> None:
+    """A LoRA whose cross-attention width matches no family, a UNet-only checkpoint of odd width: family None."""
+    lora = write_safetensors(tmp_path / "sdxl-style-name.safetensors", {
+        "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.lora_A.weight": (4, 32),
+        "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.lora_B.weight": (32, 4),
+    })
+    entry = model_scan.scan_file(str(lora))
+    assert (entry.kind, entry.family, entry.few_step) == ("LORA", None, None)
+    assert entry.family_label == "family unknown"
+    odd = write_safetensors(tmp_path / "odd.safetensors", {UNET + "input_blocks.0.0.weight": (8, 4, 3, 3)})
+    assert model_scan.scan_file(str(odd)).family is None
+    stated = write_safetensors(tmp_path / "stated.safetensors", {"weird.weight": (2,)},
+                               {"modelspec.architecture": "stable-diffusion-xl-v1-base/lora"})
+    assert model_scan.scan_file(str(stated)).family == "SDXL"  # the trainer's metadata says it
+
+
+def test_few_step_from_the_lcm_guidance_embedding(tmp_path: Path) -> None:
+    path = write_safetensors(tmp_path / "lcm.safetensors", {
+        UNET + "input_blocks.0.0.weight": (8, 4, 3, 3),
+        UNET + "time_embed.cond_proj.weight": (8, 256),
+        "cond_stage_model.transformer.text_model.embeddings.position_embedding.weight": (77, 8),
+    })
+    entry = model_scan.scan_file(str(path))
+    assert (entry.family, entry.few_step, entry.family_label) == ("SD1", True, "SD 1.x few-step")
+
+
+def test_diffusers_folders_and_hub_caches(
+    tmp_path: Path, tiny_models: Any, tiny_sd_model: Path, tiny_sdxl_model: Path
+) -> None:
+    folders = tmp_path / "models"
+    folders.mkdir()
+    os.symlink(tiny_sd_model, folders / "tiny-sd")  # a diffusers folder: one entry, its files not listed
+    addon, shared = tmp_path / "addon-cache", tmp_path / "hf-cache"
+    tiny_models.install_in_hf_cache(tiny_sdxl_model, shared, "tiny-org/tiny-sdxl")
+    tiny_models.install_in_hf_cache(tiny_sd_model, shared, "tiny-org/both")
+    tiny_models.install_in_hf_cache(tiny_sdxl_model, addon, "tiny-org/both")
+    entries, _ = model_scan.scan_all([str(folders)], [(str(addon), "add-on cache"), (str(shared), "Hugging Face cache")])
+    found = entries_by_path(entries)
+    assert set(found) == {"tiny-org/both", "tiny-org/tiny-sdxl", str(folders / "tiny-sd")}
+    assert (found["tiny-org/both"].origin, found["tiny-org/both"].family) == ("add-on cache", "SDXL")
+    assert (found["tiny-org/tiny-sdxl"].origin, found["tiny-org/tiny-sdxl"].layout) == ("Hugging Face cache", "hub")
+    folder = found[str(folders / "tiny-sd")]
+    assert (folder.kind, folder.family, folder.inpainting, folder.layout) == ("CHECKPOINT", "SD1", False,
+                                                                               "diffusers folder")
+
+
+def test_rescan_reads_only_changed_files(model_folders: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    cache = model_scan.ScanCache()
+    folder = str(model_folders["sd1"].parent)
+    first = model_scan.scan_folder(folder, cache=cache)
+    read: list[str] = []
+    original = model_scan.read_safetensors_header
+    monkeypatch.setattr(model_scan, "read_safetensors_header", lambda path: read.append(str(path)) or original(path))
+    assert model_scan.scan_folder(folder, cache=cache) == first and read == []
+    write_safetensors(model_folders["sdxl"], SD1_CONTROLNET)  # replaced by another file
+    os.utime(model_folders["sdxl"], ns=(1, 1))
+    again = entries_by_path(model_scan.scan_folder(folder, cache=cache))
+    assert read == [str(model_folders["sdxl"])] and again[str(model_folders["sdxl"])].kind == "CONTROLNET"
+
+
+def test_standard_hub_cache_matches_huggingface_hub(tmp_path: Path) -> None:
+    """The same folder huggingface_hub.constants computes, for each way of setting it (checked in a child
+    Python, since huggingface_hub reads the environment once, at import)."""
+    import subprocess
+    import sys
+
+    cases = [
+        {},
+        {"XDG_CACHE_HOME": str(tmp_path / "xdg")},
+        {"HF_HOME": str(tmp_path / "home"), "XDG_CACHE_HOME": str(tmp_path / "xdg")},
+        {"HUGGINGFACE_HUB_CACHE": str(tmp_path / "legacy"), "HF_HOME": str(tmp_path / "home")},
+        {"HF_HUB_CACHE": str(tmp_path / "hub"), "HUGGINGFACE_HUB_CACHE": str(tmp_path / "legacy")},
+    ]
+    names = ("HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "XDG_CACHE_HOME")
+    for case in cases:
+        env = {k: v for k, v in os.environ.items() if k not in names} | case
+        answer = subprocess.run([sys.executable, "-c", "from huggingface_hub import constants; "
+                                 "print(constants.HF_HUB_CACHE)"], env=env, capture_output=True, text=True,
+                                check=True).stdout.strip()
+        assert hf_cache.standard_hub_cache(env) == answer, case
