@@ -3,8 +3,10 @@
 Three sources, all loaded by diffusers' own loaders:
 
 * ``FOLDER`` - a local diffusers folder (``model_index.json``);
-* ``HUB`` - a Hugging Face repo id, downloaded into the cache folder (with
-  progress) unless offline, then loaded from the cached snapshot;
+* ``HUB`` - a Hugging Face repo id: loaded from the first cache that holds it
+  complete (the add-on's, then the standard Hugging Face cache: read-only, no
+  network), else downloaded into the download cache (with progress) unless
+  offline;
 * ``SINGLE_FILE`` - one original-layout checkpoint (``.safetensors``), loaded by
   ``from_single_file`` with the diffusers configs of the architecture diffusers
   infers from its keys, taken from the cache folder when present.
@@ -23,7 +25,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -303,6 +305,52 @@ def cached_snapshot(repo_id: str, cache_dir: str | None) -> Path | None:
         return None
 
 
+def lookup_caches(cache_dir: str | None, read_cache_dirs: Sequence[str] | None) -> list[str]:
+    """The caches a repo id is looked up in, in order: ``read_cache_dirs`` (None: the download cache, then
+    the standard Hugging Face cache), with the download cache ``cache_dir`` last when not among them."""
+    from huggingface_hub import constants
+
+    download = cache_dir or constants.HF_HUB_CACHE
+    wanted = list(read_cache_dirs) if read_cache_dirs is not None else [download, constants.HF_HUB_CACHE]
+    wanted.append(download)
+    return list(dict.fromkeys(os.path.normpath(os.path.expanduser(d)) for d in wanted if d))
+
+
+@dataclass(frozen=True)
+class HubFolder:
+    """Where a repo id's pipeline was found: its snapshot folder, the cache holding it, and whether it was
+    downloaded just now."""
+
+    folder: Path
+    cache_dir: str
+    downloaded: bool = False
+
+
+def find_cached_pipeline(
+    repo_id: str, cache_dirs: Iterable[str], *, prefer_variant: str | None, allow_pickle: bool
+) -> HubFolder | None:
+    """The first cache whose snapshot of ``repo_id`` holds every file the pipeline needs (read-only: only
+    ``stat`` calls and ``model_index.json``); None when no cache has it complete."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for cache_dir in cache_dirs:
+        index_file = try_to_load_from_cache(repo_id, "model_index.json", cache_dir=cache_dir)  # refs/main's snapshot
+        if not isinstance(index_file, str):
+            continue
+        folder = Path(index_file).parent
+        index = read_index(folder)
+        check_pipeline_index(index, repo_id)  # the repo named is not runnable: say so, wherever it is cached
+        try:
+            selection = select_files(
+                folder_listing(folder), index, name=repo_id, prefer_variant=prefer_variant, allow_pickle=allow_pickle
+            )
+        except (ModelNotFoundError, UnsafeModelFormatError):
+            continue  # weights missing here, or only pickles: another cache (or a download) may do
+        if all((folder / name).exists() for name in selection.files):
+            return HubFolder(folder, cache_dir)
+    return None
+
+
 class _DownloadWatch:
     """Reports download progress as ProgressEvent(stage="DOWNLOAD") and aborts downloads on cancel.
 
@@ -413,23 +461,29 @@ def resolve_hub(
     offline: bool,
     prefer_variant: str | None,
     allow_pickle: bool,
+    read_cache_dirs: Sequence[str] | None = None,
     on_progress: ProgressCallback | None = None,
     cancel_event: threading.Event | None = None,
-) -> Path:
-    """Find ``repo_id`` in the cache (offline) or download it; return its snapshot folder."""
+) -> HubFolder:
+    """Find ``repo_id`` complete in a cache (offline, read-only), else download it into ``cache_dir``.
+
+    The caches are read in the order ``lookup_caches`` gives before anything is asked of the hub, so a
+    model that any of them holds is never downloaded again.
+    """
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
+    caches = lookup_caches(cache_dir, read_cache_dirs)
+    found = find_cached_pipeline(repo_id, caches, prefer_variant=prefer_variant, allow_pickle=allow_pickle)
+    if found is not None:
+        return found
     if hub_offline(offline):
-        folder = cached_snapshot(repo_id, cache_dir)
-        if folder is None:
-            raise ModelNotFoundError(
-                f"{repo_id} is not in the model cache ({_cache_label(cache_dir)}) and {_offline_reason(offline)}; "
-                "go online once (turn off offline mode / allow online access) so it can be downloaded, "
-                "or choose a local model folder or .safetensors file."
-            )
-        return folder
+        raise ModelNotFoundError(
+            f"{repo_id} is not in the model caches ({', '.join(caches)}) and {_offline_reason(offline)}; "
+            "go online once (turn off offline mode / allow online access) so it can be downloaded, "
+            "or choose a local model folder or .safetensors file."
+        )
     try:
-        return download_pipeline(
+        folder = download_pipeline(
             repo_id,
             cache_dir=cache_dir,
             prefer_variant=prefer_variant,
@@ -437,11 +491,13 @@ def resolve_hub(
             on_progress=on_progress,
             cancel_event=cancel_event,
         )
+        return HubFolder(folder, _cache_label(cache_dir), downloaded=True)
     except _hub_errors() as error:  # includes GatedRepoError and RepositoryNotFoundError
-        folder = cached_snapshot(repo_id, cache_dir)
-        if folder is not None:
-            log.warning("Using the cached %s: the hub could not be asked (%s)", repo_id, error)
-            return folder  # like diffusers: fall back to what is cached
+        for cache in caches:
+            folder = cached_snapshot(repo_id, cache)
+            if folder is not None:
+                log.warning("Using the cached %s (%s): the hub could not be asked (%s)", repo_id, cache, error)
+                return HubFolder(folder, cache)  # like diffusers: fall back to what is cached
         if isinstance(error, GatedRepoError):
             raise ModelNotFoundError(
                 f"{repo_id} is gated: accept its licence on huggingface.co and log in (hf auth login) to download it."
@@ -452,7 +508,7 @@ def resolve_hub(
             ) from error
         raise ModelNotFoundError(
             f"Could not download {repo_id} from huggingface.co ({type(error).__name__}) and it is not cached in "
-            f"{_cache_label(cache_dir)}; check the internet connection, or choose a local model."
+            f"{', '.join(caches)}; check the internet connection, or choose a local model."
         ) from error
 
 
@@ -520,6 +576,7 @@ def single_file_config(
     *,
     cache_dir: str | None,
     offline: bool,
+    read_cache_dirs: Sequence[str] | None = None,
 ) -> tuple[str, Path]:
     """Infer the architecture of a single-file checkpoint; return its pipeline class name and config folder."""
     from diffusers.loaders.single_file_utils import DIFFUSERS_DEFAULT_PIPELINE_PATHS, infer_diffusers_model_type
@@ -537,12 +594,13 @@ def single_file_config(
             "base checkpoints."
         )
     repo_id = DIFFUSERS_DEFAULT_PIPELINE_PATHS[model_type]["pretrained_model_name_or_path"]
-    folder = cached_snapshot(repo_id, cache_dir)
+    caches = lookup_caches(cache_dir, read_cache_dirs)
+    folder = next((f for f in (cached_snapshot(repo_id, c) for c in caches) if f is not None), None)
     if folder is None:
         if hub_offline(offline):
             raise ModelNotFoundError(
                 f"{path.name} needs the configuration files of {repo_id} (a few KB), which are not in the model "
-                f"cache ({_cache_label(cache_dir)}) and {_offline_reason(offline)}; go online once so they can be "
+                f"caches ({', '.join(caches)}) and {_offline_reason(offline)}; go online once so they can be "
                 "downloaded."
             )
         from huggingface_hub import snapshot_download
@@ -557,11 +615,13 @@ def single_file_config(
     return SINGLE_FILE_TYPES[model_type], folder
 
 
-def load_single_file(path: Path, *, dtype: Any, cache_dir: str | None, offline: bool) -> Any:
+def load_single_file(
+    path: Path, *, dtype: Any, cache_dir: str | None, offline: bool, read_cache_dirs: Sequence[str] | None = None
+) -> Any:
     """Load a single-file checkpoint through ``from_single_file`` with locally resolved configs."""
     import diffusers
 
-    class_name, config = single_file_config(path, cache_dir=cache_dir, offline=offline)
+    class_name, config = single_file_config(path, cache_dir=cache_dir, offline=offline, read_cache_dirs=read_cache_dirs)
     pipeline_class = getattr(diffusers, class_name)
     kwargs: dict[str, Any] = {"config": str(config), "dtype": dtype, "local_files_only": True}
     if class_name == "StableDiffusionPipeline":

@@ -25,6 +25,17 @@ def _no_hub_offline_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _empty_standard_hub_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The standard Hugging Face cache (read after ``cache_dir``) is an empty folder: a developer's own
+    ~/.cache/huggingface must not change what a test finds."""
+    from huggingface_hub import constants
+
+    folder = tmp_path_factory.mktemp("standard-hub-cache")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(folder))
+    return folder
+
+
 @pytest.fixture(scope="package", autouse=True)
 def _one_torch_thread() -> Any:
     """Tiny models gain nothing from threads, and on a busy 2-core machine OpenMP threads

@@ -317,9 +317,49 @@ def test_unreachable_hub_falls_back_to_the_cache_or_explains(
 ) -> None:
     with pytest.raises(engine_api.ModelNotFoundError, match=r"Could not download someorg/missing.*internet"):
         new_engine(cache_dir=str(tmp_path)).generate(make_request("someorg/missing"))
-    tiny_models.install_in_hf_cache(tiny_sd_model, tmp_path, "tiny-org/tiny-sd")
+    assert len(no_network) == 1  # not cached: it did ask the hub (offline was not asked for)
+    snapshot = tiny_models.install_in_hf_cache(tiny_sd_model, tmp_path, "tiny-org/tiny-sd")
     assert new_engine(cache_dir=str(tmp_path)).generate(make_request("tiny-org/tiny-sd")).image.shape == (64, 64, 4)
-    assert len(no_network) == 2  # it did try the hub first (offline was not asked for)
+    assert len(no_network) == 1  # complete in the cache: the hub is not asked at all
+    (snapshot / "unet" / "diffusion_pytorch_model.safetensors").unlink()  # incomplete: download, hub fails,
+    with pytest.raises(engine_api.EngineError):  # the partial snapshot is tried like diffusers would, and fails
+        new_engine(cache_dir=str(tmp_path)).generate(make_request("tiny-org/tiny-sd"))
+    assert len(no_network) == 2
+
+
+def test_repo_ids_resolve_from_the_caches_in_order_before_downloading(
+    engine_api: Any,
+    new_engine: Any,
+    make_request: Any,
+    tiny_models: Any,
+    tiny_sd_model: Path,
+    tiny_sdxl_model: Path,
+    tmp_path: Path,
+    _empty_standard_hub_cache: Path,
+    no_network: list,
+) -> None:
+    """The add-on's cache, then the standard Hugging Face cache, read-only; the first complete copy wins."""
+    addon, standard = tmp_path / "addon", _empty_standard_hub_cache
+    snapshot = tiny_models.install_in_hf_cache(tiny_sd_model, standard, "tiny-org/shared")
+    before = sorted(p.relative_to(standard) for p in standard.rglob("*"))
+    engine = new_engine(cache_dir=str(addon))  # online: still nothing is asked of the hub
+    result = engine.generate(make_request("tiny-org/shared"))
+    info = engine.loaded_model()
+    assert (info.origin, info.files, info.cache_dir) == ("CACHE", str(snapshot), str(standard))
+    assert (result.recipe["model_origin"], result.recipe["model_files"], result.recipe["model_cache"]) == (
+        "CACHE", str(snapshot), str(standard))
+    assert no_network == [] and not addon.exists()  # nothing written to the download cache
+    assert sorted(p.relative_to(standard) for p in standard.rglob("*")) == before  # nor to the shared one
+
+    tiny_models.install_in_hf_cache(tiny_sdxl_model, addon, "tiny-org/shared")  # now both have it
+    both = new_engine(cache_dir=str(addon))
+    both.generate(make_request("tiny-org/shared"))
+    assert (both.loaded_model().family, both.loaded_model().cache_dir) == ("SDXL", str(addon))
+    # Downloads going to the shared cache: the add-on's cache, read first, still wins.
+    shared = new_engine(cache_dir=str(standard), read_cache_dirs=(str(addon), str(standard)))
+    shared.generate(make_request("tiny-org/shared"))
+    assert shared.loaded_model().cache_dir == str(addon)
+    assert no_network == []
 
 
 @pytest.mark.parametrize(
