@@ -472,3 +472,51 @@ def fits_family(entry: ModelEntry, family: str | None) -> bool | None:
     if family is None or entry.family is None:
         return None
     return entry.family == family
+
+
+# --- what the add-on shows between scans --------------------------------------------------------------
+
+
+@dataclass
+class ScanState:
+    """The last scan, kept while the add-on is loaded: filled only by the Scan / pick operators, never by a
+    redraw or by enabling the add-on; a rescan re-reads only files that changed (``ScanCache``)."""
+
+    entries: list[ModelEntry] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    scanned: bool = False
+    seconds: float = 0.0
+    cache: ScanCache = field(default_factory=ScanCache)
+    by_path: dict[str, ModelEntry] = field(default_factory=dict)
+    tool_folders: list[tuple[str, str]] | None = None
+
+    def update(self, folders: Iterable[str], hub_caches: Iterable[tuple[str, str]], allow_pickle: bool) -> None:
+        import time
+
+        start = time.perf_counter()
+        self.entries, self.missing = scan_all(folders, hub_caches, allow_pickle=allow_pickle, cache=self.cache)
+        self.seconds = time.perf_counter() - start
+        self.by_path = {_key(entry.path): entry for entry in self.entries}
+        self.scanned = True
+
+    def find(self, model: str) -> ModelEntry | None:
+        """The entry a Model/LoRA/ControlNet field's text names (a path or a repo id), if the last scan saw it."""
+        return self.by_path.get(_key(model)) if model.strip() else None
+
+    def tool_folders_found(self) -> list[tuple[str, str]]:
+        """ComfyUI / Automatic1111 model folders in the usual places (a few ``stat`` calls, once a session)."""
+        if self.tool_folders is None:
+            home = os.path.expanduser("~")
+            self.tool_folders = tool_model_folders(os.path.join(home, sub) for sub in TOOL_HOMES)
+        return self.tool_folders
+
+    def clear(self) -> None:
+        self.__init__()  # type: ignore[misc]
+
+
+def _key(model: str) -> str:
+    text = model.strip()
+    return os.path.normcase(os.path.normpath(os.path.expanduser(text))) if os.sep in text or "\\" in text else text
+
+
+SCAN = ScanState()

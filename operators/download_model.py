@@ -30,6 +30,7 @@ class LATENT_TEXTURES_OT_download_model(WatchJobMixin, bpy.types.Operator):
         from ..dependencies.download import DownloadJob
         from ..dependencies.hf_cache import cached_model, validate_repo_id
         from ..dependencies.state import STATE
+        from ..preferences import get_preferences
 
         try:
             repo_id = validate_repo_id(self.repo_id)
@@ -39,11 +40,13 @@ class LATENT_TEXTURES_OT_download_model(WatchJobMixin, bpy.types.Operator):
         if STATE.downloading(repo_id):
             self.report({"ERROR"}, f"{repo_id} is already downloading")
             return {"CANCELLED"}
-        cache_dir = blender.model_cache_dir(context)
-        cached = cached_model(cache_dir, repo_id)
-        if cached is not None and cached.complete:
-            self.report({"INFO"}, f"{repo_id} is already downloaded ({cache_dir})")
-            return {"FINISHED"}
+        prefs = get_preferences(context)
+        for folder, label in prefs.hub_caches():  # a model any cache holds is never downloaded again
+            cached = cached_model(folder, repo_id, measure=False)
+            if cached is not None and cached.complete:
+                self.report({"INFO"}, f"{repo_id} is already downloaded (in the {label}: {folder})")
+                return {"FINISHED"}
+        cache_dir = prefs.resolved_download_dir()
         # The gate: nothing below this line runs without Blender's permission to go online.
         if not blender.online_access():
             self.report({"ERROR"}, blender.offline_reason(repo_id))

@@ -7,9 +7,7 @@ checked against diffusers' own model-type inference where diffusers has one.
 
 from __future__ import annotations
 
-import json
 import os
-import struct
 from pathlib import Path
 from typing import Any
 
@@ -19,56 +17,7 @@ from deps_support import import_dependencies
 model_scan = import_dependencies("model_scan")
 hf_cache = import_dependencies("hf_cache")
 
-DTYPE_BYTES = {"F16": 2, "F32": 4}
-
-
-def write_safetensors(path: Path, shapes: dict[str, tuple[int, ...]], metadata: dict[str, str] | None = None) -> Path:
-    """A valid safetensors file with zero-filled F16 tensors of ``shapes`` (the format written by hand:
-    the scanner must agree with the specification, not with one library's writer)."""
-    header: dict[str, Any] = {}
-    offset = 0
-    for name, shape in shapes.items():
-        count = 1
-        for dim in shape:
-            count *= dim
-        header[name] = {"dtype": "F16", "shape": list(shape), "data_offsets": [offset, offset + 2 * count]}
-        offset += 2 * count
-    if metadata:
-        header["__metadata__"] = metadata
-    raw = json.dumps(header).encode()
-    raw += b" " * (-len(raw) % 8)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(offset))
-    return path
-
-
 UNET = "model.diffusion_model."
-SDXL_CHECKPOINT = {
-    UNET + "input_blocks.0.0.weight": (320, 4, 3, 3),
-    UNET + "label_emb.0.0.weight": (1280, 2816),
-    UNET + "input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight": (640, 2048),
-    "conditioner.embedders.0.transformer.text_model.embeddings.position_embedding.weight": (77, 768),
-    "conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_proj.bias": (1280,),
-    "conditioner.embedders.1.model.positional_embedding": (77, 1280),
-    "first_stage_model.encoder.conv_in.weight": (128, 3, 3, 3),
-}
-SD2_INPAINT_CHECKPOINT = {
-    UNET + "input_blocks.0.0.weight": (320, 9, 3, 3),
-    UNET + "input_blocks.2.1.transformer_blocks.0.attn2.to_k.weight": (320, 1024),
-    "cond_stage_model.model.token_embedding.weight": (49408, 8),
-}
-SDXL_KOHYA_LORA = {
-    "lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k.lora_down.weight": (4, 2048),
-    "lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k.lora_up.weight": (640, 4),
-    "lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k.alpha": (),
-    "lora_te2_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight": (4, 1280),
-}
-SD1_CONTROLNET = {
-    "control_model.time_embed.0.weight": (1280, 320),
-    "control_model.input_hint_block.0.weight": (16, 3, 3, 3),
-    "control_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (320, 768),
-    "control_model.zero_convs.0.0.weight": (320, 320, 1, 1),
-}
 
 
 @pytest.fixture(scope="module")
@@ -77,31 +26,9 @@ def tiny_single_file(tmp_path_factory: pytest.TempPathFactory, tiny_models: Any)
 
 
 @pytest.fixture
-def model_folders(tmp_path: Path, tiny_single_file: Path) -> dict[str, Path]:
+def model_folders(tmp_path: Path, tiny_models: Any, tiny_single_file: Path) -> dict[str, Path]:
     """A ComfyUI-like tree: checkpoints (SD 1.x, SDXL, SD 2 inpainting, a pickle, broken files), loras, controlnet."""
-    comfy = tmp_path / "ComfyUI" / "models"
-    checkpoints = comfy / "checkpoints"
-    checkpoints.mkdir(parents=True)
-    files = {
-        "sd1": checkpoints / "tiny-sd1.safetensors",
-        "sdxl": write_safetensors(checkpoints / "xl" / "tiny-sdxl.safetensors", SDXL_CHECKPOINT),
-        "sd2_inpaint": write_safetensors(checkpoints / "tiny-sd2-inpainting.safetensors", SD2_INPAINT_CHECKPOINT),
-        "lora": write_safetensors(comfy / "loras" / "detail.safetensors", SDXL_KOHYA_LORA,
-                                  {"ss_network_module": "networks.lora"}),
-        "controlnet": write_safetensors(comfy / "controlnet" / "depth.safetensors", SD1_CONTROLNET),
-        "pickle": checkpoints / "old.ckpt",
-        "truncated": checkpoints / "half.safetensors",
-        "stub": checkpoints / "stub.safetensors",
-        "garbage": checkpoints / "garbage.safetensors",
-    }
-    data = tiny_single_file.read_bytes()
-    files["sd1"].write_bytes(data)
-    files["truncated"].write_bytes(data[: len(data) // 2])
-    files["pickle"].write_bytes(b"PK\x03\x04 not opened by the scanner")
-    files["stub"].write_bytes(b"\x01\x02")
-    files["garbage"].write_bytes(struct.pack("<Q", 12) + b"{not json!!}")
-    (checkpoints / "notes.txt").write_text("not a model")
-    return files
+    return tiny_models.build_model_folders(tmp_path, tiny_single_file)
 
 
 def entries_by_path(entries: list[Any]) -> dict[str, Any]:
@@ -155,24 +82,24 @@ def test_checkpoint_families_agree_with_diffusers(model_folders: dict[str, Path]
         assert infer_diffusers_model_type(shapes) == model_type, name
 
 
-def test_unknown_is_not_guessed(tmp_path: Path) -> None:
+def test_unknown_is_not_guessed(tmp_path: Path, tiny_models: Any) -> None:
     """A LoRA whose cross-attention width matches no family, a UNet-only checkpoint of odd width: family None."""
-    lora = write_safetensors(tmp_path / "sdxl-style-name.safetensors", {
+    lora = tiny_models.write_safetensors_layout(tmp_path / "sdxl-style-name.safetensors", {
         "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.lora_A.weight": (4, 32),
         "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn2.to_k.lora_B.weight": (32, 4),
     })
     entry = model_scan.scan_file(str(lora))
     assert (entry.kind, entry.family, entry.few_step) == ("LORA", None, None)
     assert entry.family_label == "family unknown"
-    odd = write_safetensors(tmp_path / "odd.safetensors", {UNET + "input_blocks.0.0.weight": (8, 4, 3, 3)})
+    odd = tiny_models.write_safetensors_layout(tmp_path / "odd.safetensors", {UNET + "input_blocks.0.0.weight": (8, 4, 3, 3)})
     assert model_scan.scan_file(str(odd)).family is None
-    stated = write_safetensors(tmp_path / "stated.safetensors", {"weird.weight": (2,)},
+    stated = tiny_models.write_safetensors_layout(tmp_path / "stated.safetensors", {"weird.weight": (2,)},
                                {"modelspec.architecture": "stable-diffusion-xl-v1-base/lora"})
     assert model_scan.scan_file(str(stated)).family == "SDXL"  # the trainer's metadata says it
 
 
-def test_few_step_from_the_lcm_guidance_embedding(tmp_path: Path) -> None:
-    path = write_safetensors(tmp_path / "lcm.safetensors", {
+def test_few_step_from_the_lcm_guidance_embedding(tmp_path: Path, tiny_models: Any) -> None:
+    path = tiny_models.write_safetensors_layout(tmp_path / "lcm.safetensors", {
         UNET + "input_blocks.0.0.weight": (8, 4, 3, 3),
         UNET + "time_embed.cond_proj.weight": (8, 256),
         "cond_stage_model.transformer.text_model.embeddings.position_embedding.weight": (77, 8),
@@ -201,7 +128,9 @@ def test_diffusers_folders_and_hub_caches(
                                                                                "diffusers folder")
 
 
-def test_rescan_reads_only_changed_files(model_folders: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rescan_reads_only_changed_files(
+    model_folders: dict[str, Path], tiny_models: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cache = model_scan.ScanCache()
     folder = str(model_folders["sd1"].parent)
     first = model_scan.scan_folder(folder, cache=cache)
@@ -209,7 +138,7 @@ def test_rescan_reads_only_changed_files(model_folders: dict[str, Path], monkeyp
     original = model_scan.read_safetensors_header
     monkeypatch.setattr(model_scan, "read_safetensors_header", lambda path: read.append(str(path)) or original(path))
     assert model_scan.scan_folder(folder, cache=cache) == first and read == []
-    write_safetensors(model_folders["sdxl"], SD1_CONTROLNET)  # replaced by another file
+    tiny_models.write_safetensors_layout(model_folders["sdxl"], tiny_models.LAYOUTS["sd1_controlnet"])  # replaced by another file
     os.utime(model_folders["sdxl"], ns=(1, 1))
     again = entries_by_path(model_scan.scan_folder(folder, cache=cache))
     assert read == [str(model_folders["sdxl"])] and again[str(model_folders["sdxl"])].kind == "CONTROLNET"
