@@ -20,11 +20,6 @@ hf_cache = import_dependencies("hf_cache")
 UNET = "model.diffusion_model."
 
 
-@pytest.fixture(scope="module")
-def tiny_single_file(tmp_path_factory: pytest.TempPathFactory, tiny_models: Any) -> Path:
-    return tiny_models.build_tiny_single_file(tmp_path_factory.mktemp("single"))
-
-
 @pytest.fixture
 def model_folders(tmp_path: Path, tiny_models: Any, tiny_single_file: Path) -> dict[str, Path]:
     """A ComfyUI-like tree: checkpoints (SD 1.x, SDXL, SD 2 inpainting, a pickle, broken files), loras, controlnet."""

@@ -104,12 +104,6 @@ def tiny_sd2_v_model(tmp_path_factory: pytest.TempPathFactory, tiny_models: Any)
 
 
 @pytest.fixture(scope="session")
-def tiny_single_file(tmp_path_factory: pytest.TempPathFactory, tiny_models: Any) -> Path:
-    """The tiny SD as one LDM-layout .safetensors (same weights as ``tiny_sd_model``); configs in ``<dir>/config``."""
-    return tiny_models.build_tiny_single_file(tmp_path_factory.mktemp("single-file"))
-
-
-@pytest.fixture(scope="session")
 def single_file_cache(tmp_path_factory: pytest.TempPathFactory, tiny_models: Any, tiny_single_file: Path) -> Path:
     """An HF cache folder holding the tiny configs under the SD-1.5 repo id, as a one-time config download leaves it."""
     cache = tmp_path_factory.mktemp("hf-cache-configs")
