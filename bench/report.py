@@ -295,4 +295,8 @@ def render(results: dict[str, Any]) -> str:
         lines += _memory(sections["blender"])
     if "gpu" in sections:
         lines += _gpu(sections["gpu"])
+    if "scan" in sections:
+        import model_scan  # bench/ is on sys.path when run.py runs
+
+        lines += ["## Model folder scan (headers only)", "", *model_scan.render(sections["scan"]), ""]
     return "\n".join(lines).rstrip() + "\n"

@@ -12,6 +12,7 @@ every comparison a paired ratio measured in one process:
 4. ``memory``   - (same process as 3) peak RSS of a generate in bpy; RSS after ``free_model``.
 5. ``gpu``      - CUDA only (else reported as skipped): SD-1.5/SDXL-sized, 512/1024, 20 steps, fp16,
                   raw vs engine with each speed option on and off.
+6. ``scan``     - scanning 200 model files for the model picker, headers only (bench/model_scan.py).
 
     python bench/run.py [--quick] [--sections engine,roofline,...] [--runs N] [--compile]
                         [--model-dir DIR] [--out DIR]
@@ -43,12 +44,13 @@ sys.path.insert(0, str(BENCH))  # run as a script: bench/ holds the helper modul
 
 import engine_vs_raw
 import gpu
+import model_scan
 import report
 import roofline
 import sized_models
 import timing
 
-SECTIONS = ("engine", "roofline", "blender", "memory", "gpu")
+SECTIONS = ("engine", "roofline", "blender", "memory", "gpu", "scan")
 _T0 = time.perf_counter()
 
 
@@ -235,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
                 results["sections"]["blender"] = section_blender(models, args, "memory" in selected, Path(scratch))
             if "gpu" in selected:
                 results["sections"]["gpu"] = section_gpu(models, args)
+            if "scan" in selected:
+                log("scan: 200 model files, headers only")
+                results["sections"]["scan"] = model_scan.run(200, 2 if args.quick else 5)
     finally:
         if scratch_owner is not None:
             scratch_owner.cleanup()

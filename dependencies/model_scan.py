@@ -66,8 +66,6 @@ _METADATA_FAMILY = (
 )
 _METADATA_FAMILY_KEYS = ("ss_base_model_version", "modelspec.architecture")
 _FEW_STEP_WORDS = re.compile(r"\b(lcm|turbo|lightning|hyper)\b", re.I)
-_CROSS_ATTENTION_KEY = re.compile(r"attn2[._]to_k(?:\.|_)")
-_LORA_KEY = re.compile(r"(lora_down|lora_up|lora_A|lora_B|lora\.down|lora\.up)\.weight$")
 
 
 class HeaderError(ValueError):
@@ -141,12 +139,8 @@ def _format_size(size: int) -> str:
 # --- one safetensors header ---------------------------------------------------------------------------
 
 
-def read_safetensors_header(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The JSON header of a ``.safetensors`` file (tensor name -> dtype/shape/data_offsets, and ``__metadata__``).
-
-    Reads 8 bytes plus the header; the weights are never read. Raises ``HeaderError``
-    saying what is wrong when the file is too short, truncated or not safetensors.
-    """
+def _read_header_bytes(path: str | os.PathLike[str]) -> tuple[bytes, int]:
+    """The header's JSON (undecoded) and the bytes of tensor data the file holds after it."""
     size = os.path.getsize(path)
     with open(path, "rb") as handle:
         prefix = handle.read(8)
@@ -158,9 +152,20 @@ def read_safetensors_header(path: str | os.PathLike[str]) -> dict[str, Any]:
         if 8 + length > size:
             raise HeaderError(f"the header needs {length} bytes but the file ends after {size - 8} (truncated)")
         raw = handle.read(length)
+    return raw, size - 8 - length
+
+
+def read_safetensors_header(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The whole JSON header of a ``.safetensors`` file (tensor name -> dtype/shape/data_offsets, ``__metadata__``).
+
+    Reads 8 bytes plus the header, never the weights. Raises ``HeaderError`` saying what is wrong when
+    the file is too short, truncated or not safetensors. (A scan uses ``HeaderText``: parsing every
+    entry of a 2,500-tensor header costs more than classifying it.)
+    """
+    raw, available = _read_header_bytes(path)
     try:
         header = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as error:
+    except ValueError as error:
         raise HeaderError(f"the header is not valid JSON (corrupt): {error}") from error
     if not isinstance(header, dict):
         raise HeaderError("the header is not a JSON object (corrupt)")
@@ -172,7 +177,6 @@ def read_safetensors_header(path: str | os.PathLike[str]) -> dict[str, Any]:
             data_end = max(data_end, int(info["data_offsets"][1]))
         except (TypeError, KeyError, IndexError, ValueError) as error:
             raise HeaderError(f"the tensor {name!r} has no valid data_offsets (corrupt)") from error
-    available = size - 8 - length
     if data_end > available:
         raise HeaderError(f"the tensors need {data_end} bytes of data but the file holds {available} (truncated)")
     return header
@@ -182,14 +186,91 @@ def tensor_shapes(header: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
     return {name: tuple(info.get("shape", ())) for name, info in header.items() if name != "__metadata__"}
 
 
-def _context_width(shapes: Mapping[str, tuple[int, ...]], prefix: str) -> int | None:
-    """The cross-attention input width (text encoder width) of the first ``attn2.to_k`` weight under ``prefix``."""
-    for name, shape in shapes.items():
-        if name.startswith(prefix) and _CROSS_ATTENTION_KEY.search(name) and len(shape) == 2:
-            if _LORA_KEY.search(name) and ("lora_up" in name or "lora_B" in name or "lora.up" in name):
+_DATA_END = re.compile(rb'"data_offsets"\s*:\s*\[\s*\d+\s*,\s*(\d+)\s*\]')
+_ENTRY_SHAPE = rb'"\s*:\s*\{[^{}]*?"shape"\s*:\s*\[([^\]]*)\]'
+_CROSS_ATTENTION_ENTRY = re.compile(rb'"([^"]*attn2[._]to_k[^"]*)' + _ENTRY_SHAPE)
+_LORA_NAME = re.compile(rb'(?:lora_down|lora_up|lora_A|lora_B|lora\.down|lora\.up)\.weight"')
+
+
+class HeaderText:
+    """A safetensors header as its JSON bytes: names found with substring and regex searches (C speed),
+    only the few shapes and the metadata that decide the classification parsed."""
+
+    def __init__(self, text: bytes) -> None:
+        self.text = text
+        self._metadata: dict[str, Any] | None = None
+
+    @classmethod
+    def from_shapes(cls, shapes: Mapping[str, tuple[int, ...]], metadata: Mapping[str, Any] | None = None) -> HeaderText:
+        header: dict[str, Any] = {name: {"shape": list(shape)} for name, shape in shapes.items()}
+        if metadata:
+            header["__metadata__"] = dict(metadata)
+        return cls(json.dumps(header).encode())
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str]) -> HeaderText:
+        """Read and check a file's header (``HeaderError`` when truncated or corrupt)."""
+        text, available = _read_header_bytes(path)
+        stripped = text.strip()
+        if not (stripped.startswith(b"{") and stripped.endswith(b"}")):
+            read_safetensors_header(path)  # raises, saying what is wrong
+        # A complete file's last tensor ends exactly where the file does: one substring search says so.
+        if text.rfind(b",%d]" % available) >= 0 or text.rfind(b", %d]" % available) >= 0:
+            return cls(text)
+        ends = [int(end) for end in _DATA_END.findall(text)]
+        if not ends:
+            read_safetensors_header(path)  # the precise complaint (or: a valid header without tensors)
+        elif max(ends) > available:
+            raise HeaderError(
+                f"the tensors need {max(ends)} bytes of data but the file holds {available} (truncated)"
+            )
+        return cls(text)
+
+    def has_prefix(self, *prefixes: str) -> bool:
+        return any(b'"' + prefix.encode() in self.text for prefix in prefixes)
+
+    def has(self, name: str) -> bool:
+        return b'"' + name.encode() + b'"' in self.text
+
+    def shape(self, name: str) -> tuple[int, ...] | None:
+        found = re.search(b'"' + re.escape(name.encode()) + _ENTRY_SHAPE, self.text)
+        return _dims(found.group(1)) if found else None
+
+    def has_lora_weights(self) -> bool:
+        return _LORA_NAME.search(self.text) is not None
+
+    def context_width(self, prefix: str) -> int | None:
+        """The cross-attention input width (the text encoder's) of the first ``attn2.to_k`` under ``prefix``."""
+        for found in _CROSS_ATTENTION_ENTRY.finditer(self.text):
+            name, shape = found.group(1).decode("utf-8", "replace"), _dims(found.group(2))
+            if not name.startswith(prefix) or len(shape) != 2:
+                continue
+            if name.endswith(".weight") and any(up in name for up in ("lora_up", "lora_B", "lora.up")):
                 continue  # the up projection's input is the rank, not the text width
-            return int(shape[1])
-    return None
+            return shape[1]
+        return None
+
+    def metadata(self) -> dict[str, Any]:
+        """``__metadata__`` (trainer notes, all strings), parsed once; {} when absent or unreadable."""
+        if self._metadata is None:
+            self._metadata = {}
+            start = self.text.find(b'"__metadata__"')
+            if start >= 0:
+                brace = self.text.find(b"{", start)
+                end = self.text.find(b"}", brace)  # metadata values are strings: find the closing brace
+                while end >= 0:
+                    try:
+                        value = json.loads(self.text[brace : end + 1])
+                    except ValueError:
+                        end = self.text.find(b"}", end + 1)  # a "}" inside a string: try the next one
+                        continue
+                    self._metadata = value if isinstance(value, dict) else {}
+                    break
+        return self._metadata
+
+
+def _dims(text: bytes) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(b",") if part.strip())
 
 
 def _metadata_family(metadata: Mapping[str, Any]) -> str | None:
@@ -219,27 +300,31 @@ class Classification:
 
 
 def classify_tensors(shapes: Mapping[str, tuple[int, ...]], metadata: Mapping[str, Any] | None = None) -> Classification:
-    """Kind and family from tensor names and shapes (and trainer metadata); None where it cannot be told."""
-    metadata = metadata or {}
-    names = list(shapes)
-    few_step = True if any("cond_proj" in name for name in names) else _metadata_few_step(metadata)
+    """``classify_header`` for a name -> shape mapping."""
+    return classify_header(HeaderText.from_shapes(shapes, metadata))
 
-    if any(name.startswith("model.diffusion_model.") for name in names):
-        return Classification("CHECKPOINT", _checkpoint_family(shapes, metadata),
-                              _inpainting(shapes.get("model.diffusion_model.input_blocks.0.0.weight")), few_step)
-    if any(_LORA_KEY.search(name) for name in names):
-        return Classification("LORA", _lora_family(shapes, metadata), None, few_step)
-    if any(name.startswith("control_model.") for name in names):
-        family = "SDXL" if "control_model.label_emb.0.0.weight" in shapes else None
-        return Classification("CONTROLNET", family or _width_family(_context_width(shapes, "control_model.")),
+
+def classify_header(header: HeaderText) -> Classification:
+    """Kind and family from tensor names and shapes (and trainer metadata); None where it cannot be told."""
+    metadata = header.metadata()
+    few_step = True if b"cond_proj" in header.text else _metadata_few_step(metadata)
+
+    if header.has_prefix("model.diffusion_model."):
+        return Classification("CHECKPOINT", _checkpoint_family(header, metadata),
+                              _inpainting(header.shape("model.diffusion_model.input_blocks.0.0.weight")), few_step)
+    if header.has_lora_weights():
+        return Classification("LORA", _lora_family(header, metadata), None, few_step)
+    if header.has_prefix("control_model."):
+        family = "SDXL" if header.has("control_model.label_emb.0.0.weight") else None
+        return Classification("CONTROLNET", family or _width_family(header.context_width("control_model.")),
                               None, few_step)
-    if any(name.startswith(("controlnet_cond_embedding.", "controlnet_down_blocks.")) for name in names):
-        family = "SDXL" if any(name.startswith("add_embedding.") for name in names) else None
-        return Classification("CONTROLNET", family or _width_family(_context_width(shapes, "")), None, few_step)
-    if any(name.startswith(("encoder.conv_in.", "decoder.conv_in.", "first_stage_model.")) for name in names):
+    if header.has_prefix("controlnet_cond_embedding.", "controlnet_down_blocks."):
+        family = "SDXL" if header.has_prefix("add_embedding.") else None
+        return Classification("CONTROLNET", family or _width_family(header.context_width("")), None, few_step)
+    if header.has_prefix("encoder.conv_in.", "decoder.conv_in.", "first_stage_model."):
         return Classification("VAE", _metadata_family(metadata))
-    if any(name in ("emb_params", "clip_l", "clip_g") or name.startswith("string_to_param") for name in names):
-        return Classification("EMBEDDING", "SDXL" if "clip_g" in shapes else _metadata_family(metadata))
+    if header.has("emb_params") or header.has("clip_l") or header.has("clip_g") or header.has_prefix("string_to_param"):
+        return Classification("EMBEDDING", "SDXL" if header.has("clip_g") else _metadata_family(metadata))
     return Classification("UNKNOWN", _metadata_family(metadata))
 
 
@@ -253,26 +338,24 @@ def _inpainting(conv_in_shape: tuple[int, ...] | None) -> bool | None:
     return conv_in_shape[1] == 9
 
 
-def _checkpoint_family(shapes: Mapping[str, tuple[int, ...]], metadata: Mapping[str, Any]) -> str | None:
+def _checkpoint_family(header: HeaderText, metadata: Mapping[str, Any]) -> str | None:
     """The text encoders say it (their layout differs per family); else the cross-attention width; else metadata."""
-    names = shapes.keys()
-    if any(name.startswith("conditioner.embedders.1.") for name in names) or (
-        "model.diffusion_model.label_emb.0.0.weight" in shapes
-        and any(name.startswith("conditioner.embedders.0.transformer.") for name in names)
+    if header.has_prefix("conditioner.embedders.1.") or (
+        header.has("model.diffusion_model.label_emb.0.0.weight")
+        and header.has_prefix("conditioner.embedders.0.transformer.")
     ):
         return "SDXL"
-    if any(name.startswith("cond_stage_model.model.") for name in names):
+    if header.has_prefix("cond_stage_model.model."):
         return "SD2"
-    if any(name.startswith("cond_stage_model.transformer.") for name in names):
+    if header.has_prefix("cond_stage_model.transformer."):
         return "SD1"
-    return _width_family(_context_width(shapes, "model.diffusion_model.")) or _metadata_family(metadata)
+    return _width_family(header.context_width("model.diffusion_model.")) or _metadata_family(metadata)
 
 
-def _lora_family(shapes: Mapping[str, tuple[int, ...]], metadata: Mapping[str, Any]) -> str | None:
-    names = shapes.keys()
-    if any(name.startswith(("lora_te2_", "text_encoder_2.", "lora_te2.")) for name in names):
+def _lora_family(header: HeaderText, metadata: Mapping[str, Any]) -> str | None:
+    if header.has_prefix("lora_te2_", "text_encoder_2.", "lora_te2."):
         return "SDXL"
-    return _width_family(_context_width(shapes, "")) or _metadata_family(metadata)
+    return _width_family(header.context_width("")) or _metadata_family(metadata)
 
 
 # --- one file or folder -------------------------------------------------------------------------------
@@ -289,13 +372,11 @@ def scan_file(path: str, origin: str = "", allow_pickle: bool = False) -> ModelE
         return ModelEntry(path, "UNKNOWN", None, size=size, origin=origin,
                           refused=None if allow_pickle else PICKLE_REASON)
     try:
-        header = read_safetensors_header(path)
+        found = classify_header(HeaderText.read(path))
     except HeaderError as error:
         return ModelEntry(path, "UNKNOWN", None, size=size, origin=origin, problem=str(error))
     except OSError as error:
         return ModelEntry(path, "UNKNOWN", None, size=size, origin=origin, problem=f"cannot be read: {error}")
-    metadata = header.get("__metadata__")
-    found = classify_tensors(tensor_shapes(header), metadata if isinstance(metadata, dict) else None)
     return ModelEntry(path, found.kind, found.family, found.inpainting, found.few_step, size, origin=origin)
 
 

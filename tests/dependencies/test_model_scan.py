@@ -130,8 +130,8 @@ def test_rescan_reads_only_changed_files(
     folder = str(model_folders["sd1"].parent)
     first = model_scan.scan_folder(folder, cache=cache)
     read: list[str] = []
-    original = model_scan.read_safetensors_header
-    monkeypatch.setattr(model_scan, "read_safetensors_header", lambda path: read.append(str(path)) or original(path))
+    original = model_scan.scan_file
+    monkeypatch.setattr(model_scan, "scan_file", lambda path, *args: read.append(str(path)) or original(path, *args))
     assert model_scan.scan_folder(folder, cache=cache) == first and read == []
     tiny_models.write_safetensors_layout(model_folders["sdxl"], tiny_models.LAYOUTS["sd1_controlnet"])  # replaced by another file
     os.utime(model_folders["sdxl"], ns=(1, 1))
