@@ -13,7 +13,7 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from ..engine import EngineOptions, GenerationRequest
+from ..engine import EngineOptions, GenerationRequest, UpscaleRequest
 
 
 @dataclass
@@ -25,7 +25,7 @@ class JobEvent:
 class GenerationJob:
     """Runs one engine request, on a worker thread (``start``) or in the caller's thread (``run``)."""
 
-    def __init__(self, options: EngineOptions, request: GenerationRequest) -> None:
+    def __init__(self, options: EngineOptions, request: GenerationRequest | UpscaleRequest) -> None:
         self.options = options
         self.request = request
         self.events: queue.Queue[JobEvent] = queue.Queue()
@@ -33,6 +33,7 @@ class GenerationJob:
         self.stage = "LOAD"  # LOAD, then DOWNLOAD (bytes) or DENOISE (steps)
         self.step = 0
         self.total = request.steps
+        self.part = self.parts = 0  # tile i of n (upscale); 0 = a single generation
         self.finished = False
 
     def start(self) -> None:
@@ -43,7 +44,8 @@ class GenerationJob:
 
         try:
             engine = get_engine(self.options)
-            result = engine.generate(self.request, on_progress=self._on_progress, cancel_event=self.cancel_event)
+            run = engine.upscale if isinstance(self.request, UpscaleRequest) else engine.generate
+            result = run(self.request, on_progress=self._on_progress, cancel_event=self.cancel_event)
         except GenerationCancelled:
             self.events.put(JobEvent("cancelled"))
         except EngineError as error:
@@ -67,7 +69,8 @@ class GenerationJob:
         if self.stage == "DOWNLOAD":
             return f"Downloading model: {self.step / 1e6:,.0f} / {self.total / 1e6:,.0f} MB"
         if self.stage == "DENOISE" and self.step:
-            return f"Step {self.step}/{self.total}"
+            steps = f"Step {self.step}/{self.total}"
+            return f"Tile {self.part}/{self.parts} · {steps.lower()}" if self.parts else steps
         return "Loading model…"
 
     def drain(self) -> list[JobEvent]:
@@ -81,6 +84,7 @@ class GenerationJob:
             if event.kind == "progress":
                 payload = event.payload
                 self.stage, self.step, self.total = payload.stage, payload.step, payload.total
+                self.part, self.parts = payload.part, payload.parts
             else:
                 self.finished = True
             drained.append(event)

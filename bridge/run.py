@@ -30,8 +30,7 @@ class Plan:
 
 def prepare(context: bpy.types.Context) -> Plan:
     """Check the settings and targets, capture the img2img source. Raises ValueError with a clear message."""
-    if current_job() is not None:
-        raise ValueError("A generation is already running: wait for it or cancel it first")
+    check_no_job_running()
     check_engine_packages()
     settings = context.scene.latent_textures
     request = requests.request_from_settings(settings)
@@ -45,6 +44,11 @@ def prepare(context: bpy.types.Context) -> Plan:
             raise ValueError(f"Could not capture the source image: {error}") from error
     request.validate()
     return plan
+
+
+def check_no_job_running() -> None:
+    if current_job() is not None:
+        raise ValueError("A generation is already running: wait for it or cancel it first")
 
 
 def check_engine_packages() -> None:
@@ -136,16 +140,9 @@ class GenerationRun:
             return "CANCELLED"
         result = final.payload
         settings = context.scene.latent_textures
-        recipe = dict(result.recipe, target=self.plan.target)
         changes = results.Changes()
         try:
-            image = results.create_result_image(changes, result.image, recipe)
-            if self.plan.target == "MATERIAL":
-                results.apply_to_material(changes, bpy.data.objects[self.plan.object_names[0]], image)
-            elif self.plan.target == "PROJECT":
-                objects = [bpy.data.objects[name] for name in self.plan.object_names]
-                results.apply_projection(changes, context, objects, image,
-                                         self.plan.request.width, self.plan.request.height)
+            image = self.write(context, changes, result)
             changes.set(settings, "result_image", image)
             changes.set(settings, "seed", result.seed)
         except Exception as error:  # anything half-written is undone; the console keeps the traceback
@@ -159,7 +156,28 @@ class GenerationRun:
         self.reports.append(("INFO", f"Generated '{image.name}' (seed {result.seed})"))
         return "FINISHED"
 
+    def write(self, context: bpy.types.Context, changes: results.Changes, result) -> bpy.types.Image:
+        """Put ``result`` where the plan says, every change through ``changes``; returns the new image."""
+        recipe = dict(result.recipe, target=self.plan.target)
+        image = results.create_result_image(changes, result.image, recipe)
+        if self.plan.target == "MATERIAL":
+            results.apply_to_material(changes, bpy.data.objects[self.plan.object_names[0]], image)
+        elif self.plan.target == "PROJECT":
+            objects = [bpy.data.objects[name] for name in self.plan.object_names]
+            results.apply_projection(changes, context, objects, image,
+                                     self.plan.request.width, self.plan.request.height)
+        return image
+
     def abandon(self) -> None:
         """Stop listening (e.g. the operator was torn down): cancel and forget the job."""
         self.job.cancel()
         set_current_job(None)
+
+
+class UpscaleRun(GenerationRun):
+    """A started upscale (``bridge/upscale.py``): the same job and ticks, its own result writing."""
+
+    def write(self, context: bpy.types.Context, changes: results.Changes, result) -> bpy.types.Image:
+        from . import upscale
+
+        return upscale.write(changes, self.plan, result)

@@ -20,6 +20,10 @@ from .errors import (
     UnsafeModelFormatError,
 )
 from .request import (
+    CONTROLS,
+    MAX_CONTROL_STRENGTH,
+    MAX_LORA_WEIGHT,
+    MAX_MASK_BLUR,
     MAX_SEED,
     MAX_SIZE,
     MAX_STEPS,
@@ -31,13 +35,19 @@ from .request import (
     GenerationRequest,
     GenerationResult,
     LoadedModelInfo,
+    LoraSpec,
     ProgressEvent,
 )
+from .upscale import UpscaleRequest
 
 if TYPE_CHECKING:
     from .engine import Engine
 
 __all__ = [
+    "CONTROLS",
+    "MAX_CONTROL_STRENGTH",
+    "MAX_LORA_WEIGHT",
+    "MAX_MASK_BLUR",
     "MAX_SEED",
     "MAX_SIZE",
     "MAX_STEPS",
@@ -52,10 +62,12 @@ __all__ = [
     "GenerationRequest",
     "GenerationResult",
     "LoadedModelInfo",
+    "LoraSpec",
     "ModelNotFoundError",
     "OutOfMemoryError",
     "ProgressEvent",
     "UnsafeModelFormatError",
+    "UpscaleRequest",
     "__version__",
     "get_engine",
     "list_local_models",

@@ -1,4 +1,5 @@
-"""The engine: one cached model, txt2img and img2img on it, progress, cancel, seamless output.
+"""The engine: one cached model; txt2img, img2img and inpainting on it, with ControlNets and LoRAs
+beside it; progress, cancel, seamless output.
 
 Imports torch and diffusers at the top; the package imports this module only
 when an engine is first asked for (``get_engine``).
@@ -6,6 +7,7 @@ when an engine is first asked for (``get_engine``).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import secrets
@@ -20,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import devices, sources
+from . import controlnets, devices, inpaint, loras, pipelines, sources
 from ._version import read_version
 from .errors import EngineError, GenerationCancelled
 from .families import ModelFamily, detect_family
@@ -29,6 +31,7 @@ from .request import (
     MAX_SEED,
     EngineOptions,
     GenerationRequest,
+    LoraSpec,
     GenerationResult,
     LoadedModelInfo,
     ProgressEvent,
@@ -47,6 +50,8 @@ VAE_TILING_MEMORY_SHARE = 0.5
 VAE_TILING_AUTO_PIXELS = 1024 * 1024  # where the device's memory is unknown: tile above this many pixels
 _COMPILER_MODULES = ("torch._dynamo", "torch._inductor")  # where torch.compile's errors come from
 PROMPT_CACHE_SIZE = 4  # prompts whose text embeddings are kept per loaded model
+CONTROLNET_CACHE_SIZE = 2  # ControlNets kept beside the loaded model (e.g. one depth, one normal)
+LORA_CACHE_SIZE = 8  # LoRA adapters kept loaded into the model (the ones not asked for are disabled)
 _EMBEDDING_ARGUMENTS = (
     "prompt_embeds",
     "negative_prompt_embeds",
@@ -70,6 +75,17 @@ class _LoadedModel:
     prompt_cache: dict[tuple[Any, ...], tuple[Any, ...]] = field(default_factory=dict)
     vae_fp32: bool = False  # a half-precision decode overflowed: this model's VAE decodes in fp32
     weight_bytes: int = 0  # what the weights take on the device (VAE tiling AUTO)
+    # (kind, location, device, dtype) -> ControlNetModel, oldest first; pipelines keyed by (task, that key)
+    controlnets: dict[tuple[str, str, str, str], Any] = field(default_factory=dict)
+    # LoRA file path -> (adapter name, recipe entry without weight), oldest first
+    lora_adapters: dict[str, tuple[str, loras.LoraFile]] = field(default_factory=dict)
+    lora_state: tuple[tuple[str, float], ...] = ()  # the adapters and weights now active
+    adapters_made: int = 0
+
+    @property
+    def base(self) -> Any:
+        """The loaded pipeline; every other pipeline shares its components."""
+        return self.pipelines["TXT2IMG"]
 
 
 @dataclass(frozen=True)
@@ -170,8 +186,37 @@ class Engine:
         with self._lock:
             if self._model is not None:
                 self._model.pipelines.clear()
+                self._model.controlnets.clear()
+                self._model.lora_adapters.clear()
                 self._model = None
             devices.empty_cache(self.device)
+
+    def load(
+        self,
+        model: str,
+        *,
+        on_progress: ProgressCallback | None = None,
+        cancel_event: threading.Event | None = None,
+    ) -> LoadedModelInfo:
+        """Load (or download) ``model`` now, as ``generate`` would; returns what is in memory."""
+        with self._lock, devices.oom_as_engine_error(self.device):
+            self._load(model, on_progress, cancel_event)
+        info = self.loaded_model()
+        assert info is not None
+        return info
+
+    def upscale(
+        self,
+        request: Any,
+        *,
+        on_progress: ProgressCallback | None = None,
+        cancel_event: threading.Event | None = None,
+    ) -> GenerationResult:
+        """Upscale ``request.image`` (an ``UpscaleRequest``, see ``engine/upscale.py``) with this engine's model."""
+        from .upscale import upscale
+
+        with self._lock:
+            return upscale(self, request, on_progress=on_progress, cancel_event=cancel_event)
 
     def _load(
         self,
@@ -323,19 +368,157 @@ class Engine:
 
         pipe.encode_prompt = encode_prompt
 
-    def _pipeline(self, model: _LoadedModel, mode: str) -> Any:
-        """The pipeline for ``mode``; img2img is built on the txt2img components (no second copy)."""
-        pipe = model.pipelines.get(mode)
+    def _pipeline(self, model: _LoadedModel, task: str, controlnet_key: tuple[str, ...] | None = None) -> Any:
+        """The pipeline for ``task`` (``pipelines.TASKS``) with the cached ControlNet ``controlnet_key``;
+        built on the loaded model's components (no second copy), then kept."""
+        key: Any = task if controlnet_key is None else (task, controlnet_key)
+        pipe = model.pipelines.get(key)
         if pipe is None:
-            from diffusers import AutoPipelineForImage2Image
-
-            pipe = AutoPipelineForImage2Image.from_pipe(model.pipelines["TXT2IMG"])
-            pipe.set_progress_bar_config(disable=True)
-            if self.options.cpu_offload and self.device.type == "cuda":
-                pipe.enable_model_cpu_offload(device=self.device)
-            self._cache_prompt_embeddings(pipe)
-            model.pipelines[mode] = pipe
+            controlnet = model.controlnets[controlnet_key] if controlnet_key is not None else None
+            pipe = pipelines.build(model.base, model.family, task, controlnet)
+            if pipe is not model.base:
+                if self.options.cpu_offload and self.device.type == "cuda":
+                    pipe.enable_model_cpu_offload(device=self.device)
+                self._cache_prompt_embeddings(pipe)
+            model.pipelines[key] = pipe
         return pipe
+
+    def _controlnet(
+        self,
+        model: _LoadedModel,
+        request: GenerationRequest,
+        on_progress: ProgressCallback | None,
+        cancel_event: threading.Event | None,
+    ) -> tuple[tuple[str, str, str, str], str]:
+        """Load (or reuse) the request's ControlNet beside the model; return its cache key and resolved name.
+
+        Raises:
+            ValueError: no ``control_model`` and no default for the model's family.
+            EngineError: it cannot be loaded, or it is made for another family.
+        """
+        options = self.options
+        name = controlnets.resolve_source(request.control_model, model.family, request.control)
+        source = controlnets.classify(name, allow_pickle=options.allow_pickle)
+        key = (source.kind, source.location, str(self.device), devices.dtype_name(self.dtype))
+        if key in model.controlnets:
+            model.controlnets[key] = model.controlnets.pop(key)  # newest last
+            return key, name
+        prefer_variant = "fp16" if self.dtype in (torch.float16, torch.bfloat16) else None
+        try:
+            controlnet = controlnets.load(
+                source,
+                dtype=self.dtype,
+                cache_dir=options.cache_dir,
+                offline=options.offline,
+                allow_pickle=options.allow_pickle,
+                prefer_variant=prefer_variant,
+                read_cache_dirs=options.read_cache_dirs,
+                on_progress=on_progress,
+                cancel_event=cancel_event,
+            )
+        except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:
+            if devices.is_oom(error):
+                raise
+            raise EngineError(
+                f"The ControlNet {name} (control_model) could not be loaded ({type(error).__name__}: {error}); its "
+                "files may be corrupt or incomplete, or it is not a ControlNet."
+            ) from error
+        controlnets.check_family(controlnet, model.base.unet, model.family, name)
+        if not (options.cpu_offload and self.device.type == "cuda"):
+            controlnet.to(self.device)
+        if self.channels_last:
+            controlnet.to(memory_format=torch.channels_last)
+        while len(model.controlnets) >= CONTROLNET_CACHE_SIZE:
+            dropped = next(iter(model.controlnets))
+            del model.controlnets[dropped]
+            for pipe_key in [k for k in model.pipelines if isinstance(k, tuple) and k[1] == dropped]:
+                del model.pipelines[pipe_key]
+        model.controlnets[key] = controlnet
+        log.info("Loaded the ControlNet %s beside %s", source.location, model.source.location)
+        return key, name
+
+    def _apply_loras(
+        self,
+        model: _LoadedModel,
+        specs: tuple[LoraSpec, ...] | list[LoraSpec],
+        on_progress: ProgressCallback | None,
+        cancel_event: threading.Event | None,
+    ) -> list[dict[str, Any]]:
+        """Make exactly ``specs`` active on the model (loading new adapters, disabling the others).
+
+        Adapters stay loaded (up to ``LORA_CACHE_SIZE``) so switching back costs nothing; with no
+        LoRA asked for, all are disabled and the model computes exactly as without them.
+
+        Returns:
+            The recipe entries (name, repo id or sha256, weight), in the request's order.
+        """
+        options = self.options
+        base = model.base
+        active: list[tuple[str, float]] = []
+        entries: list[dict[str, Any]] = []
+        for i, spec in enumerate(specs):
+            field_name = f"loras[{i}]"
+            lora = loras.resolve(
+                spec.source,
+                allow_pickle=options.allow_pickle,
+                cache_dir=options.cache_dir,
+                offline=options.offline,
+                read_cache_dirs=options.read_cache_dirs,
+                on_progress=on_progress,
+                cancel_event=cancel_event,
+            )
+            cached = model.lora_adapters.get(str(lora.path))
+            if cached is None:
+                _check_cancel(cancel_event)
+                adapter = self._load_lora(model, lora, field_name)
+            else:
+                adapter = cached[0]
+                model.lora_adapters[str(lora.path)] = model.lora_adapters.pop(str(lora.path))  # newest last
+            active.append((adapter, float(spec.weight)))
+            entries.append(lora.recipe(spec.weight))
+        state = tuple(active)
+        if state != model.lora_state:
+            if active:
+                base.set_adapters([a for a, _ in active], adapter_weights=[w for _, w in active])
+                base.enable_lora()
+            elif model.lora_adapters:
+                base.disable_lora()
+            model.prompt_cache.clear()  # a LoRA on the text encoder changes the prompt's embeddings
+            model.lora_state = state
+        self._trim_loras(model, {a for a, _ in active})
+        return entries
+
+    def _load_lora(self, model: _LoadedModel, lora: loras.LoraFile, field_name: str) -> str:
+        base = model.base
+        try:
+            state_dict = loras.read_state_dict(lora)
+        except (OSError, ValueError, RuntimeError) as error:
+            raise EngineError(
+                f"{field_name}: the LoRA {lora.name} could not be read ({type(error).__name__}: {error})."
+            ) from error
+        loras.check_family(state_dict, base.unet.config.cross_attention_dim, model.family.name, lora.name, field_name)
+        model.adapters_made += 1
+        adapter = f"lora_{model.adapters_made}"
+        try:
+            base.load_lora_weights(state_dict, adapter_name=adapter)
+        except (ValueError, RuntimeError, KeyError, TypeError) as error:
+            with contextlib.suppress(Exception):  # take back whatever part of it was injected
+                base.delete_adapters(adapter)
+            raise EngineError(
+                f"{field_name}: the LoRA {lora.name} does not fit the model {model.source.location} "
+                f"({type(error).__name__}: {str(error).strip().splitlines()[0][:200] if str(error).strip() else ''})."
+            ) from error
+        model.lora_adapters[str(lora.path)] = (adapter, lora)
+        return adapter
+
+    def _trim_loras(self, model: _LoadedModel, keep: set[str]) -> None:
+        """Unload the oldest adapters not in use beyond ``LORA_CACHE_SIZE``."""
+        while len(model.lora_adapters) > LORA_CACHE_SIZE:
+            path = next((p for p, (a, _) in model.lora_adapters.items() if a not in keep), None)
+            if path is None:
+                return
+            adapter, _ = model.lora_adapters.pop(path)
+            model.base.delete_adapters(adapter)
 
     # --- generation -----------------------------------------------------------------------------------
 
@@ -359,7 +542,8 @@ class Engine:
             The RGBA image (float32, top row first, 0..1), the seed used and the recipe.
 
         Raises:
-            ValueError: a request field is invalid (the message names it and what it accepts).
+            ValueError: a request field is invalid (the message names it and what it accepts), also
+                for this model: control/mode an SD 2 depth model cannot run, no default ControlNet.
             GenerationCancelled: cancelled; no result (also when the event is set during the VAE decode).
             ModelNotFoundError, UnsafeModelFormatError, OutOfMemoryError, EngineError: with a message
                 that says what to do.
@@ -373,17 +557,26 @@ class Engine:
                 model = self._load(request.model, on_progress, cancel_event)
                 clock.load = time.perf_counter() - clock.start
                 _check_cancel(cancel_event)
-                pipe = self._pipeline(model, request.mode)
+                _check_request_fits(request, model)
+                task = pipelines.task_for(model.family, request.mode)
+                controlnet_key, control_model = self._control_for(model, request, on_progress, cancel_event)
+                lora_entries = self._apply_loras(model, request.loras, on_progress, cancel_event)
+                _check_cancel(cancel_event)
+                pipe = self._pipeline(model, task, controlnet_key)
                 pipe.scheduler = make_scheduler(request.scheduler, model.scheduler_config, request.steps)
                 self._set_vae_tiling(pipe, request)
+                mask = inpaint.feather_mask(request.mask_image, request.mask_blur) if request.mode == "INPAINT" else None
                 kwargs = self._call_arguments(pipe, model, request, seed, on_progress, cancel_event, clock)
+                kwargs.update(_task_arguments(request, task, mask, controlled=controlnet_key is not None))
+                kwargs = {k: v for k, v in kwargs.items() if k in inspect.signature(pipe.__call__).parameters}
                 unet = pipe.unet
                 if request.seamless != "NONE" and hasattr(unet, "_orig_mod"):
                     pipe.unet = unet._orig_mod  # compiled graphs know no circular padding: run eagerly
                 hook = pipe.unet.register_forward_pre_hook(clock.on_unet_call)
                 self._clock = clock
+                tiled = (pipe.unet, pipe.vae) + ((pipe.controlnet,) if controlnet_key is not None else ())
                 try:
-                    with seamless((pipe.unet, pipe.vae), request.seamless):
+                    with seamless(tiled, request.seamless):
                         latents = pipe(**kwargs).images
                         _check_cancel(cancel_event)
                         images = self._decode(pipe, model, latents, clock)
@@ -403,13 +596,43 @@ class Engine:
             _check_cancel(cancel_event)
 
         rgba = np.ones((request.height, request.width, 4), dtype=np.float32)
-        rgba[..., :3] = images[0]
-        return GenerationResult(
-            image=rgba,
-            seed=seed,
-            recipe={**self._recipe(request, seed, model.family), **model.where.recipe_fields()},
-            timings=clock.timings(),
+        if mask is not None:
+            assert request.init_image is not None  # validated
+            rgba[..., :3] = inpaint.composite(images[0], request.init_image, mask)  # kept pixels: exactly the input
+        else:
+            rgba[..., :3] = images[0]
+        recipe = self._recipe(request, seed, model.family)
+        recipe.update(
+            control=request.control,
+            control_model=control_model,
+            control_strength=float(request.control_strength),
+            loras=lora_entries,
+            mask=request.mode == "INPAINT",
+            mask_blur=int(request.mask_blur),
+            **model.where.recipe_fields(),
         )
+        return GenerationResult(image=rgba, seed=seed, recipe=recipe, timings=clock.timings())
+
+    def _control_for(
+        self,
+        model: _LoadedModel,
+        request: GenerationRequest,
+        on_progress: ProgressCallback | None,
+        cancel_event: threading.Event | None,
+    ) -> tuple[tuple[str, str, str, str] | None, str]:
+        """The ControlNet to run (its cache key, or None) and the ``control_model`` the recipe records.
+
+        ``control_strength == 0`` runs the plain pipeline, no ControlNet: exactly the pixels of no
+        control. An SD 2 depth model reads the depth itself: no ControlNet, recipe ``control_model`` "".
+        """
+        if request.control == "NONE" or model.family.depth:
+            return None, ""
+        if request.control_strength == 0:
+            try:
+                return None, controlnets.resolve_source(request.control_model, model.family, request.control)
+            except ValueError:
+                return None, ""
+        return self._controlnet(model, request, on_progress, cancel_event)
 
     def _decode(self, pipe: Any, model: _LoadedModel, latents: Any, clock: _RunClock) -> np.ndarray:
         """Latents -> float32 (batch, h, w, 3) images in 0..1, as the pipeline itself would decode them.
@@ -521,13 +744,6 @@ class Engine:
             "output_type": "latent",  # decoded by _decode (fp32 fallback, timings)
             "callback_on_step_end": on_step_end,
         }
-        if request.mode == "IMG2IMG":
-            assert request.init_image is not None  # validated
-            kwargs["image"] = np.ascontiguousarray(request.init_image[None, :, :, :3])
-            kwargs["strength"] = float(request.strength)
-        else:
-            kwargs["height"] = request.height
-            kwargs["width"] = request.width
         accepted = inspect.signature(pipe.__call__).parameters
         return {k: v for k, v in kwargs.items() if k in accepted}  # LCM pipelines take no negative prompt
 
@@ -552,6 +768,66 @@ class Engine:
             "device": self.device.type,
             "dtype": devices.dtype_name(self.dtype),
         }
+
+
+def _check_request_fits(request: GenerationRequest, model: _LoadedModel) -> None:
+    """What only the loaded model can tell: an SD 2 depth model needs a depth image and cannot inpaint.
+
+    Raises:
+        ValueError: naming the field to change.
+    """
+    if not model.family.depth:
+        return
+    name = model.source.location
+    if request.control != "DEPTH":
+        raise ValueError(
+            f"control must be DEPTH for {name}: it is an SD 2 depth model and paints from the depth image "
+            "(control_image); set control to DEPTH, or choose another model."
+        )
+    if request.mode == "INPAINT":
+        raise ValueError(f"mode INPAINT is not available with the SD 2 depth model {name}; use TXT2IMG or IMG2IMG.")
+    assert request.control_image is not None  # validated with control DEPTH
+    if float(np.ptp(request.control_image[..., 0])) == 0.0:
+        raise ValueError(
+            "control_image is one flat value everywhere; the SD 2 depth model needs depth that varies "
+            "(near = white, background black)."
+        )
+
+
+def _task_arguments(
+    request: GenerationRequest, task: str, mask: np.ndarray | None, *, controlled: bool
+) -> dict[str, Any]:
+    """The pipeline arguments that depend on the task: input image, mask, strength, size, control image."""
+    height, width = request.height, request.width
+    init = request.init_image
+    rgb = np.ascontiguousarray(init[None, :, :, :3]) if init is not None else None
+    grey = np.full((1, height, width, 3), 0.5, dtype=np.float32)  # the unused input of a from-scratch run
+    kwargs: dict[str, Any] = {}
+    if task == "DEPTH2IMG":
+        image = rgb if request.mode == "IMG2IMG" else grey
+        assert request.control_image is not None  # checked by _check_request_fits
+        kwargs["image"] = torch.from_numpy(np.ascontiguousarray(image.transpose(0, 3, 1, 2)))
+        kwargs["depth_map"] = torch.from_numpy(np.ascontiguousarray(request.control_image[None, :, :, 0]))
+        kwargs["strength"] = float(request.strength) if request.mode == "IMG2IMG" else 1.0
+    elif task == "INPAINT":
+        # A dedicated inpainting model runs TXT2IMG/IMG2IMG too: the whole frame masked.
+        if mask is None:
+            mask = np.ones((height, width), dtype=np.float32)
+        kwargs["image"] = rgb if request.mode != "TXT2IMG" else grey
+        kwargs["mask_image"] = torch.from_numpy(np.ascontiguousarray(mask[None, None]))
+        kwargs["strength"] = float(request.strength) if request.mode != "TXT2IMG" else 1.0
+        kwargs["height"], kwargs["width"] = height, width
+    elif task == "IMG2IMG":
+        kwargs["image"] = rgb
+        kwargs["strength"] = float(request.strength)
+    else:
+        kwargs["height"], kwargs["width"] = height, width
+    if controlled:
+        assert request.control_image is not None  # validated
+        control = np.ascontiguousarray(request.control_image[None])
+        kwargs["image" if task == "TXT2IMG" else "control_image"] = control
+        kwargs["controlnet_conditioning_scale"] = float(request.control_strength)
+    return kwargs
 
 
 def _prompt_key(method: Any, signature: inspect.Signature, pipe: Any, args: Any, kwargs: Any) -> tuple[Any, ...] | None:

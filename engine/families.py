@@ -7,6 +7,10 @@ from dataclasses import dataclass
 from typing import Any
 
 FAMILIES = ("SD1", "SD2", "SDXL")
+INPAINTING_CHANNELS = 9  # UNet input: 4 latent + 1 mask + 4 masked-image latent channels
+DEPTH_CHANNELS = 5  # UNet input: 4 latent + 1 depth channel (stabilityai/stable-diffusion-2-depth)
+# Text-feature width (cross-attention dimension) of each family's real models: LoRAs are told by it.
+CROSS_ATTENTION_WIDTHS = {768: "SD1", 1024: "SD2", 2048: "SDXL"}
 
 
 @dataclass(frozen=True)
@@ -18,11 +22,17 @@ class ModelFamily:
         prediction_type: what the UNet predicts (``epsilon``, ``v_prediction``, ``sample``).
         few_step: distilled for a handful of steps (LCM, turbo, lightning); such
             models are run with guidance <= 1, i.e. without an unconditional pass.
+        inpainting: a dedicated inpainting model (9-channel UNet: latents + mask + masked image);
+            every mode runs through the inpaint pipeline.
+        depth: an SD-2 depth model (5-channel UNet: latents + depth); it needs a depth image
+            (``control="DEPTH"``) and runs through ``StableDiffusionDepth2ImgPipeline``.
     """
 
     name: str
     prediction_type: str = "epsilon"
     few_step: bool = False
+    inpainting: bool = False
+    depth: bool = False
 
     @property
     def label(self) -> str:
@@ -31,6 +41,10 @@ class ModelFamily:
             parts.append("v-prediction")
         if self.few_step:
             parts.append("few-step")
+        if self.inpainting:
+            parts.append("inpainting")
+        if self.depth:
+            parts.append("depth")
         return " ".join(parts)
 
 
@@ -42,6 +56,8 @@ def detect_family(unet_config: Mapping[str, Any], scheduler_config: Mapping[str,
       linear transformer projections; SD1 otherwise.
     * few-step: an LCM scheduler, a guidance-embedding UNet (``time_cond_proj_dim``) or
       the ``trailing`` timestep spacing that turbo/lightning models ship with.
+    * inpainting / depth: the UNet's input channels (9: latents + mask + masked image latents;
+      5: latents + depth).
     """
     if unet_config.get("addition_embed_type") == "text_time":
         name = "SDXL"
@@ -58,4 +74,6 @@ def detect_family(unet_config: Mapping[str, Any], scheduler_config: Mapping[str,
         name=name,
         prediction_type=str(scheduler_config.get("prediction_type", "epsilon")),
         few_step=bool(few_step),
+        inpainting=unet_config.get("in_channels") == INPAINTING_CHANNELS,
+        depth=unet_config.get("in_channels") == DEPTH_CHANNELS,
     )

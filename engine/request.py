@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-MODES = ("TXT2IMG", "IMG2IMG")
+MODES = ("TXT2IMG", "IMG2IMG", "INPAINT")
+CONTROLS = ("NONE", "DEPTH", "NORMAL", "TILE")  # TILE: the upscaler conditions each tile on itself
 SCHEDULERS = (
     "DPM_SOLVER_MULTISTEP",
     "DPM_SOLVER_MULTISTEP_KARRAS",
@@ -36,6 +37,11 @@ MIN_SIZE, MAX_SIZE = 64, 4096  # pixels, multiples of 8 (the VAE downsamples by 
 MAX_STEPS = 1000  # the schedulers are trained on 1000 timesteps
 MAX_GUIDANCE = 30.0
 MAX_SEED = 2**31 - 1  # Blender's IntProperty is int32
+MAX_CONTROL_STRENGTH = 2.0
+MAX_LORA_WEIGHT = 2.0
+MAX_MASK_BLUR = 256  # pixels
+# A mask whose brightest pixel is below this repaints nothing visible: refused as empty.
+EMPTY_MASK_THRESHOLD = 1.0 / 255.0
 
 
 def _is_int(value: Any) -> bool:
@@ -51,6 +57,30 @@ def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
         raise ValueError(f"{name} must be one of {', '.join(allowed)}; got {value!r}.")
 
 
+@dataclass(frozen=True)
+class LoraSpec:
+    """One LoRA to apply on top of the model.
+
+    Args:
+        source: a Hugging Face repo id (``org/name``, its ``*.safetensors`` LoRA file) or a local
+            ``.safetensors`` file (``.ckpt/.pt/.bin`` only with ``EngineOptions.allow_pickle``).
+        weight: how strongly it applies, -2..2 (1 = as trained, 0 = no effect, negative = the opposite).
+    """
+
+    source: str
+    weight: float = 1.0
+
+    def validate(self, name: str = "loras") -> None:
+        """Raise ``ValueError`` naming ``name[i].source``/``.weight`` when bad."""
+        if not isinstance(self.source, str) or not self.source.strip():
+            raise ValueError(f"{name}.source must be a LoRA .safetensors file or a Hugging Face repo id; got nothing.")
+        weight = self.weight
+        if not _is_real(weight) or math.isnan(weight) or not -MAX_LORA_WEIGHT <= weight <= MAX_LORA_WEIGHT:
+            raise ValueError(
+                f"{name}.weight must be a number from {-MAX_LORA_WEIGHT:g} to {MAX_LORA_WEIGHT:g}; got {weight!r}."
+            )
+
+
 @dataclass
 class GenerationRequest:
     """Everything one generation needs. ``validate()`` checks every field.
@@ -60,10 +90,10 @@ class GenerationRequest:
         model: a Hugging Face repo id (``org/name``), a local diffusers folder
             (with ``model_index.json``) or a single-file ``.safetensors`` checkpoint.
         negative_prompt: what to steer away from ("" = the model's default).
-        mode: ``TXT2IMG`` or ``IMG2IMG``.
-        init_image: IMG2IMG input, float32 ``(height, width, 3|4)`` in 0..1,
+        mode: ``TXT2IMG``, ``IMG2IMG`` or ``INPAINT`` (repaint ``init_image`` where ``mask_image`` is white).
+        init_image: IMG2IMG/INPAINT input, float32 ``(height, width, 3|4)`` in 0..1,
             display-referred sRGB, top row first; alpha is ignored.
-        strength: IMG2IMG denoising strength in (0, 1]; 1 ignores the input.
+        strength: IMG2IMG/INPAINT denoising strength in (0, 1]; 1 ignores the input (under the mask).
         width, height: output size in pixels, multiples of 8 from 64 to 4096.
         steps: denoising steps, 1..1000.
         guidance_scale: classifier-free guidance in [0, 30]; <= 1 runs no
@@ -71,6 +101,20 @@ class GenerationRequest:
         scheduler: one of ``SCHEDULERS``.
         seed: 0..2**31-1, or None for a random one (the result says which).
         seamless: tileable output along ``X``, ``Y``, ``BOTH`` or ``NONE``.
+        mask_image: INPAINT mask, float32 ``(height, width)`` in 0..1, top row first: 1 (white) =
+            repaint, 0 (black) = keep exactly. The caller resizes it to the request's size first.
+            An empty (all black) mask is refused. Pixels where the (blurred) mask is 0 come back
+            bit-identical to ``init_image``.
+        mask_blur: INPAINT feather in pixels (>= 0): the mask's edge is blurred by a Gaussian of this
+            radius (sigma = mask_blur / 2) before the result is blended over ``init_image``.
+        control: geometry conditioning: ``NONE``, ``DEPTH`` or ``NORMAL`` (a ControlNet, or for an SD-2
+            depth model its own depth input).
+        control_image: float32 ``(height, width, 3)`` in 0..1, top row first, encoded as the ControlNet
+            expects (``engine.control``: ``encode_depth``, ``encode_normals`` and their conventions).
+        control_model: the ControlNet: HF repo id, diffusers folder or ``.safetensors`` file; "" = the
+            default for ``control`` and the model's family (``engine.control.DEFAULT_CONTROL_MODELS``).
+        control_strength: ControlNet conditioning scale in [0, 2]; 0 = exactly as without control.
+        loras: LoRAs applied on top of the model (``LoraSpec``), in order; each source at most once.
     """
 
     prompt: str
@@ -86,6 +130,13 @@ class GenerationRequest:
     scheduler: str = "DPM_SOLVER_MULTISTEP"
     seed: int | None = None
     seamless: str = "NONE"
+    mask_image: np.ndarray | None = field(default=None, repr=False)
+    mask_blur: int = 0
+    control: str = "NONE"
+    control_image: np.ndarray | None = field(default=None, repr=False)
+    control_model: str = ""
+    control_strength: float = 1.0
+    loras: tuple[LoraSpec, ...] = ()
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad field and what it accepts."""
@@ -119,34 +170,87 @@ class GenerationRequest:
                 f"seed must be an integer from 0 to {MAX_SEED}, or None for a random seed; got {self.seed!r}."
             )
         _choice("seamless", self.seamless, SEAMLESS_AXES)
-        if self.mode == "IMG2IMG":
+        if self.mode in ("IMG2IMG", "INPAINT"):
             if int(self.steps * self.strength) < 1:
                 raise ValueError(
-                    f"strength x steps must be at least 1 for IMG2IMG (it runs int(steps x strength) denoising "
+                    f"strength x steps must be at least 1 for {self.mode} (it runs int(steps x strength) denoising "
                     f"steps); got strength {self.strength!r} with {self.steps} steps."
                 )
             self._validate_init_image()
+        if not _is_int(self.mask_blur) or not 0 <= self.mask_blur <= MAX_MASK_BLUR:
+            raise ValueError(f"mask_blur must be an integer from 0 to {MAX_MASK_BLUR} pixels; got {self.mask_blur!r}.")
+        if self.mode == "INPAINT":
+            self._validate_mask()
+        self._validate_control()
+        self._validate_loras()
 
     def _validate_init_image(self) -> None:
-        image = self.init_image
-        expected = f"a float32 array of shape ({self.height}, {self.width}, 3 or 4) with values in 0..1"
-        if image is None:
-            raise ValueError(f"init_image is required for IMG2IMG: {expected}.")
-        if not isinstance(image, np.ndarray):
-            raise ValueError(f"init_image must be {expected}; got {type(image).__name__}.")
-        if image.dtype != np.float32:
-            raise ValueError(f"init_image must be {expected}; got dtype {image.dtype}.")
-        if image.ndim != 3 or image.shape[:2] != (self.height, self.width) or image.shape[2] not in (3, 4):
-            raise ValueError(f"init_image must be {expected}; got shape {image.shape}.")
-        rgb = image[..., :3]
-        if not np.isfinite(rgb).all():
-            raise ValueError(f"init_image must be {expected}; it contains NaN or infinite values.")
-        low, high = float(rgb.min()), float(rgb.max())
-        if low < 0.0 or high > 1.0:
+        _check_image("init_image", self.init_image, self.height, self.width, (3, 4), f"for {self.mode}")
+
+    def _validate_mask(self) -> None:
+        _check_image("mask_image", self.mask_image, self.height, self.width, None, "for INPAINT")
+        assert self.mask_image is not None
+        if float(self.mask_image.max()) < EMPTY_MASK_THRESHOLD:
             raise ValueError(
-                f"init_image must be {expected} (display-referred, not scene-linear HDR); "
-                f"got values from {low:g} to {high:g}."
+                "mask_image is empty (all black), so there is nothing to repaint; paint white where the image "
+                "should change, or use IMG2IMG to change all of it."
             )
+
+    def _validate_control(self) -> None:
+        _choice("control", self.control, CONTROLS)
+        if not isinstance(self.control_model, str):
+            raise ValueError(
+                f"control_model must be a ControlNet repo id, folder or .safetensors file, or \"\" for the default; "
+                f"got {type(self.control_model).__name__}."
+            )
+        strength = self.control_strength
+        if not _is_real(strength) or math.isnan(strength) or not 0 <= strength <= MAX_CONTROL_STRENGTH:
+            raise ValueError(f"control_strength must be a number from 0 to {MAX_CONTROL_STRENGTH:g}; got {strength!r}.")
+        if self.control != "NONE":
+            _check_image("control_image", self.control_image, self.height, self.width, (3,), f"for control {self.control}")
+
+    def _validate_loras(self) -> None:
+        if not isinstance(self.loras, (tuple, list)):
+            raise ValueError(f"loras must be a tuple of LoraSpec; got {type(self.loras).__name__}.")
+        seen: set[str] = set()
+        for i, lora in enumerate(self.loras):
+            if not isinstance(lora, LoraSpec):
+                raise ValueError(f"loras[{i}] must be a LoraSpec(source, weight); got {type(lora).__name__}.")
+            lora.validate(f"loras[{i}]")
+            if lora.source.strip() in seen:
+                raise ValueError(f"loras[{i}].source {lora.source!r} is listed twice; give each LoRA once.")
+            seen.add(lora.source.strip())
+
+
+def _check_image(
+    name: str, image: Any, height: int, width: int, channels: tuple[int, ...] | None, purpose: str
+) -> None:
+    """``image`` must be float32 ``(height, width[, c in channels])`` with finite values in 0..1."""
+    if channels is None:
+        expected = f"a float32 array of shape ({height}, {width}) with values in 0..1"
+    else:
+        shown = " or ".join(str(c) for c in channels)
+        expected = f"a float32 array of shape ({height}, {width}, {shown}) with values in 0..1"
+    if image is None:
+        raise ValueError(f"{name} is required {purpose}: {expected}.")
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"{name} must be {expected}; got {type(image).__name__}.")
+    if image.dtype != np.float32:
+        raise ValueError(f"{name} must be {expected}; got dtype {image.dtype}.")
+    if channels is None:
+        good_shape = image.shape == (height, width)
+    else:
+        good_shape = image.ndim == 3 and image.shape[:2] == (height, width) and image.shape[2] in channels
+    if not good_shape:
+        raise ValueError(f"{name} must be {expected}; got shape {image.shape}.")
+    values = image[..., :3] if channels is not None else image
+    if not np.isfinite(values).all():
+        raise ValueError(f"{name} must be {expected}; it contains NaN or infinite values.")
+    low, high = float(values.min()), float(values.max())
+    if low < 0.0 or high > 1.0:
+        raise ValueError(
+            f"{name} must be {expected} (display-referred, not scene-linear HDR); got values from {low:g} to {high:g}."
+        )
 
 
 @dataclass(frozen=True)
@@ -215,12 +319,15 @@ class ProgressEvent:
     and ``preview`` is a cheap float32 ``(h, w, 3)`` RGB approximation of the
     current latents (latent resolution, top row first, 0..1).
     ``stage == "DOWNLOAD"``: ``step`` bytes of ``total`` are downloaded; no preview.
+    ``part``/``parts``: which generation of a larger run this is (tile i of n), 0/0 for a single one.
     """
 
     step: int
     total: int
     preview: np.ndarray | None = field(default=None, repr=False)
     stage: str = "DENOISE"
+    part: int = 0  # a run made of several generations (upscale tiles, object views): this one's number, 1-based
+    parts: int = 0  # ... of how many; 0 = a single generation
 
 
 @dataclass

@@ -44,16 +44,24 @@ SUPPORTED_PIPELINES = (
     "StableDiffusionXLImg2ImgPipeline",
     "LatentConsistencyModelPipeline",
     "LatentConsistencyModelImg2ImgPipeline",
+    "StableDiffusionInpaintPipeline",  # dedicated inpainting models (9-channel UNet)
+    "StableDiffusionXLInpaintPipeline",
+    "StableDiffusionDepth2ImgPipeline",  # SD 2 depth (5-channel UNet); its depth comes from the request
 )
+DEPTH_PIPELINE = "StableDiffusionDepth2ImgPipeline"
 REQUIRED_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 # Components we never load: the NSFW classifier and its preprocessor, IP-Adapter image encoders.
-SKIPPED_COMPONENTS = ("safety_checker", "feature_extractor", "image_encoder")
+# The depth estimator of SD 2 depth models: the depth comes from Blender's geometry instead.
+SKIPPED_COMPONENTS = ("safety_checker", "feature_extractor", "image_encoder", "depth_estimator")
 _KNOWN_LIBRARIES = ("diffusers", "transformers", "stable_diffusion")
 # diffusers' model-type names for checkpoints this engine runs (see single_file_utils).
 SINGLE_FILE_TYPES = {
     "v1": "StableDiffusionPipeline",
     "v2": "StableDiffusionPipeline",
     "xl_base": "StableDiffusionXLPipeline",
+    "inpainting": "StableDiffusionInpaintPipeline",
+    "inpainting_v2": "StableDiffusionInpaintPipeline",
+    "xl_inpaint": "StableDiffusionXLInpaintPipeline",
 }
 CONFIG_PATTERNS = ["model_index.json", "*/*.json", "*/*.txt"]
 DOWNLOAD_REPORT_INTERVAL = 0.25  # seconds between download progress events
@@ -155,7 +163,8 @@ def check_pipeline_index(index: dict[str, Any], name: str) -> None:
         )
     if cls not in SUPPORTED_PIPELINES:
         raise EngineError(
-            f"{name} is a {cls}; Latent Textures runs Stable Diffusion 1.x/2.x, SDXL and LCM text-to-image models."
+            f"{name} is a {cls}; Latent Textures runs Stable Diffusion 1.x/2.x, SDXL and LCM text-to-image, "
+            "inpainting and SD 2 depth models."
         )
     for component, value in index.items():
         if component.startswith("_") or not isinstance(value, list) or value[0] is None:
@@ -427,7 +436,7 @@ def download_pipeline(
     cancel_event: threading.Event | None,
 ) -> Path:
     """Download what the pipeline needs into the cache; return the snapshot folder."""
-    from huggingface_hub import HfApi, hf_hub_download, snapshot_download
+    from huggingface_hub import HfApi, hf_hub_download
 
     info = HfApi().model_info(repo_id)
     filenames = [s.rfilename for s in info.siblings or []]
@@ -441,17 +450,7 @@ def download_pipeline(
         index = json.load(f)
     check_pipeline_index(index, repo_id)
     selection = select_files(filenames, index, name=repo_id, prefer_variant=prefer_variant, allow_pickle=allow_pickle)
-    patterns = list(selection.files)
-    plan = snapshot_download(repo_id, cache_dir=cache_dir, allow_patterns=patterns, dry_run=True)
-    total = sum(item.file_size or 0 for item in plan if item.will_download)
-    blobs = Path(_cache_label(cache_dir)) / ("models--" + repo_id.replace("/", "--")) / "blobs"
-    watch = _DownloadWatch(blobs, total, on_progress, cancel_event)
-    if total:
-        watch.poll(force=True)
-    folder = snapshot_download(repo_id, cache_dir=cache_dir, allow_patterns=patterns, tqdm_class=watch.bar_class())
-    if total:
-        watch.poll(force=True)
-    return Path(folder)
+    return _download_patterns(repo_id, list(selection.files), cache_dir, on_progress, cancel_event)
 
 
 def resolve_hub(
@@ -465,33 +464,133 @@ def resolve_hub(
     on_progress: ProgressCallback | None = None,
     cancel_event: threading.Event | None = None,
 ) -> HubFolder:
-    """Find ``repo_id`` complete in a cache (offline, read-only), else download it into ``cache_dir``.
+    """Find ``repo_id`` (a diffusers pipeline) complete in a cache (offline, read-only), else download it
+    into ``cache_dir``.
 
     The caches are read in the order ``lookup_caches`` gives before anything is asked of the hub, so a
     model that any of them holds is never downloaded again.
     """
-    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
-
     caches = lookup_caches(cache_dir, read_cache_dirs)
     found = find_cached_pipeline(repo_id, caches, prefer_variant=prefer_variant, allow_pickle=allow_pickle)
     if found is not None:
         return found
-    if hub_offline(offline):
-        raise ModelNotFoundError(
-            f"{repo_id} is not in the model caches ({', '.join(caches)}) and {_offline_reason(offline)}; "
-            "go online once (turn off offline mode / allow online access) so it can be downloaded, "
-            "or choose a local model folder or .safetensors file."
-        )
-    try:
-        folder = download_pipeline(
+    return _resolve_hub_with(
+        repo_id,
+        caches=caches,
+        cache_dir=cache_dir,
+        offline=offline,
+        offline_fallback=False,  # no cache has it complete: loading a partial one would only fail later
+        download=lambda: download_pipeline(
             repo_id,
             cache_dir=cache_dir,
             prefer_variant=prefer_variant,
             allow_pickle=allow_pickle,
             on_progress=on_progress,
             cancel_event=cancel_event,
+        ),
+    )
+
+
+def resolve_hub_files(
+    repo_id: str,
+    select: Callable[[list[str]], list[str]],
+    *,
+    cache_dir: str | None,
+    offline: bool,
+    read_cache_dirs: Sequence[str] | None = None,
+    on_progress: ProgressCallback | None = None,
+    cancel_event: threading.Event | None = None,
+) -> Path:
+    """Like :func:`resolve_hub` for a repo that is not a pipeline (a ControlNet, a LoRA).
+
+    ``select`` gets the repo's file list and returns the files to download (raising a
+    ``EngineError``/``UnsafeModelFormatError`` if none fit). The first cache whose snapshot holds what
+    ``select`` picks from it is used without asking the hub; offline, any cached snapshot is.
+    """
+    caches = lookup_caches(cache_dir, read_cache_dirs)
+    for cache in caches:
+        folder = cached_snapshot(repo_id, cache)
+        if folder is None:
+            continue
+        try:
+            wanted = select(folder_listing(folder))
+        except EngineError:
+            continue
+        if wanted and all((folder / name).exists() for name in wanted):
+            return folder
+    return _resolve_hub_with(
+        repo_id,
+        caches=caches,
+        cache_dir=cache_dir,
+        offline=offline,
+        download=lambda: download_files(
+            repo_id, select, cache_dir=cache_dir, on_progress=on_progress, cancel_event=cancel_event
+        ),
+    ).folder
+
+
+def download_files(
+    repo_id: str,
+    select: Callable[[list[str]], list[str]],
+    *,
+    cache_dir: str | None,
+    on_progress: ProgressCallback | None,
+    cancel_event: threading.Event | None,
+) -> Path:
+    """Download the files ``select`` picks from ``repo_id``'s file list, with progress; return the snapshot."""
+    from huggingface_hub import HfApi
+
+    info = HfApi().model_info(repo_id)
+    return _download_patterns(
+        repo_id, select([s.rfilename for s in info.siblings or []]), cache_dir, on_progress, cancel_event
+    )
+
+
+def _download_patterns(
+    repo_id: str,
+    patterns: list[str],
+    cache_dir: str | None,
+    on_progress: ProgressCallback | None,
+    cancel_event: threading.Event | None,
+) -> Path:
+    from huggingface_hub import snapshot_download
+
+    plan = snapshot_download(repo_id, cache_dir=cache_dir, allow_patterns=patterns, dry_run=True)
+    total = sum(item.file_size or 0 for item in plan if item.will_download)
+    blobs = Path(_cache_label(cache_dir)) / ("models--" + repo_id.replace("/", "--")) / "blobs"
+    watch = _DownloadWatch(blobs, total, on_progress, cancel_event)
+    if total:
+        watch.poll(force=True)
+    folder = snapshot_download(repo_id, cache_dir=cache_dir, allow_patterns=patterns, tqdm_class=watch.bar_class())
+    if total:
+        watch.poll(force=True)
+    return Path(folder)
+
+
+def _resolve_hub_with(
+    repo_id: str,
+    *,
+    caches: list[str],
+    cache_dir: str | None,
+    offline: bool,
+    download: Callable[[], Path],
+    offline_fallback: bool = True,
+) -> HubFolder:
+    """The hub rules for every repo: offline -> the caches only; online -> ``download()``, else the caches."""
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    if hub_offline(offline):
+        for cache in caches if offline_fallback else ():
+            folder = cached_snapshot(repo_id, cache)
+            if folder is not None:
+                return HubFolder(folder, cache)
+        raise ModelNotFoundError(
+            f"{repo_id} is not in the model caches ({', '.join(caches)}) and {_offline_reason(offline)}; "
+            "go online once (turn off offline mode / allow online access) so it can be downloaded, "
+            "or choose a local model folder or .safetensors file."
         )
-        return HubFolder(folder, _cache_label(cache_dir), downloaded=True)
+    try:
+        return HubFolder(download(), _cache_label(cache_dir), downloaded=True)
     except _hub_errors() as error:  # includes GatedRepoError and RepositoryNotFoundError
         for cache in caches:
             folder = cached_snapshot(repo_id, cache)
@@ -512,6 +611,41 @@ def resolve_hub(
         ) from error
 
 
+def select_model_files(
+    filenames: Iterable[str],
+    *,
+    name: str,
+    prefer_variant: str | None,
+    allow_pickle: bool,
+) -> FileSelection:
+    """The files of one diffusers *model* (not a pipeline) at a repo's/folder's top level: ``config.json``
+    and one set of weights (safetensors first; pickle only when allowed; ``prefer_variant`` when present)."""
+    top = [f for f in filenames if "/" not in f.replace("\\", "/")]
+    if "config.json" not in top:
+        raise EngineError(f"{name} is not a diffusers model (it has no config.json at its top level).")
+    found: dict[str, dict[str | None, list[str]]] = {}
+    for f in top:
+        match = _WEIGHT.fullmatch(f)
+        if match and match["base"] == "diffusion_pytorch_model":
+            found.setdefault(match["ext"], {}).setdefault(match["variant"], []).append(f)
+    if not found:
+        raise ModelNotFoundError(f"{name} has no PyTorch weights; download it again or choose another model.")
+    if "safetensors" in found:
+        ext = "safetensors"
+    elif not allow_pickle:
+        raise _pickle_refusal(name)
+    else:
+        ext = next(e for e in ("bin", "pt", "pth", "ckpt") if e in found)
+    variants = found[ext]
+    variant = prefer_variant if prefer_variant in variants else (None if None in variants else sorted(variants)[0])
+    chosen = ["config.json", *sorted(variants[variant])]
+    for f in top:
+        match = _INDEX.fullmatch(f)
+        if match and match["ext"] == ext and match["variant"] == variant:
+            chosen.append(f)
+    return FileSelection(tuple(chosen), variant)
+
+
 # --- loading -----------------------------------------------------------------------------------------
 
 
@@ -523,8 +657,9 @@ def load_folder(
     allow_pickle: bool,
     prefer_variant: str | None,
 ) -> Any:
-    """Load a diffusers folder (local, or a cached hub snapshot) as a text-to-image pipeline."""
-    from diffusers import AutoPipelineForText2Image
+    """Load a diffusers folder (local, or a cached hub snapshot) as a text-to-image pipeline
+    (an SD 2 depth model as its own ``StableDiffusionDepth2ImgPipeline``)."""
+    from diffusers import AutoPipelineForText2Image, StableDiffusionDepth2ImgPipeline
 
     index = read_index(folder)
     check_pipeline_index(index, name)
@@ -548,6 +683,9 @@ def load_folder(
             kwargs[component] = None
     if "requires_safety_checker" in index or "safety_checker" in index:
         kwargs["requires_safety_checker"] = False
+    if index.get("_class_name") == DEPTH_PIPELINE:
+        kwargs.update(depth_estimator=None, feature_extractor=None)
+        return StableDiffusionDepth2ImgPipeline.from_pretrained(str(folder), **kwargs)
     return AutoPipelineForText2Image.from_pretrained(str(folder), **kwargs)
 
 
@@ -591,7 +729,7 @@ def single_file_config(
     if model_type not in SINGLE_FILE_TYPES:
         raise EngineError(
             f"{path.name} is a '{model_type}' checkpoint; Latent Textures runs Stable Diffusion 1.x/2.x and SDXL "
-            "base checkpoints."
+            "base and inpainting checkpoints."
         )
     repo_id = DIFFUSERS_DEFAULT_PIPELINE_PATHS[model_type]["pretrained_model_name_or_path"]
     caches = lookup_caches(cache_dir, read_cache_dirs)
@@ -624,6 +762,6 @@ def load_single_file(
     class_name, config = single_file_config(path, cache_dir=cache_dir, offline=offline, read_cache_dirs=read_cache_dirs)
     pipeline_class = getattr(diffusers, class_name)
     kwargs: dict[str, Any] = {"config": str(config), "dtype": dtype, "local_files_only": True}
-    if class_name == "StableDiffusionPipeline":
+    if class_name in ("StableDiffusionPipeline", "StableDiffusionInpaintPipeline"):
         kwargs.update(safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     return pipeline_class.from_single_file(str(path), **kwargs)

@@ -17,9 +17,11 @@ from .refresh_dependency_status import LATENT_TEXTURES_OT_refresh_dependency_sta
 from .remove_cached_model import LATENT_TEXTURES_OT_remove_cached_model
 from .remove_model_folder import LATENT_TEXTURES_OT_remove_model_folder
 from .scan_models import LATENT_TEXTURES_OT_scan_models
+from .upscale import LATENT_TEXTURES_OT_upscale
 
 classes = (
     LATENT_TEXTURES_OT_generate,
+    LATENT_TEXTURES_OT_upscale,
     LATENT_TEXTURES_OT_cancel,
     LATENT_TEXTURES_OT_free_model,
     LATENT_TEXTURES_OT_browse_model,

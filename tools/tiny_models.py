@@ -150,6 +150,7 @@ def build_tiny_sd(
     seed: int = 0,
     prediction_type: str = "epsilon",
     sd2: bool = False,
+    kind: str = "txt2img",
 ) -> Path:
     """Build an SD-1.x-like pipeline (or SD-2.x-like with ``sd2=True``) and save it to ``folder``.
 
@@ -158,13 +159,24 @@ def build_tiny_sd(
         seed: torch seed for the random weights; the same seed gives the same files.
         prediction_type: ``"epsilon"`` or ``"v_prediction"`` (written into the scheduler config).
         sd2: SD-2.x architecture traits (linear projections in the transformers, GELU text encoder).
+        kind: ``"txt2img"``; ``"inpaint"`` a dedicated inpainting model (9-channel UNet,
+            ``StableDiffusionInpaintPipeline``); ``"depth"`` an SD-2-depth-like model (5-channel UNet,
+            ``StableDiffusionDepth2ImgPipeline`` without its depth estimator, as when a depth map is given).
 
     Returns:
         The folder, as a ``Path``.
     """
     import torch
-    from diffusers import PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from diffusers import (
+        PNDMScheduler,
+        StableDiffusionDepth2ImgPipeline,
+        StableDiffusionInpaintPipeline,
+        StableDiffusionPipeline,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextModel
+
+    in_channels = {"txt2img": 4, "inpaint": 9, "depth": 5}[kind]
 
     out = Path(folder)
     tokenizer = _tokenizer(out / "_tokenizer_src")
@@ -173,7 +185,7 @@ def build_tiny_sd(
         block_out_channels=(32, 64),
         layers_per_block=2,
         sample_size=8,
-        in_channels=4,
+        in_channels=in_channels,
         out_channels=4,
         # Like real SD: attention in the high-resolution blocks, none in the last down / first up block.
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
@@ -190,16 +202,12 @@ def build_tiny_sd(
     scheduler = PNDMScheduler(
         **{k: v for k, v in _SD_SCHEDULER.items() if k != "clip_sample"}, prediction_type=prediction_type
     )
-    pipe = StableDiffusionPipeline(
-        unet=unet,
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+    common = {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer, "scheduler": scheduler}
+    if kind == "depth":
+        pipe = StableDiffusionDepth2ImgPipeline(**common, depth_estimator=None, feature_extractor=None)
+    else:
+        pipeline_class = StableDiffusionInpaintPipeline if kind == "inpaint" else StableDiffusionPipeline
+        pipe = pipeline_class(**common, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(out)
     shutil.rmtree(out / "_tokenizer_src")
     return out
@@ -266,6 +274,71 @@ def build_tiny_sdxl(folder: str | os.PathLike[str], *, seed: int = 0) -> Path:
     pipe.save_pretrained(out)
     shutil.rmtree(out / "_tokenizer_src")
     return out
+
+
+# --- ControlNets and LoRAs ------------------------------------------------------------------------
+
+
+def build_tiny_controlnet(
+    folder: str | os.PathLike[str], base_model: str | os.PathLike[str], *, seed: int = 0, single_file: bool = False
+) -> Path:
+    """A tiny ControlNet for the tiny model in ``base_model`` (``ControlNetModel.from_unet``), saved to ``folder``.
+
+    ``from_unet`` starts the ControlNet's output ("zero") convolutions at zero, which would make it do
+    nothing; here they get small seeded random weights so the control image visibly steers the result.
+    ``single_file=True`` also writes ``<folder>/tiny-controlnet.safetensors`` (diffusers key names, as
+    single-file SDXL ControlNets are published); its config stays in ``folder``.
+
+    Returns:
+        ``folder`` (``config.json`` + weights), or the ``.safetensors`` file with ``single_file``.
+    """
+    import torch
+    from diffusers import ControlNetModel, UNet2DConditionModel
+    from safetensors.torch import save_file
+
+    out = Path(folder)
+    unet = UNet2DConditionModel.from_pretrained(str(base_model), subfolder="unet", local_files_only=True)
+    torch.manual_seed(seed)
+    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(8, 16, 16, 32))
+    with torch.no_grad():
+        zero_convs = [*controlnet.controlnet_down_blocks, controlnet.controlnet_mid_block]
+        for conv in [*zero_convs, controlnet.controlnet_cond_embedding.conv_out]:
+            conv.weight.normal_(0.0, 0.3)
+            conv.bias.normal_(0.0, 0.05)
+    controlnet.save_pretrained(out)
+    if not single_file:
+        return out
+    path = out / "tiny-controlnet.safetensors"
+    save_file({k: v.contiguous() for k, v in controlnet.state_dict().items()}, str(path))
+    return path
+
+
+def build_tiny_lora(
+    folder: str | os.PathLike[str], base_model: str | os.PathLike[str], *, seed: int = 0, rank: int = 4
+) -> Path:
+    """A tiny LoRA for the tiny model in ``base_model``: a peft ``LoraConfig`` on its UNet's attention
+    projections with seeded non-zero weights, saved with diffusers' ``save_lora_weights``.
+
+    Returns:
+        ``<folder>/pytorch_lora_weights.safetensors``.
+    """
+    import torch
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline, UNet2DConditionModel
+    from diffusers.utils import convert_state_dict_to_diffusers
+    from peft import LoraConfig
+    from peft.utils import get_peft_model_state_dict
+
+    out = Path(folder)
+    unet = UNet2DConditionModel.from_pretrained(str(base_model), subfolder="unet", local_files_only=True)
+    torch.manual_seed(seed)
+    unet.add_adapter(
+        LoraConfig(r=rank, lora_alpha=rank, target_modules=["to_q", "to_k", "to_v", "to_out.0"], init_lora_weights=False)
+    )
+    layers = convert_state_dict_to_diffusers(get_peft_model_state_dict(unet))
+    xl = unet.config.addition_embed_type == "text_time"
+    pipeline_class = StableDiffusionXLPipeline if xl else StableDiffusionPipeline
+    pipeline_class.save_lora_weights(out, unet_lora_layers=layers, safe_serialization=True)
+    return out / "pytorch_lora_weights.safetensors"
 
 
 # --- single-file (original LDM layout) -------------------------------------------------------------

@@ -17,12 +17,19 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ENGINE_DIR = REPO_ROOT / "engine"
 # Modules that must import without torch/diffusers/transformers/huggingface_hub.
-LIGHT_MODULES = ("__init__.py", "request.py", "errors.py", "_version.py", "families.py", "models.py")
+LIGHT_MODULES = ("__init__.py", "request.py", "errors.py", "_version.py", "families.py", "models.py", "control.py")
+
+
+class _Lora(tuple):
+    """A LoraSpec to make once the engine is imported (the parameter lists are built before)."""
 
 
 def _request(engine_api: Any, **fields: Any) -> Any:
     values: dict[str, Any] = {"prompt": "moss", "model": "org/name", "width": 64, "height": 64}
     values.update(fields)
+    if isinstance(values.get("loras"), (tuple, list)):
+        made = [engine_api.LoraSpec(*x) if isinstance(x, _Lora) else x for x in values["loras"]]
+        values["loras"] = made if isinstance(values["loras"], list) else tuple(made)
     return engine_api.GenerationRequest(**values)
 
 
@@ -34,13 +41,23 @@ def _init(h: int = 64, w: int = 64, c: int = 3, dtype: Any = np.float32) -> np.n
     return np.full((h, w, c), 0.5, dtype=dtype)
 
 
+def _mask(h: int = 64, w: int = 64, dtype: Any = np.float32, value: float = 1.0) -> np.ndarray:
+    mask = np.zeros((h, w), dtype=dtype)
+    mask[h // 4 : h // 2, w // 4 : w // 2] = value
+    return mask
+
+
+def _lora(source: str, weight: float = 1.0) -> _Lora:
+    return _Lora((source, weight))
+
+
 # (fields, words the message must contain): one case per rule of every field.
 INVALID = [
     ({"prompt": None}, ["prompt", "string"]),
     ({"negative_prompt": 3}, ["negative_prompt", "string"]),
     ({"model": ""}, ["model"]),
     ({"model": "   "}, ["model"]),
-    ({"mode": "INPAINT"}, ["mode", "TXT2IMG", "IMG2IMG"]),
+    ({"mode": "OUTPAINT"}, ["mode", "TXT2IMG", "IMG2IMG", "INPAINT"]),
     ({"width": 100}, ["width", "multiple of 8", "64", "4096"]),
     ({"width": 56}, ["width", "64", "4096"]),
     ({"width": 4104}, ["width", "64", "4096"]),
@@ -73,6 +90,29 @@ INVALID = [
     ({"mode": "IMG2IMG", "init_image": _init() + 0.75}, ["init_image", "0..1"]),
     ({"mode": "IMG2IMG", "init_image": np.full((64, 64, 3), np.nan, np.float32)}, ["init_image", "NaN"]),
     ({"mode": "IMG2IMG", "init_image": _init(), "steps": 4, "strength": 0.2}, ["strength", "steps"]),
+    ({"mode": "INPAINT", "mask_image": _mask()}, ["init_image", "required", "INPAINT"]),
+    ({"mode": "INPAINT", "init_image": _init()}, ["mask_image", "required", "INPAINT"]),
+    ({"mode": "INPAINT", "init_image": _init(), "mask_image": _mask(32, 64)}, ["mask_image", "(64, 64)", "shape"]),
+    ({"mode": "INPAINT", "init_image": _init(), "mask_image": _init()}, ["mask_image", "shape"]),
+    ({"mode": "INPAINT", "init_image": _init(), "mask_image": _mask(dtype=np.uint8)}, ["mask_image", "uint8"]),
+    ({"mode": "INPAINT", "init_image": _init(), "mask_image": _mask() * 2}, ["mask_image", "0..1"]),
+    ({"mode": "INPAINT", "init_image": _init(), "mask_image": _mask(value=0.0)}, ["mask_image", "empty"]),
+    ({"mask_blur": -1}, ["mask_blur", "0"]),
+    ({"mask_blur": 1.5}, ["mask_blur"]),
+    ({"control": "CANNY"}, ["control", "NONE", "DEPTH", "NORMAL"]),
+    ({"control": "DEPTH"}, ["control_image", "required", "DEPTH"]),
+    ({"control": "NORMAL", "control_image": _init(64, 64, 4)}, ["control_image", "shape"]),
+    ({"control": "DEPTH", "control_image": _init(32, 64)}, ["control_image", "(64, 64, 3)"]),
+    ({"control": "DEPTH", "control_image": _init() - 1}, ["control_image", "0..1"]),
+    ({"control_strength": -0.1}, ["control_strength", "0", "2"]),
+    ({"control_strength": 2.5}, ["control_strength", "2"]),
+    ({"control_strength": math.nan}, ["control_strength"]),
+    ({"control_model": None}, ["control_model"]),
+    ({"loras": "style.safetensors"}, ["loras", "LoraSpec"]),
+    ({"loras": ("style.safetensors",)}, ["loras[0]", "LoraSpec"]),
+    ({"loras": (_lora(""),)}, ["loras[0].source"]),
+    ({"loras": (_lora("a/b", 2.5),)}, ["loras[0].weight", "-2", "2"]),
+    ({"loras": (_lora("a/b"), _lora("a/b", 0.5))}, ["loras[1].source", "twice"]),
 ]
 
 
@@ -100,6 +140,14 @@ VALID = [
     {"mode": "IMG2IMG", "init_image": _init(64, 64, 4), "width": 64, "height": 64},
     {"mode": "IMG2IMG", "init_image": _init(64, 128), "width": 128, "height": 64, "steps": 4, "strength": 0.25},
     {"mode": "TXT2IMG", "init_image": _init(8, 8)},  # ignored outside IMG2IMG
+    {"mode": "INPAINT", "init_image": _init(), "mask_image": _mask(), "mask_blur": 4},
+    {"mode": "INPAINT", "init_image": _init(), "mask_image": np.ones((64, 64), np.float32), "strength": 1.0},
+    {"mode": "TXT2IMG", "mask_image": _mask(8, 8)},  # ignored outside INPAINT
+    {"control": "DEPTH", "control_image": _init(), "control_strength": 0.0},
+    {"control": "NORMAL", "control_image": _init(), "control_strength": 2, "control_model": "org/cn"},
+    {"control": "NONE", "control_image": _init(8, 8)},  # ignored without control
+    {"loras": (_lora("a/b", -2), _lora("style.safetensors", 2.0))},
+    {"loras": [_lora("a/b", 0)]},
 ]
 
 
@@ -109,7 +157,8 @@ def test_valid_requests_pass(engine_api: Any, fields: dict) -> None:
 
 
 def test_contract_constants(engine_api: Any) -> None:
-    assert engine_api.MODES == ("TXT2IMG", "IMG2IMG")
+    assert engine_api.MODES == ("TXT2IMG", "IMG2IMG", "INPAINT")
+    assert engine_api.CONTROLS == ("NONE", "DEPTH", "NORMAL")
     assert engine_api.SCHEDULERS == (
         "DPM_SOLVER_MULTISTEP",
         "DPM_SOLVER_MULTISTEP_KARRAS",

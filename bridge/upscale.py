@@ -1,0 +1,117 @@
+"""Upscale an image from Blender: what to upscale (checked before anything runs) and where the result goes.
+
+The engine does the work (``engine/upscale.py``) on the worker thread; this
+module reads the source on the main thread and writes the new image: a packed
+image with the source's recipe plus ``upscale``, optionally put in place of the
+source in every material that uses it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import bpy
+import numpy as np
+
+from ..engine import UpscaleRequest
+from . import pixels, requests, results
+
+SEAMLESS_CHOICES = ("AUTO", "NONE", "X", "Y", "BOTH")
+
+
+@dataclass
+class UpscalePlan:
+    """Everything checked and read before the engine runs; nothing created yet."""
+
+    request: UpscaleRequest
+    options: object
+    source_name: str
+    source_recipe: dict
+    replace_in_materials: bool
+    notes: list[str] = field(default_factory=list)
+
+
+def source_recipe(image: bpy.types.Image) -> dict:
+    """The image's recipe as a plain dict ({} when it has none)."""
+    recipe = image.get(results.RECIPE_PROPERTY)
+    if recipe is None:
+        return {}
+    return recipe.to_dict() if hasattr(recipe, "to_dict") else dict(recipe)
+
+
+def resolve_seamless(choice: str, recipe: dict, image_name: str, notes: list[str]) -> str:
+    """``AUTO`` follows the source's recipe; an explicit wrap on a source not made seamless is allowed, and said."""
+    if choice not in SEAMLESS_CHOICES:
+        raise ValueError(f"seamless must be one of {', '.join(SEAMLESS_CHOICES)}; got {choice!r}")
+    recorded = recipe.get("seamless", "NONE")
+    if choice == "AUTO":
+        return recorded if recorded in SEAMLESS_CHOICES[1:] else "NONE"
+    if choice != "NONE" and recorded == "NONE":
+        notes.append(f"'{image_name}' was not generated seamless: it is upscaled with wrap-around along "
+                     f"{choice} as asked, so any seam it has stays")
+    return choice
+
+
+def prepare(context: bpy.types.Context, image_name: str, factor: int, seamless: str, strength: float,
+            replace_in_materials: bool) -> UpscalePlan:
+    """Check the request and read the source's pixels. Raises ValueError with a clear message."""
+    from .run import check_engine_packages, check_no_job_running  # run imports this module's users
+
+    check_no_job_running()
+    settings = context.scene.latent_textures
+    image = bpy.data.images.get(image_name) if image_name else settings.result_image
+    if image is None:
+        what = f"No image named '{image_name}'" if image_name else "No result image yet"
+        raise ValueError(f"{what} to upscale: generate one first or name an image")
+    if image.size[0] == 0 or image.size[1] == 0:
+        raise ValueError(f"Image '{image.name}' has no pixels to upscale")
+    check_engine_packages()
+    recipe = source_recipe(image)
+    notes: list[str] = []
+    axes = resolve_seamless(seamless, recipe, image.name, notes)
+    source = pixels.read_display_pixels(image)[..., :3]
+    request = UpscaleRequest(
+        image=np.ascontiguousarray(np.clip(source, 0.0, 1.0), dtype=np.float32),
+        model=requests.resolve_model_path(settings.model),
+        prompt=recipe.get("prompt", settings.prompt) or settings.prompt,
+        negative_prompt=recipe.get("negative_prompt", settings.negative_prompt),
+        factor=factor,
+        strength=strength,
+        steps=settings.steps,
+        guidance_scale=settings.guidance_scale,
+        scheduler=settings.scheduler,
+        seed=None if settings.use_random_seed else settings.seed,
+        seamless=axes,
+        control="TILE" if strength > 0 else "NONE",
+    )
+    request.validate()
+    options = requests.options_from_preferences(context)
+    return UpscalePlan(request, options, image.name, recipe, replace_in_materials, notes)
+
+
+def write(changes: results.Changes, plan: UpscalePlan, result) -> bpy.types.Image:
+    """The new packed image with the source's recipe + ``upscale``; wired in place of the source when asked."""
+    recipe = dict(plan.source_recipe)
+    recipe.update(result.recipe)
+    recipe["upscale"] = dict(result.recipe["upscale"], source=plan.source_name)
+    factor = plan.request.factor
+    image = changes.new_image(f"{plan.source_name} x{factor}", result.image)
+    image[results.RECIPE_PROPERTY] = recipe
+    image.pack()
+    if plan.replace_in_materials:
+        source = bpy.data.images.get(plan.source_name)
+        if source is not None:
+            for node in image_texture_nodes_using(source):
+                changes.set(node, "image", image)
+    return image
+
+
+def image_texture_nodes_using(image: bpy.types.Image) -> list[bpy.types.Node]:
+    """Every Image Texture node of every material that shows ``image``."""
+    return [
+        node
+        for material in bpy.data.materials
+        if material.node_tree is not None
+        for node in material.node_tree.nodes
+        if node.type == "TEX_IMAGE" and node.image == image
+    ]

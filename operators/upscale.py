@@ -1,0 +1,53 @@
+"""``latent_textures.upscale``: a result (or any image) x2/x4, redrawn tile by tile by the model."""
+
+import bpy
+
+from .job_modal import JobOperator
+
+SEAMLESS_ITEMS = (
+    ("AUTO", "Auto", "Wrap where the source's recipe says it is seamless"),
+    ("NONE", "None", "An ordinary image"),
+    ("X", "X", "Wrap around horizontally"),
+    ("Y", "Y", "Wrap around vertically"),
+    ("BOTH", "Both", "Wrap around both ways"),
+)
+
+
+class LATENT_TEXTURES_OT_upscale(JobOperator, bpy.types.Operator):
+    bl_idname = "latent_textures.upscale"
+    bl_label = "Upscale"
+    bl_description = (
+        "Make a larger texture: resize up, then the model redraws it tile by tile at low strength to add "
+        "detail (Esc cancels)"
+    )
+    bl_options = {"REGISTER", "UNDO"}
+
+    image: bpy.props.StringProperty(name="Image", description="The image to upscale (empty: the last result)")
+    factor: bpy.props.IntProperty(name="Factor", description="2 or 4", default=4, min=2, max=4)
+    seamless: bpy.props.EnumProperty(name="Seamless", items=SEAMLESS_ITEMS, default="AUTO")
+    strength: bpy.props.FloatProperty(
+        name="Detail Strength",
+        description="How much of each tile the model repaints (0 = a plain Lanczos resize)",
+        default=0.35, min=0.0, max=1.0, subtype="FACTOR",
+    )
+    replace_in_material: bpy.props.BoolProperty(
+        name="Replace in Materials",
+        description="Show the upscaled image wherever the source image was used in a material",
+        default=False,
+    )
+
+    @classmethod
+    def poll(cls, context):
+        """Needs a scene with the add-on's settings."""
+        return context.scene is not None and hasattr(context.scene, "latent_textures")
+
+    def _start(self, context):
+        from ..bridge import run, upscale
+
+        try:
+            plan = upscale.prepare(context, self.image, self.factor, self.seamless, self.strength,
+                                   self.replace_in_material)
+        except ValueError as error:
+            self.report({"ERROR"}, str(error))
+            return None
+        return run.UpscaleRun(plan)

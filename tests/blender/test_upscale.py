@@ -1,0 +1,81 @@
+"""``bpy.ops.latent_textures.upscale()`` in background mode with the tiny model: size, recipe, wiring, refusals."""
+
+import bpy
+import numpy as np
+import pytest
+
+from harness import ADDON_MODULE, datablock_counts
+
+
+def module(name):
+    return __import__(f"{ADDON_MODULE}.{name}", fromlist=["_"])
+
+
+@pytest.fixture
+def generated(settings, tiny_sd_model):
+    """A 64x64 result on the cube's material, generated with the tiny model (seamless along X)."""
+    settings.model = str(tiny_sd_model)
+    settings.prompt = "mossy stone"
+    settings.width = settings.height = 64
+    settings.steps = 2
+    settings.use_random_seed = False
+    settings.seed = 5
+    settings.seamless = "X"
+    settings.target = "MATERIAL"
+    cube = bpy.data.objects["Cube"]
+    bpy.context.view_layer.objects.active = cube
+    assert bpy.ops.latent_textures.generate() == {"FINISHED"}
+    return settings.result_image
+
+
+def test_strength_zero_is_the_lanczos_resize_with_the_source_recipe_plus_upscale(settings, generated):
+    source_pixels = module("bridge.pixels").read_display_pixels(generated)[..., :3]
+    before = datablock_counts()
+    assert bpy.ops.latent_textures.upscale(factor=2, strength=0.0) == {"FINISHED"}
+    image = settings.result_image
+    assert image != generated and image.name == f"{generated.name} x2"
+    assert tuple(image.size) == (128, 128) and image.packed_file is not None
+    recipe = image["latent_textures"].to_dict()
+    assert recipe["prompt"] == "mossy stone" and recipe["seamless"] == "X"  # the source's recipe kept
+    assert recipe["upscale"]["factor"] == 2 and recipe["upscale"]["source"] == generated.name
+    assert recipe["upscale"]["strength"] == 0.0 and recipe["upscale"]["method"] == "LANCZOS"
+    assert recipe["width"] == recipe["height"] == 128
+    tiles = module("engine.tiles")
+    expected = tiles.resize(source_pixels, 2, wrap_x=True, wrap_y=False)  # AUTO followed the recipe: X
+    got = module("bridge.pixels").read_pixels(image)[..., :3]
+    assert np.abs(got - expected).max() <= 0.5 / 255 + 1e-6
+    after = datablock_counts()
+    assert after["images"] == before["images"] + 1
+    material = bpy.data.objects["Cube"].active_material
+    assert any(n.type == "TEX_IMAGE" and n.image == generated for n in material.node_tree.nodes)  # not replaced
+
+
+def test_replace_in_materials_puts_the_upscaled_image_where_the_source_was(settings, generated):
+    assert bpy.ops.latent_textures.upscale(factor=2, strength=0.0, replace_in_material=True) == {"FINISHED"}
+    material = bpy.data.objects["Cube"].active_material
+    images = {n.image for n in material.node_tree.nodes if n.type == "TEX_IMAGE"}
+    assert settings.result_image in images and generated not in images
+
+
+def test_any_image_without_a_recipe_can_be_upscaled_and_a_wrap_it_was_not_made_for_is_said(settings):
+    image = bpy.data.images.new("photo", 40, 24, alpha=True)
+    image.pixels.foreach_set(np.random.default_rng(1).random(40 * 24 * 4, dtype=np.float32))
+    assert bpy.ops.latent_textures.upscale(image="photo", factor=4, strength=0.0, seamless="BOTH") == {"FINISHED"}
+    result = settings.result_image
+    assert tuple(result.size) == (160, 96)
+    assert result["latent_textures"].to_dict()["upscale"]["seamless"] == "BOTH"
+
+
+def test_bad_inputs_change_nothing(settings):
+    before = datablock_counts()
+    with pytest.raises(RuntimeError, match="No result image yet to upscale"):
+        bpy.ops.latent_textures.upscale()
+    with pytest.raises(RuntimeError, match="No image named 'nope'"):
+        bpy.ops.latent_textures.upscale(image="nope")
+    wide = bpy.data.images.new("wide", 4200, 8)
+    before = datablock_counts()
+    with pytest.raises(RuntimeError, match="largest factor that fits is x2"):
+        bpy.ops.latent_textures.upscale(image=wide.name, factor=4, strength=0.0)
+    with pytest.raises(RuntimeError, match="factor must be one of 2, 4"):
+        bpy.ops.latent_textures.upscale(image=wide.name, factor=3, strength=0.0)
+    assert datablock_counts() == before
