@@ -43,8 +43,8 @@ def _choice_items(self, context):
 def apply_choice(settings, target: str, path: str) -> str | None:
     """Put ``path`` into the field ``target`` names; the reason when this build has no such field.
 
-    The LoRA list and ``control_model`` come with issue 10's properties: until they exist here the
-    choice is refused with a clear message (the hook is this function).
+    The LoRA list (``loras``, items with ``source``) and ``control_model`` come with issue 10's
+    properties: where they do not exist yet the choice is refused with a clear message.
     """
     if target == "MODEL":
         settings.model = path
@@ -56,14 +56,7 @@ def apply_choice(settings, target: str, path: str) -> str | None:
         loras = getattr(settings, "loras", None)
         if loras is None:
             return "This version has no LoRA list"
-        item = loras.add()
-        for name in ("source", "path", "model"):
-            if hasattr(item, name):
-                setattr(item, name, path)
-                break
-        else:
-            loras.remove(len(loras) - 1)
-            return "The LoRA list's items have no source field"
+        loras.add().source = path
     return None
 
 

@@ -96,9 +96,8 @@ def model_problems(settings) -> list[str]:
     if getattr(settings, "control_model", ""):
         picks.append(("ControlNet", "CONTROLNET", settings.control_model))
     for item in getattr(settings, "loras", ()):  # the LoRA list, where this version has one
-        source = next((getattr(item, n) for n in ("source", "path", "model") if hasattr(item, n)), "")
-        if source:
-            picks.append(("LoRA", "LORA", source))
+        if item.source and getattr(item, "enabled", True):
+            picks.append(("LoRA", "LORA", item.source))
     for role, kind, path in picks:
         entry = SCAN.find(path)
         if entry is None:

@@ -150,6 +150,13 @@ def test_model_folders_are_scanned_classified_and_picked(prefs, tiny, tiny_model
     if not hasattr(tiny, "loras"):
         with pytest.raises(RuntimeError, match="no LoRA list"):
             bpy.ops.latent_textures.pick_model(target="LORA", choice=str(files["lora"]))
+    else:
+        assert bpy.ops.latent_textures.pick_model(target="LORA", choice=str(files["lora"])) == {"FINISHED"}
+        assert [item.source for item in tiny.loras] == [str(files["lora"])]
+        tiny.model = str(files["sd1"])
+        assert "LoRA detail.safetensors is for SDXL; the model is SD 1.x" in module("panels.common").model_problems(tiny)
+        tiny.loras.clear()
+        tiny.model = str(files["sdxl"])
 
     # A wrong pick is flagged in the panel before Generate.
     common = module("panels.common")
