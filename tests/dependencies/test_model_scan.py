@@ -159,3 +159,19 @@ def test_standard_hub_cache_matches_huggingface_hub(tmp_path: Path) -> None:
                                  "print(constants.HF_HUB_CACHE)"], env=env, capture_output=True, text=True,
                                 check=True).stdout.strip()
         assert hf_cache.standard_hub_cache(env) == answer, case
+
+
+def test_real_tiny_lora_and_controlnet_files(tmp_path: Path, tiny_models: Any, tiny_sd_model: Path) -> None:
+    """Files written by diffusers/peft themselves: a LoRA (save_lora_weights) and a ControlNet (a diffusers
+    folder, and one .safetensors with diffusers key names). Their 32-wide cross-attention matches no real
+    family, so the family is unknown rather than guessed."""
+    lora = tiny_models.build_tiny_lora(tmp_path / "loras" / "tiny", tiny_sd_model)
+    controlnet_file = tiny_models.build_tiny_controlnet(tmp_path / "cn" / "tiny", tiny_sd_model, single_file=True)
+    entries, _ = model_scan.scan_all([str(tmp_path / "loras"), str(tmp_path / "cn")], [])
+    found = {(Path(e.path).name, e.kind, e.family, e.layout) for e in entries}
+    assert found == {
+        (lora.name, "LORA", None, "single file"),
+        ("tiny", "CONTROLNET", None, "diffusers folder"),  # the folder (config.json) is one entry
+    }
+    entry = model_scan.scan_file(str(controlnet_file))
+    assert (entry.kind, entry.family) == ("CONTROLNET", None)

@@ -564,3 +564,20 @@ def test_single_file_without_a_unet_is_refused(
     save_file({"lora_unet_down_blocks_0.alpha": torch.ones(1)}, str(lora))
     with pytest.raises(engine_api.EngineError, match="LoRA"):
         new_engine(offline=True, cache_dir=str(tmp_path)).generate(make_request(lora))
+
+
+def test_lora_and_controlnet_repos_resolve_from_the_standard_cache_without_the_hub(
+    engine_api: Any,
+    tiny_models: Any,
+    tiny_sd_model: Path,
+    tmp_path: Path,
+    _empty_standard_hub_cache: Path,
+    no_network: list,
+) -> None:
+    import importlib
+
+    loras = importlib.import_module(engine_api.__name__ + ".loras")
+    lora_file = tiny_models.build_tiny_lora(tmp_path / "lora", tiny_sd_model)
+    snapshot = tiny_models.install_in_hf_cache(lora_file.parent, _empty_standard_hub_cache, "tiny-org/lora")
+    found = loras.resolve("tiny-org/lora", allow_pickle=False, cache_dir=str(tmp_path / "addon"), offline=False)
+    assert found.path == snapshot / lora_file.name and no_network == [] and not (tmp_path / "addon").exists()
