@@ -416,6 +416,29 @@ def test_list_local_models(
     json.dumps(list(found.values()))
 
 
+def test_models_in_several_caches_are_marked_with_the_copy_a_generate_uses(
+    engine_api: Any, tiny_models: Any, tiny_sd_model: Path, tiny_sdxl_model: Path, tmp_path: Path
+) -> None:
+    import importlib
+
+    models = importlib.import_module(engine_api.__name__ + ".models")
+    addon, shared = tmp_path / "addon", tmp_path / "shared"
+    tiny_models.install_in_hf_cache(tiny_sd_model, addon, "tiny-org/both")
+    tiny_models.install_in_hf_cache(tiny_sdxl_model, shared, "tiny-org/both")
+    tiny_models.install_in_hf_cache(tiny_sdxl_model, shared, "tiny-org/shared-only")
+    tiny_models.install_in_hf_cache(tiny_sd_model / "unet", addon, "tiny-org/partial")  # not a pipeline here,
+    tiny_models.install_in_hf_cache(tiny_sd_model, shared, "tiny-org/partial")  # a whole one in the shared cache
+    caches = [(str(addon), "add-on cache"), (str(shared), "Hugging Face cache"), (str(addon), "again")]
+    listed = [(m["repo_id"], m["cache"], m["used"]) for m in models.list_models_in_caches(caches)]
+    assert listed == [
+        ("tiny-org/both", "add-on cache", True),
+        ("tiny-org/both", "Hugging Face cache", False),
+        ("tiny-org/partial", "add-on cache", False),
+        ("tiny-org/partial", "Hugging Face cache", True),
+        ("tiny-org/shared-only", "Hugging Face cache", True),
+    ]
+
+
 class FakeHub:
     """A stand-in for huggingface.co serving a local diffusers folder, driving hf's real progress helpers."""
 
