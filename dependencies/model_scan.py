@@ -487,6 +487,8 @@ def scan_hub_cache(cache_dir: str, origin: str, *, cache: ScanCache | None = Non
             if len(weights) != 1:
                 continue
             file_entry = cache.entry(os.path.join(snapshot, weights[0]), origin, False)
+            if file_entry.kind == "UNKNOWN":
+                continue  # the shared cache also holds language models and the like: not ours to list
             found = replace(file_entry, path=repo_id, layout="hub", size=size)
         entries.append(found)
     return entries
