@@ -50,6 +50,12 @@ def draw_model(layout, settings) -> None:
     row.operator("latent_textures.pick_model", text="", icon="VIEWZOOM").target = "MODEL"
     row.operator("latent_textures.browse_model", text="", icon="FILEBROWSER")
     draw_model_checks(layout, settings)
+    if hasattr(settings, "control_model") or hasattr(settings, "loras"):  # issue 10's fields, where present
+        row = layout.row(align=True)
+        if hasattr(settings, "loras"):
+            row.operator("latent_textures.pick_model", text="Add LoRA", icon="VIEWZOOM").target = "LORA"
+        if hasattr(settings, "control_model"):
+            row.operator("latent_textures.pick_model", text="ControlNet", icon="VIEWZOOM").target = "CONTROLNET"
     engine = loaded_engine()
     info = engine.loaded_model() if engine is not None else None
     if info is None:
