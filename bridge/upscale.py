@@ -53,7 +53,7 @@ def resolve_seamless(choice: str, recipe: dict, image_name: str, notes: list[str
 
 
 def prepare(context: bpy.types.Context, image_name: str, factor: int, seamless: str, strength: float,
-            replace_in_materials: bool) -> UpscalePlan:
+            replace_in_materials: bool, *, control_model: str = "", tile_size: int = 0) -> UpscalePlan:
     """Check the request and read the source's pixels. Raises ValueError with a clear message."""
     from .run import check_engine_packages, check_no_job_running  # run imports this module's users
 
@@ -83,6 +83,8 @@ def prepare(context: bpy.types.Context, image_name: str, factor: int, seamless: 
         seed=None if settings.use_random_seed else settings.seed,
         seamless=axes,
         control="TILE" if strength > 0 else "NONE",
+        control_model=requests.resolve_model_path(control_model),
+        tile_size=tile_size,
     )
     request.validate()
     options = requests.options_from_preferences(context)

@@ -68,12 +68,6 @@ def offline_reason(what: str) -> str:
     return f"Online access is off in Blender, so {what} cannot be downloaded: {how}, then try again."
 
 
-def model_cache_dir(context) -> str:
-    from ..preferences import get_preferences
-
-    return get_preferences(context).resolved_model_cache_dir()
-
-
 def tag_preferences_redraw() -> None:
     window_manager = bpy.context.window_manager
     if window_manager is None:
@@ -105,18 +99,16 @@ def stop_redraws() -> None:
         bpy.app.timers.unregister(_redraw_tick)
 
 
-def refresh(context, blocking: bool) -> None:
-    """Re-probe packages, devices, the torch-build choice and the cache sizes.
+def refresh(cache_dir: str, torch_build: str, *, blocking: bool) -> None:
+    """Re-probe packages, devices, the torch-build choice (``torch_build``) and the sizes in ``cache_dir``.
 
     Blocking in background mode; otherwise on a thread while the preferences keep drawing.
+    The caller reads the preferences (on the main thread) and passes plain values.
     """
-    from ..preferences import get_preferences
     from .catalog import CATALOG
 
-    prefs = get_preferences(context)
-    # Read every bpy value here, on the main thread; the worker gets plain values.
-    args = (STATE, python_executable(), engine_search_path(), prefs.resolved_model_cache_dir(),
-            prefs.torch_build, [model.repo_id for model in CATALOG])
+    args = (STATE, python_executable(), engine_search_path(), cache_dir, torch_build,
+            [model.repo_id for model in CATALOG])
     if blocking:
         refresh_state(*args)
         return

@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from ..engine.files import run_dtype, variant_for
 from .hf_cache import cached_model, folder_size, repo_folder, validate_repo_id
 from .probe import format_bytes
 from .process import ProcessJob, StreamingProcess, child_environment
@@ -26,8 +27,26 @@ MARKER = "@@LT_DOWNLOAD "
 POLL_SECONDS = 0.5
 
 
-def download_command(python: str, search_path: Sequence[str], repo_id: str, cache_dir: str) -> list[str]:
-    request = json.dumps({"path": list(search_path), "repo_id": repo_id, "cache_dir": cache_dir})
+def download_variant(device: str, precision: str, devices: Sequence) -> str | None:
+    """The weights variant the engine will load with the preferences' ``device`` and ``precision``.
+
+    ``devices``: the probed devices (``probe.Device``: type, name, capability); ``AUTO`` takes
+    CUDA, then MPS, then the CPU, as the engine does. Unprobed (empty): the CPU's choice.
+    """
+    order = {"AUTO": ("cuda", "mps", "cpu"), "CUDA": ("cuda",), "MPS": ("mps",), "CPU": ("cpu",)}[device]
+    found = {d.type: d for d in reversed(devices)}  # the first of each type
+    kind = next((t for t in order if t in found), "cpu")
+    chosen = found.get(kind)
+    name = chosen.name if chosen is not None else ""
+    capability = getattr(chosen, "capability", None) or ""
+    bf16_native = kind == "cuda" and capability.split(".", 1)[0].isdigit() and int(capability.split(".", 1)[0]) >= 8
+    return variant_for(run_dtype(precision, kind, name, bf16_native))
+
+
+def download_command(python: str, search_path: Sequence[str], repo_id: str, cache_dir: str,
+                     variant: str | None = None) -> list[str]:
+    """``variant``: the weights the engine will load on this computer (``engine/files.variant_for``)."""
+    request = json.dumps({"path": list(search_path), "repo_id": repo_id, "cache_dir": cache_dir, "variant": variant})
     return [python, "-I", "-X", "utf8", WORKER, request]  # see probe.probe_command
 
 
@@ -89,11 +108,12 @@ class DownloadJob(ProcessJob):
     THREAD_NAME = "latent_textures_download"
 
     def __init__(self, python: str, search_path: Sequence[str], repo_id: str, cache_dir: str,
-                 env: Mapping[str, str] | None = None) -> None:
+                 env: Mapping[str, str] | None = None, variant: str | None = None) -> None:
         super().__init__()
         self.repo_id = validate_repo_id(repo_id)
         self.cache_dir = cache_dir
-        self.command = download_command(python, search_path, self.repo_id, cache_dir)
+        self.variant = variant
+        self.command = download_command(python, search_path, self.repo_id, cache_dir, variant)
         self.env = child_environment(env if env is not None else os.environ)
         self.progress = DownloadProgress()
         self.lines: deque[str] = deque(maxlen=200)

@@ -13,89 +13,55 @@ Standard library only at the top, and no imports from the add-on.
 from __future__ import annotations
 
 import errno
+import importlib.util
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 
 MARKER = "@@LT_DOWNLOAD "
-# Component folders the engine never loads (engine/sources.py SKIPPED_COMPONENTS).
-SKIPPED_COMPONENTS = frozenset({"safety_checker", "feature_extractor", "image_encoder"})
-CONFIG_SUFFIXES = (".json", ".txt", ".model")
-WEIGHT_STEMS = ("diffusion_pytorch_model", "model", "pytorch_model")
-PICKLE_SUFFIXES = (".bin", ".ckpt", ".pt", ".pth")
+# The one file-selection rule, shared with the engine (standard library only, loaded by path:
+# this script runs isolated, without the add-on on sys.path).
+FILES_MODULE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "engine", "files.py")
+
+
+def load_file_rule():
+    """``engine/files.py`` as a module of its own (registered: its dataclasses look themselves up)."""
+    name = "latent_textures_file_rule"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, FILES_MODULE)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+files = load_file_rule()
 
 
 class SelectionError(Exception):
     pass
 
 
-def pipeline_components(model_index: Mapping) -> list[str]:
-    """The component folders ``model_index.json`` names (``unet``, ``vae``, ``text_encoder``…)."""
-    return [
-        key for key, value in model_index.items()
-        if not key.startswith("_") and isinstance(value, list) and len(value) == 2 and value[0] is not None
-    ]
+def select_files(repo_files: Sequence[str], model_index: Mapping, variant: str | None) -> tuple[list[str], list[str]]:
+    """The files the engine will load on the device that runs it, and notes about the choice.
 
-
-def _is_plain_weight(name: str) -> bool:
-    """``model.safetensors`` or a shard ``model-00001-of-00002.safetensors`` (no ``.fp16.`` variant)."""
-    if not name.endswith(".safetensors"):
-        return False
-    stem = name[: -len(".safetensors")]
-    if "." in stem:
-        return False
-    base = stem.split("-", 1)[0]
-    return base in WEIGHT_STEMS
-
-
-def _is_fp16_weight(name: str) -> bool:
-    return name.endswith(".fp16.safetensors") or (".fp16-" in name and name.endswith(".safetensors"))
-
-
-def select_files(repo_files: Sequence[str], model_index: Mapping) -> tuple[list[str], list[str]]:
-    """The files a diffusers pipeline needs, and notes about choices made.
-
-    ``model_index.json``; each component's configs and tokenizer files; its
-    weights as plain (fp32) ``.safetensors``, else the fp16 variant. Never
-    pickle files, root-level single-file checkpoints or the components the
-    engine skips. The engine loads plain weights whatever its precision (it
-    casts), so this set always loads offline.
-    Raises ``SelectionError`` when a component has no safetensors weights.
+    ``variant``: ``fp16`` or None, see ``files.variant_for``. Never pickle files or the
+    skipped components. ``SelectionError`` when no set of files makes the pipeline.
     """
-    selected = ["model_index.json"]
-    notes: list[str] = []
-    by_folder: dict[str, list[str]] = {}
-    for path in repo_files:
-        folder, _, name = path.partition("/")
-        if name and "/" not in name:
-            by_folder.setdefault(folder, []).append(name)
-    for component in pipeline_components(model_index):
-        if component in SKIPPED_COMPONENTS:
-            continue
-        names = sorted(by_folder.get(component, []))
-        if not names:
-            raise SelectionError(f"the repository has no {component}/ folder, which model_index.json names")
-        configs = [name for name in names if name.endswith(CONFIG_SUFFIXES)]
-        plain = [name for name in names if _is_plain_weight(name)]
-        fp16 = [name for name in names if _is_fp16_weight(name)]
-        has_model_config = "config.json" in names
-        if plain:
-            weights = plain
-        elif fp16:
-            weights = fp16
-            notes.append(f"{component}: only fp16 weights are published")
-        elif has_model_config:
-            pickles = [name for name in names if name.endswith(PICKLE_SUFFIXES)]
-            if pickles:
-                raise SelectionError(
-                    f"{component} has only pickle weights ({pickles[0]}), which can run code when loaded; "
-                    "download it yourself only if you trust it"
-                )
-            raise SelectionError(f"{component} has a config.json but no weights")
-        else:
-            weights = []  # scheduler, tokenizer: configs only
-        selected += [f"{component}/{name}" for name in configs + weights]
-    return selected, notes
+    try:
+        selection = files.select_files(repo_files, dict(model_index), name="the model", prefer_variant=variant,
+                                       allow_pickle=False)
+    except files.FileSelectionError as error:
+        if error.kind == "pickle":
+            raise SelectionError(f"{error.component} has only pickle weights, which can run code when loaded; "
+                                 "download it yourself only if you trust it") from None
+        raise SelectionError(str(error)) from None
+    notes = []
+    if selection.variant != variant:
+        chosen = f"{selection.variant} weights" if selection.variant else "full-precision weights"
+        notes.append(f"no {variant or 'full-precision'} weights are published: {chosen}")
+    return list(selection.files), notes
 
 
 def emit(kind: str, **fields) -> None:
@@ -122,7 +88,7 @@ def classify_error(error: BaseException) -> str:
     return "error"
 
 
-def download(repo_id: str, cache_dir: str) -> int:
+def download(repo_id: str, cache_dir: str, variant: str | None = None) -> int:
     try:
         import huggingface_hub
         from huggingface_hub import constants, hf_hub_download, snapshot_download
@@ -140,11 +106,11 @@ def download(repo_id: str, cache_dir: str) -> int:
         with open(index_file, encoding="utf-8") as handle:
             model_index = json.load(handle)
         listing = snapshot_download(repo_id, cache_dir=cache_dir, dry_run=True)
-        files, notes = select_files([info.filename for info in listing], model_index)
-        chosen = [info for info in listing if info.filename in set(files)]
+        wanted, notes = select_files([info.filename for info in listing], model_index, variant)
+        chosen = [info for info in listing if info.filename in set(wanted)]
         emit("plan", files=len(chosen), total=sum(info.file_size or 0 for info in chosen),
              to_download=sum(info.file_size or 0 for info in chosen if info.will_download), notes=notes)
-        path = snapshot_download(repo_id, cache_dir=cache_dir, allow_patterns=files)
+        path = snapshot_download(repo_id, cache_dir=cache_dir, allow_patterns=wanted)
         emit("done", path=path, cached=False)
         return 0
     except SelectionError as error:
@@ -157,7 +123,7 @@ def download(repo_id: str, cache_dir: str) -> int:
 def main(argv: list[str]) -> int:
     request = json.loads(argv[1])
     sys.path[:] = list(request["path"])
-    return download(request["repo_id"], request["cache_dir"])
+    return download(request["repo_id"], request["cache_dir"], request.get("variant"))
 
 
 if __name__ == "__main__":

@@ -13,16 +13,14 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-# Components the engine never loads (engine/sources.py SKIPPED_COMPONENTS): not needed for "complete".
-OPTIONAL_COMPONENTS = frozenset({"safety_checker", "feature_extractor", "image_encoder"})
-WEIGHT_SUFFIXES = (".safetensors", ".bin")
+# The components the engine never loads are not needed for "complete".
+from ..engine.files import SKIPPED_COMPONENTS, is_repo_id
 
-_REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
+WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
 
 def standard_hub_cache(environ: Mapping[str, str] | None = None) -> str:
@@ -45,7 +43,7 @@ def standard_hub_cache(environ: Mapping[str, str] | None = None) -> str:
 def validate_repo_id(repo_id: str) -> str:
     """``org/name`` as the hub allows it; anything else (paths, URLs, ``..``) raises ``ValueError``."""
     repo_id = repo_id.strip()
-    if not _REPO_ID.fullmatch(repo_id) or ".." in repo_id or "--" in repo_id:
+    if not is_repo_id(repo_id):
         raise ValueError(
             f"{repo_id!r} is not a Hugging Face repo id: expected organisation/name, "
             "e.g. stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -124,7 +122,7 @@ def _missing_components(snapshot: str) -> str | None:
     except (OSError, ValueError):
         return "model_index.json is missing (not a diffusers model, or the download did not finish)"
     for component, value in index.items():
-        if component.startswith("_") or component in OPTIONAL_COMPONENTS:
+        if component.startswith("_") or component in SKIPPED_COMPONENTS:
             continue
         if not (isinstance(value, list) and len(value) == 2 and value[0] is not None):
             continue

@@ -13,8 +13,7 @@ from contextlib import contextmanager
 import torch
 
 from .errors import EngineError, OutOfMemoryError
-
-_DTYPES = {"FP16": torch.float16, "BF16": torch.bfloat16, "FP32": torch.float32}
+from .files import run_dtype
 
 
 def resolve_device(name: str) -> torch.device:
@@ -34,17 +33,17 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """``AUTO``: CUDA bf16 where the card supports it, else fp16 (fp32 on GTX 16xx); MPS fp16; CPU fp32."""
-    if precision != "AUTO":
-        return _DTYPES[precision]
-    if device.type == "cuda":
-        if "GTX 16" in torch.cuda.get_device_name(device):
-            return torch.float32  # Turing without tensor cores: fp16 gives black (NaN) images
+    """``AUTO``: CUDA bf16 where the card supports it, else fp16 (fp32 on GTX 16xx); MPS fp16; CPU fp32.
+
+    The rule itself is ``files.run_dtype`` (the preferences' Download picks files by it too).
+    """
+    name = ""
+    bf16_native = False
+    if precision == "AUTO" and device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
         # Native bf16 only (Ampere and newer); older cards would emulate it slowly.
-        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
-    if device.type == "mps":
-        return torch.float16
-    return torch.float32
+        bf16_native = torch.cuda.is_bf16_supported(including_emulation=False)
+    return getattr(torch, run_dtype(precision, device.type, name, bf16_native))
 
 
 def dtype_name(dtype: torch.dtype) -> str:

@@ -26,6 +26,7 @@ from . import controlnets, devices, inpaint, loras, pipelines, sources
 from ._version import read_version
 from .errors import EngineError, GenerationCancelled
 from .families import ModelFamily, detect_family
+from .files import variant_for
 from .preview import latents_to_rgb
 from .request import (
     MAX_SEED,
@@ -37,7 +38,7 @@ from .request import (
     ProgressEvent,
 )
 from .schedulers import make_scheduler
-from .tiling import seamless
+from .tiling import decode_wrapped, seamless
 
 log = logging.getLogger(__name__)
 
@@ -263,7 +264,7 @@ class Engine:
     ) -> tuple[Any, ModelFiles]:
         """Find (download) and load the pipeline for ``source`` on the CPU, in the engine's dtype."""
         options = self.options
-        prefer_variant = "fp16" if self.dtype in (torch.float16, torch.bfloat16) else None
+        prefer_variant = variant_for(devices.dtype_name(self.dtype))
         if source.kind == "SINGLE_FILE":
             pipe = sources.load_single_file(
                 Path(source.location),
@@ -564,7 +565,10 @@ class Engine:
                 _check_cancel(cancel_event)
                 pipe = self._pipeline(model, task, controlnet_key)
                 pipe.scheduler = make_scheduler(request.scheduler, model.scheduler_config, request.steps)
-                self._set_vae_tiling(pipe, request)
+                vae_tiled = self._set_vae_tiling(pipe, request)
+                # A tiled decode would wrap each tile around itself: the VAE then decodes the whole
+                # image's wrap itself (decode_wrapped) and only the UNet (and ControlNet) pad circularly.
+                wrap_decode = request.seamless if vae_tiled else "NONE"
                 mask = inpaint.feather_mask(request.mask_image, request.mask_blur) if request.mode == "INPAINT" else None
                 kwargs = self._call_arguments(pipe, model, request, seed, on_progress, cancel_event, clock)
                 kwargs.update(_task_arguments(request, task, mask, controlled=controlnet_key is not None))
@@ -574,12 +578,13 @@ class Engine:
                     pipe.unet = unet._orig_mod  # compiled graphs know no circular padding: run eagerly
                 hook = pipe.unet.register_forward_pre_hook(clock.on_unet_call)
                 self._clock = clock
-                tiled = (pipe.unet, pipe.vae) + ((pipe.controlnet,) if controlnet_key is not None else ())
+                controlnet = (pipe.controlnet,) if controlnet_key is not None else ()
                 try:
-                    with seamless(tiled, request.seamless):
+                    patched = (pipe.unet, *controlnet) + (() if wrap_decode != "NONE" else (pipe.vae,))
+                    with seamless(patched, request.seamless):
                         latents = pipe(**kwargs).images
                         _check_cancel(cancel_event)
-                        images = self._decode(pipe, model, latents, clock)
+                        images = self._decode(pipe, model, latents, clock, wrap=wrap_decode)
                 except Exception as error:
                     if self.options.torch_compile and type(error).__module__.startswith(_COMPILER_MODULES):
                         detail = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
@@ -634,8 +639,10 @@ class Engine:
                 return None, ""
         return self._controlnet(model, request, on_progress, cancel_event)
 
-    def _decode(self, pipe: Any, model: _LoadedModel, latents: Any, clock: _RunClock) -> np.ndarray:
+    def _decode(self, pipe: Any, model: _LoadedModel, latents: Any, clock: _RunClock, wrap: str = "NONE") -> np.ndarray:
         """Latents -> float32 (batch, h, w, 3) images in 0..1, as the pipeline itself would decode them.
+
+        ``wrap``: the seamless axes a tiled decode must wrap across (see ``tiling.decode_wrapped``).
 
         Half precision first (unless ``vae_precision="FP32"`` or this model already overflowed);
         a decode with NaN/inf in it is repeated in fp32, and the model keeps decoding in fp32.
@@ -647,9 +654,9 @@ class Engine:
         vae = pipe.vae
         half = vae.dtype != torch.float32
         upcast = half and (self.options.vae_precision == "FP32" or model.vae_fp32)
-        image = self._vae_decode(pipe, model, latents, upcast=upcast)
+        image = self._vae_decode(pipe, model, latents, upcast=upcast, wrap=wrap)
         if half and not upcast and not bool(torch.isfinite(image).all()):
-            image = self._vae_decode(pipe, model, latents, upcast=True)
+            image = self._vae_decode(pipe, model, latents, upcast=True, wrap=wrap)
             if bool(torch.isfinite(image).all()):
                 log.warning("The VAE overflowed in %s: this model decodes in float32 from now on.", vae.dtype)
                 model.vae_fp32 = True
@@ -667,7 +674,7 @@ class Engine:
         clock.decode = time.perf_counter() - start
         return images
 
-    def _vae_decode(self, pipe: Any, model: _LoadedModel, latents: Any, *, upcast: bool) -> Any:
+    def _vae_decode(self, pipe: Any, model: _LoadedModel, latents: Any, *, upcast: bool, wrap: str = "NONE") -> Any:
         """The decode step of diffusers' SD/SDXL/LCM pipelines (``output_type="latent"`` stops before it).
 
         ``upcast``: run the VAE in fp32 for this decode (its weights are cast and cast back).
@@ -690,17 +697,21 @@ class Engine:
             else:
                 latents = latents / config.scaling_factor
             with torch.no_grad():
+                if wrap != "NONE":
+                    return decode_wrapped(vae, latents, wrap)
                 return vae.decode(latents, return_dict=False)[0]
         finally:
             if upcast:
                 torch.nn.Module.to(vae, dtype=dtype)
 
-    def _set_vae_tiling(self, pipe: Any, request: GenerationRequest) -> None:
+    def _set_vae_tiling(self, pipe: Any, request: GenerationRequest) -> bool:
+        """Turn the VAE's tiling on or off for ``request``; True when it is on."""
         mode = self.options.vae_tiling
         if mode == "ON" or (mode == "AUTO" and self.needs_vae_tiling(request.width * request.height)):
             pipe.vae.enable_tiling()
-        else:
-            pipe.vae.disable_tiling()
+            return True
+        pipe.vae.disable_tiling()
+        return False
 
     def needs_vae_tiling(self, pixels: int) -> bool:
         """VAE tiling ``AUTO`` for the loaded model: would an untiled decode of ``pixels`` not fit beside it?"""

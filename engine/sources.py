@@ -22,7 +22,6 @@ import importlib
 import json
 import logging
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -31,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EngineError, GenerationCancelled, ModelNotFoundError, UnsafeModelFormatError
+from .files import SKIPPED_COMPONENTS, WEIGHT, WEIGHT_INDEX, FileSelection, FileSelectionError, is_repo_id
+from .files import select_files as _select_files
 from .request import ProgressEvent
 
 log = logging.getLogger(__name__)
@@ -50,9 +51,6 @@ SUPPORTED_PIPELINES = (
 )
 DEPTH_PIPELINE = "StableDiffusionDepth2ImgPipeline"
 REQUIRED_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
-# Components we never load: the NSFW classifier and its preprocessor, IP-Adapter image encoders.
-# The depth estimator of SD 2 depth models: the depth comes from Blender's geometry instead.
-SKIPPED_COMPONENTS = ("safety_checker", "feature_extractor", "image_encoder", "depth_estimator")
 _KNOWN_LIBRARIES = ("diffusers", "transformers", "stable_diffusion")
 # diffusers' model-type names for checkpoints this engine runs (see single_file_utils).
 SINGLE_FILE_TYPES = {
@@ -65,17 +63,6 @@ SINGLE_FILE_TYPES = {
 }
 CONFIG_PATTERNS = ["model_index.json", "*/*.json", "*/*.txt"]
 DOWNLOAD_REPORT_INTERVAL = 0.25  # seconds between download progress events
-
-_REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
-_WEIGHT = re.compile(
-    r"(?P<base>diffusion_pytorch_model|model|pytorch_model)"
-    r"(?:\.(?P<variant>[A-Za-z0-9_]+))?(?:-\d+-of-\d+)?\.(?P<ext>safetensors|bin|ckpt|pt|pth)"
-)
-_INDEX = re.compile(
-    r"(?P<base>diffusion_pytorch_model|model|pytorch_model)\.(?P<ext>safetensors|bin)\.index"
-    r"(?:\.(?P<variant>[A-Za-z0-9_]+))?\.json"
-)
-_CONFIG_SUFFIXES = (".json", ".txt", ".model")
 
 ProgressCallback = Callable[[ProgressEvent], None]
 
@@ -135,7 +122,7 @@ def classify(model: str, *, allow_pickle: bool) -> ModelSource:
             f"There is no model file or folder at {path}; check the path (Blender-relative '//' paths must be "
             "made absolute), or give a Hugging Face repo id such as 'org/name'."
         )
-    if _REPO_ID.fullmatch(text):
+    if is_repo_id(text):
         return ModelSource("HUB", text)
     raise ModelNotFoundError(
         f"{text!r} is neither an existing file or folder nor a Hugging Face repo id such as 'org/name'."
@@ -143,14 +130,6 @@ def classify(model: str, *, allow_pickle: bool) -> ModelSource:
 
 
 # --- which files a pipeline needs --------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FileSelection:
-    """The files to fetch/load for a pipeline, and the weights variant (``fp16`` ...) they use."""
-
-    files: tuple[str, ...]
-    variant: str | None
 
 
 def check_pipeline_index(index: dict[str, Any], name: str) -> None:
@@ -181,17 +160,6 @@ def check_pipeline_index(index: dict[str, Any], name: str) -> None:
         )
 
 
-def pipeline_components(index: dict[str, Any]) -> list[str]:
-    return [
-        name
-        for name, value in index.items()
-        if not name.startswith("_")
-        and isinstance(value, list)
-        and value[0] is not None
-        and name not in SKIPPED_COMPONENTS
-    ]
-
-
 def select_files(
     filenames: Iterable[str],
     index: dict[str, Any],
@@ -200,60 +168,15 @@ def select_files(
     prefer_variant: str | None,
     allow_pickle: bool,
 ) -> FileSelection:
-    """Pick the files a pipeline needs from a repo's (or folder's) file list.
-
-    Per component folder: its configs/tokenizer files and one set of weights -
-    safetensors if there are any (pickle only when allowed), in ``prefer_variant``
-    when every weighted component has it, else the plain (full-precision) files.
-    Flax/ONNX/OpenVINO files, the safety checker and unused formats are skipped.
-    """
-    by_folder: dict[str, list[str]] = {}
-    for filename in filenames:
-        folder, _, base = filename.replace("\\", "/").rpartition("/")
-        if folder and "/" not in folder:
-            by_folder.setdefault(folder, []).append(base)
-
-    chosen: list[str] = ["model_index.json"]
-    weights: dict[str, dict[str | None, list[str]]] = {}
-    ext_by_component: dict[str, str] = {}
-    for component in pipeline_components(index):
-        files = by_folder.get(component, [])
-        chosen += [f"{component}/{f}" for f in files if f.endswith(_CONFIG_SUFFIXES) and not _INDEX.fullmatch(f)]
-        found: dict[str, dict[str | None, list[str]]] = {}
-        for f in files:
-            match = _WEIGHT.fullmatch(f)
-            if match:
-                found.setdefault(match["ext"], {}).setdefault(match["variant"], []).append(f)
-        if not found:
-            cls = str(index[component][1])
-            if cls.endswith("Scheduler") or "Tokenizer" in cls:
-                continue
-            raise ModelNotFoundError(
-                f"{name} has no PyTorch weights for its {component}; download it again or pick another model."
-            )
-        if "safetensors" in found:
-            ext = "safetensors"
-        elif not allow_pickle:
-            raise _pickle_refusal(f"The {component} of {name}")
-        else:
-            ext = next(e for e in ("bin", "pt", "pth", "ckpt") if e in found)
-        ext_by_component[component] = ext
-        weights[component] = found[ext]
-
-    candidates: list[str | None] = [prefer_variant] if prefer_variant else []
-    candidates.append(None)
-    candidates += sorted({v for variants in weights.values() for v in variants if v is not None})
-    variant = next((v for v in candidates if all(v in variants for variants in weights.values())), "")
-    if variant == "":
-        raise EngineError(f"The weights of {name} come in mismatched variants per component; re-save the model.")
-
-    for component, variants in weights.items():
-        chosen += [f"{component}/{f}" for f in sorted(variants[variant])]
-        for f in by_folder.get(component, []):
-            match = _INDEX.fullmatch(f)
-            if match and match["ext"] == ext_by_component[component] and match["variant"] == variant:
-                chosen.append(f"{component}/{f}")
-    return FileSelection(tuple(chosen), variant)
+    """``files.select_files`` (the one rule, shared with the preferences' Download), with the engine's errors."""
+    try:
+        return _select_files(filenames, index, name=name, prefer_variant=prefer_variant, allow_pickle=allow_pickle)
+    except FileSelectionError as error:
+        if error.kind == "pickle":
+            raise _pickle_refusal(f"The {error.component} of {name}") from None
+        if error.kind == "no_weights":
+            raise ModelNotFoundError(str(error)) from None
+        raise EngineError(str(error)) from None
 
 
 def read_index(folder: Path) -> dict[str, Any]:
@@ -344,19 +267,9 @@ def find_cached_pipeline(
 
     for cache_dir in cache_dirs:
         index_file = try_to_load_from_cache(repo_id, "model_index.json", cache_dir=cache_dir)  # refs/main's snapshot
-        if not isinstance(index_file, str):
-            continue
-        folder = Path(index_file).parent
-        index = read_index(folder)
-        check_pipeline_index(index, repo_id)  # the repo named is not runnable: say so, wherever it is cached
-        try:
-            selection = select_files(
-                folder_listing(folder), index, name=repo_id, prefer_variant=prefer_variant, allow_pickle=allow_pickle
-            )
-        except (ModelNotFoundError, UnsafeModelFormatError):
-            continue  # weights missing here, or only pickles: another cache (or a download) may do
-        if all((folder / name).exists() for name in selection.files):
-            return HubFolder(folder, cache_dir)
+        if isinstance(index_file, str) and _holds_a_pipeline(Path(index_file).parent, repo_id, prefer_variant,
+                                                             allow_pickle):
+            return HubFolder(Path(index_file).parent, cache_dir)
     return None
 
 
@@ -451,6 +364,18 @@ def download_pipeline(
     check_pipeline_index(index, repo_id)
     selection = select_files(filenames, index, name=repo_id, prefer_variant=prefer_variant, allow_pickle=allow_pickle)
     return _download_patterns(repo_id, list(selection.files), cache_dir, on_progress, cancel_event)
+
+
+def _holds_a_pipeline(folder: Path, name: str, prefer_variant: str | None, allow_pickle: bool) -> bool:
+    """Every file ``select_files`` picks from ``folder``'s own listing is there (a finished download)."""
+    try:
+        index = read_index(folder)
+        selection = select_files(
+            folder_listing(folder), index, name=name, prefer_variant=prefer_variant, allow_pickle=allow_pickle
+        )
+    except (OSError, ValueError, EngineError):
+        return False
+    return all((folder / f).is_file() for f in selection.files)
 
 
 def resolve_hub(
@@ -625,7 +550,7 @@ def select_model_files(
         raise EngineError(f"{name} is not a diffusers model (it has no config.json at its top level).")
     found: dict[str, dict[str | None, list[str]]] = {}
     for f in top:
-        match = _WEIGHT.fullmatch(f)
+        match = WEIGHT.fullmatch(f)
         if match and match["base"] == "diffusion_pytorch_model":
             found.setdefault(match["ext"], {}).setdefault(match["variant"], []).append(f)
     if not found:
@@ -640,7 +565,7 @@ def select_model_files(
     variant = prefer_variant if prefer_variant in variants else (None if None in variants else sorted(variants)[0])
     chosen = ["config.json", *sorted(variants[variant])]
     for f in top:
-        match = _INDEX.fullmatch(f)
+        match = WEIGHT_INDEX.fullmatch(f)
         if match and match["ext"] == ext and match["variant"] == variant:
             chosen.append(f)
     return FileSelection(tuple(chosen), variant)

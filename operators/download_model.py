@@ -27,7 +27,7 @@ class LATENT_TEXTURES_OT_download_model(WatchJobMixin, bpy.types.Operator):
 
     def execute(self, context):
         from ..dependencies import blender
-        from ..dependencies.download import DownloadJob
+        from ..dependencies.download import DownloadJob, download_variant
         from ..dependencies.hf_cache import cached_model, validate_repo_id
         from ..dependencies.state import STATE
         from ..preferences import get_preferences
@@ -51,7 +51,10 @@ class LATENT_TEXTURES_OT_download_model(WatchJobMixin, bpy.types.Operator):
         if not blender.online_access():
             self.report({"ERROR"}, blender.offline_reason(repo_id))
             return {"CANCELLED"}
-        job = DownloadJob(blender.python_executable(), blender.engine_search_path(), repo_id, cache_dir)
+        devices = STATE.status.devices if STATE.status is not None else ()
+        variant = download_variant(prefs.device, prefs.precision, devices)  # the files the engine will load
+        job = DownloadJob(blender.python_executable(), blender.engine_search_path(), repo_id, cache_dir,
+                          variant=variant)
         STATE.downloads[repo_id] = job
         self._job = job
         if blender.wants_modal(self, context):

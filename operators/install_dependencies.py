@@ -117,10 +117,12 @@ class LATENT_TEXTURES_OT_install_dependencies(WatchJobMixin, bpy.types.Operator)
     def finish(self, result):
         from ..dependencies import blender
         from ..dependencies.state import STATE
+        from ..preferences import get_preferences
 
         STATE.status = None  # what was probed before the install no longer holds
         if result.ok and not bpy.app.background:
-            blender.refresh(bpy.context, blocking=False)  # show the new versions without another click
+            prefs = get_preferences(bpy.context)  # show the new versions without another click
+            blender.refresh(prefs.resolved_model_cache_dir(), prefs.torch_build, blocking=False)
         if result.ok:
             message = result.message
             if "torch" in sys.modules:

@@ -12,8 +12,9 @@ class LATENT_TEXTURES_OT_open_model_cache(bpy.types.Operator):
 
     def execute(self, context):
         from ..dependencies import blender
+        from ..preferences import get_preferences
 
-        folder = blender.model_cache_dir(context)
+        folder = get_preferences(context).resolved_model_cache_dir()
         try:
             os.makedirs(folder, exist_ok=True)
         except OSError as error:

@@ -20,12 +20,15 @@ class LATENT_TEXTURES_OT_refresh_dependency_status(bpy.types.Operator):
     def execute(self, context):
         from ..dependencies import blender
         from ..dependencies.state import STATE
+        from ..preferences import get_preferences
 
+        prefs = get_preferences(context)
+        cache_dir, torch_build = prefs.resolved_model_cache_dir(), prefs.torch_build
         if blender.wants_modal(self, context):
-            blender.refresh(context, blocking=False)
+            blender.refresh(cache_dir, torch_build, blocking=False)
             self.report({"INFO"}, "Checking the engine's packages…")
             return {"FINISHED"}
-        blender.refresh(context, blocking=True)
+        blender.refresh(cache_dir, torch_build, blocking=True)
         if STATE.status is None:
             self.report({"ERROR"}, STATE.status_error or "The status check gave no answer")
             return {"CANCELLED"}

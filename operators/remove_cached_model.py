@@ -23,6 +23,7 @@ class LATENT_TEXTURES_OT_remove_cached_model(bpy.types.Operator):
         from ..dependencies.hf_cache import remove_cached_model, validate_repo_id
         from ..dependencies.probe import format_bytes
         from ..dependencies.state import STATE, measure_cache
+        from ..preferences import get_preferences
 
         try:
             repo_id = validate_repo_id(self.repo_id)
@@ -32,7 +33,7 @@ class LATENT_TEXTURES_OT_remove_cached_model(bpy.types.Operator):
         if STATE.downloading(repo_id):
             self.report({"ERROR"}, f"{repo_id} is downloading: cancel the download first")
             return {"CANCELLED"}
-        cache_dir = blender.model_cache_dir(context)
+        cache_dir = get_preferences(context).resolved_model_cache_dir()
         try:
             freed = remove_cached_model(cache_dir, repo_id)
         except FileNotFoundError as error:

@@ -30,6 +30,19 @@ class LATENT_TEXTURES_OT_upscale(JobOperator, bpy.types.Operator):
         description="How much of each tile the model repaints (0 = a plain Lanczos resize)",
         default=0.35, min=0.0, max=1.0, subtype="FACTOR",
     )
+    control_model: bpy.props.StringProperty(
+        name="Tile ControlNet",
+        description="The tile ControlNet that keeps each redrawn tile faithful to the source (repo id, folder or "
+                    ".safetensors); empty: lllyasviel/control_v11f1e_sd15_tile for SD 1.x, "
+                    "xinsir/controlnet-tile-sdxl-1.0 for SDXL",
+        default="",
+    )
+    tile_size: bpy.props.IntProperty(
+        name="Tile Size",
+        description="Side of the tiles the model redraws, in pixels (0: the model's own resolution, e.g. 512 for "
+                    "SD 1.5, 1024 for SDXL)",
+        default=0, min=0, max=2048, step=8, subtype="PIXEL",
+    )
     replace_in_material: bpy.props.BoolProperty(
         name="Replace in Materials",
         description="Show the upscaled image wherever the source image was used in a material",
@@ -46,7 +59,8 @@ class LATENT_TEXTURES_OT_upscale(JobOperator, bpy.types.Operator):
 
         try:
             plan = upscale.prepare(context, self.image, self.factor, self.seamless, self.strength,
-                                   self.replace_in_material)
+                                   self.replace_in_material, control_model=self.control_model,
+                                   tile_size=self.tile_size)
         except ValueError as error:
             self.report({"ERROR"}, str(error))
             return None

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -37,6 +38,7 @@ PROMPT = "weathered red brick wall, seamless texture, photorealistic, high detai
 NEGATIVE = "blurry, text, watermark"
 REAL = {"size": 512, "steps": 20}
 TINY = {"size": 256, "steps": 4}
+DEMO_OBJECT_NAME = "Latent Textures Demo Cube"
 RENDER_NAME = "render.png"
 BLEND_NAME = "demo.blend"
 
@@ -92,8 +94,98 @@ def build_tiny(folder: Path) -> Path:
     return build_tiny_sd(folder, seed=0)
 
 
+def build_demo_scene():
+    """An empty file with a cube (one full UV square per face), a ground plane, a camera and a sun.
+
+    Renders with Cycles on the CPU (16 samples, denoised), so ``bpy.ops.render.render``
+    gives a quick look at the textured cube.
+    """
+    import bmesh
+    import bpy
+    from mathutils import Euler, Vector
+
+    bpy.ops.wm.read_homefile(use_empty=True, use_factory_startup=True)
+    scene = bpy.context.scene
+
+    mesh = bpy.data.meshes.new(DEMO_OBJECT_NAME)
+    bm = bmesh.new()
+    bmesh.ops.create_cube(bm, size=2.0)
+    uv_layer = bm.loops.layers.uv.new("UVMap")
+    corners = ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0))
+    for face in bm.faces:
+        for loop, uv in zip(face.loops, corners):
+            loop[uv_layer].uv = uv
+    bm.to_mesh(mesh)
+    bm.free()
+    cube = bpy.data.objects.new(DEMO_OBJECT_NAME, mesh)
+    cube.location = (0.0, 0.0, 1.0)
+    cube.rotation_euler = Euler((0.0, 0.0, 0.6))
+    scene.collection.objects.link(cube)
+
+    ground_mesh = bpy.data.meshes.new("Ground")
+    bm = bmesh.new()
+    bmesh.ops.create_grid(bm, x_segments=1, y_segments=1, size=8.0)
+    bm.to_mesh(ground_mesh)
+    bm.free()
+    ground = bpy.data.objects.new("Ground", ground_mesh)
+    ground_material = bpy.data.materials.new("Ground")
+    if bpy.app.version < (5, 0, 0):
+        ground_material.use_nodes = True
+    bsdf = next(n for n in ground_material.node_tree.nodes if n.type == "BSDF_PRINCIPLED")
+    bsdf.inputs["Base Color"].default_value = (0.5, 0.5, 0.5, 1.0)
+    ground_mesh.materials.append(ground_material)
+    scene.collection.objects.link(ground)
+
+    camera = bpy.data.objects.new("Camera", bpy.data.cameras.new("Camera"))
+    camera.location = (4.4, -4.8, 3.5)
+    direction = Vector((0.0, 0.0, 0.8)) - camera.location
+    camera.rotation_euler = direction.to_track_quat("-Z", "Y").to_euler()
+    scene.collection.objects.link(camera)
+    scene.camera = camera
+
+    sun = bpy.data.objects.new("Sun", bpy.data.lights.new("Sun", type="SUN"))
+    sun.data.energy = 3.0
+    sun.rotation_euler = Euler((0.7, 0.2, 0.9))
+    scene.collection.objects.link(sun)
+    world = scene.world or bpy.data.worlds.new("World")
+    scene.world = world
+    if bpy.app.version < (5, 0, 0):
+        world.use_nodes = True
+    background = next((n for n in world.node_tree.nodes if n.type == "BACKGROUND"), None) if world.node_tree else None
+    if background is not None:
+        background.inputs["Color"].default_value = (0.35, 0.4, 0.5, 1.0)
+        background.inputs["Strength"].default_value = 0.6
+
+    render = scene.render
+    render.engine = "CYCLES"
+    render.resolution_x = render.resolution_y = 512
+    render.resolution_percentage = 100
+    scene.cycles.device = "CPU"
+    scene.cycles.samples = 16
+    scene.cycles.use_denoising = True
+    scene.view_settings.view_transform = "Standard"
+
+    for obj in scene.objects:
+        obj.select_set(obj is cube)
+    bpy.context.view_layer.objects.active = cube
+    return cube
+
+
+def save_demo_scene(path: Path) -> Path:
+    """The demo scene, saved where the ``generate`` command opens it (``--blend``)."""
+    import contextlib
+    import io
+
+    import bpy
+
+    build_demo_scene()
+    with contextlib.redirect_stdout(io.StringIO()):
+        bpy.ops.wm.save_as_mainfile(filepath=str(path))
+    return path
+
+
 def render(out_dir: Path, size: int | None = None) -> Path:
-    """Render the demo scene (Cycles, CPU, set up by the command's demo scene) to ``out_dir/render.png``."""
+    """Render the demo scene (Cycles, CPU, as ``build_demo_scene`` set it up) to ``out_dir/render.png``."""
     import contextlib
     import io
 
@@ -137,18 +229,21 @@ def main(argv: list[str] | None = None) -> int:
               f"{sizes['steps']} steps at {sizes['size']} px then take several minutes.", flush=True)
 
     cli = launcher.start()
-    code = cli.main([
-        "generate", "--prompt", args.prompt, "--negative-prompt", NEGATIVE, "--model", model,
-        "--width", str(sizes["size"]), "--height", str(sizes["size"]), "--steps", str(sizes["steps"]),
-        "--seed", "0", "--seamless", "BOTH", "--target", "MATERIAL",
-        "--out", str(out_dir / BLEND_NAME), "--texture-dir", str(out_dir),
-    ], prog="tools/demo.py -> latent_textures")
+    with tempfile.TemporaryDirectory(prefix="latent_textures_demo_") as scratch:
+        scene = save_demo_scene(Path(scratch) / "demo-scene.blend")
+        code = cli.main([
+            "generate", "--blend", str(scene), "--prompt", args.prompt, "--negative-prompt", NEGATIVE,
+            "--model", model,
+            "--width", str(sizes["size"]), "--height", str(sizes["size"]), "--steps", str(sizes["steps"]),
+            "--seed", "0", "--seamless", "BOTH", "--target", "MATERIAL",
+            "--out", str(out_dir / BLEND_NAME), "--texture-dir", str(out_dir),
+        ], prog="tools/demo.py -> latent_textures")
     if code != 0:
         return code
 
     import bpy
 
-    support = sys.modules[cli.__name__.rsplit(".", 1)[0] + ".cli_support"]
+    support = sys.modules[f"{cli.__name__}.support"]
     recipe = bpy.context.scene.latent_textures.result_image["latent_textures"].to_dict()
     texture = out_dir / f"{support.output_stem(recipe)}.png"
     try:

@@ -79,3 +79,33 @@ def test_bad_inputs_change_nothing(settings):
     with pytest.raises(RuntimeError, match="factor must be one of 2, 4"):
         bpy.ops.latent_textures.upscale(image=wide.name, factor=3, strength=0.0)
     assert datablock_counts() == before
+
+
+@pytest.fixture(scope="module")
+def tile_controlnet(tmp_path_factory, tiny_models, tiny_sd_model):
+    return tiny_models.build_tiny_controlnet(tmp_path_factory.mktemp("tile"), tiny_sd_model, seed=11)
+
+
+def test_detail_pass_redraws_tiles_deterministically_and_cancel_leaves_nothing(settings, generated, tile_controlnet):
+    before = datablock_counts()
+    # 96-px tiles with the 64-px least overlap: 2 x 4 tiles over the 128 x 128 result (X wraps)
+    options = {"factor": 2, "strength": 0.5, "control_model": str(tile_controlnet), "tile_size": 96}
+    assert bpy.ops.latent_textures.upscale(**options) == {"FINISHED"}
+    first = settings.result_image
+    recipe = first["latent_textures"].to_dict()["upscale"]
+    assert recipe["method"] == "TILED_DIFFUSION" and recipe["control"] == "TILE" and recipe["tiles"] == 8
+    first_pixels = module("bridge.pixels").read_pixels(first)
+    assert bpy.ops.latent_textures.upscale(image=generated.name, **options) == {"FINISHED"}
+    np.testing.assert_array_equal(module("bridge.pixels").read_pixels(settings.result_image), first_pixels)
+    assert datablock_counts()["images"] == before["images"] + 2
+
+    # Cancelled (as ESC does) through the modal path's job: nothing is written.
+    run_module, upscale_module = module("bridge.run"), module("bridge.upscale")
+    before = datablock_counts()
+    plan = upscale_module.prepare(bpy.context, generated.name, 2, "AUTO", 0.5, False,
+                                  control_model=str(tile_controlnet), tile_size=96)
+    run = run_module.UpscaleRun(plan)
+    run.job.cancel()
+    run.run_here()
+    assert run.tick(bpy.context) == "CANCELLED"
+    assert datablock_counts() == before

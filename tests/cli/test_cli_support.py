@@ -1,4 +1,4 @@
-"""The command line's pure helpers (cli_support.py): names, prompts files, PNG text, progress. No Blender."""
+"""The command line's pure helpers (cli/support.py): names, prompts files, PNG text, progress. No Blender."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from PIL import Image
 
 from cli_harness import REPO_ROOT, load_by_path
 
-support = load_by_path("lt_cli_support", REPO_ROOT / "cli_support.py")
+support = load_by_path("lt_cli_support", REPO_ROOT / "cli" / "support.py")
 
 RECIPE = {
     "prompt": "Rusty metal, 4K!", "negative_prompt": "", "model": "org/model", "mode": "TXT2IMG", "seed": 42,

@@ -12,7 +12,7 @@ from PIL import Image
 
 from cli_harness import FAST, REPO_ROOT, error_lines, files_under, load_by_path
 
-support = load_by_path("lt_cli_support", REPO_ROOT / "cli_support.py")  # pure: no bpy, no relative imports
+support = load_by_path("lt_cli_support", REPO_ROOT / "cli" / "support.py")  # pure: no bpy, no relative imports
 
 
 def png_recipe(path) -> dict:
@@ -228,3 +228,15 @@ def test_image_to_image_from_a_file_only_writes_the_texture(tmp_path, run_launch
         source = image.text["latent_textures_source"]
     assert source == f"IMAGE:{start}"
     assert png.name == f"{support.output_stem(recipe, source)}.png" != f"{support.output_stem(recipe)}.png"
+
+
+def test_generate_without_a_blend_textures_blenders_startup_cube(tmp_path, run_launcher, tiny_model, inspect_blend):
+    """No --blend: Blender's factory startup scene, its cube textured on its own material (the demo scene is the demo's)."""
+    out = tmp_path / "cube.blend"
+    done = run_launcher("generate", "--prompt", "slate", "--model", str(tiny_model), *FAST, "--target", "material",
+                        "--out", str(out), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    scene = inspect_blend(out)
+    assert sorted(scene["objects"]) == ["Cube"]
+    (texture,) = scene["objects"]["Cube"]["textures"]
+    assert scene["images"][texture]["recipe"]["prompt"] == "slate"

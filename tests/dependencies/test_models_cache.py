@@ -57,7 +57,7 @@ def test_default_scene_model_is_in_the_catalog():
 
 
 def test_select_files_takes_plain_safetensors_and_configs_only():
-    files, notes = worker.select_files(SD15_FILES, SD15_INDEX)
+    files, notes = worker.select_files(SD15_FILES, SD15_INDEX, None)
     assert sorted(files) == sorted([
         "model_index.json", "scheduler/scheduler_config.json",
         "text_encoder/config.json", "text_encoder/model.safetensors", "tokenizer/merges.txt",
@@ -70,22 +70,24 @@ def test_select_files_takes_plain_safetensors_and_configs_only():
 
 def test_select_files_sharded_and_fp16_only():
     index = {"unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"]}
-    listing = ["model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors.index.json",
-               "unet/diffusion_pytorch_model-00001-of-00002.safetensors",
-               "unet/diffusion_pytorch_model-00002-of-00002.safetensors",
+    listing = ["model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors.index.fp16.json",
+               "unet/diffusion_pytorch_model.fp16-00001-of-00002.safetensors",
+               "unet/diffusion_pytorch_model.fp16-00002-of-00002.safetensors",
                "vae/config.json", "vae/diffusion_pytorch_model.fp16.safetensors"]
-    files, notes = worker.select_files(listing, index)
-    assert "unet/diffusion_pytorch_model-00002-of-00002.safetensors" in files
+    files, notes = worker.select_files(listing, index, None)  # a CPU wants full precision: only fp16 exists
+    assert "unet/diffusion_pytorch_model.fp16-00002-of-00002.safetensors" in files
+    assert "unet/diffusion_pytorch_model.safetensors.index.fp16.json" in files
     assert "vae/diffusion_pytorch_model.fp16.safetensors" in files
-    assert notes == ["vae: only fp16 weights are published"]
+    assert notes == ["no full-precision weights are published: fp16 weights"]
+    assert worker.select_files(listing, index, "fp16")[1] == []  # what a GPU wants anyway
 
 
 def test_select_files_refuses_pickle_only_and_missing_components():
     index = {"unet": ["diffusers", "UNet2DConditionModel"]}
     with pytest.raises(worker.SelectionError, match="pickle"):
-        worker.select_files(["model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.bin"], index)
-    with pytest.raises(worker.SelectionError, match="no unet/ folder"):
-        worker.select_files(["model_index.json"], index)
+        worker.select_files(["model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.bin"], index, None)
+    with pytest.raises(worker.SelectionError, match="no PyTorch weights for its unet"):
+        worker.select_files(["model_index.json"], index, None)
 
 
 @pytest.mark.parametrize("bad", ["../etc", "a/b/c", "https://huggingface.co/a/b", "org--x/y", "", "/abs/path"])

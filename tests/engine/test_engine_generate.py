@@ -517,3 +517,24 @@ def test_out_of_memory_becomes_a_clear_error(
     assert isinstance(raised.value.__cause__, torch.OutOfMemoryError)
     assert activations[0]() is None  # freed although the exception (and its traceback) is still held
     _assert_image(engine.generate(make_request(tiny_sd_model)).image, 64, 64)  # still usable, padding restored
+
+
+def test_seamless_holds_with_vae_tiling_forced_on(
+    new_engine: Any, make_request: Any, tiny_sd_model: Path, pipeline_of: Any
+) -> None:
+    """A tiled decode (128 px = 2x2 tiles of the tiny VAE) wraps across the whole image, not each tile."""
+    engine = new_engine(vae_tiling="ON")
+    ratios = {}
+    for seamless in ("NONE", "X", "BOTH"):
+        images = [engine.generate(make_request(tiny_sd_model, width=128, height=128, seed=s, seamless=seamless)).image
+                  for s in range(6)]
+        ratios[seamless] = {axis: np.mean([_seam_ratio(i, axis) for i in images]) for axis in ("X", "Y")}
+    vae = pipeline_of(engine).vae
+    assert vae.use_tiling and 128 // 8 > vae.tile_latent_min_size  # the decode really was tiled
+    wrapped = {"NONE": (), "X": ("X",), "BOTH": ("X", "Y")}
+    for seamless, by_axis in ratios.items():
+        for axis, ratio in by_axis.items():
+            if axis in wrapped[seamless]:
+                assert ratio <= 1.3, (seamless, axis, ratios)
+            else:
+                assert ratio >= 1.6, (seamless, axis, ratios)

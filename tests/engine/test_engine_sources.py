@@ -148,6 +148,45 @@ def test_select_files_prefers_the_fp16_variant_when_every_component_has_it(sourc
     assert fallback.variant is None
 
 
+def test_one_file_rule_for_the_download_and_the_engine(engine_api: Any, sources: Any) -> None:
+    """The preferences' Download (a child process) picks exactly the files the engine loads on that device."""
+    import importlib.util
+    import sys
+
+    package_loader = sys.modules["latent_textures_package_loader"]  # tests/conftest.py loaded it
+    files = importlib.import_module(engine_api.__name__ + ".files")
+    download = package_loader.import_subpackage("dependencies.download")
+    hf_cache = package_loader.import_subpackage("dependencies.hf_cache")
+    worker_path = Path(__file__).resolve().parents[2] / "dependencies" / "download_worker.py"
+    spec = importlib.util.spec_from_file_location("lt_worker_probe", worker_path)
+    worker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(worker)  # as the child runs it: by path, outside the package
+
+    gpu = [SimpleNamespace(type="cuda", name="NVIDIA GeForce RTX 4090", capability="8.9"),
+           SimpleNamespace(type="cpu", name="x86_64", capability=None)]
+    gtx = [SimpleNamespace(type="cuda", name="NVIDIA GeForce GTX 1660", capability="7.5")]
+    cases = [  # (device, precision, probed devices, the dtype the engine runs in there)
+        ("AUTO", "AUTO", gpu, "bfloat16"), ("CPU", "AUTO", gpu, "float32"),
+        ("AUTO", "AUTO", gtx, "float32"), ("AUTO", "FP16", [], "float16"), ("AUTO", "AUTO", [], "float32"),
+    ]
+    for device, precision, probed, dtype in cases:
+        variant = download.download_variant(device, precision, probed)
+        assert variant == files.variant_for(dtype), (device, precision, dtype)
+        downloaded, _notes = worker.select_files(SD15_FILES, SD15_INDEX, variant)
+        loaded = sources.select_files(SD15_FILES, SD15_INDEX, name="sd15", prefer_variant=files.variant_for(dtype),
+                                      allow_pickle=False)
+        assert sorted(downloaded) == sorted(loaded.files)
+    assert worker.files.SKIPPED_COMPONENTS == sources.SKIPPED_COMPONENTS == files.SKIPPED_COMPONENTS
+    for text in ("org/name", "a" * 96 + "/b", "a" * 97 + "/b", "org--x/y", "../etc"):
+        ok = files.is_repo_id(text)
+        assert (sources.classify(text, allow_pickle=False).kind == "HUB") if ok else True
+        try:
+            hf_cache.validate_repo_id(text)
+            assert ok, text
+        except ValueError:
+            assert not ok, text
+
+
 def test_select_files_keeps_shards_and_the_matching_index(sources: Any) -> None:
     files = SD15_CONFIGS + [
         "text_encoder/model.safetensors",
@@ -362,6 +401,20 @@ def test_repo_ids_resolve_from_the_caches_in_order_before_downloading(
     assert no_network == []
 
 
+def test_a_complete_cached_model_is_not_downloaded_again_in_another_variant(
+    sources: Any, tiny_models: Any, tiny_sd_model: Path, tmp_path: Path, no_network: list
+) -> None:
+    """The preferences' Download took the full-precision files; a half-precision run uses them, offline or not."""
+    snapshot = tiny_models.install_in_hf_cache(tiny_sd_model, tmp_path, "tiny-org/tiny-sd")
+    found = sources.resolve_hub("tiny-org/tiny-sd", cache_dir=str(tmp_path), offline=False, prefer_variant="fp16",
+                                allow_pickle=False)
+    assert found.folder == snapshot and no_network == []  # the hub was not even asked
+    (snapshot / "unet" / "diffusion_pytorch_model.safetensors").unlink()  # an unfinished download is completed
+    sources.resolve_hub("tiny-org/tiny-sd", cache_dir=str(tmp_path), offline=False, prefer_variant="fp16",
+                        allow_pickle=False)
+    assert len(no_network) == 1
+
+
 @pytest.mark.parametrize(
     ("error_name", "words"),
     [
@@ -460,11 +513,17 @@ class FakeHub:
         repo_id: str,
         *,
         cache_dir: str,
-        allow_patterns: list[str],
+        allow_patterns: list[str] | None = None,
         dry_run: bool = False,
         tqdm_class: Any = None,
+        local_files_only: bool = False,
         **kwargs: Any,
     ) -> Any:
+        if local_files_only:  # the engine looks in the cache first: nothing there before the download
+            from huggingface_hub.errors import LocalEntryNotFoundError
+
+            raise LocalEntryNotFoundError("not cached")
+        assert allow_patterns is not None
         if dry_run:
             return [SimpleNamespace(filename=f, file_size=self.files[f], will_download=True) for f in allow_patterns]
         from huggingface_hub.utils.tqdm import hf_thread_map

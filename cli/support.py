@@ -1,4 +1,4 @@
-"""Pure helpers of the command line (``cli.py``): no bpy, no torch, standard library only.
+"""Pure helpers of the command line (``cli/``): no bpy, no torch, standard library only.
 
 Output names from a recipe, the batch prompts file, PNG text metadata and the
 terminal progress bar. Importable from plain
