@@ -239,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
                 results["sections"]["gpu"] = section_gpu(models, args)
             if "scan" in selected:
                 log("scan: 200 model files, headers only")
-                results["sections"]["scan"] = model_scan.run(200, 2 if args.quick else 5)
+                results["sections"]["scan"] = model_scan.run(200, 1 if args.quick else 5)
     finally:
         if scratch_owner is not None:
             scratch_owner.cleanup()
