@@ -32,6 +32,10 @@ SEAMLESS_ITEMS = (
     ("Y", "Y", "Tiles vertically"),
     ("BOTH", "Both", "Tiles in both directions"),
 )
+CAPTURE_QUALITY_ITEMS = (
+    ("FAST", "Fast", "At most 16 samples, denoised, 5 s render time limit: Blender pauses briefly while it renders"),
+    ("SCENE", "Scene", "The scene's own render settings: Blender pauses for as long as a full render takes"),
+)
 TARGET_ITEMS = (
     ("IMAGE", "Image", "Only create the new image"),
     ("MATERIAL", "Material", "Put the image on the active object's material (Base Color)"),
@@ -92,6 +96,16 @@ class LatentTexturesSettings(bpy.types.PropertyGroup):
     )
     target: bpy.props.EnumProperty(
         name="Target", description="Where the result goes", items=TARGET_ITEMS, default="MATERIAL",
+    )
+    keep_history: bpy.props.BoolProperty(
+        name="Keep History",
+        description="Keep earlier results in the material (a new node and UV map per run) instead of "
+                    "replacing the previous texture and removing its image",
+        default=False,
+    )
+    capture_quality: bpy.props.EnumProperty(
+        name="Capture Quality", description="How the camera is rendered as the source image",
+        items=CAPTURE_QUALITY_ITEMS, default="FAST",
     )
     result_image: bpy.props.PointerProperty(
         name="Result", description="The last image generated", type=bpy.types.Image,

@@ -17,7 +17,9 @@ from . import pixels
 
 # Engines that need a GPU to be quick; headless they are swapped for Cycles on the CPU.
 _SLOW_HEADLESS_ENGINES = {"BLENDER_EEVEE", "BLENDER_EEVEE_NEXT"}
-HEADLESS_CYCLES_SAMPLES = 16
+# capture_quality FAST: the render blocks Blender's UI (bpy.ops.render.render is synchronous), so bound it.
+FAST_SAMPLES = 16
+FAST_TIME_LIMIT_SECONDS = 5.0
 
 
 @contextlib.contextmanager
@@ -30,8 +32,12 @@ def _restored(owner, *names: str):
             setattr(owner, name, value)
 
 
-def capture_camera(scene: bpy.types.Scene, width: int, height: int) -> np.ndarray:
-    """Render the scene camera at width x height with the scene's view transform applied."""
+def capture_camera(scene: bpy.types.Scene, width: int, height: int, quality: str = "FAST") -> np.ndarray:
+    """Render the scene camera at width x height with the scene's view transform applied.
+
+    ``quality`` FAST caps the samples (denoised) and Cycles' render time;
+    SCENE renders with the scene's own settings. Every setting is restored.
+    """
     if scene.camera is None:
         raise ValueError("The scene has no camera: add one (or pick Source: Image)")
     render = scene.render
@@ -43,17 +49,47 @@ def capture_camera(scene: bpy.types.Scene, width: int, height: int) -> np.ndarra
         if bpy.app.background and render.engine in _SLOW_HEADLESS_ENGINES:
             render.engine = "CYCLES"
         if render.engine == "CYCLES":
-            stack.enter_context(_restored(scene.cycles, "device", "samples"))
+            cycles = scene.cycles
+            stack.enter_context(_restored(cycles, "device", "samples", "use_denoising", "time_limit"))
             if bpy.app.background:
-                scene.cycles.device = "CPU"
-                scene.cycles.samples = min(scene.cycles.samples, HEADLESS_CYCLES_SAMPLES)
+                cycles.device = "CPU"
+            if quality == "FAST":
+                cycles.samples = min(cycles.samples, FAST_SAMPLES)
+                cycles.use_denoising = True
+                limit = cycles.time_limit
+                cycles.time_limit = FAST_TIME_LIMIT_SECONDS if limit <= 0 else min(limit, FAST_TIME_LIMIT_SECONDS)
+        elif render.engine in _SLOW_HEADLESS_ENGINES and quality == "FAST":
+            stack.enter_context(_restored(scene.eevee, "taa_render_samples"))
+            scene.eevee.taa_render_samples = min(scene.eevee.taa_render_samples, FAST_SAMPLES)
         bpy.ops.render.render(scene=scene.name)
         return _render_result_pixels(scene)
 
 
+def viewport_area(context: bpy.types.Context) -> bpy.types.Area | None:
+    """The 3D viewport Source Viewport captures: the first one of the context's screen."""
+    screen = getattr(context, "screen", None)
+    return next((a for a in screen.areas if a.type == "VIEW_3D"), None) if screen is not None else None
+
+
+def viewport_projection_problem(area: bpy.types.Area, scene: bpy.types.Scene) -> str | None:
+    """Why an image of this viewport cannot be projected from the scene camera, or None when it can.
+
+    The viewport render frames the image exactly like the camera only while
+    the viewport looks through the scene camera; any other view would be
+    projected misaligned, so it is refused rather than silently wrong.
+    """
+    space = area.spaces.active
+    camera = space.camera if space.use_local_camera else scene.camera
+    if space.region_3d.view_perspective == "CAMERA" and camera == scene.camera:
+        return None
+    return ("Source Viewport with Target Project from Camera: the viewport does not look through the scene camera, "
+            "so the image would not line up. Look through the camera (View > Cameras > Active Camera) or pick "
+            "Source: Camera Render")
+
+
 def capture_viewport(context: bpy.types.Context, width: int, height: int) -> np.ndarray:
     """The active 3D viewport as drawn (viewport render) at width x height."""
-    area = next((a for a in context.screen.areas if a.type == "VIEW_3D"), None) if context.screen else None
+    area = viewport_area(context)
     if area is None:
         raise ValueError("No 3D viewport is open to capture")
     scene = context.scene

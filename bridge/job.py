@@ -25,9 +25,10 @@ class JobEvent:
 class GenerationJob:
     """Runs one engine request, on a worker thread (``start``) or in the caller's thread (``run``)."""
 
-    def __init__(self, options: EngineOptions, request: GenerationRequest | UpscaleRequest) -> None:
+    def __init__(self, options: EngineOptions, request: GenerationRequest | UpscaleRequest, previews: bool = True) -> None:
         self.options = options
         self.request = request
+        self.previews = previews  # headless nobody sees them: the engine skips computing them
         self.events: queue.Queue[JobEvent] = queue.Queue()
         self.cancel_event = threading.Event()
         self.stage = "LOAD"  # LOAD, then DOWNLOAD (bytes) or DENOISE (steps)
@@ -37,7 +38,9 @@ class GenerationJob:
         self.finished = False
 
     def start(self) -> None:
-        threading.Thread(target=self.run, name="latent_textures_generate", daemon=True).start()
+        thread = threading.Thread(target=self.run, name="latent_textures_generate", daemon=True)
+        _workers.append(thread)
+        thread.start()
 
     def run(self) -> None:
         from ..engine import EngineError, GenerationCancelled, get_engine
@@ -45,7 +48,8 @@ class GenerationJob:
         try:
             engine = get_engine(self.options)
             run = engine.upscale if isinstance(self.request, UpscaleRequest) else engine.generate
-            result = run(self.request, on_progress=self._on_progress, cancel_event=self.cancel_event)
+            result = run(self.request, on_progress=self._on_progress, cancel_event=self.cancel_event,
+                         previews=self.previews)
         except GenerationCancelled:
             self.events.put(JobEvent("cancelled"))
         except EngineError as error:
@@ -55,6 +59,8 @@ class GenerationJob:
             self.events.put(JobEvent("error", f"Generation failed ({type(error).__name__}): {error}"))
         else:
             self.events.put(JobEvent("done", result))
+        finally:
+            self.request = None  # the source image goes with it: finished runs are kept around by Blender
 
     def _on_progress(self, event) -> None:
         self.events.put(JobEvent("progress", event))
@@ -93,6 +99,13 @@ class GenerationJob:
 
 _current_job: GenerationJob | None = None
 _progress_listeners: list[Callable[[Any], None]] = []
+_workers: list[threading.Thread] = []
+
+
+def busy_workers() -> list[threading.Thread]:
+    """Worker threads still running, including those of cancelled runs that have not reached a step boundary yet."""
+    _workers[:] = [thread for thread in _workers if thread.is_alive()]
+    return list(_workers)
 
 
 @contextlib.contextmanager

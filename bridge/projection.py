@@ -4,6 +4,20 @@ import bpy
 import numpy as np
 
 PROJECTION_UV_NAME = "Latent Textures Projection"
+MAX_UV_MAPS = 8  # Blender's limit per mesh
+
+
+def projection_uv_name(meshes: list[bpy.types.Mesh], keep_history: bool) -> str:
+    """The UV map a projection writes: always ``PROJECTION_UV_NAME`` (overwritten, like its image);
+    with history, the first of ``PROJECTION_UV_NAME``, ``... 2``, ``... 3`` that no target mesh has yet."""
+    if not keep_history:
+        return PROJECTION_UV_NAME
+    number = 1
+    while True:
+        name = PROJECTION_UV_NAME if number == 1 else f"{PROJECTION_UV_NAME} {number}"
+        if all(mesh.uv_layers.get(name) is None for mesh in meshes):
+            return name
+        number += 1
 
 
 def project_to_uv(points_world: np.ndarray, view_matrix: np.ndarray, projection_matrix: np.ndarray) -> np.ndarray:

@@ -17,8 +17,11 @@ from . import pixels, projection
 RECIPE_PROPERTY = "latent_textures"
 IMAGE_NODE_LABEL = "Latent Textures"
 MATERIAL_NAME = "Latent Textures"
-PROJECTION_MATERIAL_NAME = "Latent Textures Projection"
+# The add-on's own nodes carry this custom property (their role): found again by it, never by label.
+NODE_MARKER = "latent_textures"
+TEXTURE_ROLE, VECTOR_ROLE, SHADER_ROLE = "texture", "vector", "shader"
 _NODE_SPACING = 300.0
+_TEXTURE_NODE_HEIGHT = 320.0
 
 
 class Changes:
@@ -26,9 +29,14 @@ class Changes:
 
     def __init__(self) -> None:
         self._undo: list[Callable[[], None]] = []
+        self._when_done: list[Callable[[], None]] = []
 
     def on_rollback(self, undo: Callable[[], None]) -> None:
         self._undo.append(undo)
+
+    def when_done(self, action: Callable[[], None]) -> None:
+        """Run ``action`` on ``commit`` only: removals that a rollback could not undo."""
+        self._when_done.append(action)
 
     def new_image(self, name: str, array: np.ndarray) -> bpy.types.Image:
         image = pixels.new_display_image(name, array)
@@ -86,9 +94,35 @@ class Changes:
         setattr(owner, attribute, value)
         self.on_rollback(lambda: setattr(owner, attribute, previous))
 
+    def unlink(self, tree: bpy.types.NodeTree, input_socket) -> None:
+        """Remove the links into ``input_socket`` (put back on rollback)."""
+        previous = [(link.from_node.name, link.from_socket.identifier) for link in input_socket.links]
+        for link in list(input_socket.links):
+            tree.links.remove(link)
+        node_name, socket_id = input_socket.node.name, input_socket.identifier
+
+        def undo() -> None:
+            node = tree.nodes.get(node_name)
+            if node is None:
+                return
+            socket = next(s for s in node.inputs if s.identifier == socket_id)
+            for from_name, from_id in previous:
+                from_node = tree.nodes.get(from_name)
+                if from_node is not None:
+                    tree.links.new(next(s for s in from_node.outputs if s.identifier == from_id), socket)
+
+        self.on_rollback(undo)
+
     def rollback(self) -> None:
         for undo in reversed(self._undo):
             undo()
+        self._undo.clear()
+        self._when_done.clear()
+
+    def commit(self) -> None:
+        for action in self._when_done:
+            action()
+        self._when_done.clear()
         self._undo.clear()
 
 
@@ -106,6 +140,59 @@ def create_result_image(changes: Changes, array: np.ndarray, recipe: dict) -> bp
     return image
 
 
+def _mark(node: bpy.types.Node, role: str) -> bpy.types.Node:
+    node[NODE_MARKER] = role
+    return node
+
+
+def _role(node: bpy.types.Node) -> str | None:
+    return node.get(NODE_MARKER)
+
+
+def _active_output(changes: Changes, tree: bpy.types.NodeTree) -> bpy.types.Node:
+    outputs = [n for n in tree.nodes if n.type == "OUTPUT_MATERIAL"]
+    output = next((n for n in outputs if n.is_active_output), outputs[0] if outputs else None)
+    if output is None:
+        output = _mark(changes.new_node(tree, "ShaderNodeOutputMaterial"), SHADER_ROLE)
+    return output
+
+
+def colour_input(changes: Changes, tree: bpy.types.NodeTree):
+    """The socket the texture feeds, by the rule the README states.
+
+    1. The shader on the active Material Output's Surface has a colour input
+       called "Base Color" or "Color" (Principled, Diffuse, Emission, a group
+       with such an input, ...): that input. The shader stays as it is.
+    2. Another shader (Mix/Add Shader, Glass, ...): a new Principled BSDF is
+       mixed in with a new Mix Shader (factor 1: the texture shows; the old
+       shader stays linked to the mix's first input, one slider away).
+    3. Nothing on Surface: a new Principled BSDF is linked to it.
+    """
+    output = _active_output(changes, tree)
+    surface = output.inputs["Surface"]
+    shader = surface.links[0].from_node if surface.is_linked else None
+    if shader is not None and _role(shader) == SHADER_ROLE and shader.type == "MIX_SHADER":
+        shader = shader.inputs[2].links[0].from_node if shader.inputs[2].is_linked else shader
+    if shader is not None:
+        for name in ("Base Color", "Color"):
+            socket = shader.inputs.get(name)
+            if socket is not None and socket.type == "RGBA":
+                return socket
+    principled = _mark(changes.new_node(tree, "ShaderNodeBsdfPrincipled"), SHADER_ROLE)
+    if shader is None:
+        principled.location = (output.location.x - _NODE_SPACING, output.location.y)
+        changes.link(tree, principled.outputs["BSDF"], surface)
+        return principled.inputs["Base Color"]
+    mix = _mark(changes.new_node(tree, "ShaderNodeMixShader"), SHADER_ROLE)
+    mix.inputs["Fac"].default_value = 1.0
+    mix.location = (output.location.x, output.location.y + _NODE_SPACING)
+    principled.location = (mix.location.x - _NODE_SPACING, mix.location.y + 2 * _NODE_SPACING)
+    changes.link(tree, surface.links[0].from_socket, mix.inputs[1])
+    changes.link(tree, principled.outputs["BSDF"], mix.inputs[2])
+    changes.link(tree, mix.outputs["Shader"], surface)
+    return principled.inputs["Base Color"]
+
+
 def principled_bsdf(tree: bpy.types.NodeTree) -> bpy.types.Node | None:
     """The Principled BSDF that feeds the active Material Output, else the first one."""
     outputs = [n for n in tree.nodes if n.type == "OUTPUT_MATERIAL"]
@@ -117,104 +204,166 @@ def principled_bsdf(tree: bpy.types.NodeTree) -> bpy.types.Node | None:
     return next((n for n in tree.nodes if n.type == "BSDF_PRINCIPLED"), None)
 
 
-def _ensure_principled(changes: Changes, tree: bpy.types.NodeTree) -> bpy.types.Node:
-    bsdf = principled_bsdf(tree)
-    if bsdf is not None:
-        return bsdf
-    bsdf = changes.new_node(tree, "ShaderNodeBsdfPrincipled")
-    output = next((n for n in tree.nodes if n.type == "OUTPUT_MATERIAL" and n.is_active_output), None)
-    if output is None:
-        output = changes.new_node(tree, "ShaderNodeOutputMaterial")
-        output.location = (bsdf.location.x + _NODE_SPACING, bsdf.location.y)
-    changes.link(tree, bsdf.outputs["BSDF"], output.inputs["Surface"])
-    return bsdf
-
-
 def add_image_to_base_color(changes: Changes, material: bpy.types.Material, image: bpy.types.Image,
-                            uv_map: str | None = None, box_projection: bool = False) -> bpy.types.Node:
-    """An Image Texture node with ``image`` linked to the Principled BSDF's Base Color.
+                            uv_map: str | None = None, box_projection: bool = False,
+                            keep_history: bool = False) -> bpy.types.Node:
+    """Show ``image`` on ``material``: the add-on's Image Texture node linked to the shader's colour input.
 
-    Nodes already in the tree stay; a node that fed Base Color before keeps
-    its place, only unlinked, so the artist can plug it back. ``uv_map`` reads
-    a named UV map; ``box_projection`` maps by object-space box projection, for
-    meshes without any UV map.
+    The one function every target uses (Material, Project, the whole object).
+    ``uv_map`` reads a named UV map through a UV Map node; ``box_projection``
+    maps by object-space box projection, for meshes without any UV map.
+
+    The add-on's own Image Texture node (recognised by its ``NODE_MARKER``
+    custom property) is reused and its previous image is removed when nothing
+    else uses it, so the .blend does not grow with every run. ``keep_history``
+    instead adds a new node below the previous ones and keeps their images.
+    Nodes the artist made are never removed; one that fed the colour input
+    before stays in the tree, only unlinked, so it can be plugged back.
     """
     tree = material.node_tree
-    bsdf = _ensure_principled(changes, tree)
-    texture = changes.new_node(tree, "ShaderNodeTexImage")
-    texture.image = image
-    texture.label = IMAGE_NODE_LABEL
-    texture.location = (bsdf.location.x - _NODE_SPACING * 1.5, bsdf.location.y)
-    if uv_map is not None:
-        uv_node = changes.new_node(tree, "ShaderNodeUVMap")
-        uv_node.uv_map = uv_map
-        uv_node.location = (texture.location.x - _NODE_SPACING, texture.location.y)
-        changes.link(tree, uv_node.outputs["UV"], texture.inputs["Vector"])
-    elif box_projection:
-        texture.projection = "BOX"
-        texture.projection_blend = 0.25
-        coordinates = changes.new_node(tree, "ShaderNodeTexCoord")
-        coordinates.location = (texture.location.x - _NODE_SPACING, texture.location.y)
-        changes.link(tree, coordinates.outputs["Object"], texture.inputs["Vector"])
-    changes.link(tree, texture.outputs["Color"], bsdf.inputs["Base Color"])
-    tree.nodes.active = texture
+    socket = colour_input(changes, tree)
+    shader = socket.node
+    ours = [n for n in tree.nodes if n.type == "TEX_IMAGE" and _role(n) == TEXTURE_ROLE]
+    texture = None
+    if not keep_history and ours:
+        texture = next((n for n in ours if any(link.to_socket == socket for link in n.outputs["Color"].links)),
+                       ours[-1])
+    if texture is None:
+        texture = _mark(changes.new_node(tree, "ShaderNodeTexImage"), TEXTURE_ROLE)
+        texture.label = IMAGE_NODE_LABEL
+        lowest = min((n.location.y for n in ours), default=None)
+        x = shader.location.x - _NODE_SPACING * 1.5
+        y = shader.location.y if lowest is None else lowest - _TEXTURE_NODE_HEIGHT
+        texture.location = (x, y)
+    else:
+        previous = texture.image
+        if previous is not None and previous != image:
+            changes.when_done(lambda: release_image(previous))
+    changes.set(texture, "image", image)
+    _wire_vector(changes, tree, texture, uv_map, box_projection)
+    changes.link(tree, texture.outputs["Color"], socket)
+    changes.set(tree.nodes, "active", texture)
     return texture
 
 
-def _assign_material(changes: Changes, obj: bpy.types.Object, material: bpy.types.Material) -> None:
+def _wire_vector(changes: Changes, tree: bpy.types.NodeTree, texture: bpy.types.Node,
+                 uv_map: str | None, box_projection: bool) -> None:
+    vector = texture.inputs["Vector"]
+    helper = vector.links[0].from_node if vector.is_linked else None
+    ours = helper if helper is not None and _role(helper) == VECTOR_ROLE else None
+    location = (texture.location.x - _NODE_SPACING, texture.location.y)
+    changes.set(texture, "projection", "BOX" if box_projection else "FLAT")
+    if uv_map is not None:
+        if ours is None or ours.type != "UVMAP":
+            ours = _mark(changes.new_node(tree, "ShaderNodeUVMap"), VECTOR_ROLE)
+            ours.location = location
+            changes.link(tree, ours.outputs["UV"], vector)
+        changes.set(ours, "uv_map", uv_map)
+    elif box_projection:
+        changes.set(texture, "projection_blend", 0.25)
+        if ours is None or ours.type != "TEX_COORD":
+            ours = _mark(changes.new_node(tree, "ShaderNodeTexCoord"), VECTOR_ROLE)
+            ours.location = location
+            changes.link(tree, ours.outputs["Object"], vector)
+    elif ours is not None:  # a Mapping node the artist plugged in stays
+        changes.unlink(tree, vector)
+        ours = None
+    if helper is not None and _role(helper) == VECTOR_ROLE and helper != ours:
+        changes.when_done(lambda: tree.nodes.remove(helper) if not any(o.is_linked for o in helper.outputs) else None)
+
+
+def release_image(image: bpy.types.Image) -> None:
+    """Remove an image the add-on generated once nothing uses it any more (not the artist's own images)."""
+    if RECIPE_PROPERTY in image and image.users == 0 and not image.use_fake_user:
+        bpy.data.images.remove(image)
+
+
+def _shared_mesh(obj: bpy.types.Object) -> bool:
+    return sum(1 for other in bpy.data.objects if other.data == obj.data) > 1
+
+
+def assign_to_active_slot(changes: Changes, obj: bpy.types.Object, material: bpy.types.Material) -> None:
+    """``material`` into ``obj``'s active slot only; the other slots keep their materials."""
     if len(obj.material_slots) == 0:
         mesh = obj.data
         mesh.materials.append(material)
         changes.on_rollback(lambda: mesh.materials.pop(index=len(mesh.materials) - 1))
         return
-    # Object-linked slots: the mesh (possibly shared) keeps its own materials.
-    for slot in obj.material_slots:
-        changes.set(slot, "link", "OBJECT")
-        changes.set(slot, "material", material)
+    slot = obj.material_slots[obj.active_material_index]
+    if slot.link == "DATA" and _shared_mesh(obj):
+        changes.set(slot, "link", "OBJECT")  # the other objects using this mesh keep their material
+    changes.set(slot, "material", material)
 
 
-def apply_to_material(changes: Changes, obj: bpy.types.Object | None, image: bpy.types.Image) -> bpy.types.Material:
+def target_material(changes: Changes, obj: bpy.types.Object,
+                    new_material: Callable[[], bpy.types.Material]) -> bpy.types.Material:
+    """``obj``'s active material (made to use nodes), or ``new_material()`` put in its active slot."""
+    material = obj.active_material
+    if material is None:
+        material = new_material()
+        assign_to_active_slot(changes, obj, material)
+    elif material.node_tree is None or (bpy.app.version < (5, 0, 0) and not material.use_nodes):
+        changes.set(material, "use_nodes", True)
+    return material
+
+
+def apply_to_material(changes: Changes, obj: bpy.types.Object | None, image: bpy.types.Image,
+                      keep_history: bool = False) -> bpy.types.Material:
     """The image on ``obj``'s active material; a mesh without UVs gets box projection so it shows at all."""
     if obj is None or obj.type != "MESH":
         raise ValueError("Target is Material but the active object is not a mesh: select a mesh object")
-    material = obj.active_material
-    if material is None:
-        material = changes.new_material(MATERIAL_NAME)
-        _assign_material(changes, obj, material)
-    elif material.node_tree is None:
-        changes.set(material, "use_nodes", True)
-    add_image_to_base_color(changes, material, image, box_projection=len(obj.data.uv_layers) == 0)
+    material = target_material(changes, obj, lambda: changes.new_material(MATERIAL_NAME))
+    add_image_to_base_color(changes, material, image, box_projection=len(obj.data.uv_layers) == 0,
+                            keep_history=keep_history)
     return material
 
 
-def apply_projection(changes: Changes, context: bpy.types.Context, objects: list[bpy.types.Object],
-                     image: bpy.types.Image, width: int, height: int) -> bpy.types.Material:
-    scene = context.scene
-    depsgraph = context.evaluated_depsgraph_get()
-    view, proj = projection.camera_matrices(scene, scene.camera, width, height, depsgraph)
-    material = changes.new_material(PROJECTION_MATERIAL_NAME)
-    add_image_to_base_color(changes, material, image, uv_map=projection.PROJECTION_UV_NAME)
-    for obj in objects:
+def apply_projection(changes: Changes, objects: list[tuple[bpy.types.Object, np.ndarray]], image: bpy.types.Image,
+                     uv_name: str, keep_history: bool = False) -> list[str]:
+    """Each object's UVs (captured at the start) into its UV map ``uv_name``, and the image on its own material.
+
+    Returns one line per object that could not take the projection (the others are written).
+    """
+    problems: list[str] = []
+    new_material: list[bpy.types.Material] = []
+    wired: set[str] = set()
+
+    def shared_new_material() -> bpy.types.Material:
+        if not new_material:
+            new_material.append(changes.new_material(MATERIAL_NAME))
+        return new_material[0]
+
+    for obj, uvs in objects:
         mesh = obj.data
-        if sum(1 for other in bpy.data.objects if other.data == mesh) > 1:
+        if len(uvs) != len(mesh.loops):
+            problems.append(f"'{obj.name}' was edited while generating (its faces changed): not projected")
+            continue
+        if mesh.uv_layers.get(uv_name) is None and len(mesh.uv_layers) >= projection.MAX_UV_MAPS:
+            problems.append(f"'{obj.name}' already has {projection.MAX_UV_MAPS} UV maps (Blender's limit): "
+                            "not projected")
+            continue
+        if _shared_mesh(obj):
             mesh = changes.single_user_mesh(obj)
-        uvs = projection.project_to_uv(projection.loop_world_positions(obj, depsgraph), view, proj)
-        existed = mesh.uv_layers.get(projection.PROJECTION_UV_NAME) is not None
-        if existed:
+        layer = mesh.uv_layers.get(uv_name)
+        previous = None
+        if layer is not None:
             previous = np.empty(len(mesh.loops) * 2, dtype=np.float32)
-            mesh.uv_layers[projection.PROJECTION_UV_NAME].data.foreach_get("uv", previous)
-        projection.write_uv_layer(mesh, uvs)
-        changes.on_rollback(_uv_undo(mesh, existed, previous if existed else None))
-        _assign_material(changes, obj, material)
-    return material
+            layer.data.foreach_get("uv", previous)
+        projection.write_uv_layer(mesh, uvs, uv_name)
+        changes.on_rollback(_uv_undo(mesh, uv_name, previous))
+        material = target_material(changes, obj, shared_new_material)
+        if material.name not in wired:
+            add_image_to_base_color(changes, material, image, uv_map=uv_name, keep_history=keep_history)
+            wired.add(material.name)
+    return problems
 
 
-def _uv_undo(mesh: bpy.types.Mesh, existed: bool, previous: np.ndarray | None) -> Callable[[], None]:
+def _uv_undo(mesh: bpy.types.Mesh, name: str, previous: np.ndarray | None) -> Callable[[], None]:
     def undo() -> None:
-        layer = mesh.uv_layers.get(projection.PROJECTION_UV_NAME)
+        layer = mesh.uv_layers.get(name)
         if layer is None:
             return
-        if existed:
+        if previous is not None:
             layer.data.foreach_set("uv", previous)
         else:
             mesh.uv_layers.remove(layer)

@@ -7,14 +7,27 @@ place and calls ``tick`` once. Both paths write the result through ``finish``.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import traceback
 from dataclasses import dataclass, field
+from typing import Callable
 
 import bpy
+import numpy as np
 
-from . import capture, preview, requests, results
+from . import capture, preview, projection, requests, results
 from .job import GenerationJob, JobEvent, current_job, set_current_job
+
+
+@dataclass
+class ProjectionCapture:
+    """The camera projection as it was at the start: what the artist moves or deletes meanwhile does not matter."""
+
+    view: np.ndarray
+    projection: np.ndarray
+    uv_name: str
+    uvs: dict[int, np.ndarray] = field(default_factory=dict)  # object identity -> per-loop UVs
 
 
 @dataclass
@@ -25,7 +38,10 @@ class Plan:
     options: object
     target: str
     object_names: list[str] = field(default_factory=list)
+    object_ids: list[int] = field(default_factory=list)  # the same objects, found again after a rename
     notes: list[str] = field(default_factory=list)
+    keep_history: bool = False
+    projection: ProjectionCapture | None = None
 
 
 def prepare(context: bpy.types.Context) -> Plan:
@@ -36,7 +52,16 @@ def prepare(context: bpy.types.Context) -> Plan:
     request = requests.request_from_settings(settings)
     requests.validate_settings(request)
     plan = Plan(request, requests.options_from_preferences(context), settings.target)
+    plan.keep_history = settings.keep_history
     plan.object_names = target_objects(context, settings.target)
+    objects = [bpy.data.objects[name] for name in plan.object_names]
+    plan.object_ids = [object_identity(obj) for obj in objects]
+    if settings.target == "PROJECT":
+        if settings.mode == "IMG2IMG" and settings.source == "VIEWPORT" and will_capture_viewport(context):
+            problem = capture.viewport_projection_problem(capture.viewport_area(context), context.scene)
+            if problem:
+                raise ValueError(problem)
+        plan.projection = capture_projection(context, objects, request.width, request.height, plan.keep_history)
     if settings.mode == "IMG2IMG":
         try:
             request.init_image = _capture(context, settings, plan)
@@ -85,15 +110,53 @@ def target_objects(context: bpy.types.Context, target: str) -> list[str]:
     return []
 
 
+def object_identity(obj: bpy.types.Object) -> int:
+    """Stays with the object through renames; never reused within a session (``session_uid``, Blender 4.2+)."""
+    return obj.session_uid
+
+
+def find_object(name: str, identity: int) -> bpy.types.Object | None:
+    """The object captured as ``name`` at the start, under whatever name it has now; None if it was deleted."""
+    obj = bpy.data.objects.get(name)
+    if obj is not None and object_identity(obj) == identity:
+        return obj
+    return next((o for o in bpy.data.objects if object_identity(o) == identity), None)
+
+
+def capture_projection(context: bpy.types.Context, objects: list[bpy.types.Object], width: int, height: int,
+                       keep_history: bool) -> ProjectionCapture:
+    """The scene camera's matrices at this frame and every object's projected UVs, before the engine runs."""
+    scene = context.scene
+    depsgraph = context.evaluated_depsgraph_get()
+    view, proj = projection.camera_matrices(scene, scene.camera, width, height, depsgraph)
+    uv_name = projection.projection_uv_name([obj.data for obj in objects], keep_history)
+    for obj in objects:
+        if obj.data.uv_layers.get(uv_name) is None and len(obj.data.uv_layers) >= projection.MAX_UV_MAPS:
+            raise ValueError(
+                f"'{obj.name}' already has {projection.MAX_UV_MAPS} UV maps (Blender's limit) and the projection "
+                f"needs a new one ('{uv_name}'): delete a UV map (Object Data > UV Maps) or turn off Keep History"
+            )
+    captured = ProjectionCapture(view, proj, uv_name)
+    for obj in objects:
+        positions = projection.loop_world_positions(obj, depsgraph)
+        captured.uvs[object_identity(obj)] = projection.project_to_uv(positions, view, proj)
+    return captured
+
+
+def will_capture_viewport(context: bpy.types.Context) -> bool:
+    """Source Viewport renders the viewport only with a UI; headless it is a camera render."""
+    return not bpy.app.background and capture.viewport_area(context) is not None
+
+
 def _capture(context, settings, plan: Plan):
     width, height = settings.width, settings.height
     if settings.source == "IMAGE":
         return capture.capture_image(settings.source_image, width, height)
     if settings.source == "VIEWPORT":
-        if not bpy.app.background and context.screen is not None:
+        if will_capture_viewport(context):
             return capture.capture_viewport(context, width, height)
         plan.notes.append("No viewport in background mode: used a camera render as the source instead")
-    return capture.capture_camera(context.scene, width, height)
+    return capture.capture_camera(context.scene, width, height, settings.capture_quality)
 
 
 class GenerationRun:
@@ -101,10 +164,14 @@ class GenerationRun:
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
-        self.job = GenerationJob(plan.options, plan.request)
+        self.job = GenerationJob(plan.options, plan.request, previews=not bpy.app.background)
         self.reports: list[tuple[str, str]] = [("INFO", note) for note in plan.notes]
         self.image: bpy.types.Image | None = None
+        # Set by the modal operator: removes its timer and status text (also when the add-on is disabled).
+        self.on_end: Callable[[], None] | None = None
+        self.ended = False
         set_current_job(self.job)
+        _live_runs.append(self)
 
     def start(self) -> None:
         """On a worker thread (UI)."""
@@ -118,7 +185,18 @@ class GenerationRun:
         """Drain the worker's events on the main thread.
 
         Returns None while running, else the operator's outcome: "FINISHED" or "CANCELLED".
+        Never raises: anything unexpected ends the run (worker cancelled, ERROR report).
         """
+        try:
+            return self._tick(context)
+        except Exception as error:  # the traceback for the console, one line for the artist
+            traceback.print_exc()
+            self.abandon()
+            self.reports.append(("ERROR", f"The generation stopped on an internal error "
+                                          f"({type(error).__name__}: {error}); see the system console"))
+            return "CANCELLED"
+
+    def _tick(self, context: bpy.types.Context) -> str | None:
         events = self.job.drain()
         latest = next((e for e in reversed(events) if e.kind == "progress"), None)
         if latest is not None and latest.payload.preview is not None and not bpy.app.background:
@@ -126,9 +204,12 @@ class GenerationRun:
         if not self.job.finished:
             return None
         set_current_job(None)
-        if not bpy.app.background:
-            preview.remove(context)
-        return self.finish(context, events)
+        try:
+            if not bpy.app.background:
+                preview.remove(context)
+            return self.finish(context, events)
+        finally:
+            self._end()
 
     def finish(self, context: bpy.types.Context, events: list[JobEvent]) -> str:
         final = next((e for e in reversed(events) if e.kind != "progress"), None)
@@ -142,7 +223,7 @@ class GenerationRun:
         settings = context.scene.latent_textures
         changes = results.Changes()
         try:
-            image = self.write(context, changes, result)
+            image = self.create_image(changes, result)
             changes.set(settings, "result_image", image)
             changes.set(settings, "seed", result.seed)
         except Exception as error:  # anything half-written is undone; the console keeps the traceback
@@ -150,34 +231,92 @@ class GenerationRun:
             changes.rollback()
             self.reports.append(("ERROR", f"Could not write the result: {error}"))
             return "CANCELLED"
+        changes.commit()
         self.image = image
+        # The image is in place: whatever happens to the targets, it is kept.
+        for problem in self.write_targets(image):
+            self.reports.append(("WARNING", f"'{image.name}' was generated and kept, but {problem}"))
         if not bpy.app.background:
             preview.show_result(context, image)
         self.reports.append(("INFO", f"Generated '{image.name}' (seed {result.seed})"))
         return "FINISHED"
 
-    def write(self, context: bpy.types.Context, changes: results.Changes, result) -> bpy.types.Image:
-        """Put ``result`` where the plan says, every change through ``changes``; returns the new image."""
+    def create_image(self, changes: results.Changes, result) -> bpy.types.Image:
+        """The new packed image with its recipe, through ``changes``."""
         recipe = dict(result.recipe, target=self.plan.target)
-        image = results.create_result_image(changes, result.image, recipe)
-        if self.plan.target == "MATERIAL":
-            results.apply_to_material(changes, bpy.data.objects[self.plan.object_names[0]], image)
-        elif self.plan.target == "PROJECT":
-            objects = [bpy.data.objects[name] for name in self.plan.object_names]
-            results.apply_projection(changes, context, objects, image,
-                                     self.plan.request.width, self.plan.request.height)
-        return image
+        return results.create_result_image(changes, result.image, recipe)
+
+    def write_targets(self, image: bpy.types.Image) -> list[str]:
+        """Put ``image`` on the objects captured at the start; one line per object (or failure) not written."""
+        plan = self.plan
+        found = [(name, find_object(name, identity)) for name, identity in zip(plan.object_names, plan.object_ids)]
+        problems = [f"'{name}' was deleted while generating: it did not get the texture"
+                    for name, obj in found if obj is None]
+        objects = [obj for _, obj in found if obj is not None]
+        changes = results.Changes()
+        try:
+            if plan.target == "MATERIAL" and objects:
+                results.apply_to_material(changes, objects[0], image, keep_history=plan.keep_history)
+            elif plan.target == "PROJECT" and objects:
+                captured = plan.projection
+                pairs = [(obj, captured.uvs[object_identity(obj)]) for obj in objects]
+                problems += results.apply_projection(changes, pairs, image, captured.uv_name, plan.keep_history)
+        except Exception as error:  # the targets are left as they were; the image stays
+            traceback.print_exc()
+            changes.rollback()
+            return [*problems, f"it could not be put on the target ({type(error).__name__}: {error})"]
+        changes.commit()
+        return problems
 
     def abandon(self) -> None:
         """Stop listening (e.g. the operator was torn down): cancel and forget the job."""
         self.job.cancel()
-        set_current_job(None)
+        if current_job() is self.job:
+            set_current_job(None)
+        self._end()
+
+    def _end(self) -> None:
+        """The run is over for the main thread: UI cleanup, and drop the large arrays.
+
+        Blender keeps the last finished operators (and with them this run):
+        they must not hold the source image, UVs or the result's pixels.
+        """
+        self.ended = True
+        if self in _live_runs:
+            _live_runs.remove(self)
+        on_end, self.on_end = self.on_end, None
+        self.release_arrays()
+        if on_end is not None:
+            on_end()
+
+    def release_arrays(self) -> None:
+        # A copy without the source image: a cancelled worker may still be reading the original.
+        self.plan.request = dataclasses.replace(self.plan.request, init_image=None)
+        if self.plan.projection is not None:
+            self.plan.projection.uvs.clear()
 
 
 class UpscaleRun(GenerationRun):
     """A started upscale (``bridge/upscale.py``): the same job and ticks, its own result writing."""
 
-    def write(self, context: bpy.types.Context, changes: results.Changes, result) -> bpy.types.Image:
+    def create_image(self, changes: results.Changes, result) -> bpy.types.Image:
         from . import upscale
 
-        return upscale.write(changes, self.plan, result)
+        return upscale.create_image(changes, self.plan, result)
+
+    def write_targets(self, image: bpy.types.Image) -> list[str]:
+        from . import upscale
+
+        return upscale.replace_in_materials(self.plan, image)
+
+    def release_arrays(self) -> None:
+        self.plan.request = dataclasses.replace(self.plan.request, image=None)
+
+
+_live_runs: list[GenerationRun] = []
+
+
+def shutdown() -> None:
+    """The add-on is being disabled: cancel the running generation and remove its timer and status text."""
+    for run in list(_live_runs):
+        run.abandon()

@@ -91,21 +91,29 @@ def prepare(context: bpy.types.Context, image_name: str, factor: int, seamless: 
     return UpscalePlan(request, options, image.name, recipe, replace_in_materials, notes)
 
 
-def write(changes: results.Changes, plan: UpscalePlan, result) -> bpy.types.Image:
-    """The new packed image with the source's recipe + ``upscale``; wired in place of the source when asked."""
+def create_image(changes: results.Changes, plan: UpscalePlan, result) -> bpy.types.Image:
+    """The new packed image with the source's recipe + ``upscale``, through ``changes``."""
     recipe = dict(plan.source_recipe)
     recipe.update(result.recipe)
     recipe["upscale"] = dict(result.recipe["upscale"], source=plan.source_name)
-    factor = plan.request.factor
-    image = changes.new_image(f"{plan.source_name} x{factor}", result.image)
+    image = changes.new_image(f"{plan.source_name} x{plan.request.factor}", result.image)
     image[results.RECIPE_PROPERTY] = recipe
     image.pack()
-    if plan.replace_in_materials:
-        source = bpy.data.images.get(plan.source_name)
-        if source is not None:
-            for node in image_texture_nodes_using(source):
-                changes.set(node, "image", image)
     return image
+
+
+def replace_in_materials(plan: UpscalePlan, image: bpy.types.Image) -> list[str]:
+    """When asked: ``image`` in place of the source in every material; what could not be done, as lines."""
+    if not plan.replace_in_materials:
+        return []
+    source = bpy.data.images.get(plan.source_name)
+    if source is None:
+        return [f"the source '{plan.source_name}' was removed meanwhile: no material was changed"]
+    changes = results.Changes()
+    for node in image_texture_nodes_using(source):
+        changes.set(node, "image", image)
+    changes.commit()
+    return []
 
 
 def image_texture_nodes_using(image: bpy.types.Image) -> list[bpy.types.Node]:

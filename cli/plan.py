@@ -60,6 +60,8 @@ def plan_generation(args, context, cache_dir: str, file_prompts: list[str] | Non
         jobs = [Job(prompt, [name]) for prompt in prompts for name in objects]
     else:
         jobs = [Job(prompt, objects) for prompt in prompts]
+    if len(jobs) > 1:
+        settings.keep_history = True  # every texture of the batch is written out: none may replace another
     return Plan(jobs, _img2img_source(context))
 
 

@@ -157,7 +157,7 @@ class InstallJob(ProcessJob):
     MAX_LINES = 400
     THREAD_NAME = "latent_textures_install"
 
-    def __init__(self, plan: InstallPlan, env: Mapping[str, str] | None = None,
+    def __init__(self, plan: InstallPlan | Callable[[], InstallPlan], env: Mapping[str, str] | None = None,
                  on_line: Callable[[str], None] | None = None) -> None:
         super().__init__()
         self.plan = plan
@@ -195,6 +195,13 @@ class InstallJob(ProcessJob):
         return InstallResult(False, message=message, tail=list(self.lines)[-12:])
 
     def _run(self) -> InstallResult:
+        if callable(self.plan):
+            # A plan that still has to detect the GPU (nvidia-smi: up to seconds): made here, off Blender's main thread.
+            self.progress.phase = "Checking this machine's GPU…"
+            try:
+                self.plan = self.plan()
+            except InstallError as error:
+                return self._failed(str(error))
         plan = self.plan
         recover_interrupted_swap(plan.target)
         problem = free_space_problem(os.path.dirname(plan.target), plan.min_free_bytes)

@@ -83,30 +83,40 @@ class StreamingProcess:
         return self._process.wait()
 
     def stop(self, grace: float = 3.0) -> None:
-        """Terminate the process tree; kill it if it has not ended after ``grace`` seconds."""
+        """Terminate the process tree; kill it if it has not ended after ``grace`` seconds.
+
+        Returns at once (it is called from Blender's main thread): the wait and
+        the kill happen on a thread of their own.
+        """
         with self._lock:
             self._stopped = True
             process = self._process
         if process is None or process.poll() is not None:
             return
-        if sys.platform == "win32":
-            # taskkill /T is the documented way to end a process *tree* on Windows.
-            subprocess.run(
-                ["taskkill", "/F", "/T", "/PID", str(process.pid)],
-                capture_output=True, creationflags=hidden_window_flags(), check=False,
-            )
-            return
-        try:
-            os.killpg(process.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(grace)
-        except subprocess.TimeoutExpired:
+        if sys.platform != "win32":
             try:
-                os.killpg(process.pid, signal.SIGKILL)
+                os.killpg(process.pid, signal.SIGTERM)
             except ProcessLookupError:
-                pass
+                return
+        threading.Thread(target=_end_tree, args=(process, grace), name="latent_textures_stop", daemon=True).start()
+
+
+def _end_tree(process: subprocess.Popen, grace: float) -> None:
+    """After SIGTERM: SIGKILL what is still running ``grace`` seconds later (on Windows: taskkill the tree)."""
+    if sys.platform == "win32":
+        # taskkill /T is the documented way to end a process *tree* on Windows.
+        subprocess.run(
+            ["taskkill", "/F", "/T", "/PID", str(process.pid)],
+            capture_output=True, creationflags=hidden_window_flags(), check=False,
+        )
+        return
+    try:
+        process.wait(grace)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 class ProcessJob:

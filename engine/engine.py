@@ -212,12 +212,13 @@ class Engine:
         *,
         on_progress: ProgressCallback | None = None,
         cancel_event: threading.Event | None = None,
+        previews: bool = True,
     ) -> GenerationResult:
         """Upscale ``request.image`` (an ``UpscaleRequest``, see ``engine/upscale.py``) with this engine's model."""
         from .upscale import upscale
 
         with self._lock:
-            return upscale(self, request, on_progress=on_progress, cancel_event=cancel_event)
+            return upscale(self, request, on_progress=on_progress, cancel_event=cancel_event, previews=previews)
 
     def _load(
         self,
@@ -529,6 +530,7 @@ class Engine:
         *,
         on_progress: ProgressCallback | None = None,
         cancel_event: threading.Event | None = None,
+        previews: bool = True,
     ) -> GenerationResult:
         """Validate and run ``request`` on the cached model (loading or downloading it first if needed).
 
@@ -538,6 +540,8 @@ class Engine:
                 model downloads (bytes) and ``ProgressEvent(stage="DENOISE")`` after every denoising
                 step (with a latent preview). It may raise ``GenerationCancelled`` to stop.
             cancel_event: set it from any thread to stop; the run ends at the next step boundary.
+            previews: False skips computing the per-step preview (``ProgressEvent.preview`` is None):
+                nobody sees it headless.
 
         Returns:
             The RGBA image (float32, top row first, 0..1), the seed used and the recipe.
@@ -570,7 +574,8 @@ class Engine:
                 # image's wrap itself (decode_wrapped) and only the UNet (and ControlNet) pad circularly.
                 wrap_decode = request.seamless if vae_tiled else "NONE"
                 mask = inpaint.feather_mask(request.mask_image, request.mask_blur) if request.mode == "INPAINT" else None
-                kwargs = self._call_arguments(pipe, model, request, seed, on_progress, cancel_event, clock)
+                kwargs = self._call_arguments(pipe, model, request, seed, on_progress, cancel_event, clock,
+                                              previews)
                 kwargs.update(_task_arguments(request, task, mask, controlled=controlnet_key is not None))
                 kwargs = {k: v for k, v in kwargs.items() if k in inspect.signature(pipe.__call__).parameters}
                 unet = pipe.unet
@@ -732,6 +737,7 @@ class Engine:
         on_progress: ProgressCallback | None,
         cancel_event: threading.Event | None,
         clock: _RunClock,
+        previews: bool = True,
     ) -> dict[str, Any]:
         family = model.family.name
 
@@ -740,7 +746,8 @@ class Engine:
             _check_cancel(cancel_event)
             if on_progress is not None:
                 total = getattr(pipe, "num_timesteps", None) or request.steps
-                on_progress(ProgressEvent(step + 1, int(total), latents_to_rgb(tensors["latents"], family)))
+                preview = latents_to_rgb(tensors["latents"], family) if previews else None
+                on_progress(ProgressEvent(step + 1, int(total), preview))
                 _check_cancel(cancel_event)
             return tensors
 

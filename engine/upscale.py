@@ -186,6 +186,7 @@ def upscale(
     *,
     on_progress: Callable[[ProgressEvent], None] | None = None,
     cancel_event: threading.Event | None = None,
+    previews: bool = True,
 ) -> GenerationResult:
     """Run ``request`` on ``engine``'s model; see the module docstring. Progress: tile i/n and step j/m."""
     request.validate()
@@ -210,7 +211,8 @@ def upscale(
                 if on_progress is not None:
                     on_progress(replace(event, part=tile.index + 1, parts=len(layout)))
 
-            result = engine.generate(generation, on_progress=tile_progress, cancel_event=cancel_event)
+            result = engine.generate(generation, on_progress=tile_progress, cancel_event=cancel_event,
+                                     previews=previews)
             generation_recipe.update(result.recipe)
             return result.image[: tile.height, : tile.width, :3]
 

@@ -38,4 +38,14 @@ classes = (
     LATENT_TEXTURES_OT_pick_model,
 )
 
-register, unregister = bpy.utils.register_classes_factory(classes)
+register, _unregister_classes = bpy.utils.register_classes_factory(classes)
+
+
+def unregister() -> None:
+    """A generation still running is cancelled first: its worker must not outlive the add-on's operators."""
+    import sys
+
+    run_module = sys.modules.get(f"{__package__.rpartition('.')[0]}.bridge.run")
+    if run_module is not None:  # never imported: nothing ever ran
+        run_module.shutdown()
+    _unregister_classes()

@@ -7,6 +7,7 @@ import sys
 import bpy
 
 from ..dependencies.blender import WatchJobMixin
+from ..dependencies.requirements import ENGINE_PINS
 
 
 class LATENT_TEXTURES_OT_install_dependencies(WatchJobMixin, bpy.types.Operator):
@@ -50,12 +51,13 @@ class LATENT_TEXTURES_OT_install_dependencies(WatchJobMixin, bpy.types.Operator)
         if plan is None:
             return {"CANCELLED"}
         self._prepared = plan
-        size = ""
-        if plan.torch_build is not None:
+        size = " (the PyTorch build for this machine's GPU)"
+        if not callable(plan) and plan.torch_build is not None:
             size = f" (PyTorch {plan.torch_build.label}: about {plan.torch_build.variant.download_bytes / 1e9:.1f} GB)"
+        count = len(ENGINE_PINS) if callable(plan) else len(plan.requirements)
         return context.window_manager.invoke_confirm(
             self, event, title="Install Dependencies",
-            message=f"Download and install {len(plan.requirements)} packages{size}?",
+            message=f"Download and install {count} packages{size}?",
             confirm_text="Install", icon="IMPORT",
         )
 
@@ -80,10 +82,16 @@ class LATENT_TEXTURES_OT_install_dependencies(WatchJobMixin, bpy.types.Operator)
 
     # -- the plan -------------------------------------------------------------------
     def _plan(self, context):
-        """The install to run, or None after reporting why not."""
+        """The install to run, or None after reporting why not.
+
+        Never runs ``nvidia-smi`` here, on Blender's main thread: the facts of
+        the last Refresh are used, and without them the returned plan is a
+        function that the install job calls on its own thread.
+        """
         from ..dependencies import blender
         from ..dependencies.install import InstallError, InstallPlan, check_python, engine_plan
         from ..dependencies.pip import PackageSource
+        from ..dependencies.state import STATE
         from ..dependencies.system_facts import detect
         from ..dependencies.torch_build import UnsupportedPlatform, choose_torch_build
         from ..preferences import get_preferences
@@ -100,13 +108,26 @@ class LATENT_TEXTURES_OT_install_dependencies(WatchJobMixin, bpy.types.Operator)
                        staging=blender.staging_dir(), temp_dir=blender.pip_temp_dir())
         if self.requirements.strip():
             return InstallPlan(requirements=tuple(self.requirements.split()), source=source, **folders)
+        override = get_preferences(context).torch_build
+        search_path = list(sys.path)
         try:
             check_python(sys.version_info)
-            build = choose_torch_build(detect(), get_preferences(context).torch_build)
+            if STATE.facts is not None:
+                return engine_plan(build=choose_torch_build(STATE.facts, override), source=source,
+                                   search_path=search_path, **folders)
         except (InstallError, UnsupportedPlatform) as error:
             self.report({"ERROR"}, str(error))
             return None
-        return engine_plan(build=build, source=source, search_path=sys.path, **folders)
+
+        def plan_after_detecting():
+            STATE.facts = detect()
+            try:
+                build = choose_torch_build(STATE.facts, override)
+            except UnsupportedPlatform as error:
+                raise InstallError(str(error)) from error
+            return engine_plan(build=build, source=source, search_path=search_path, **folders)
+
+        return plan_after_detecting
 
     # -- the end --------------------------------------------------------------------
     def watched_result(self):

@@ -10,6 +10,7 @@ import bpy
 
 class JobOperator:
     TIMER_INTERVAL = 0.1
+    _run = None
 
     def invoke(self, context, event):
         if bpy.app.background or context.window is None:
@@ -20,7 +21,10 @@ class JobOperator:
         run.start()
         self._run = run
         wm = context.window_manager
-        self._timer = wm.event_timer_add(self.TIMER_INTERVAL, window=context.window)
+        timer = wm.event_timer_add(self.TIMER_INTERVAL, window=context.window)
+        workspace = context.workspace
+        # However the run ends (finished, an error, the add-on disabled): no timer or status text left behind.
+        run.on_end = lambda: _end_ui(wm, timer, workspace)
         wm.modal_handler_add(self)
         _status(context, "Latent Textures: loading model… (Esc to cancel)")
         return {"RUNNING_MODAL"}
@@ -40,26 +44,26 @@ class JobOperator:
 
     def modal(self, context, event):
         run = self._run
+        if run is None or run.ended:  # ended elsewhere (the add-on was disabled)
+            return {"CANCELLED"}
         if event.type == "ESC" and event.value == "PRESS":
             run.job.cancel()
             _status(context, "Latent Textures: cancelling…")
             return {"RUNNING_MODAL"}
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
-        outcome = run.tick(context)
+        outcome = run.tick(context)  # never raises; its end removes the timer and status text
         _redraw_panels(context)
         if outcome is None:
             _status(context, f"Latent Textures: {run.job.describe()} (Esc to cancel)")
             return {"RUNNING_MODAL"}
-        context.window_manager.event_timer_remove(self._timer)
-        _status(context, None)
         return self._forward(run, outcome)
 
     def cancel(self, context):
         """Blender tears the modal operator down (file load, quit): stop the worker too."""
-        self._run.abandon()
-        context.window_manager.event_timer_remove(self._timer)
-        _status(context, None)
+        if self._run is not None:
+            self._run.abandon()
+            self._run = None
 
     def _start(self, context):
         raise NotImplementedError
@@ -67,7 +71,14 @@ class JobOperator:
     def _forward(self, run, outcome: str) -> set[str]:
         for level, message in run.reports:
             self.report({level}, message)
+        self._run = None  # Blender keeps finished operators: they must not keep the run's arrays alive
         return {outcome}
+
+
+def _end_ui(window_manager, timer, workspace) -> None:
+    window_manager.event_timer_remove(timer)
+    if workspace is not None:
+        workspace.status_text_set(None)
 
 
 def _status(context, text) -> None:

@@ -17,6 +17,8 @@ def draw_input(layout, settings) -> None:
         layout.prop(settings, "source")
         if settings.source == "IMAGE":
             layout.template_ID(settings, "source_image", open="image.open")
+        elif settings.source == "CAMERA":
+            layout.prop(settings, "capture_quality")
         layout.prop(settings, "strength", slider=True)
     col = layout.column(align=True)
     col.prop(settings, "width", text="Size X")
@@ -25,6 +27,8 @@ def draw_input(layout, settings) -> None:
         col.label(text="Width and height must be multiples of 8", icon="ERROR")
     layout.prop(settings, "seamless")
     layout.prop(settings, "target")
+    if settings.target in {"MATERIAL", "PROJECT"}:
+        layout.prop(settings, "keep_history")
 
 
 def draw_sampling(layout, settings) -> None:

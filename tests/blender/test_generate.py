@@ -444,8 +444,8 @@ def test_img2img_with_too_few_effective_steps_fails_before_any_render(tiny):
     assert renders == []
 
 
-def test_failed_write_is_rolled_back(tiny):
-    """A target that vanished while the engine ran: the half-written result is removed again."""
+def test_target_deleted_or_renamed_during_the_run_keeps_the_image(tiny):
+    """Objects deleted while the engine ran are reported; renamed ones are still found; the image is kept."""
     run_module = module("bridge.run")
     tiny.target = "PROJECT"
     cube = active_cube()
@@ -454,11 +454,25 @@ def test_failed_write_is_rolled_back(tiny):
     run = run_module.GenerationRun(run_module.prepare(bpy.context))
     run.run_here()
     bpy.data.objects.remove(bpy.data.objects["Plane"])
-    before = datablock_counts()
-    assert run.tick(bpy.context) == "CANCELLED"
-    assert any(level == "ERROR" and "Could not write the result" in text for level, text in run.reports)
-    assert datablock_counts() == before
-    assert module("bridge.projection").PROJECTION_UV_NAME not in cube.data.uv_layers
+    cube.name = "Renamed Cube"
+    assert run.tick(bpy.context) == "FINISHED"
+    assert run.image is not None and tiny.result_image == run.image
+    assert any(level == "WARNING" and "'Plane' was deleted" in text for level, text in run.reports)
+    assert module("bridge.projection").PROJECTION_UV_NAME in cube.data.uv_layers
+    texture = next(n for n in cube.active_material.node_tree.nodes if n.type == "TEX_IMAGE")
+    assert texture.image == run.image
+
+
+def test_material_target_deleted_during_the_run_keeps_the_image(tiny):
+    run_module = module("bridge.run")
+    active_cube()
+    run = run_module.GenerationRun(run_module.prepare(bpy.context))
+    run.run_here()
+    bpy.data.objects.remove(bpy.data.objects["Cube"])
+    images = len(bpy.data.images)
+    assert run.tick(bpy.context) == "FINISHED"
+    assert len(bpy.data.images) == images + 1 and tiny.result_image == run.image
+    assert any(level == "WARNING" and "'Cube' was deleted" in text for level, text in run.reports)
 
 
 def test_missing_engine_packages_say_how_to_install_them(tiny, monkeypatch):
