@@ -22,6 +22,23 @@ PRECISION_ITEMS = (
 )
 
 
+DOWNLOAD_TO_ITEMS = (
+    ("ADDON", "Add-on Folder", "Downloads go to the Model Cache folder above"),
+    ("SHARED", "Shared Hugging Face Cache",
+     "Downloads go to the standard Hugging Face cache (HF_HUB_CACHE / HF_HOME), where diffusers scripts and other "
+     "tools find them too"),
+)
+
+
+class LatentTexturesModelFolder(bpy.types.PropertyGroup):
+    path: bpy.props.StringProperty(
+        name="Folder",
+        description="A folder of models (e.g. ComfyUI's models/checkpoints or Automatic1111's models/Lora)",
+        default="",
+        subtype="DIR_PATH",
+    )
+
+
 def default_model_cache_dir() -> str:
     return bpy.utils.extension_path_user(__package__, path="models", create=False)
 
@@ -41,6 +58,14 @@ class LatentTexturesPreferences(bpy.types.AddonPreferences):
         default="",
         subtype="DIR_PATH",
     )
+    download_to: bpy.props.EnumProperty(
+        name="Download To",
+        description="Where models fetched from the Hugging Face Hub are stored. Either way a repo id is first "
+                    "looked up in the add-on's folder, then in the shared cache, and never downloaded twice",
+        items=DOWNLOAD_TO_ITEMS,
+        default="ADDON",
+    )
+    model_folders: bpy.props.CollectionProperty(type=LatentTexturesModelFolder, name="Model Folders")
     device: bpy.props.EnumProperty(name="Device", items=DEVICE_ITEMS, default="AUTO")
     precision: bpy.props.EnumProperty(name="Precision", items=PRECISION_ITEMS, default="AUTO")
     attention_slicing: bpy.props.BoolProperty(
@@ -89,6 +114,21 @@ class LatentTexturesPreferences(bpy.types.AddonPreferences):
         if self.model_cache_dir:
             return bpy.path.abspath(self.model_cache_dir)
         return default_model_cache_dir()
+
+    def resolved_download_dir(self) -> str:
+        """Where downloads go (the ``download_to`` preference)."""
+        from .dependencies.hf_cache import standard_hub_cache
+
+        return standard_hub_cache() if self.download_to == "SHARED" else self.resolved_model_cache_dir()
+
+    def hub_caches(self) -> list[tuple[str, str]]:
+        """The Hugging Face caches a repo id is looked up in, in order, with their labels."""
+        from .dependencies.hf_cache import standard_hub_cache
+
+        return [(self.resolved_model_cache_dir(), "add-on cache"), (standard_hub_cache(), "Hugging Face cache")]
+
+    def model_folder_paths(self) -> list[str]:
+        return [bpy.path.abspath(folder.path) for folder in self.model_folders if folder.path.strip()]
 
     def draw(self, context):
         layout = self.layout
@@ -217,6 +257,9 @@ def _draw_models(prefs, box) -> None:
     cache_dir = prefs.resolved_model_cache_dir()
     if not prefs.model_cache_dir:
         col.label(text=cache_dir, icon="FILE_FOLDER")
+    col.prop(prefs, "download_to")
+    standard = prefs.hub_caches()[1][0]
+    col.label(text=f"Shared Hugging Face cache (read too, never changed): {standard}", icon="FILE_FOLDER")
     row = box.row()
     size = format_bytes(STATE.cache_total) if STATE.cache_total is not None else "not measured (Refresh)"
     row.label(text=f"Cache size: {size}", icon="DISK_DRIVE")
@@ -228,6 +271,9 @@ def _draw_models(prefs, box) -> None:
     for model in CATALOG:
         entry = box.box()
         cached = cached_model(cache_dir, model.repo_id, measure=False)
+        shared = None if cached is not None and cached.complete else cached_model(standard, model.repo_id, measure=False)
+        if shared is not None and shared.complete:  # downloaded by another tool (or by Download To: Shared)
+            cached = shared
         job = STATE.downloads.get(model.repo_id)
         row = entry.row()
         row.label(text=model.name, icon="CHECKMARK" if cached is not None and cached.complete else "IMPORT")
@@ -238,11 +284,13 @@ def _draw_models(prefs, box) -> None:
                 sub = row.row()
                 sub.enabled = online_access()
                 sub.operator("latent_textures.download_model", text="Download", icon="IMPORT").repo_id = model.repo_id
-            if cached is not None:
+            if cached is not None and cached is not shared:  # the shared cache is never changed from here
                 row.operator("latent_textures.remove_cached_model", text="", icon="TRASH").repo_id = model.repo_id
         info = entry.column(align=True)
         measured = STATE.cache_sizes.get(model.repo_id)
-        if cached is not None and cached.complete:
+        if cached is not None and cached is shared:
+            where = "in the shared Hugging Face cache"
+        elif cached is not None and cached.complete:
             where = f"downloaded, {format_bytes(measured)}" if measured is not None else "downloaded"
         elif cached is not None:
             where = f"partly downloaded ({cached.problem})"
@@ -268,13 +316,48 @@ def _draw_models(prefs, box) -> None:
             row.operator("latent_textures.remove_cached_model", text="", icon="TRASH").repo_id = repo_id
 
     box.prop(prefs, "allow_pickle")
+    _draw_model_folders(prefs, box.box())
+
+
+def _draw_model_folders(prefs, box) -> None:
+    """The folders of other tools' models, and what the last scan found in them (never scanned here)."""
+    from .dependencies.model_scan import KIND_LABELS, SCAN
+
+    row = box.row()
+    row.label(text="Model Folders (checkpoints, LoRAs, ControlNets from other tools)", icon="FILE_FOLDER")
+    row.operator("latent_textures.scan_models", text="Scan", icon="FILE_REFRESH")
+    for index, folder in enumerate(prefs.model_folders):
+        row = box.row(align=True)
+        row.prop(folder, "path", text="")
+        row.operator("latent_textures.remove_model_folder", text="", icon="X").index = index
+    box.operator("latent_textures.add_model_folder", text="Add Folder…", icon="ADD")
+    listed = set(prefs.model_folder_paths())
+    for label, path in SCAN.tool_folders_found():
+        if path not in listed:
+            row = box.row()
+            row.label(text=f"Found {label}: {path}", icon="IMPORT")
+            row.operator("latent_textures.add_model_folder", text="Add", icon="ADD").directory = path
+    if not SCAN.scanned:
+        box.label(text="Not scanned yet: click Scan (reads file headers only, takes a moment)", icon="INFO")
+        return
+    counts = {kind: sum(1 for e in SCAN.entries if e.kind == kind) for kind in KIND_LABELS}
+    found = ", ".join(f"{n} {KIND_LABELS[kind]}" for kind, n in counts.items() if n)
+    box.label(text=f"Found {len(SCAN.entries)} ({found or 'nothing'}) in {SCAN.seconds * 1000:.0f} ms", icon="INFO")
+    for path in SCAN.missing:
+        box.label(text=f"Folder not found: {path}", icon="ERROR")
+    col = box.column(align=True)
+    for entry in SCAN.entries[:60]:
+        icon = "ERROR" if entry.problem else "CANCEL" if entry.refused else "FILE_3D"
+        col.label(text=f"{entry.describe()} · {entry.origin}", icon=icon)
+    if len(SCAN.entries) > 60:
+        col.label(text=f"… and {len(SCAN.entries) - 60} more (all are in the Model field's search)")
 
 
 def get_preferences(context) -> LatentTexturesPreferences:
     return context.preferences.addons[__package__].preferences
 
 
-classes = (LatentTexturesPreferences,)
+classes = (LatentTexturesModelFolder, LatentTexturesPreferences)
 _register_classes, _unregister_classes = bpy.utils.register_classes_factory(classes)
 
 

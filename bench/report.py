@@ -368,4 +368,8 @@ def render(results: dict[str, Any]) -> str:
         from insight import render as render_insight  # bench/insight.py (bench/ is the script folder)
 
         lines += render_insight(sections["insight"])
+    if "scan" in sections:
+        import model_scan  # bench/ is on sys.path when run.py runs
+
+        lines += ["## Model folder scan (headers only)", "", *model_scan.render(sections["scan"]), ""]
     return "\n".join(lines).rstrip() + "\n"

@@ -21,6 +21,7 @@ every comparison a paired ratio measured in one process:
                   ControlNet at 256x256 (``--quick``: tiny only).
 9. ``insight``  - (issue 13) Generate with the filmstrip / attention maps present but off vs each one on
                   (tiny model, 128x128), and the panel's token count.
+10. ``scan``    - scanning 200 model files for the model picker, headers only (bench/model_scan.py).
 
     python bench/run.py [--quick] [--sections engine,roofline,...] [--runs N] [--compile]
                         [--model-dir DIR] [--out DIR]
@@ -55,12 +56,13 @@ import engine_vs_raw
 import gpu
 import object_bake
 import insight
+import model_scan
 import report
 import roofline
 import sized_models
 import timing
 
-SECTIONS = ("engine", "roofline", "blender", "memory", "gpu", "geometry", "bake", "controlnet", "insight")
+SECTIONS = ("engine", "roofline", "blender", "memory", "gpu", "geometry", "bake", "controlnet", "insight", "scan")
 _T0 = time.perf_counter()
 
 
@@ -293,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
                 results["sections"]["controlnet"] = section_controlnet(models, args)
             if "insight" in selected:
                 results["sections"]["insight"] = section_insight(models, args)
+            if "scan" in selected:
+                log("scan: 200 model files, headers only")
+                results["sections"]["scan"] = model_scan.run(200, 1 if args.quick else 5)
     finally:
         if scratch_owner is not None:
             scratch_owner.cleanup()

@@ -71,7 +71,8 @@ def options_from_preferences(context: bpy.types.Context) -> EngineOptions:
     return EngineOptions(
         device=prefs.device,
         precision=prefs.precision,
-        cache_dir=prefs.resolved_model_cache_dir(),
+        cache_dir=prefs.resolved_download_dir(),
+        read_cache_dirs=tuple(folder for folder, _label in prefs.hub_caches()),
         offline=not getattr(bpy.app, "online_access", True),
         allow_pickle=prefs.allow_pickle,
         attention_slicing=prefs.attention_slicing,

@@ -252,12 +252,17 @@ def build_parser(prog: str = DEFAULT_PROG) -> argparse.ArgumentParser:
 
     models = commands.add_parser(
         "models",
-        help="list the models available locally (the model cache) and whether the default model is there",
-        description="List the diffusion models in the model cache (Hugging Face cache layout) and single-file "
-                    ".safetensors checkpoints placed in it. A repo id listed here runs offline.",
+        help="list the models available locally (the add-on's and the shared Hugging Face cache, model folders)",
+        description="List the diffusion models in the add-on's model cache and in the standard Hugging Face cache "
+                    "(HF_HUB_CACHE / HF_HOME), each marked with its cache, and the checkpoints, LoRAs and "
+                    "ControlNets in the model folders (read from file headers only). A repo id listed here runs "
+                    "offline.",
     )
     models.add_argument("--model-cache", metavar="DIR",
                         help="the cache folder to list (default: the add-on preferences' Model Cache)")
+    models.add_argument("--folder", metavar="DIR", action="append", default=[],
+                        help="also scan this folder of .safetensors files (e.g. ComfyUI's models/checkpoints; "
+                             "headers only), beside the preferences' Model Folders; repeatable")
     models.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
     return parser
 

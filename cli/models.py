@@ -37,12 +37,6 @@ def model_cache(path: str | None):
         prefs.model_cache_dir = saved
 
 
-def _local_models(cache_dir: str) -> list[dict]:
-    from ..engine import list_local_models
-
-    return list_local_models(cache_dir)
-
-
 def online() -> bool:
     """Downloads allowed: Blender's online access is on and ``HF_HUB_OFFLINE`` is not set."""
     from ..engine import sources
@@ -50,36 +44,46 @@ def online() -> bool:
     return not sources.hub_offline(not getattr(bpy.app, "online_access", True))
 
 
-def _hub_cache_dir() -> str:
-    from huggingface_hub import constants
-
-    return constants.HF_HUB_CACHE
-
-
 def run_models(args) -> int:
+    """Every model in the add-on's cache and the shared Hugging Face cache (each marked with its cache, and
+    whether a Generate with that repo id reads that copy), and what a scan of the model folders finds."""
+    from ..dependencies.model_scan import scan_all
+    from ..engine.models import list_models_in_caches
+
     with model_cache(args.model_cache) as cache_dir:
-        found = _local_models(cache_dir)
+        prefs = preferences()
+        caches = prefs.hub_caches()
+        folders = [*prefs.model_folder_paths(), *(os.path.abspath(os.path.expanduser(f)) for f in args.folder)]
+        allow_pickle = prefs.allow_pickle
+    listed = list_models_in_caches(caches)
+    entries, missing = scan_all(folders, [], allow_pickle=allow_pickle)  # headers only
+    if missing:
+        raise UsageError(f"--folder: not a folder: {', '.join(missing)}")
     default = properties.DEFAULT_MODEL
-    default_cached = any(m["repo_id"] == default and m["is_pipeline"] for m in found)
-    hub_cache = _hub_cache_dir()
-    elsewhere = []
-    if os.path.normpath(hub_cache) != os.path.normpath(cache_dir):
-        elsewhere = _local_models(hub_cache)
+    default_cached = any(m["repo_id"] == default and m["is_pipeline"] and m["used"] for m in listed)
+    standard = caches[1][0]
     if args.json:
         say(json.dumps({
             "cache_dir": cache_dir,
+            "caches": [{"cache": label, "cache_dir": folder} for folder, label in caches],
             "online_access": online(),
-            "models": found,
+            "models": listed,
             "default_model": {"repo_id": default, "cached": default_cached},
-            "huggingface_cache": {"cache_dir": hub_cache, "models": elsewhere},
+            "huggingface_cache": {"cache_dir": standard,
+                                  "models": [m for m in listed if m["cache_dir"] == os.path.normpath(standard)]},
+            "model_folders": {"folders": folders, "models": [_entry_json(e) for e in entries]},
         }, indent=2))
         return 0
-    say(f"Model cache: {cache_dir}")
-    if found:
-        width = max(len(m["repo_id"]) for m in found)
-        for m in found:
+    say("Hugging Face caches, in the order a repo id is looked up (read-only; downloads go to the first "
+        "unless the preferences say Download To: Shared):")
+    for number, (folder, label) in enumerate(caches, start=1):
+        say(f"  {number}. {label}: {folder}")
+    if listed:
+        width = max(len(m["repo_id"]) for m in listed)
+        for m in listed:
             kind = "pipeline" if m["is_pipeline"] else "files"
-            say(f"  {m['repo_id']:<{width}}  {kind:<8}  {support.format_bytes(m['size_bytes']):>9}  {m['path']}")
+            mark = f"[{m['cache']}]" if m["used"] else f"[{m['cache']}, not used: an earlier cache has it]"
+            say(f"  {m['repo_id']:<{width}}  {kind:<8}  {support.format_bytes(m['size_bytes']):>9}  {mark}")
     else:
         say("  (no models yet)")
     if default_cached:
@@ -89,9 +93,16 @@ def run_models(args) -> int:
     else:
         say(f"Default model {default}: not cached, and downloads are off (offline mode): "
              "download it into the cache first, or pass --model with a local folder or .safetensors file")
-    if elsewhere:
-        say(f"Also in the Hugging Face cache {hub_cache} (use them with --model-cache {hub_cache}):")
-        for m in elsewhere:
-            say(f"  {m['repo_id']}")
+    if folders:
+        say(f"Model folders ({len(entries)} models, read from file headers only):")
+        for folder in folders:
+            say(f"  {folder}")
+        for entry in entries:
+            say(f"    {entry.describe()}  [{entry.path}]")
     say("Any local diffusers folder (with model_index.json) or .safetensors checkpoint works too: --model PATH")
     return 0
+
+
+def _entry_json(entry) -> dict:
+    fields = ("path", "kind", "family", "inpainting", "few_step", "size", "layout", "origin", "problem", "refused")
+    return {name: getattr(entry, name) for name in fields}

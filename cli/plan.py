@@ -134,10 +134,13 @@ def checked_model(args, settings, cache_dir: str) -> str:
     try:
         source = sources.classify(bpy.path.abspath(model) if model.startswith("//") else model,
                                   allow_pickle=preferences().allow_pickle)
-        if source.kind == "HUB" and not online() and sources.cached_snapshot(source.location, cache_dir) is None:
+        caches = [folder for folder, _label in preferences().hub_caches()]
+        if source.kind == "HUB" and not online() and all(
+            sources.cached_snapshot(source.location, folder) is None for folder in caches
+        ):
             raise CommandError(
-                f"model '{model}' is not in the model cache ({cache_dir}) and downloads are off (offline mode): "
-                "download it once online, point --model-cache at a cache that has it, or pass a local folder"
+                f"model '{model}' is not in the model caches ({', '.join(caches)}) and downloads are off (offline "
+                "mode): download it once online, point --model-cache at a cache that has it, or pass a local folder"
             )
     except EngineError as error:
         raise CommandError(f"--model: {error}") from None

@@ -14,12 +14,30 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 # The components the engine never loads are not needed for "complete".
 from ..engine.files import SKIPPED_COMPONENTS, is_repo_id
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
+
+
+def standard_hub_cache(environ: Mapping[str, str] | None = None) -> str:
+    """The standard Hugging Face hub cache folder, as ``huggingface_hub.constants.HF_HUB_CACHE`` defines it.
+
+    ``HF_HUB_CACHE``, else the legacy ``HUGGINGFACE_HUB_CACHE``, else ``<HF_HOME>/hub`` where ``HF_HOME``
+    defaults to ``<XDG_CACHE_HOME or ~/.cache>/huggingface``. Read from ``environ`` at each call (not at
+    import like huggingface_hub), so a changed environment is seen without importing anything.
+    """
+    env = os.environ if environ is None else environ
+
+    def expand(path: str) -> str:
+        return os.path.expandvars(os.path.expanduser(path))
+
+    home = expand(env.get("HF_HOME") or os.path.join(env.get("XDG_CACHE_HOME") or expand("~/.cache"), "huggingface"))
+    legacy = env.get("HUGGINGFACE_HUB_CACHE") or os.path.join(home, "hub")
+    return expand(env.get("HF_HUB_CACHE") or legacy)
 
 
 def validate_repo_id(repo_id: str) -> str:
@@ -69,7 +87,7 @@ def cached_model(cache_dir: str, repo_id: str, measure: bool = True) -> CachedMo
     folder = repo_folder(cache_dir, repo_id)
     if not os.path.isdir(folder):
         return None
-    snapshot = _main_snapshot(folder)
+    snapshot = main_snapshot(folder)
     size = folder_size(folder) if measure else -1
     if snapshot is None:
         return CachedModel(repo_id, folder, None, size, False, "the download did not finish")
@@ -77,7 +95,7 @@ def cached_model(cache_dir: str, repo_id: str, measure: bool = True) -> CachedMo
     return CachedModel(repo_id, folder, snapshot, size, problem is None, problem)
 
 
-def _main_snapshot(folder: str) -> str | None:
+def main_snapshot(folder: str) -> str | None:
     snapshots = os.path.join(folder, "snapshots")
     try:
         with open(os.path.join(folder, "refs", "main"), encoding="utf-8") as handle:

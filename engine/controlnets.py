@@ -64,6 +64,7 @@ def load(
     offline: bool,
     allow_pickle: bool,
     prefer_variant: str | None,
+    read_cache_dirs: tuple[str, ...] | None = None,
     on_progress: Any = None,
     cancel_event: threading.Event | None = None,
 ) -> Any:
@@ -71,7 +72,9 @@ def load(
     from diffusers import ControlNetModel
 
     if source.kind == "SINGLE_FILE":
-        config = single_file_config(Path(source.location), cache_dir=cache_dir, offline=offline)
+        config = single_file_config(
+            Path(source.location), cache_dir=cache_dir, offline=offline, read_cache_dirs=read_cache_dirs
+        )
         return ControlNetModel.from_single_file(
             source.location, config=str(config), torch_dtype=dtype, local_files_only=True
         )
@@ -91,6 +94,7 @@ def load(
             select,
             cache_dir=cache_dir,
             offline=offline,
+            read_cache_dirs=read_cache_dirs,
             on_progress=on_progress,
             cancel_event=cancel_event,
         )
@@ -109,7 +113,9 @@ def load(
     )
 
 
-def single_file_config(path: Path, *, cache_dir: str | None, offline: bool) -> Path:
+def single_file_config(
+    path: Path, *, cache_dir: str | None, offline: bool, read_cache_dirs: tuple[str, ...] | None = None
+) -> Path:
     """The diffusers config folder for a single-file ControlNet (the architecture diffusers infers from its keys)."""
     from diffusers.loaders.single_file_utils import DIFFUSERS_DEFAULT_PIPELINE_PATHS, infer_diffusers_model_type
 
@@ -121,7 +127,8 @@ def single_file_config(path: Path, *, cache_dir: str | None, offline: bool) -> P
             "ControlNet .safetensors file for control_model."
         )
     repo_id = DIFFUSERS_DEFAULT_PIPELINE_PATHS[model_type]["pretrained_model_name_or_path"]
-    return sources.config_snapshot(repo_id, path.name, ["config.json"], cache_dir=cache_dir, offline=offline)
+    return sources.config_snapshot(repo_id, path.name, ["config.json"], cache_dir=cache_dir, offline=offline,
+                                   read_cache_dirs=read_cache_dirs)
 
 
 def check_family(controlnet: Any, unet: Any, model_family: ModelFamily, name: str) -> None:

@@ -70,6 +70,7 @@ class _LoadedModel:
     key: tuple[str, str, str, str]
     source: sources.ModelSource
     family: ModelFamily
+    where: ModelFiles
     scheduler_config: dict[str, Any]
     pipelines: dict[str, Any] = field(default_factory=dict)
     # encode_prompt's arguments -> its outputs, newest last (see Engine._cache_prompt_embeddings)
@@ -87,6 +88,18 @@ class _LoadedModel:
     def base(self) -> Any:
         """The loaded pipeline; every other pipeline shares its components."""
         return self.pipelines["TXT2IMG"]
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """Where a model's weights were read from (``LoadedModelInfo.files/origin/cache_dir``, the recipe)."""
+
+    files: str
+    origin: str
+    cache_dir: str | None = None
+
+    def recipe_fields(self) -> dict[str, Any]:
+        return {"model_files": self.files, "model_origin": self.origin, "model_cache": self.cache_dir or ""}
 
 
 class _RunClock:
@@ -201,6 +214,9 @@ class Engine:
             family=model.family.name,
             device=self.device.type,
             dtype=devices.dtype_name(self.dtype),
+            files=model.where.files,
+            origin=model.where.origin,
+            cache_dir=model.where.cache_dir,
         )
 
     def free(self) -> None:
@@ -257,7 +273,7 @@ class Engine:
         self.free()  # one model in memory: drop the old one before reading the new one
 
         try:
-            pipe = self._read(source, on_progress, cancel_event)
+            pipe, where = self._read(source, on_progress, cancel_event)
         except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:
             if devices.is_oom(error):
                 raise  # -> OutOfMemoryError in generate()
@@ -272,6 +288,7 @@ class Engine:
             key=key,
             source=source,
             family=family,
+            where=where,
             scheduler_config=dict(pipe.scheduler.config),
             pipelines={"TXT2IMG": pipe},
             weight_bytes=self._resident_bytes(pipe),
@@ -284,35 +301,43 @@ class Engine:
         source: sources.ModelSource,
         on_progress: ProgressCallback | None,
         cancel_event: threading.Event | None,
-    ) -> Any:
+    ) -> tuple[Any, ModelFiles]:
         """Find (download) and load the pipeline for ``source`` on the CPU, in the engine's dtype."""
         options = self.options
         prefer_variant = variant_for(devices.dtype_name(self.dtype))
         if source.kind == "SINGLE_FILE":
             pipe = sources.load_single_file(
-                Path(source.location), dtype=self.dtype, cache_dir=options.cache_dir, offline=options.offline
-            )
-        else:
-            folder = Path(source.location)
-            if source.kind == "HUB":
-                folder = sources.resolve_hub(
-                    source.location,
-                    cache_dir=options.cache_dir,
-                    offline=options.offline,
-                    prefer_variant=prefer_variant,
-                    allow_pickle=options.allow_pickle,
-                    on_progress=on_progress,
-                    cancel_event=cancel_event,
-                )
-            _check_cancel(cancel_event)
-            pipe = sources.load_folder(
-                folder,
-                name=source.location,
+                Path(source.location),
                 dtype=self.dtype,
-                allow_pickle=options.allow_pickle,
-                prefer_variant=prefer_variant,
+                cache_dir=options.cache_dir,
+                offline=options.offline,
+                read_cache_dirs=options.read_cache_dirs,
             )
-        return pipe
+            return pipe, ModelFiles(source.location, "SINGLE_FILE")
+        folder = Path(source.location)
+        where = ModelFiles(source.location, "FOLDER")
+        if source.kind == "HUB":
+            found = sources.resolve_hub(
+                source.location,
+                cache_dir=options.cache_dir,
+                offline=options.offline,
+                prefer_variant=prefer_variant,
+                allow_pickle=options.allow_pickle,
+                read_cache_dirs=options.read_cache_dirs,
+                on_progress=on_progress,
+                cancel_event=cancel_event,
+            )
+            folder = found.folder
+            where = ModelFiles(str(folder), "DOWNLOAD" if found.downloaded else "CACHE", found.cache_dir)
+        _check_cancel(cancel_event)
+        pipe = sources.load_folder(
+            folder,
+            name=source.location,
+            dtype=self.dtype,
+            allow_pickle=options.allow_pickle,
+            prefer_variant=prefer_variant,
+        )
+        return pipe, where
 
     def _place(self, pipe: Any) -> None:
         """Move to the device and apply the memory modes."""
@@ -428,6 +453,7 @@ class Engine:
                 offline=options.offline,
                 allow_pickle=options.allow_pickle,
                 prefer_variant=prefer_variant,
+                read_cache_dirs=options.read_cache_dirs,
                 on_progress=on_progress,
                 cancel_event=cancel_event,
             )
@@ -478,6 +504,7 @@ class Engine:
                 allow_pickle=options.allow_pickle,
                 cache_dir=options.cache_dir,
                 offline=options.offline,
+                read_cache_dirs=options.read_cache_dirs,
                 on_progress=on_progress,
                 cancel_event=cancel_event,
             )
@@ -660,6 +687,7 @@ class Engine:
             loras=lora_entries,
             mask=request.mode == "INPAINT",
             mask_blur=int(request.mask_blur),
+            **model.where.recipe_fields(),
         )
         return GenerationResult(image=rgba, seed=seed, recipe=recipe, timings=clock.timings())
 

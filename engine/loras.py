@@ -23,6 +23,7 @@ from typing import Any
 from . import sources
 from .errors import EngineError, ModelNotFoundError
 from .families import CROSS_ATTENTION_WIDTHS
+from .files import is_repo_id
 
 PREFERRED_FILE = "pytorch_lora_weights.safetensors"  # what diffusers' save_lora_weights writes
 _DOWN = re.compile(r"(lora_down|lora_A|lora\.down)(\.[A-Za-z0-9_]+)?\.weight$")
@@ -88,6 +89,7 @@ def resolve(
     allow_pickle: bool,
     cache_dir: str | None,
     offline: bool,
+    read_cache_dirs: tuple[str, ...] | None = None,
     on_progress: Any = None,
     cancel_event: threading.Event | None = None,
 ) -> LoraFile:
@@ -104,7 +106,7 @@ def resolve(
         if suffix not in sources.MODEL_FILE_SUFFIXES:
             raise ModelNotFoundError(f"{path.name} is not a LoRA file; choose a .safetensors file or a repo id.")
         return LoraFile(path.resolve(), path.name)
-    if sources._looks_like_path(text) or not sources._REPO_ID.fullmatch(text):
+    if sources._looks_like_path(text) or not is_repo_id(text):
         raise ModelNotFoundError(
             f"There is no LoRA file at {path}; check the path (Blender-relative '//' paths must be made absolute), "
             "or give a Hugging Face repo id such as 'org/name'."
@@ -116,7 +118,13 @@ def resolve(
         return chosen
 
     folder = sources.resolve_hub_files(
-        text, select, cache_dir=cache_dir, offline=offline, on_progress=on_progress, cancel_event=cancel_event
+        text,
+        select,
+        cache_dir=cache_dir,
+        offline=offline,
+        read_cache_dirs=read_cache_dirs,
+        on_progress=on_progress,
+        cancel_event=cancel_event,
     )
     name = chosen[0] if chosen else _pick_file(sources.folder_listing(folder), text, allow_pickle)
     return LoraFile(folder / name, text, repo_id=text)

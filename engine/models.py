@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -36,3 +38,31 @@ def list_local_models(cache_dir: str) -> list[dict[str, Any]]:
             }
         )
     return sorted(models, key=lambda m: (-m["size_bytes"], m["repo_id"]))
+
+
+def list_models_in_caches(caches: Sequence[tuple[str, str]]) -> list[dict[str, Any]]:
+    """The models in several caches ``(cache_dir, label)``, given in the order a repo id is looked up.
+
+    Each entry is a ``list_local_models`` entry plus ``cache`` (the label), ``cache_dir`` and ``used``:
+    whether a Generate with that repo id reads this copy (the first cache holding it as a pipeline; a
+    repo that is nowhere a pipeline counts as used where it is first found). Sorted by repo id, then by
+    cache order.
+    """
+    listed: list[dict[str, Any]] = []
+    folders: list[str] = []
+    for cache_dir, label in caches:
+        folder = os.path.normpath(cache_dir)
+        if folder in folders:
+            continue  # the same folder under two names: listed once, under the first
+        folders.append(folder)
+        for model in list_local_models(folder):
+            listed.append({**model, "cache": label, "cache_dir": folder, "order": len(folders)})
+    seen: set[str] = set()
+    pipelines = {m["repo_id"] for m in listed if m["is_pipeline"]}
+    for model in listed:  # in cache order: the first pipeline copy (else the first copy) is the one used
+        repo_id = model["repo_id"]
+        model["used"] = repo_id not in seen and (model["is_pipeline"] or repo_id not in pipelines)
+        if model["used"]:
+            seen.add(repo_id)
+    listed.sort(key=lambda m: (m["repo_id"], m.pop("order")))
+    return listed

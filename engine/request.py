@@ -262,6 +262,9 @@ class EngineOptions:
         precision: ``AUTO`` (CUDA: bf16 where supported else fp16; MPS: fp16; CPU: fp32),
             ``FP16``, ``BF16`` or ``FP32``.
         cache_dir: Hugging Face download cache folder (None = the hub's default).
+        read_cache_dirs: Hugging Face cache folders a repo id is looked up in, in order, before
+            anything is downloaded (read-only, offline); ``cache_dir`` is looked in last when not
+            among them. None: ``cache_dir``, then the standard cache (``HF_HUB_CACHE``).
         offline: never touch the network; models must already be cached or local.
         allow_pickle: load ``.ckpt/.bin/.pt/.pth`` weights (they can run arbitrary code).
         attention_slicing: compute attention in slices (less memory, slower).
@@ -281,6 +284,7 @@ class EngineOptions:
     device: str = "AUTO"
     precision: str = "AUTO"
     cache_dir: str | None = None
+    read_cache_dirs: tuple[str, ...] | None = None
     offline: bool = False
     allow_pickle: bool = False
     attention_slicing: bool = False
@@ -301,6 +305,10 @@ class EngineOptions:
             raise ValueError(f"torch_compile must be True or False; got {self.torch_compile!r}.")
         if self.cache_dir is not None and not isinstance(self.cache_dir, str):
             raise ValueError(f"cache_dir must be a folder path or None; got {type(self.cache_dir).__name__}.")
+        if self.read_cache_dirs is not None and not (
+            isinstance(self.read_cache_dirs, tuple) and all(isinstance(d, str) for d in self.read_cache_dirs)
+        ):
+            raise ValueError(f"read_cache_dirs must be a tuple of folder paths or None; got {self.read_cache_dirs!r}.")
 
 
 @dataclass
@@ -344,9 +352,17 @@ class GenerationResult:
 
 @dataclass
 class LoadedModelInfo:
-    """What is in memory: the resolved source, its family and where/how it runs."""
+    """What is in memory: the resolved source, its family and where/how it runs.
+
+    ``files`` is the folder or file the weights were read from (for a repo id: the cached snapshot) and
+    ``origin`` how it was found: ``FOLDER``, ``SINGLE_FILE``, ``CACHE`` (a repo id found in ``cache_dir``,
+    the Hugging Face cache folder holding it) or ``DOWNLOAD`` (downloaded into ``cache_dir`` just now).
+    """
 
     source: str
     family: str
     device: str
     dtype: str
+    files: str = ""
+    origin: str = ""
+    cache_dir: str | None = None

@@ -3,8 +3,10 @@
 Three sources, all loaded by diffusers' own loaders:
 
 * ``FOLDER`` - a local diffusers folder (``model_index.json``);
-* ``HUB`` - a Hugging Face repo id, downloaded into the cache folder (with
-  progress) unless offline, then loaded from the cached snapshot;
+* ``HUB`` - a Hugging Face repo id: loaded from the first cache that holds it
+  complete (the add-on's, then the standard Hugging Face cache: read-only, no
+  network), else downloaded into the download cache (with progress) unless
+  offline;
 * ``SINGLE_FILE`` - one original-layout checkpoint (``.safetensors``), loaded by
   ``from_single_file`` with the diffusers configs of the architecture diffusers
   infers from its keys, taken from the cache folder when present.
@@ -22,7 +24,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -235,6 +237,42 @@ def cached_snapshot(repo_id: str, cache_dir: str | None) -> Path | None:
         return None
 
 
+def lookup_caches(cache_dir: str | None, read_cache_dirs: Sequence[str] | None) -> list[str]:
+    """The caches a repo id is looked up in, in order: ``read_cache_dirs`` (None: the download cache, then
+    the standard Hugging Face cache), with the download cache ``cache_dir`` last when not among them."""
+    from huggingface_hub import constants
+
+    download = cache_dir or constants.HF_HUB_CACHE
+    wanted = list(read_cache_dirs) if read_cache_dirs is not None else [download, constants.HF_HUB_CACHE]
+    wanted.append(download)
+    return list(dict.fromkeys(os.path.normpath(os.path.expanduser(d)) for d in wanted if d))
+
+
+@dataclass(frozen=True)
+class HubFolder:
+    """Where a repo id's pipeline was found: its snapshot folder, the cache holding it, and whether it was
+    downloaded just now."""
+
+    folder: Path
+    cache_dir: str
+    downloaded: bool = False
+
+
+def find_cached_pipeline(
+    repo_id: str, cache_dirs: Iterable[str], *, prefer_variant: str | None, allow_pickle: bool
+) -> HubFolder | None:
+    """The first cache whose snapshot of ``repo_id`` holds every file the pipeline needs (read-only: only
+    ``stat`` calls and ``model_index.json``); None when no cache has it complete."""
+    from huggingface_hub import try_to_load_from_cache
+
+    for cache_dir in cache_dirs:
+        index_file = try_to_load_from_cache(repo_id, "model_index.json", cache_dir=cache_dir)  # refs/main's snapshot
+        if isinstance(index_file, str) and _holds_a_pipeline(Path(index_file).parent, repo_id, prefer_variant,
+                                                             allow_pickle):
+            return HubFolder(Path(index_file).parent, cache_dir)
+    return None
+
+
 class _DownloadWatch:
     """Reports download progress as ProgressEvent(stage="DOWNLOAD") and aborts downloads on cancel.
 
@@ -347,14 +385,26 @@ def resolve_hub(
     offline: bool,
     prefer_variant: str | None,
     allow_pickle: bool,
+    read_cache_dirs: Sequence[str] | None = None,
     on_progress: ProgressCallback | None = None,
     cancel_event: threading.Event | None = None,
-) -> Path:
-    """Find ``repo_id`` (a diffusers pipeline) in the cache (offline) or download it; return its snapshot folder."""
+) -> HubFolder:
+    """Find ``repo_id`` (a diffusers pipeline) complete in a cache (offline, read-only), else download it
+    into ``cache_dir``.
+
+    The caches are read in the order ``lookup_caches`` gives before anything is asked of the hub, so a
+    model that any of them holds is never downloaded again.
+    """
+    caches = lookup_caches(cache_dir, read_cache_dirs)
+    found = find_cached_pipeline(repo_id, caches, prefer_variant=prefer_variant, allow_pickle=allow_pickle)
+    if found is not None:
+        return found
     return _resolve_hub_with(
         repo_id,
+        caches=caches,
         cache_dir=cache_dir,
         offline=offline,
+        offline_fallback=False,  # no cache has it complete: loading a partial one would only fail later
         download=lambda: download_pipeline(
             repo_id,
             cache_dir=cache_dir,
@@ -363,7 +413,6 @@ def resolve_hub(
             on_progress=on_progress,
             cancel_event=cancel_event,
         ),
-        complete=lambda folder: _holds_a_pipeline(folder, repo_id, prefer_variant, allow_pickle),
     )
 
 
@@ -373,22 +422,36 @@ def resolve_hub_files(
     *,
     cache_dir: str | None,
     offline: bool,
+    read_cache_dirs: Sequence[str] | None = None,
     on_progress: ProgressCallback | None = None,
     cancel_event: threading.Event | None = None,
 ) -> Path:
     """Like :func:`resolve_hub` for a repo that is not a pipeline (a ControlNet, a LoRA).
 
     ``select`` gets the repo's file list and returns the files to download (raising a
-    ``EngineError``/``UnsafeModelFormatError`` if none fit); offline, the cached snapshot is used.
+    ``EngineError``/``UnsafeModelFormatError`` if none fit). The first cache whose snapshot holds what
+    ``select`` picks from it is used without asking the hub; offline, any cached snapshot is.
     """
+    caches = lookup_caches(cache_dir, read_cache_dirs)
+    for cache in caches:
+        folder = cached_snapshot(repo_id, cache)
+        if folder is None:
+            continue
+        try:
+            wanted = select(folder_listing(folder))
+        except EngineError:
+            continue
+        if wanted and all((folder / name).exists() for name in wanted):
+            return folder
     return _resolve_hub_with(
         repo_id,
+        caches=caches,
         cache_dir=cache_dir,
         offline=offline,
         download=lambda: download_files(
             repo_id, select, cache_dir=cache_dir, on_progress=on_progress, cancel_event=cancel_event
         ),
-    )
+    ).folder
 
 
 def download_files(
@@ -432,36 +495,33 @@ def _download_patterns(
 def _resolve_hub_with(
     repo_id: str,
     *,
+    caches: list[str],
     cache_dir: str | None,
     offline: bool,
     download: Callable[[], Path],
-    complete: Callable[[Path], bool] | None = None,
-) -> Path:
-    """The hub rules for every repo: offline -> the cache only; online -> a ``complete`` cached snapshot,
-    else ``download()``, else the cache."""
+    offline_fallback: bool = True,
+) -> HubFolder:
+    """The hub rules for every repo: offline -> the caches only; online -> ``download()``, else the caches."""
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
     if hub_offline(offline):
-        folder = cached_snapshot(repo_id, cache_dir)
-        if folder is None:
-            raise ModelNotFoundError(
-                f"{repo_id} is not in the model cache ({_cache_label(cache_dir)}) and {_offline_reason(offline)}; "
-                "go online once (turn off offline mode / allow online access) so it can be downloaded, "
-                "or choose a local model folder or .safetensors file."
-            )
-        return folder
-    cached = cached_snapshot(repo_id, cache_dir)
-    if cached is not None and complete is not None and complete(cached):
-        # Complete already (the preferences' Download, or an earlier run, perhaps in another
-        # precision): loading it beats downloading the same model again in another variant.
-        return cached
+        for cache in caches if offline_fallback else ():
+            folder = cached_snapshot(repo_id, cache)
+            if folder is not None:
+                return HubFolder(folder, cache)
+        raise ModelNotFoundError(
+            f"{repo_id} is not in the model caches ({', '.join(caches)}) and {_offline_reason(offline)}; "
+            "go online once (turn off offline mode / allow online access) so it can be downloaded, "
+            "or choose a local model folder or .safetensors file."
+        )
     try:
-        return download()
+        return HubFolder(download(), _cache_label(cache_dir), downloaded=True)
     except _hub_errors() as error:  # includes GatedRepoError and RepositoryNotFoundError
-        folder = cached_snapshot(repo_id, cache_dir)
-        if folder is not None:
-            log.warning("Using the cached %s: the hub could not be asked (%s)", repo_id, error)
-            return folder  # like diffusers: fall back to what is cached
+        for cache in caches:
+            folder = cached_snapshot(repo_id, cache)
+            if folder is not None:
+                log.warning("Using the cached %s (%s): the hub could not be asked (%s)", repo_id, cache, error)
+                return HubFolder(folder, cache)  # like diffusers: fall back to what is cached
         if isinstance(error, GatedRepoError):
             raise ModelNotFoundError(
                 f"{repo_id} is gated: accept its licence on huggingface.co and log in (hf auth login) to download it."
@@ -472,7 +532,7 @@ def _resolve_hub_with(
             ) from error
         raise ModelNotFoundError(
             f"Could not download {repo_id} from huggingface.co ({type(error).__name__}) and it is not cached in "
-            f"{_cache_label(cache_dir)}; check the internet connection, or choose a local model."
+            f"{', '.join(caches)}; check the internet connection, or choose a local model."
         ) from error
 
 
@@ -575,20 +635,29 @@ def checkpoint_shapes(path: Path) -> dict[str, Any]:
 
 
 def config_snapshot(
-    repo_id: str, needed_by: str, patterns: list[str], *, cache_dir: str | None, offline: bool
+    repo_id: str,
+    needed_by: str,
+    patterns: list[str],
+    *,
+    cache_dir: str | None,
+    offline: bool,
+    read_cache_dirs: Sequence[str] | None = None,
 ) -> Path:
     """The cached snapshot of ``repo_id`` holding its configs (``patterns``), downloading only those if needed.
 
     Single-file checkpoints carry weights but no diffusers configs: diffusers takes those from the
-    repo of the architecture it infers from the checkpoint's keys.
+    repo of the architecture it infers from the checkpoint's keys. The caches are read in
+    ``lookup_caches`` order; a download goes to ``cache_dir``.
     """
-    folder = cached_snapshot(repo_id, cache_dir)
-    if folder is not None and any(next(folder.glob(pattern), None) for pattern in patterns):
-        return folder
+    caches = lookup_caches(cache_dir, read_cache_dirs)
+    for cache in caches:
+        folder = cached_snapshot(repo_id, cache)
+        if folder is not None and any(next(folder.glob(pattern), None) for pattern in patterns):
+            return folder
     if hub_offline(offline):
         raise ModelNotFoundError(
             f"{needed_by} needs the configuration files of {repo_id} (a few KB), which are not in the model "
-            f"cache ({_cache_label(cache_dir)}) and {_offline_reason(offline)}; go online once so they can be "
+            f"caches ({', '.join(caches)}) and {_offline_reason(offline)}; go online once so they can be "
             "downloaded."
         )
     from huggingface_hub import snapshot_download
@@ -607,6 +676,7 @@ def single_file_config(
     *,
     cache_dir: str | None,
     offline: bool,
+    read_cache_dirs: Sequence[str] | None = None,
 ) -> tuple[str, Path]:
     """Infer the architecture of a single-file checkpoint; return its pipeline class name and config folder."""
     from diffusers.loaders.single_file_utils import DIFFUSERS_DEFAULT_PIPELINE_PATHS, infer_diffusers_model_type
@@ -624,15 +694,18 @@ def single_file_config(
             "base and inpainting checkpoints."
         )
     repo_id = DIFFUSERS_DEFAULT_PIPELINE_PATHS[model_type]["pretrained_model_name_or_path"]
-    folder = config_snapshot(repo_id, path.name, CONFIG_PATTERNS, cache_dir=cache_dir, offline=offline)
+    folder = config_snapshot(repo_id, path.name, CONFIG_PATTERNS, cache_dir=cache_dir, offline=offline,
+                             read_cache_dirs=read_cache_dirs)
     return SINGLE_FILE_TYPES[model_type], folder
 
 
-def load_single_file(path: Path, *, dtype: Any, cache_dir: str | None, offline: bool) -> Any:
+def load_single_file(
+    path: Path, *, dtype: Any, cache_dir: str | None, offline: bool, read_cache_dirs: Sequence[str] | None = None
+) -> Any:
     """Load a single-file checkpoint through ``from_single_file`` with locally resolved configs."""
     import diffusers
 
-    class_name, config = single_file_config(path, cache_dir=cache_dir, offline=offline)
+    class_name, config = single_file_config(path, cache_dir=cache_dir, offline=offline, read_cache_dirs=read_cache_dirs)
     pipeline_class = getattr(diffusers, class_name)
     kwargs: dict[str, Any] = {"config": str(config), "dtype": dtype, "local_files_only": True}
     if class_name in ("StableDiffusionPipeline", "StableDiffusionInpaintPipeline"):

@@ -2,6 +2,7 @@
 
 import bpy
 
+from .add_model_folder import LATENT_TEXTURES_OT_add_model_folder
 from .browse_model import LATENT_TEXTURES_OT_browse_model
 from .cancel import LATENT_TEXTURES_OT_cancel
 from .cancel_dependency_install import LATENT_TEXTURES_OT_cancel_dependency_install
@@ -14,8 +15,11 @@ from .install_dependencies import LATENT_TEXTURES_OT_install_dependencies
 from .lora_add import LATENT_TEXTURES_OT_lora_add
 from .lora_remove import LATENT_TEXTURES_OT_lora_remove
 from .open_model_cache import LATENT_TEXTURES_OT_open_model_cache
+from .pick_model import LATENT_TEXTURES_OT_pick_model
 from .refresh_dependency_status import LATENT_TEXTURES_OT_refresh_dependency_status
 from .remove_cached_model import LATENT_TEXTURES_OT_remove_cached_model
+from .remove_model_folder import LATENT_TEXTURES_OT_remove_model_folder
+from .scan_models import LATENT_TEXTURES_OT_scan_models
 from .upscale import LATENT_TEXTURES_OT_upscale
 
 classes = (
@@ -34,6 +38,10 @@ classes = (
     LATENT_TEXTURES_OT_lora_add,
     LATENT_TEXTURES_OT_lora_remove,
     LATENT_TEXTURES_OT_compare,
+    LATENT_TEXTURES_OT_scan_models,
+    LATENT_TEXTURES_OT_add_model_folder,
+    LATENT_TEXTURES_OT_remove_model_folder,
+    LATENT_TEXTURES_OT_pick_model,
 )
 
 register, _unregister_classes = bpy.utils.register_classes_factory(classes)

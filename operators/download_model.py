@@ -40,16 +40,17 @@ class LATENT_TEXTURES_OT_download_model(WatchJobMixin, bpy.types.Operator):
         if STATE.downloading(repo_id):
             self.report({"ERROR"}, f"{repo_id} is already downloading")
             return {"CANCELLED"}
-        cache_dir = get_preferences(context).resolved_model_cache_dir()
-        cached = cached_model(cache_dir, repo_id)
-        if cached is not None and cached.complete:
-            self.report({"INFO"}, f"{repo_id} is already downloaded ({cache_dir})")
-            return {"FINISHED"}
+        prefs = get_preferences(context)
+        for folder, label in prefs.hub_caches():  # a model any cache holds is never downloaded again
+            cached = cached_model(folder, repo_id, measure=False)
+            if cached is not None and cached.complete:
+                self.report({"INFO"}, f"{repo_id} is already downloaded (in the {label}: {folder})")
+                return {"FINISHED"}
+        cache_dir = prefs.resolved_download_dir()
         # The gate: nothing below this line runs without Blender's permission to go online.
         if not blender.online_access():
             self.report({"ERROR"}, blender.offline_reason(repo_id))
             return {"CANCELLED"}
-        prefs = get_preferences(context)
         devices = STATE.status.devices if STATE.status is not None else ()
         variant = download_variant(prefs.device, prefs.precision, devices)  # the files the engine will load
         job = DownloadJob(blender.python_executable(), blender.engine_search_path(), repo_id, cache_dir,

@@ -57,7 +57,15 @@ def draw_model(layout, settings) -> None:
 
     row = layout.row(align=True)
     row.prop(settings, "model", text="")
+    row.operator("latent_textures.pick_model", text="", icon="VIEWZOOM").target = "MODEL"
     row.operator("latent_textures.browse_model", text="", icon="FILEBROWSER")
+    draw_model_checks(layout, settings)
+    if hasattr(settings, "control_model") or hasattr(settings, "loras"):  # issue 10's fields, where present
+        row = layout.row(align=True)
+        if hasattr(settings, "loras"):
+            row.operator("latent_textures.pick_model", text="Add LoRA", icon="VIEWZOOM").target = "LORA"
+        if hasattr(settings, "control_model"):
+            row.operator("latent_textures.pick_model", text="ControlNet", icon="VIEWZOOM").target = "CONTROLNET"
     engine = loaded_engine()
     info = engine.loaded_model() if engine is not None else None
     if info is None:
@@ -67,7 +75,67 @@ def draw_model(layout, settings) -> None:
     col = box.column(align=True)
     col.label(text=info.source, icon="CHECKMARK")
     col.label(text=f"{info.family} · {info.device} · {info.dtype}")
+    if info.origin in ("CACHE", "DOWNLOAD"):
+        col.label(text=f"{'Downloaded to' if info.origin == 'DOWNLOAD' else 'From'} the {_cache_name(info.cache_dir)}")
+        col.label(text=info.files)
     layout.operator("latent_textures.free_model", icon="TRASH")
+
+
+def _cache_name(cache_dir) -> str:
+    import os
+
+    import bpy
+
+    from ..preferences import get_preferences
+
+    for folder, label in get_preferences(bpy.context).hub_caches():
+        if cache_dir and os.path.normpath(folder) == os.path.normpath(cache_dir):
+            return f"{label} ({folder})"
+    return f"cache {cache_dir}"
+
+
+def model_problems(settings) -> list[str]:
+    """What is wrong with the chosen model, LoRAs and ControlNet, as far as the last scan knows (no disk access)."""
+    from ..dependencies.model_scan import FAMILY_LABELS, KIND_LABELS, SCAN, fits_family
+
+    problems = []
+    model = SCAN.find(settings.model)
+    if model is not None:
+        if model.problem:
+            problems.append(f"{model.name} is unreadable: {model.problem}")
+        elif model.refused:
+            problems.append(f"{model.name} is refused: {model.refused}")
+        elif model.kind != "CHECKPOINT":
+            problems.append(f"{model.name} is a {KIND_LABELS[model.kind]}, not a model")
+    family = model.family if model is not None else None
+    picks = []
+    if getattr(settings, "control_model", ""):
+        picks.append(("ControlNet", "CONTROLNET", settings.control_model))
+    for item in getattr(settings, "loras", ()):  # the LoRA list, where this version has one
+        if item.source and getattr(item, "enabled", True):
+            picks.append(("LoRA", "LORA", item.source))
+    for role, kind, path in picks:
+        entry = SCAN.find(path)
+        if entry is None:
+            continue
+        if entry.problem:
+            problems.append(f"{role} {entry.name} is unreadable: {entry.problem}")
+        elif entry.kind != kind:
+            problems.append(f"{role} {entry.name} is a {KIND_LABELS[entry.kind]}, not a {role}")
+        elif fits_family(entry, family) is False:
+            problems.append(f"{role} {entry.name} is for {FAMILY_LABELS[entry.family]}; the model is "
+                            f"{FAMILY_LABELS[family]}")
+    return problems
+
+
+def draw_model_checks(layout, settings) -> None:
+    from ..dependencies.model_scan import SCAN
+
+    model = SCAN.find(settings.model)
+    if model is not None and model.usable:
+        layout.label(text=f"{model.family_label} · {model.layout} · {model.origin}", icon="FILE_3D")
+    for problem in model_problems(settings):
+        layout.label(text=problem, icon="ERROR")
 
 
 def draw_generate(layout, settings) -> None:

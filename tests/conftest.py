@@ -65,3 +65,9 @@ def tiny_sd_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_sdxl_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Folder of a tiny SDXL-like diffusers pipeline, built once per session."""
     return import_tiny_models().build_tiny_sdxl(tmp_path_factory.mktemp("models") / "tiny-sdxl")
+
+
+@pytest.fixture(scope="session")
+def tiny_single_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny SD as one LDM-layout .safetensors (same weights as ``tiny_sd_model``); configs in ``<dir>/config``."""
+    return import_tiny_models().build_tiny_single_file(tmp_path_factory.mktemp("single-file"))

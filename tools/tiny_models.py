@@ -14,6 +14,10 @@ engine's code paths are exercised without a download.
   (LDM) ``.safetensors`` checkpoint, as a web download would be.
 * :func:`install_in_hf_cache` - puts a folder into a Hugging Face cache folder
   under a repo id, exactly as a download would have left it.
+* :func:`write_safetensors_layout` and ``LAYOUTS`` - zero-filled ``.safetensors``
+  files carrying the tensor names and shapes of other kinds of files (an SDXL
+  or SD 2 inpainting checkpoint, a kohya SDXL LoRA, an SD 1.x ControlNet), for
+  tests of what reads headers only (they are not loadable models).
 
 Command line::
 
@@ -519,6 +523,102 @@ def install_in_hf_cache(
         except OSError:
             shutil.copyfile(blob, target)
     return snapshot
+
+
+_UNET = "model.diffusion_model."
+# Tensor names real files of each kind carry (a few per file: enough for diffusers' and our header reading).
+LAYOUTS: dict[str, dict[str, tuple[int, ...]]] = {
+    "sdxl_checkpoint": {
+        _UNET + "input_blocks.0.0.weight": (320, 4, 3, 3),
+        _UNET + "label_emb.0.0.weight": (1280, 2816),
+        _UNET + "input_blocks.4.1.transformer_blocks.0.attn2.to_k.weight": (640, 2048),
+        "conditioner.embedders.0.transformer.text_model.embeddings.position_embedding.weight": (77, 768),
+        "conditioner.embedders.1.model.transformer.resblocks.9.mlp.c_proj.bias": (1280,),
+        "conditioner.embedders.1.model.positional_embedding": (77, 1280),
+        "first_stage_model.encoder.conv_in.weight": (128, 3, 3, 3),
+    },
+    "sd2_inpainting_checkpoint": {
+        _UNET + "input_blocks.0.0.weight": (320, 9, 3, 3),
+        _UNET + "input_blocks.2.1.transformer_blocks.0.attn2.to_k.weight": (320, 1024),
+        "cond_stage_model.model.token_embedding.weight": (49408, 8),
+    },
+    "sdxl_kohya_lora": {
+        "lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k.lora_down.weight": (4, 2048),
+        "lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k.lora_up.weight": (640, 4),
+        "lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k.alpha": (),
+        "lora_te2_text_model_encoder_layers_0_self_attn_q_proj.lora_down.weight": (4, 1280),
+    },
+    "sd1_controlnet": {
+        "control_model.time_embed.0.weight": (1280, 320),
+        "control_model.input_hint_block.0.weight": (16, 3, 3, 3),
+        "control_model.input_blocks.1.1.transformer_blocks.0.attn2.to_k.weight": (320, 768),
+        "control_model.zero_convs.0.0.weight": (320, 320, 1, 1),
+    },
+}
+
+
+def write_safetensors_layout(
+    path: str | os.PathLike[str], shapes: dict[str, tuple[int, ...]], metadata: dict[str, str] | None = None
+) -> Path:
+    """A valid ``.safetensors`` file of zero-filled F16 tensors named and shaped as ``shapes``.
+
+    Written by hand from the format's specification (8-byte little-endian header length, JSON
+    header, data), so a reader is checked against the format rather than one library's writer.
+    """
+    import struct
+
+    header: dict[str, Any] = {}
+    offset = 0
+    for name, shape in shapes.items():
+        count = 1
+        for dim in shape:
+            count *= dim
+        header[name] = {"dtype": "F16", "shape": list(shape), "data_offsets": [offset, offset + 2 * count]}
+        offset += 2 * count
+    if metadata:
+        header["__metadata__"] = metadata
+    raw = json.dumps(header).encode()
+    raw += b" " * (-len(raw) % 8)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(struct.pack("<Q", len(raw)) + raw + bytes(offset))
+    return out
+
+
+def build_model_folders(root: str | os.PathLike[str], sd1_single_file: str | os.PathLike[str]) -> dict[str, Path]:
+    """A ComfyUI-like ``<root>/ComfyUI/models`` tree of every kind of file a scan meets.
+
+    ``checkpoints/``: the SD 1.x checkpoint (a copy of ``sd1_single_file``), an SDXL and an SD 2
+    inpainting layout, a pickle, a truncated copy of the SD 1.x file, a 2-byte stub and a file whose
+    header is not JSON; ``loras/``: an SDXL LoRA; ``controlnet/``: an SD 1.x ControlNet.
+    Returns the files by name (``sd1 sdxl sd2_inpaint lora controlnet pickle truncated stub garbage``).
+    """
+    import struct
+
+    models = Path(root) / "ComfyUI" / "models"
+    checkpoints = models / "checkpoints"
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    files = {
+        "sd1": checkpoints / "tiny-sd1.safetensors",
+        "sdxl": write_safetensors_layout(checkpoints / "xl" / "tiny-sdxl.safetensors", LAYOUTS["sdxl_checkpoint"]),
+        "sd2_inpaint": write_safetensors_layout(checkpoints / "tiny-sd2-inpainting.safetensors",
+                                                LAYOUTS["sd2_inpainting_checkpoint"]),
+        "lora": write_safetensors_layout(models / "loras" / "detail.safetensors", LAYOUTS["sdxl_kohya_lora"],
+                                         {"ss_network_module": "networks.lora"}),
+        "controlnet": write_safetensors_layout(models / "controlnet" / "depth.safetensors", LAYOUTS["sd1_controlnet"]),
+        "pickle": checkpoints / "old.ckpt",
+        "truncated": checkpoints / "half.safetensors",
+        "stub": checkpoints / "stub.safetensors",
+        "garbage": checkpoints / "garbage.safetensors",
+    }
+    data = Path(sd1_single_file).read_bytes()
+    files["sd1"].write_bytes(data)
+    files["truncated"].write_bytes(data[: len(data) // 2])
+    files["pickle"].write_bytes(b"PK\x03\x04 a pickle archive: never opened by a scan")
+    files["stub"].write_bytes(b"\x01\x02")
+    files["garbage"].write_bytes(struct.pack("<Q", 12) + b"{not json!!}")
+    (checkpoints / "notes.txt").write_text("not a model")
+    return files
 
 
 def main(argv: list[str] | None = None) -> int:

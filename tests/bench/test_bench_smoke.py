@@ -27,10 +27,12 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(results["sections"]) == {"engine", "roofline", "blender", "gpu", "geometry", "bake", "controlnet",
-                                        "insight"}
+                                        "insight", "scan"}
     insight = results["sections"]["insight"]
     assert insight["pixels_identical_with_recording"] is True
     assert {"recorder, nothing on", "filmstrip", "attention", "off after recording"} <= set(insight["ratios_vs_off"])
+    scan = results["sections"]["scan"]
+    assert scan["files"] == 200 and sum(scan["classified"].values()) == 200 and "unknown" not in str(scan["classified"])
     case = results["sections"]["engine"]["cases"][0]
     assert case["engine_equals_raw_channels_last"] is True  # the engine's decode path is diffusers', bit for bit
     assert "engine / raw" in case["ratios"]

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -180,6 +181,33 @@ def test_models_lists_the_cache(tmp_path, run_launcher, cached_tiny_model, hf_ca
     table = run_launcher("models", cwd=tmp_path)  # the launcher's default cache: HF_HUB_CACHE
     assert table.returncode == 0, table.stderr
     assert cached_tiny_model in table.stdout and "not cached" in table.stdout
+
+
+def test_models_lists_both_caches_marked_and_the_model_folders(
+    tmp_path, run_launcher, cached_tiny_model, hf_cache, tiny_model, tiny_models_module
+):
+    """The same repo in the add-on's cache and the shared one: both listed, the add-on's copy is the one used;
+    a folder of checkpoints is read from its file headers."""
+    addon = tmp_path / "addon-cache"
+    tiny_models_module.install_in_hf_cache(tiny_model, addon, cached_tiny_model)
+    folder = tmp_path / "checkpoints"
+    tiny_models_module.write_safetensors_layout(folder / "xl.safetensors", tiny_models_module.LAYOUTS["sdxl_checkpoint"])
+    arguments = ("models", "--model-cache", str(addon), "--folder", str(folder))
+    done = run_launcher(*arguments, "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    listing = json.loads(done.stdout)
+    assert [(c["cache"], c["cache_dir"]) for c in listing["caches"]] == [
+        ("add-on cache", str(addon)), ("Hugging Face cache", str(hf_cache))]
+    assert [(m["repo_id"], m["cache"], m["used"]) for m in listing["models"]] == [
+        (cached_tiny_model, "add-on cache", True), (cached_tiny_model, "Hugging Face cache", False)]
+    assert [(Path(m["path"]).name, m["kind"], m["family"]) for m in listing["model_folders"]["models"]] == [
+        ("xl.safetensors", "CHECKPOINT", "SDXL")]
+    table = run_launcher(*arguments, cwd=tmp_path)
+    assert table.returncode == 0, table.stderr
+    assert "[add-on cache]" in table.stdout and "[Hugging Face cache, not used" in table.stdout
+    assert "xl.safetensors · SDXL · model" in table.stdout
+    missing = run_launcher("models", "--folder", str(tmp_path / "nope"), cwd=tmp_path)
+    assert missing.returncode != 0 and "not a folder" in missing.stderr
 
 
 REGISTRATION_SCRIPT = textwrap.dedent(

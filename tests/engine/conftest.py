@@ -25,6 +25,17 @@ def _no_hub_offline_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _empty_standard_hub_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The standard Hugging Face cache (read after ``cache_dir``) is an empty folder: a developer's own
+    ~/.cache/huggingface must not change what a test finds."""
+    from huggingface_hub import constants
+
+    folder = tmp_path_factory.mktemp("standard-hub-cache")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(folder))
+    return folder
+
+
 @pytest.fixture(scope="package", autouse=True)
 def _one_torch_thread() -> Any:
     """Tiny models gain nothing from threads, and on a busy 2-core machine OpenMP threads
@@ -90,12 +101,6 @@ def tiny_sd2_v_model(tmp_path_factory: pytest.TempPathFactory, tiny_models: Any)
     return tiny_models.build_tiny_sd(
         tmp_path_factory.mktemp("models") / "tiny-sd2-v", prediction_type="v_prediction", sd2=True
     )
-
-
-@pytest.fixture(scope="session")
-def tiny_single_file(tmp_path_factory: pytest.TempPathFactory, tiny_models: Any) -> Path:
-    """The tiny SD as one LDM-layout .safetensors (same weights as ``tiny_sd_model``); configs in ``<dir>/config``."""
-    return tiny_models.build_tiny_single_file(tmp_path_factory.mktemp("single-file"))
 
 
 @pytest.fixture(scope="session")

@@ -356,9 +356,49 @@ def test_unreachable_hub_falls_back_to_the_cache_or_explains(
 ) -> None:
     with pytest.raises(engine_api.ModelNotFoundError, match=r"Could not download someorg/missing.*internet"):
         new_engine(cache_dir=str(tmp_path)).generate(make_request("someorg/missing"))
-    tiny_models.install_in_hf_cache(tiny_sd_model, tmp_path, "tiny-org/tiny-sd")
+    assert len(no_network) == 1  # not cached: it did ask the hub (offline was not asked for)
+    snapshot = tiny_models.install_in_hf_cache(tiny_sd_model, tmp_path, "tiny-org/tiny-sd")
     assert new_engine(cache_dir=str(tmp_path)).generate(make_request("tiny-org/tiny-sd")).image.shape == (64, 64, 4)
-    assert len(no_network) == 1  # the missing model tried the hub; the complete cached one did not need to
+    assert len(no_network) == 1  # complete in the cache: the hub is not asked at all
+    (snapshot / "unet" / "diffusion_pytorch_model.safetensors").unlink()  # incomplete: download, hub fails,
+    with pytest.raises(engine_api.EngineError):  # the partial snapshot is tried like diffusers would, and fails
+        new_engine(cache_dir=str(tmp_path)).generate(make_request("tiny-org/tiny-sd"))
+    assert len(no_network) == 2
+
+
+def test_repo_ids_resolve_from_the_caches_in_order_before_downloading(
+    engine_api: Any,
+    new_engine: Any,
+    make_request: Any,
+    tiny_models: Any,
+    tiny_sd_model: Path,
+    tiny_sdxl_model: Path,
+    tmp_path: Path,
+    _empty_standard_hub_cache: Path,
+    no_network: list,
+) -> None:
+    """The add-on's cache, then the standard Hugging Face cache, read-only; the first complete copy wins."""
+    addon, standard = tmp_path / "addon", _empty_standard_hub_cache
+    snapshot = tiny_models.install_in_hf_cache(tiny_sd_model, standard, "tiny-org/shared")
+    before = sorted(p.relative_to(standard) for p in standard.rglob("*"))
+    engine = new_engine(cache_dir=str(addon))  # online: still nothing is asked of the hub
+    result = engine.generate(make_request("tiny-org/shared"))
+    info = engine.loaded_model()
+    assert (info.origin, info.files, info.cache_dir) == ("CACHE", str(snapshot), str(standard))
+    assert (result.recipe["model_origin"], result.recipe["model_files"], result.recipe["model_cache"]) == (
+        "CACHE", str(snapshot), str(standard))
+    assert no_network == [] and not addon.exists()  # nothing written to the download cache
+    assert sorted(p.relative_to(standard) for p in standard.rglob("*")) == before  # nor to the shared one
+
+    tiny_models.install_in_hf_cache(tiny_sdxl_model, addon, "tiny-org/shared")  # now both have it
+    both = new_engine(cache_dir=str(addon))
+    both.generate(make_request("tiny-org/shared"))
+    assert (both.loaded_model().family, both.loaded_model().cache_dir) == ("SDXL", str(addon))
+    # Downloads going to the shared cache: the add-on's cache, read first, still wins.
+    shared = new_engine(cache_dir=str(standard), read_cache_dirs=(str(addon), str(standard)))
+    shared.generate(make_request("tiny-org/shared"))
+    assert shared.loaded_model().cache_dir == str(addon)
+    assert no_network == []
 
 
 def test_a_complete_cached_model_is_not_downloaded_again_in_another_variant(
@@ -368,7 +408,7 @@ def test_a_complete_cached_model_is_not_downloaded_again_in_another_variant(
     snapshot = tiny_models.install_in_hf_cache(tiny_sd_model, tmp_path, "tiny-org/tiny-sd")
     found = sources.resolve_hub("tiny-org/tiny-sd", cache_dir=str(tmp_path), offline=False, prefer_variant="fp16",
                                 allow_pickle=False)
-    assert found == snapshot and no_network == []  # the hub was not even asked
+    assert found.folder == snapshot and no_network == []  # the hub was not even asked
     (snapshot / "unet" / "diffusion_pytorch_model.safetensors").unlink()  # an unfinished download is completed
     sources.resolve_hub("tiny-org/tiny-sd", cache_dir=str(tmp_path), offline=False, prefer_variant="fp16",
                         allow_pickle=False)
@@ -427,6 +467,29 @@ def test_list_local_models(
     largest_first = engine_api.list_local_models(str(tmp_path))[0]
     assert largest_first["repo_id"] == "tiny-org/tiny-sdxl"
     json.dumps(list(found.values()))
+
+
+def test_models_in_several_caches_are_marked_with_the_copy_a_generate_uses(
+    engine_api: Any, tiny_models: Any, tiny_sd_model: Path, tiny_sdxl_model: Path, tmp_path: Path
+) -> None:
+    import importlib
+
+    models = importlib.import_module(engine_api.__name__ + ".models")
+    addon, shared = tmp_path / "addon", tmp_path / "shared"
+    tiny_models.install_in_hf_cache(tiny_sd_model, addon, "tiny-org/both")
+    tiny_models.install_in_hf_cache(tiny_sdxl_model, shared, "tiny-org/both")
+    tiny_models.install_in_hf_cache(tiny_sdxl_model, shared, "tiny-org/shared-only")
+    tiny_models.install_in_hf_cache(tiny_sd_model / "unet", addon, "tiny-org/partial")  # not a pipeline here,
+    tiny_models.install_in_hf_cache(tiny_sd_model, shared, "tiny-org/partial")  # a whole one in the shared cache
+    caches = [(str(addon), "add-on cache"), (str(shared), "Hugging Face cache"), (str(addon), "again")]
+    listed = [(m["repo_id"], m["cache"], m["used"]) for m in models.list_models_in_caches(caches)]
+    assert listed == [
+        ("tiny-org/both", "add-on cache", True),
+        ("tiny-org/both", "Hugging Face cache", False),
+        ("tiny-org/partial", "add-on cache", False),
+        ("tiny-org/partial", "Hugging Face cache", True),
+        ("tiny-org/shared-only", "Hugging Face cache", True),
+    ]
 
 
 class FakeHub:
@@ -583,3 +646,20 @@ def test_single_file_without_a_unet_is_refused(
     save_file({"lora_unet_down_blocks_0.alpha": torch.ones(1)}, str(lora))
     with pytest.raises(engine_api.EngineError, match="LoRA"):
         new_engine(offline=True, cache_dir=str(tmp_path)).generate(make_request(lora))
+
+
+def test_lora_and_controlnet_repos_resolve_from_the_standard_cache_without_the_hub(
+    engine_api: Any,
+    tiny_models: Any,
+    tiny_sd_model: Path,
+    tmp_path: Path,
+    _empty_standard_hub_cache: Path,
+    no_network: list,
+) -> None:
+    import importlib
+
+    loras = importlib.import_module(engine_api.__name__ + ".loras")
+    lora_file = tiny_models.build_tiny_lora(tmp_path / "lora", tiny_sd_model)
+    snapshot = tiny_models.install_in_hf_cache(lora_file.parent, _empty_standard_hub_cache, "tiny-org/lora")
+    found = loras.resolve("tiny-org/lora", allow_pickle=False, cache_dir=str(tmp_path / "addon"), offline=False)
+    assert found.path == snapshot / lora_file.name and no_network == [] and not (tmp_path / "addon").exists()
