@@ -372,4 +372,8 @@ def render(results: dict[str, Any]) -> str:
         import model_scan  # bench/ is on sys.path when run.py runs
 
         lines += ["## Model folder scan (headers only)", "", *model_scan.render(sections["scan"]), ""]
+    if "upscale" in sections:
+        import upscale  # bench/upscale.py
+
+        lines += upscale.render(sections["upscale"])
     return "\n".join(lines).rstrip() + "\n"

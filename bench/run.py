@@ -22,6 +22,8 @@ every comparison a paired ratio measured in one process:
 9. ``insight``  - (issue 13) Generate with the filmstrip / attention maps present but off vs each one on
                   (tiny model, 128x128), and the panel's token count.
 10. ``scan``    - scanning 200 model files for the model picker, headers only (bench/model_scan.py).
+11. ``upscale`` - (issue 16) time per output megapixel of the tiled redraw, its peak RSS against one
+                  untiled img2img at the output size, the blend's own cost (bench/upscale.py).
 
     python bench/run.py [--quick] [--sections engine,roofline,...] [--runs N] [--compile]
                         [--model-dir DIR] [--out DIR]
@@ -61,8 +63,10 @@ import report
 import roofline
 import sized_models
 import timing
+import upscale
 
-SECTIONS = ("engine", "roofline", "blender", "memory", "gpu", "geometry", "bake", "controlnet", "insight", "scan")
+SECTIONS = ("engine", "roofline", "blender", "memory", "gpu", "geometry", "bake", "controlnet", "insight", "scan",
+            "upscale")
 _T0 = time.perf_counter()
 
 
@@ -231,6 +235,8 @@ def section_controlnet(models: Models, args: argparse.Namespace) -> dict[str, An
     case["model"] = "SD-1.5-sized + SD-1.5-ControlNet-sized, random weights"
     out["cases"].append(case)
     return out
+
+
 def section_insight(models: Models, args: argparse.Namespace) -> dict[str, Any]:
     log("insight: Generate with the filmstrip / attention maps present but off, and each one on")
     return insight.measure(models.tiny, size=64 if args.quick else 128, steps=4, runs=2 if args.quick else 7)
@@ -298,6 +304,10 @@ def main(argv: list[str] | None = None) -> int:
             if "scan" in selected:
                 log("scan: 200 model files, headers only")
                 results["sections"]["scan"] = model_scan.run(200, 1 if args.quick else 5)
+            if "upscale" in selected:
+                log("upscale: tiled redraw vs one untiled img2img, and the blend alone")
+                results["sections"]["upscale"] = upscale.run(models.folder, args.quick,
+                                                             None if args.quick else models.sd15)
     finally:
         if scratch_owner is not None:
             scratch_owner.cleanup()

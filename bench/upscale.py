@@ -98,6 +98,24 @@ def run(models_folder: Path, quick: bool, sd15: Path | None = None) -> dict[str,
     return figures
 
 
+def render(figures: dict[str, Any]) -> list[str]:
+    lines = ["## Upscale (issue 16): tiled redraw vs one untiled img2img (CPU, fp32)", "",
+             "| model | kind | output | tiles | seconds | s / output MP | peak RSS MB |", "|---|---|---|---:|---:|---:|---:|"]
+    for model, kinds in figures.items():
+        for kind in ("tiled", "untiled", "blend"):
+            row = kinds.get(kind)
+            if not row:
+                continue
+            if "error" in row:
+                lines.append(f"| {model} | {kind} | failed: {row['error']} | | | | |")
+                continue
+            lines.append(f"| {model} | {kind} | {row['output_mp']} MP | {row['tiles']} | {row['seconds']} | "
+                         f"{row['seconds_per_mp']} | {row['peak_rss_mb']} |")
+        if "blend_share_of_tiled" in kinds:
+            lines.append(f"- {model}: blending the tiles is {kinds['blend_share_of_tiled']:.1%} of the tiled run")
+    return lines + [""]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")

@@ -21,13 +21,15 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
         [sys.executable, str(REPO_ROOT / "bench" / "run.py"), "--quick", "--gpu-dry-run", "--out", str(tmp_path)],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1800,  # every section's --quick run, one after the other
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(results["sections"]) == {"engine", "roofline", "blender", "gpu", "geometry", "bake", "controlnet",
-                                        "insight", "scan"}
+                                        "insight", "scan", "upscale"}
+    tiny_upscale = results["sections"]["upscale"]["tiny"]
+    assert tiny_upscale["tiled"]["tiles"] == 9 and tiny_upscale["tiled"]["seconds_per_mp"] > 0
     insight = results["sections"]["insight"]
     assert insight["pixels_identical_with_recording"] is True
     assert {"recorder, nothing on", "filmstrip", "attention", "off after recording"} <= set(insight["ratios_vs_off"])
