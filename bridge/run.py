@@ -157,6 +157,7 @@ class GenerationRun:
         if not bpy.app.background:
             preview.show_result(context, image)
         self.reports.append(("INFO", f"Generated '{image.name}' (seed {result.seed})"))
+        self.reports += [("INFO", note) for note in result.ignored]  # settings this model did not use
         return "FINISHED"
 
     def abandon(self) -> None:

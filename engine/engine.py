@@ -143,11 +143,14 @@ class Engine:
         model = self._model
         if model is None:
             return None
+        pipe = model.pipelines["TXT2IMG"]
         return LoadedModelInfo(
             source=model.source.location,
             family=model.family.name,
             device=self.device.type,
             dtype=devices.dtype_name(self.dtype),
+            few_step=model.family.few_step,
+            negative_prompt=not _runs_lcm(pipe),
         )
 
     def free(self) -> None:
@@ -350,7 +353,8 @@ class Engine:
                 clock.load = time.perf_counter() - clock.start
                 _check_cancel(cancel_event)
                 pipe = self._pipeline(model, request.mode)
-                pipe.scheduler = make_scheduler(request.scheduler, model.scheduler_config, request.steps)
+                scheduler = "LCM" if _runs_lcm(pipe) else request.scheduler  # LCM pipelines step only with it
+                pipe.scheduler = make_scheduler(scheduler, model.scheduler_config, request.steps)
                 tiled = self._set_vae_tiling(pipe, request)
                 # A tiled decode would wrap each tile around itself: the VAE then decodes the whole
                 # image's wrap itself (decode_wrapped) and only the UNet pads circularly.
@@ -389,6 +393,7 @@ class Engine:
             seed=seed,
             recipe=self._recipe(request, seed, model.family),
             timings=clock.timings(),
+            ignored=self._ignored(pipe, model, request),
         )
 
     def _decode(self, pipe: Any, model: _LoadedModel, latents: Any, clock: _RunClock, wrap: str = "NONE") -> np.ndarray:
@@ -517,6 +522,24 @@ class Engine:
         accepted = inspect.signature(pipe.__call__).parameters
         return {k: v for k, v in kwargs.items() if k in accepted}  # LCM pipelines take no negative prompt
 
+    @staticmethod
+    def _ignored(pipe: Any, model: _LoadedModel, request: GenerationRequest) -> list[str]:
+        """The request's settings that have no effect on this pipeline, one sentence each (for the artist)."""
+        lcm = _runs_lcm(pipe)  # LatentConsistencyModelPipeline: no unconditional pass at all
+        notes = []
+        if lcm and request.scheduler != "LCM":
+            notes.append(f"The scheduler {request.scheduler} has no effect: LCM pipelines run the LCM scheduler.")
+        if request.negative_prompt.strip():
+            if lcm:
+                notes.append("The negative prompt has no effect: this model runs an LCM pipeline, which takes none.")
+            elif request.guidance_scale <= 1:
+                notes.append("The negative prompt has no effect with guidance at 1 or below (no unconditional pass); "
+                             "raise the guidance to use it.")
+        if request.guidance_scale > 1 and model.family.few_step and not lcm:  # LCM embeds guidance instead
+            notes.append(f"Guidance {request.guidance_scale:g} on a few-step model doubles the work per step and "
+                         "usually overcooks the image; few-step models are made for guidance 0-1.")
+        return notes
+
     def _recipe(self, request: GenerationRequest, seed: int, family: ModelFamily) -> dict[str, Any]:
         return {
             "prompt": request.prompt,
@@ -538,6 +561,11 @@ class Engine:
             "device": self.device.type,
             "dtype": devices.dtype_name(self.dtype),
         }
+
+
+def _runs_lcm(pipe: Any) -> bool:
+    """An LCM pipeline: it takes no negative prompt (no unconditional pass) and steps with the LCM scheduler."""
+    return "negative_prompt" not in inspect.signature(pipe.__call__).parameters
 
 
 def _prompt_key(method: Any, signature: inspect.Signature, pipe: Any, args: Any, kwargs: Any) -> tuple[Any, ...] | None:

@@ -227,19 +227,31 @@ class GenerationResult:
     ``before_first_step`` (the rest of the set-up before the first UNet call),
     ``first_step`` (includes compiling with ``torch_compile``), ``denoise`` (all
     steps), ``decode`` (VAE) and ``total``.
+
+    ``ignored``: one sentence per setting that had no effect on the loaded model (a negative
+    prompt on an LCM pipeline or without guidance, guidance on a model that does not use it)
+    or that the model is not made for (guidance above 1 on a few-step model); the caller
+    tells the artist.
     """
 
     image: np.ndarray = field(repr=False)
     seed: int
     recipe: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
+    ignored: list[str] = field(default_factory=list)
 
 
 @dataclass
 class LoadedModelInfo:
-    """What is in memory: the resolved source, its family and where/how it runs."""
+    """What is in memory: the resolved source, its family and where/how it runs.
+
+    ``few_step``: distilled for a handful of steps at guidance 0-1 (LCM, turbo, lightning).
+    ``negative_prompt``: its pipeline takes a negative prompt (LCM pipelines do not).
+    """
 
     source: str
     family: str
     device: str
     dtype: str
+    few_step: bool = False
+    negative_prompt: bool = True

@@ -56,8 +56,21 @@ def draw_model(layout, settings) -> None:
     box = layout.box()
     col = box.column(align=True)
     col.label(text=info.source, icon="CHECKMARK")
-    col.label(text=f"{info.family} · {info.device} · {info.dtype}")
+    col.label(text=f"{info.family}{' few-step' if info.few_step else ''} · {info.device} · {info.dtype}")
+    for hint in model_hints(info, settings):
+        col.label(text=hint, icon="INFO")
     layout.operator("latent_textures.free_model", icon="TRASH")
+
+
+def model_hints(info, settings) -> list[str]:
+    """What the model in memory does not use of the settings (it is not loaded for this: drawing loads nothing)."""
+    hints = []
+    if info.few_step:
+        hints.append("Few-step model: 1-8 steps, guidance 0-1")
+    if settings.negative_prompt.strip() and (not info.negative_prompt or settings.guidance_scale <= 1):
+        hints.append("The negative prompt has no effect on this model" if not info.negative_prompt
+                     else "The negative prompt needs guidance above 1")
+    return hints
 
 
 def draw_generate(layout, settings) -> None:

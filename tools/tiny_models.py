@@ -146,6 +146,7 @@ def build_tiny_sd(
     seed: int = 0,
     prediction_type: str = "epsilon",
     sd2: bool = False,
+    time_cond_proj_dim: int | None = None,
 ) -> Path:
     """Build an SD-1.x-like pipeline (or SD-2.x-like with ``sd2=True``) and save it to ``folder``.
 
@@ -154,6 +155,7 @@ def build_tiny_sd(
         seed: torch seed for the random weights; the same seed gives the same files.
         prediction_type: ``"epsilon"`` or ``"v_prediction"`` (written into the scheduler config).
         sd2: SD-2.x architecture traits (linear projections in the transformers, GELU text encoder).
+        time_cond_proj_dim: a guidance embedding in the UNet (what LCM-distilled UNets have).
 
     Returns:
         The folder, as a ``Path``.
@@ -178,6 +180,7 @@ def build_tiny_sd(
         attention_head_dim=(2, 4),
         norm_num_groups=32,
         use_linear_projection=sd2,
+        time_cond_proj_dim=time_cond_proj_dim,
     )
     torch.manual_seed(seed + 1)
     vae = _tiny_vae()
@@ -198,6 +201,27 @@ def build_tiny_sd(
     )
     pipe.save_pretrained(out)
     shutil.rmtree(out / "_tokenizer_src")
+    return out
+
+
+def build_tiny_lcm(folder: str | os.PathLike[str], *, seed: int = 0) -> Path:
+    """A few-step model as LCM checkpoints ship: ``LatentConsistencyModelPipeline`` with an ``LCMScheduler``.
+
+    The tiny SD model with a guidance embedding in its UNet (``time_cond_proj_dim``, as LCM
+    distillation adds) in the LCM pipeline, which takes no negative prompt.
+    """
+    from diffusers import LatentConsistencyModelPipeline, LCMScheduler, StableDiffusionPipeline
+
+    out = Path(folder)
+    source = build_tiny_sd(out.parent / f"_{out.name}_sd", seed=seed, time_cond_proj_dim=32)
+    sd = StableDiffusionPipeline.from_pretrained(source, local_files_only=True)
+    pipe = LatentConsistencyModelPipeline(
+        vae=sd.vae, text_encoder=sd.text_encoder, tokenizer=sd.tokenizer, unet=sd.unet,
+        scheduler=LCMScheduler.from_config(sd.scheduler.config), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(out)
+    shutil.rmtree(source)
     return out
 
 

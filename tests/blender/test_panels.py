@@ -97,3 +97,23 @@ def test_model_panel_without_a_loaded_model():
 
 def test_model_panel_has_a_file_browser_button():
     assert ("operator", "latent_textures.browse_model") in draw("VIEW3D_PT_latent_textures_model")
+
+
+def test_model_panel_hints_what_a_few_step_model_ignores(settings, tiny_lcm_model):
+    """With an LCM model in memory the panel says so (drawing loads nothing: the engine is asked what it holds)."""
+    engine_module = __import__(f"{ADDON_MODULE}.engine", fromlist=["_"])
+    settings.model = str(tiny_lcm_model)
+    settings.width = settings.height = 64
+    settings.steps = 1
+    settings.scheduler = "LCM"
+    settings.target = "IMAGE"
+    settings.negative_prompt = "blurry"
+    assert bpy.ops.latent_textures.generate() == {"FINISHED"}
+    engine = engine_module.loaded_engine()
+    loads = engine.load_count
+    hints = [e[1] for e in draw("VIEW3D_PT_latent_textures_model") if e[0] == "label" and e[2] == "INFO"]
+    assert "Few-step model: 1-8 steps, guidance 0-1" in hints
+    assert "The negative prompt has no effect on this model" in hints
+    assert engine.load_count == loads
+    bpy.ops.latent_textures.free_model()
+    assert [e for e in draw("VIEW3D_PT_latent_textures_model") if e[0] == "label" and "Few-step" in e[1]] == []
