@@ -151,6 +151,7 @@ class Engine:
             dtype=devices.dtype_name(self.dtype),
             few_step=model.family.few_step,
             negative_prompt=not _runs_lcm(pipe),
+            prediction_type=model.family.prediction_type,
         )
 
     def free(self) -> None:

@@ -255,3 +255,4 @@ class LoadedModelInfo:
     dtype: str
     few_step: bool = False
     negative_prompt: bool = True
+    prediction_type: str = "epsilon"

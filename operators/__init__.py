@@ -13,6 +13,7 @@ from .install_dependencies import LATENT_TEXTURES_OT_install_dependencies
 from .open_model_cache import LATENT_TEXTURES_OT_open_model_cache
 from .refresh_dependency_status import LATENT_TEXTURES_OT_refresh_dependency_status
 from .remove_cached_model import LATENT_TEXTURES_OT_remove_cached_model
+from .use_recommended_settings import LATENT_TEXTURES_OT_use_recommended_settings
 
 classes = (
     LATENT_TEXTURES_OT_generate,
@@ -26,6 +27,7 @@ classes = (
     LATENT_TEXTURES_OT_cancel_model_download,
     LATENT_TEXTURES_OT_open_model_cache,
     LATENT_TEXTURES_OT_remove_cached_model,
+    LATENT_TEXTURES_OT_use_recommended_settings,
 )
 
 register, unregister = bpy.utils.register_classes_factory(classes)

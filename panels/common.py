@@ -48,6 +48,7 @@ def draw_model(layout, settings) -> None:
     row = layout.row(align=True)
     row.prop(settings, "model", text="")
     row.operator("latent_textures.browse_model", text="", icon="FILEBROWSER")
+    layout.operator("latent_textures.use_recommended_settings", icon="PRESET")
     engine = loaded_engine()
     info = engine.loaded_model() if engine is not None else None
     if info is None:
