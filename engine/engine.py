@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import devices, sources
+from . import devices, revisions, sources
 from ._version import read_version
 from .errors import EngineError, GenerationCancelled
 from .families import ModelFamily, detect_family
@@ -70,6 +70,7 @@ class _LoadedModel:
     prompt_cache: dict[tuple[Any, ...], tuple[Any, ...]] = field(default_factory=dict)
     vae_fp32: bool = False  # a half-precision decode overflowed: this model's VAE decodes in fp32
     weight_bytes: int = 0  # what the weights take on the device (VAE tiling AUTO)
+    revision: str | None = None  # the hub commit or the checkpoint's sha256 (revisions.py)
 
 
 class _RunClock:
@@ -176,7 +177,7 @@ class Engine:
         self.free()  # one model in memory: drop the old one before reading the new one
 
         try:
-            pipe = self._read(source, on_progress, cancel_event)
+            pipe, revision = self._read(source, on_progress, cancel_event)
         except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:
             if devices.is_oom(error):
                 raise  # -> OutOfMemoryError in generate()
@@ -194,6 +195,7 @@ class Engine:
             scheduler_config=dict(pipe.scheduler.config),
             pipelines={"TXT2IMG": pipe},
             weight_bytes=self._resident_bytes(pipe),
+            revision=revision,
         )
         log.info("Loaded %s (%s) on %s as %s", source.location, family.name, self.device, self.dtype)
         return self._model
@@ -203,14 +205,18 @@ class Engine:
         source: sources.ModelSource,
         on_progress: ProgressCallback | None,
         cancel_event: threading.Event | None,
-    ) -> Any:
-        """Find (download) and load the pipeline for ``source`` on the CPU, in the engine's dtype."""
+    ) -> tuple[Any, str | None]:
+        """Find (download) and load the pipeline for ``source`` on the CPU, in the engine's dtype.
+
+        Returns the pipeline and the revision of its weights (see ``revisions``).
+        """
         options = self.options
         prefer_variant = variant_for(devices.dtype_name(self.dtype))
         if source.kind == "SINGLE_FILE":
             pipe = sources.load_single_file(
                 Path(source.location), dtype=self.dtype, cache_dir=options.cache_dir, offline=options.offline
             )
+            revision = revisions.file_digest(Path(source.location), options.cache_dir)
         else:
             folder = Path(source.location)
             if source.kind == "HUB":
@@ -231,7 +237,8 @@ class Engine:
                 allow_pickle=options.allow_pickle,
                 prefer_variant=prefer_variant,
             )
-        return pipe
+            revision = revisions.snapshot_revision(folder)
+        return pipe, revision
 
     def _place(self, pipe: Any) -> None:
         """Move to the device and apply the memory modes."""
@@ -392,7 +399,7 @@ class Engine:
         return GenerationResult(
             image=rgba,
             seed=seed,
-            recipe=self._recipe(request, seed, model.family),
+            recipe=self._recipe(request, seed, model.family, model.revision),
             timings=clock.timings(),
             ignored=self._ignored(pipe, model, request),
         )
@@ -541,7 +548,9 @@ class Engine:
                          "usually overcooks the image; few-step models are made for guidance 0-1.")
         return notes
 
-    def _recipe(self, request: GenerationRequest, seed: int, family: ModelFamily) -> dict[str, Any]:
+    def _recipe(
+        self, request: GenerationRequest, seed: int, family: ModelFamily, revision: str | None = None
+    ) -> dict[str, Any]:
         return {
             "prompt": request.prompt,
             "negative_prompt": request.negative_prompt,
@@ -561,6 +570,7 @@ class Engine:
             "few_step": family.few_step,
             "device": self.device.type,
             "dtype": devices.dtype_name(self.dtype),
+            **({"model_revision": revision} if revision else {}),
         }
 
 

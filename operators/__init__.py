@@ -13,6 +13,7 @@ from .install_dependencies import LATENT_TEXTURES_OT_install_dependencies
 from .open_model_cache import LATENT_TEXTURES_OT_open_model_cache
 from .refresh_dependency_status import LATENT_TEXTURES_OT_refresh_dependency_status
 from .remove_cached_model import LATENT_TEXTURES_OT_remove_cached_model
+from .use_image_settings import LATENT_TEXTURES_OT_use_image_settings
 from .use_recommended_settings import LATENT_TEXTURES_OT_use_recommended_settings
 
 classes = (
@@ -28,6 +29,7 @@ classes = (
     LATENT_TEXTURES_OT_open_model_cache,
     LATENT_TEXTURES_OT_remove_cached_model,
     LATENT_TEXTURES_OT_use_recommended_settings,
+    LATENT_TEXTURES_OT_use_image_settings,
 )
 
 register, unregister = bpy.utils.register_classes_factory(classes)
