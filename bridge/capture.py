@@ -115,11 +115,11 @@ def _render_result_pixels(scene: bpy.types.Scene) -> np.ndarray:
 
 
 def capture_image(image: bpy.types.Image | None, width: int, height: int) -> np.ndarray:
-    """An Image datablock as displayed, stretched to width x height (texture space kept)."""
+    """An Image datablock as displayed, stretched to width x height (texture space kept, antialiased)."""
     if image is None:
         raise ValueError("Source is Image but no source image is set: pick one in the panel")
     file_missing = image.source == "FILE" and not os.path.exists(bpy.path.abspath(image.filepath))
     if file_missing and image.packed_file is None and not image.has_data:
         raise ValueError(f"Source image '{image.name}' has no pixels: its file '{image.filepath}' is missing")
     display = pixels.read_display_pixels(image)[..., :3]
-    return pixels.resize_bilinear(display, height, width)
+    return pixels.resize(display, height, width)

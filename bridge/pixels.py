@@ -108,23 +108,42 @@ def load_png_pixels(path: str) -> np.ndarray:
         bpy.data.images.remove(image)
 
 
-def resize_bilinear(array: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Stretch (h, w, c) to (height, width, c), sampling pixel centres bilinearly.
+def _tent_taps(source: int, target: int) -> tuple[np.ndarray, np.ndarray]:
+    """Source indices and weights, (target, taps) each, of a tent filter resampling ``source`` -> ``target``.
+
+    Upscaling: the tent is one source pixel wide on each side, i.e. bilinear. Downscaling by
+    ``s``: it is ``s`` source pixels wide, so every source pixel counts (the prefilter
+    against aliasing) - like PIL's and torch's antialiased bilinear.
+    """
+    scale = source / target
+    support = max(scale, 1.0)
+    centres = (np.arange(target, dtype=np.float64) + 0.5) * scale - 0.5
+    first = np.floor(centres - support).astype(np.int64) + 1
+    taps = int(np.ceil(2 * support)) + 1
+    index = first[:, None] + np.arange(taps)[None, :]
+    weights = np.clip(1.0 - np.abs(index - centres[:, None]) / support, 0.0, None)
+    weights[(index < 0) | (index >= source)] = 0.0  # beyond the border: left out, the rest renormalised
+    weights /= weights.sum(axis=1, keepdims=True)
+    return np.clip(index, 0, source - 1), weights.astype(np.float32)
+
+
+def resize(array: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Stretch (h, w, c) to (height, width, c): bilinear up, antialiased (tent prefilter) down.
 
     Stretching (not cropping) keeps texture space intact: pixel (u, v) of the
     source lands on (u, v) of the result, so a texture stays aligned to its UVs.
+    Shrinking averages every source pixel under each result pixel, so fine
+    patterns become their mean instead of aliasing into moiré.
     """
     src_h, src_w = array.shape[:2]
     if (src_h, src_w) == (height, width):
         return array.astype(np.float32, copy=True)
-    ys = np.clip((np.arange(height, dtype=np.float32) + 0.5) * (src_h / height) - 0.5, 0, src_h - 1)
-    xs = np.clip((np.arange(width, dtype=np.float32) + 0.5) * (src_w / width) - 0.5, 0, src_w - 1)
-    y0 = np.floor(ys).astype(np.int64)
-    x0 = np.floor(xs).astype(np.int64)
-    y1 = np.minimum(y0 + 1, src_h - 1)
-    x1 = np.minimum(x0 + 1, src_w - 1)
-    wy = (ys - y0)[:, None, None]
-    wx = (xs - x0)[None, :, None]
-    top = array[y0][:, x0] * (1 - wx) + array[y0][:, x1] * wx
-    bottom = array[y1][:, x0] * (1 - wx) + array[y1][:, x1] * wx
-    return (top * (1 - wy) + bottom * wy).astype(np.float32)
+    rows, row_weights = _tent_taps(src_h, height)
+    shrunk = np.zeros((height, src_w) + array.shape[2:], dtype=np.float32)
+    for tap in range(rows.shape[1]):  # one pass per tap: memory stays at one result-sized array
+        shrunk += array[rows[:, tap]] * row_weights[:, tap, None, None]
+    cols, col_weights = _tent_taps(src_w, width)
+    out = np.zeros((height, width) + array.shape[2:], dtype=np.float32)
+    for tap in range(cols.shape[1]):
+        out += shrunk[:, cols[:, tap]] * col_weights[None, :, tap, None]
+    return out

@@ -280,6 +280,7 @@ class GenerationRun:
         self.reports.append(("INFO", f"Generated '{image.name}' (seed {result.seed})"))
         if self.insight_images:
             self.reports.append(("INFO", "Insight images: " + ", ".join(i.name for i in self.insight_images)))
+        self.reports += [("INFO", note) for note in result.ignored]  # settings this model did not use
         return "FINISHED"
 
     def create_image(self, changes: results.Changes, result) -> bpy.types.Image:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import controlnets, devices, inpaint, loras, pipelines, sources
+from . import controlnets, devices, inpaint, loras, pipelines, revisions, sources
 from ._version import read_version
 from .errors import EngineError, GenerationCancelled
 from .families import ModelFamily, detect_family
@@ -97,9 +97,11 @@ class ModelFiles:
     files: str
     origin: str
     cache_dir: str | None = None
+    revision: str | None = None  # the hub commit or the checkpoint's sha256 (revisions.py)
 
     def recipe_fields(self) -> dict[str, Any]:
-        return {"model_files": self.files, "model_origin": self.origin, "model_cache": self.cache_dir or ""}
+        fields = {"model_files": self.files, "model_origin": self.origin, "model_cache": self.cache_dir or ""}
+        return fields | ({"model_revision": self.revision} if self.revision else {})
 
 
 class _RunClock:
@@ -209,6 +211,7 @@ class Engine:
         model = self._model
         if model is None:
             return None
+        pipe = model.pipelines["TXT2IMG"]
         return LoadedModelInfo(
             source=model.source.location,
             family=model.family.name,
@@ -217,6 +220,9 @@ class Engine:
             files=model.where.files,
             origin=model.where.origin,
             cache_dir=model.where.cache_dir,
+            few_step=model.family.few_step,
+            negative_prompt=not _runs_lcm(pipe),
+            prediction_type=model.family.prediction_type,
         )
 
     def free(self) -> None:
@@ -302,7 +308,10 @@ class Engine:
         on_progress: ProgressCallback | None,
         cancel_event: threading.Event | None,
     ) -> tuple[Any, ModelFiles]:
-        """Find (download) and load the pipeline for ``source`` on the CPU, in the engine's dtype."""
+        """Find (download) and load the pipeline for ``source`` on the CPU, in the engine's dtype.
+
+        Returns the pipeline and where its weights came from, with their revision (see ``revisions``).
+        """
         options = self.options
         prefer_variant = variant_for(devices.dtype_name(self.dtype))
         if source.kind == "SINGLE_FILE":
@@ -313,7 +322,8 @@ class Engine:
                 offline=options.offline,
                 read_cache_dirs=options.read_cache_dirs,
             )
-            return pipe, ModelFiles(source.location, "SINGLE_FILE")
+            revision = revisions.file_digest(Path(source.location), options.cache_dir)
+            return pipe, ModelFiles(source.location, "SINGLE_FILE", revision=revision)
         folder = Path(source.location)
         where = ModelFiles(source.location, "FOLDER")
         if source.kind == "HUB":
@@ -328,7 +338,8 @@ class Engine:
                 cancel_event=cancel_event,
             )
             folder = found.folder
-            where = ModelFiles(str(folder), "DOWNLOAD" if found.downloaded else "CACHE", found.cache_dir)
+            where = ModelFiles(str(folder), "DOWNLOAD" if found.downloaded else "CACHE", found.cache_dir,
+                               revisions.snapshot_revision(folder))
         _check_cancel(cancel_event)
         pipe = sources.load_folder(
             folder,
@@ -619,7 +630,8 @@ class Engine:
                 lora_entries = self._apply_loras(model, request.loras, on_progress, cancel_event)
                 _check_cancel(cancel_event)
                 pipe = self._pipeline(model, task, controlnet_key)
-                pipe.scheduler = make_scheduler(request.scheduler, model.scheduler_config, request.steps)
+                scheduler = "LCM" if _runs_lcm(pipe) else request.scheduler  # LCM pipelines step only with it
+                pipe.scheduler = make_scheduler(scheduler, model.scheduler_config, request.steps)
                 vae_tiled = self._set_vae_tiling(pipe, request)
                 # A tiled decode would wrap each tile around itself: the VAE then decodes the whole
                 # image's wrap itself (decode_wrapped) and only the UNet (and ControlNet) pad circularly.
@@ -689,7 +701,8 @@ class Engine:
             mask_blur=int(request.mask_blur),
             **model.where.recipe_fields(),
         )
-        return GenerationResult(image=rgba, seed=seed, recipe=recipe, timings=clock.timings())
+        return GenerationResult(image=rgba, seed=seed, recipe=recipe, timings=clock.timings(),
+                                ignored=self._ignored(pipe, model, request))
 
     def _control_for(
         self,
@@ -833,7 +846,27 @@ class Engine:
         accepted = inspect.signature(pipe.__call__).parameters
         return {k: v for k, v in kwargs.items() if k in accepted}  # LCM pipelines take no negative prompt
 
-    def _recipe(self, request: GenerationRequest, seed: int, family: ModelFamily) -> dict[str, Any]:
+    @staticmethod
+    def _ignored(pipe: Any, model: _LoadedModel, request: GenerationRequest) -> list[str]:
+        """The request's settings that have no effect on this pipeline, one sentence each (for the artist)."""
+        lcm = _runs_lcm(pipe)  # LatentConsistencyModelPipeline: no unconditional pass at all
+        notes = []
+        if lcm and request.scheduler != "LCM":
+            notes.append(f"The scheduler {request.scheduler} has no effect: LCM pipelines run the LCM scheduler.")
+        if request.negative_prompt.strip():
+            if lcm:
+                notes.append("The negative prompt has no effect: this model runs an LCM pipeline, which takes none.")
+            elif request.guidance_scale <= 1:
+                notes.append("The negative prompt has no effect with guidance at 1 or below (no unconditional pass); "
+                             "raise the guidance to use it.")
+        if request.guidance_scale > 1 and model.family.few_step and not lcm:  # LCM embeds guidance instead
+            notes.append(f"Guidance {request.guidance_scale:g} on a few-step model doubles the work per step and "
+                         "usually overcooks the image; few-step models are made for guidance 0-1.")
+        return notes
+
+    def _recipe(
+        self, request: GenerationRequest, seed: int, family: ModelFamily
+    ) -> dict[str, Any]:
         return {
             "prompt": request.prompt,
             "negative_prompt": request.negative_prompt,
@@ -914,6 +947,11 @@ def _task_arguments(
         kwargs["image" if task == "TXT2IMG" else "control_image"] = control
         kwargs["controlnet_conditioning_scale"] = float(request.control_strength)
     return kwargs
+
+
+def _runs_lcm(pipe: Any) -> bool:
+    """An LCM pipeline: it takes no negative prompt (no unconditional pass) and steps with the LCM scheduler."""
+    return "negative_prompt" not in inspect.signature(pipe.__call__).parameters
 
 
 def _prompt_key(method: Any, signature: inspect.Signature, pipe: Any, args: Any, kwargs: Any) -> tuple[Any, ...] | None:

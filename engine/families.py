@@ -77,3 +77,33 @@ def detect_family(unet_config: Mapping[str, Any], scheduler_config: Mapping[str,
         inpainting=unet_config.get("in_channels") == INPAINTING_CHANNELS,
         depth=unet_config.get("in_channels") == DEPTH_CHANNELS,
     )
+
+
+def family_from_folder(folder: str) -> ModelFamily | None:
+    """The family of a diffusers folder from its two small config files (no weights read); None if unreadable."""
+    import json
+    import os
+
+    try:
+        with open(os.path.join(folder, "unet", "config.json"), encoding="utf-8") as f:
+            unet = json.load(f)
+        with open(os.path.join(folder, "scheduler", "scheduler_config.json"), encoding="utf-8") as f:
+            scheduler = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return detect_family(unet, scheduler)
+
+
+def recommended_settings(family: ModelFamily) -> dict[str, Any]:
+    """What a family is made for, as scene settings (``width``, ``height``, ``steps``, ``guidance_scale``, ``scheduler``).
+
+    SDXL is trained at 1024², SD 2.x v-prediction at 768², the rest at 512². Few-step
+    models (LCM, turbo, lightning) want 1-4 steps without guidance; the LCM scheduler
+    runs them all. Others: 25 steps, guidance 7.5, DPM++ 2M.
+    """
+    size = 1024 if family.name == "SDXL" else 768 if family.prediction_type == "v_prediction" else 512
+    if family.few_step:
+        sampling = {"steps": 4, "guidance_scale": 1.0, "scheduler": "LCM"}
+    else:
+        sampling = {"steps": 25, "guidance_scale": 7.5, "scheduler": "DPM_SOLVER_MULTISTEP"}
+    return {"width": size, "height": size, **sampling}

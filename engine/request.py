@@ -342,12 +342,18 @@ class GenerationResult:
     ``before_first_step`` (the rest of the set-up before the first UNet call),
     ``first_step`` (includes compiling with ``torch_compile``), ``denoise`` (all
     steps), ``decode`` (VAE) and ``total``.
+
+    ``ignored``: one sentence per setting that had no effect on the loaded model (a negative
+    prompt on an LCM pipeline or without guidance, guidance on a model that does not use it)
+    or that the model is not made for (guidance above 1 on a few-step model); the caller
+    tells the artist.
     """
 
     image: np.ndarray = field(repr=False)
     seed: int
     recipe: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
+    ignored: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -357,6 +363,8 @@ class LoadedModelInfo:
     ``files`` is the folder or file the weights were read from (for a repo id: the cached snapshot) and
     ``origin`` how it was found: ``FOLDER``, ``SINGLE_FILE``, ``CACHE`` (a repo id found in ``cache_dir``,
     the Hugging Face cache folder holding it) or ``DOWNLOAD`` (downloaded into ``cache_dir`` just now).
+    ``few_step``: distilled for a handful of steps at guidance 0-1 (LCM, turbo, lightning).
+    ``negative_prompt``: its pipeline takes a negative prompt (LCM pipelines do not).
     """
 
     source: str
@@ -366,3 +374,6 @@ class LoadedModelInfo:
     files: str = ""
     origin: str = ""
     cache_dir: str | None = None
+    few_step: bool = False
+    negative_prompt: bool = True
+    prediction_type: str = "epsilon"

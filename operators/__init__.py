@@ -21,6 +21,8 @@ from .remove_cached_model import LATENT_TEXTURES_OT_remove_cached_model
 from .remove_model_folder import LATENT_TEXTURES_OT_remove_model_folder
 from .scan_models import LATENT_TEXTURES_OT_scan_models
 from .upscale import LATENT_TEXTURES_OT_upscale
+from .use_image_settings import LATENT_TEXTURES_OT_use_image_settings
+from .use_recommended_settings import LATENT_TEXTURES_OT_use_recommended_settings
 
 classes = (
     LATENT_TEXTURES_OT_generate,
@@ -42,6 +44,8 @@ classes = (
     LATENT_TEXTURES_OT_add_model_folder,
     LATENT_TEXTURES_OT_remove_model_folder,
     LATENT_TEXTURES_OT_pick_model,
+    LATENT_TEXTURES_OT_use_recommended_settings,
+    LATENT_TEXTURES_OT_use_image_settings,
 )
 
 register, _unregister_classes = bpy.utils.register_classes_factory(classes)

@@ -66,6 +66,7 @@ def draw_model(layout, settings) -> None:
             row.operator("latent_textures.pick_model", text="Add LoRA", icon="VIEWZOOM").target = "LORA"
         if hasattr(settings, "control_model"):
             row.operator("latent_textures.pick_model", text="ControlNet", icon="VIEWZOOM").target = "CONTROLNET"
+    layout.operator("latent_textures.use_recommended_settings", icon="PRESET")
     engine = loaded_engine()
     info = engine.loaded_model() if engine is not None else None
     if info is None:
@@ -74,7 +75,9 @@ def draw_model(layout, settings) -> None:
     box = layout.box()
     col = box.column(align=True)
     col.label(text=info.source, icon="CHECKMARK")
-    col.label(text=f"{info.family} · {info.device} · {info.dtype}")
+    col.label(text=f"{info.family}{' few-step' if info.few_step else ''} · {info.device} · {info.dtype}")
+    for hint in model_hints(info, settings):
+        col.label(text=hint, icon="INFO")
     if info.origin in ("CACHE", "DOWNLOAD"):
         col.label(text=f"{'Downloaded to' if info.origin == 'DOWNLOAD' else 'From'} the {_cache_name(info.cache_dir)}")
         col.label(text=info.files)
@@ -136,6 +139,17 @@ def draw_model_checks(layout, settings) -> None:
         layout.label(text=f"{model.family_label} · {model.layout} · {model.origin}", icon="FILE_3D")
     for problem in model_problems(settings):
         layout.label(text=problem, icon="ERROR")
+
+
+def model_hints(info, settings) -> list[str]:
+    """What the model in memory does not use of the settings (it is not loaded for this: drawing loads nothing)."""
+    hints = []
+    if info.few_step:
+        hints.append("Few-step model: 1-8 steps, guidance 0-1")
+    if settings.negative_prompt.strip() and (not info.negative_prompt or settings.guidance_scale <= 1):
+        hints.append("The negative prompt has no effect on this model" if not info.negative_prompt
+                     else "The negative prompt needs guidance above 1")
+    return hints
 
 
 def draw_generate(layout, settings) -> None:

@@ -12,6 +12,9 @@ class IMAGE_PT_latent_textures(LatentTexturesPanel, bpy.types.Panel):
 
     def draw(self, context):
         settings = context.scene.latent_textures
+        image = getattr(context.space_data, "image", None)
+        if image is not None and "latent_textures" in image:
+            self.layout.operator("latent_textures.use_image_settings", icon="IMPORT")
         common.draw_prompt(self.layout, settings)
         common.draw_input(self.layout, settings)
         common.draw_generate(self.layout, settings)

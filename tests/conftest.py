@@ -62,6 +62,12 @@ def tiny_sd_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_lcm_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of a tiny few-step LCM pipeline (LatentConsistencyModelPipeline + LCMScheduler), built once."""
+    return import_tiny_models().build_tiny_lcm(tmp_path_factory.mktemp("models") / "tiny-lcm")
+
+
+@pytest.fixture(scope="session")
 def tiny_sdxl_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Folder of a tiny SDXL-like diffusers pipeline, built once per session."""
     return import_tiny_models().build_tiny_sdxl(tmp_path_factory.mktemp("models") / "tiny-sdxl")

@@ -151,6 +151,7 @@ def build_tiny_sd(
     prediction_type: str = "epsilon",
     sd2: bool = False,
     kind: str = "txt2img",
+    time_cond_proj_dim: int | None = None,
 ) -> Path:
     """Build an SD-1.x-like pipeline (or SD-2.x-like with ``sd2=True``) and save it to ``folder``.
 
@@ -162,6 +163,7 @@ def build_tiny_sd(
         kind: ``"txt2img"``; ``"inpaint"`` a dedicated inpainting model (9-channel UNet,
             ``StableDiffusionInpaintPipeline``); ``"depth"`` an SD-2-depth-like model (5-channel UNet,
             ``StableDiffusionDepth2ImgPipeline`` without its depth estimator, as when a depth map is given).
+        time_cond_proj_dim: a guidance embedding in the UNet (what LCM-distilled UNets have).
 
     Returns:
         The folder, as a ``Path``.
@@ -194,6 +196,7 @@ def build_tiny_sd(
         attention_head_dim=(2, 4),
         norm_num_groups=32,
         use_linear_projection=sd2,
+        time_cond_proj_dim=time_cond_proj_dim,
     )
     torch.manual_seed(seed + 1)
     vae = _tiny_vae()
@@ -210,6 +213,27 @@ def build_tiny_sd(
         pipe = pipeline_class(**common, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(out)
     shutil.rmtree(out / "_tokenizer_src")
+    return out
+
+
+def build_tiny_lcm(folder: str | os.PathLike[str], *, seed: int = 0) -> Path:
+    """A few-step model as LCM checkpoints ship: ``LatentConsistencyModelPipeline`` with an ``LCMScheduler``.
+
+    The tiny SD model with a guidance embedding in its UNet (``time_cond_proj_dim``, as LCM
+    distillation adds) in the LCM pipeline, which takes no negative prompt.
+    """
+    from diffusers import LatentConsistencyModelPipeline, LCMScheduler, StableDiffusionPipeline
+
+    out = Path(folder)
+    source = build_tiny_sd(out.parent / f"_{out.name}_sd", seed=seed, time_cond_proj_dim=32)
+    sd = StableDiffusionPipeline.from_pretrained(source, local_files_only=True)
+    pipe = LatentConsistencyModelPipeline(
+        vae=sd.vae, text_encoder=sd.text_encoder, tokenizer=sd.tokenizer, unet=sd.unet,
+        scheduler=LCMScheduler.from_config(sd.scheduler.config), safety_checker=None, feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipe.save_pretrained(out)
+    shutil.rmtree(source)
     return out
 
 

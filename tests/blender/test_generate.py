@@ -494,3 +494,19 @@ def test_image_source_whose_file_is_missing(tiny, tmp_path):
     path.unlink()
     active_cube()
     _assert_error_leaves_no_trace("its file .* is missing")
+
+
+def test_settings_an_lcm_model_ignores_are_reported(tiny, tiny_lcm_model, capfd):
+    """Generate on an LCM model with a negative prompt: an INFO report says it had no effect."""
+    tiny.model = str(tiny_lcm_model)
+    tiny.negative_prompt = "blurry"
+    tiny.guidance_scale = 1.0
+    tiny.scheduler = "LCM"
+    tiny.target = "IMAGE"
+    capfd.readouterr()
+    assert bpy.ops.latent_textures.generate() == {"FINISHED"}
+    out = capfd.readouterr().out
+    assert "Info: The negative prompt has no effect: this model runs an LCM pipeline" in out
+    tiny.negative_prompt = ""
+    bpy.ops.latent_textures.generate()
+    assert "no effect" not in capfd.readouterr().out

@@ -111,6 +111,8 @@ def test_upscale_panel_offers_x2_x4_of_the_result_and_says_when_it_cannot_fit(se
     settings.result_image = bpy.data.images.new("huge", 4200, 8)
     warnings = [entry for entry in draw("IMAGE_PT_latent_textures_upscale") if entry[0] == "label"]
     assert ("label", "x4 too large for this machine", "ERROR") in warnings
+
+
 def test_inpaint_shows_source_mask_and_blur(settings):
     settings.mode = "INPAINT"
     names = [entry[1] for entry in draw("VIEW3D_PT_latent_textures") if entry[0] in ("prop", "template_ID")]
@@ -135,3 +137,23 @@ def test_lora_section_lists_rows_with_add_and_remove(settings):
     log = draw("VIEW3D_PT_latent_textures_loras")
     assert ("template_list", "loras") in log
     assert {("operator", "latent_textures.lora_add"), ("operator", "latent_textures.lora_remove")} <= set(log)
+
+
+def test_model_panel_hints_what_a_few_step_model_ignores(settings, tiny_lcm_model):
+    """With an LCM model in memory the panel says so (drawing loads nothing: the engine is asked what it holds)."""
+    engine_module = __import__(f"{ADDON_MODULE}.engine", fromlist=["_"])
+    settings.model = str(tiny_lcm_model)
+    settings.width = settings.height = 64
+    settings.steps = 1
+    settings.scheduler = "LCM"
+    settings.target = "IMAGE"
+    settings.negative_prompt = "blurry"
+    assert bpy.ops.latent_textures.generate() == {"FINISHED"}
+    engine = engine_module.loaded_engine()
+    loads = engine.load_count
+    hints = [e[1] for e in draw("VIEW3D_PT_latent_textures_model") if e[0] == "label" and e[2] == "INFO"]
+    assert "Few-step model: 1-8 steps, guidance 0-1" in hints
+    assert "The negative prompt has no effect on this model" in hints
+    assert engine.load_count == loads
+    bpy.ops.latent_textures.free_model()
+    assert [e for e in draw("VIEW3D_PT_latent_textures_model") if e[0] == "label" and "Few-step" in e[1]] == []

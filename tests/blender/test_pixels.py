@@ -80,7 +80,27 @@ def test_display_read_leaves_no_datablocks(pixels):
 def test_resize_stretches_and_keeps_orientation(pixels):
     array = np.zeros((2, 4, 3), dtype=np.float32)
     array[0, :2] = 1.0  # top-left quarter white
-    resized = pixels.resize_bilinear(array, 8, 16)
+    resized = pixels.resize(array, 8, 16)
     assert resized.shape == (8, 16, 3)
     assert resized[0, 0, 0] == 1.0 and resized[-1, -1, 0] == 0.0
     assert resized[:4, :8].mean() > 0.8 and resized[4:, 8:].mean() < 0.2
+
+
+def test_shrinking_a_source_image_averages_fine_patterns(pixels):
+    """img2img from a large Image: a 1-in-3 stripe pattern shrunk 8x is its mean (1/3), not moiré."""
+    capture = __import__(f"{ADDON_MODULE}.bridge.capture", fromlist=["capture"])
+    bpy.context.scene.view_settings.view_transform = "Standard"
+    pattern = np.zeros((512, 512, 4), dtype=np.float32)
+    pattern[:, ::3, :3] = 1.0  # every third column white
+    pattern[..., 3] = 1.0
+    image = pixels.new_display_image("stripes", pattern)
+    shrunk = capture.capture_image(image, 64, 64)
+    assert shrunk.shape == (64, 64, 3)
+    white = 172 / 512  # the share of white columns
+    assert np.abs(shrunk - white).max() < 0.03, (shrunk.min(), shrunk.max())
+    # Enlarging stays bilinear: a step stays a step in the middle, smooth only at the edge.
+    step = np.zeros((2, 2, 3), dtype=np.float32)
+    step[:, 1] = 1.0
+    big = pixels.resize(step, 2, 8)
+    np.testing.assert_allclose(big[0], [[0] * 3, [0] * 3, [0.125] * 3, [0.375] * 3, [0.625] * 3, [0.875] * 3,
+                                        [1] * 3, [1] * 3], atol=1e-6)

@@ -538,3 +538,26 @@ def test_seamless_holds_with_vae_tiling_forced_on(
                 assert ratio <= 1.3, (seamless, axis, ratios)
             else:
                 assert ratio >= 1.6, (seamless, axis, ratios)
+
+
+def test_settings_the_model_does_not_use_are_named(
+    engine: Any, make_request: Any, tiny_sd_model: Path, tiny_lcm_model: Path
+) -> None:
+    """An LCM pipeline takes no negative prompt (diffusers drops it): the result says so instead of staying silent."""
+    lcm = engine.generate(make_request(tiny_lcm_model, negative_prompt="blurry", guidance_scale=5, steps=2,
+                                       scheduler="LCM"))
+    assert lcm.recipe["few_step"] is True
+    assert len(lcm.ignored) == 1, lcm.ignored  # guidance is used: LCM's UNet embeds it
+    assert "negative prompt has no effect" in lcm.ignored[0] and "LCM" in lcm.ignored[0]
+    info = engine.loaded_model()
+    assert info.few_step and not info.negative_prompt
+    assert engine.generate(make_request(tiny_lcm_model, guidance_scale=1, steps=2, scheduler="LCM")).ignored == []
+    # Another scheduler would crash an LCM pipeline (it steps with LCM's own arguments): LCM runs, and it is said.
+    euler = engine.generate(make_request(tiny_lcm_model, guidance_scale=1, steps=2, scheduler="EULER"))
+    assert euler.ignored == ["The scheduler EULER has no effect: LCM pipelines run the LCM scheduler."]
+    assert type(engine._model.pipelines["TXT2IMG"].scheduler).__name__ == "LCMScheduler"
+
+    plain = engine.generate(make_request(tiny_sd_model, negative_prompt="blurry", guidance_scale=7.5))
+    assert plain.ignored == [] and engine.loaded_model().negative_prompt and not engine.loaded_model().few_step
+    unguided = engine.generate(make_request(tiny_sd_model, negative_prompt="blurry", guidance_scale=1))
+    assert len(unguided.ignored) == 1 and "guidance at 1 or below" in unguided.ignored[0]
