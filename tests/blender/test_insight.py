@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from harness import ADDON_MODULE, datablock_counts
+from test_panels import draw
 
 
 def module(name):
@@ -154,17 +155,6 @@ def test_token_lines_count_and_flag_ignored_words(tiny, tiny_sdxl_model):
     tiny.model = str(tiny_sdxl_model)
     (line,) = module("bridge.prompt_tokens").token_lines(bpy.context, tiny)
     assert line[1] == "ERROR" and "(both encoders)" in line[0] and line[0].endswith("zqfinal")
-
-
-def draw(panel_name):
-    from recording_layout import RecordingLayout
-
-    panel = getattr(bpy.types, panel_name)
-    log = []
-    holder = type("PanelInstance", (), {"layout": RecordingLayout(log)})()
-    assert panel.poll(bpy.context)
-    panel.draw(holder, bpy.context)
-    return log
 
 
 @pytest.mark.parametrize("panel_name", ["VIEW3D_PT_latent_textures_insight", "IMAGE_PT_latent_textures_insight"])
