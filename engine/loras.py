@@ -22,6 +22,7 @@ from typing import Any
 
 from . import sources
 from .errors import EngineError, ModelNotFoundError
+from .files import is_repo_id
 from .families import CROSS_ATTENTION_WIDTHS
 
 PREFERRED_FILE = "pytorch_lora_weights.safetensors"  # what diffusers' save_lora_weights writes
@@ -104,7 +105,7 @@ def resolve(
         if suffix not in sources.MODEL_FILE_SUFFIXES:
             raise ModelNotFoundError(f"{path.name} is not a LoRA file; choose a .safetensors file or a repo id.")
         return LoraFile(path.resolve(), path.name)
-    if sources._looks_like_path(text) or not sources._REPO_ID.fullmatch(text):
+    if sources._looks_like_path(text) or not is_repo_id(text):
         raise ModelNotFoundError(
             f"There is no LoRA file at {path}; check the path (Blender-relative '//' paths must be made absolute), "
             "or give a Hugging Face repo id such as 'org/name'."
