@@ -22,6 +22,7 @@ from typing import Any
 
 from . import sources
 from .errors import EngineError, ModelNotFoundError
+from .files import is_repo_id
 from .families import CROSS_ATTENTION_WIDTHS
 from .files import is_repo_id
 

@@ -73,6 +73,7 @@ BAD = {
                            ["--control-model", "/no/such/controlnet"]),
     "missing lora": (["--lora", "/no/such/style.safetensors"], 1, ["--lora", "/no/such/style.safetensors"]),
     "pickled lora": (["--lora", "PICKLE"], 1, ["--lora", "pickle"]),
+    "lora neither file nor repo id": (["--lora", "my style/v2"], 1, ["--lora", "my style/v2", "repo id"]),
 }
 
 
