@@ -40,5 +40,5 @@ def _display(image: bpy.types.Image, role: str) -> np.ndarray:
 
 
 def _fit(value: np.ndarray, width: int, height: int) -> np.ndarray:
-    resized = pixels.resize_bilinear(value[..., None].astype(np.float32), height, width)[..., 0]
+    resized = pixels.resize(value[..., None].astype(np.float32), height, width)[..., 0]
     return np.clip(resized, 0.0, 1.0).astype(np.float32)
