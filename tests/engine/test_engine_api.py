@@ -158,7 +158,7 @@ def test_valid_requests_pass(engine_api: Any, fields: dict) -> None:
 
 def test_contract_constants(engine_api: Any) -> None:
     assert engine_api.MODES == ("TXT2IMG", "IMG2IMG", "INPAINT")
-    assert engine_api.CONTROLS == ("NONE", "DEPTH", "NORMAL")
+    assert engine_api.CONTROLS == ("NONE", "DEPTH", "NORMAL", "TILE")
     assert engine_api.SCHEDULERS == (
         "DPM_SOLVER_MULTISTEP",
         "DPM_SOLVER_MULTISTEP_KARRAS",
