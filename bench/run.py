@@ -239,7 +239,9 @@ def section_controlnet(models: Models, args: argparse.Namespace) -> dict[str, An
 
 def section_insight(models: Models, args: argparse.Namespace) -> dict[str, Any]:
     log("insight: Generate with the filmstrip / attention maps present but off, and each one on")
-    return insight.measure(models.tiny, size=64 if args.quick else 128, steps=4, runs=2 if args.quick else 7)
+    if args.quick:
+        return insight.measure(models.tiny, size=64, steps=2, runs=1, warmup=0)
+    return insight.measure(models.tiny, size=128, steps=4, runs=7)
 
 
 def main(argv: list[str] | None = None) -> int:

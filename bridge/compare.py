@@ -28,8 +28,7 @@ def plan_from_settings(context: bpy.types.Context, guidance: str, axis: str, sch
     else:
         values = parse_numbers(steps, "steps", integer=True)
     guidance_values = parse_numbers(guidance, "guidance")
-    plan = run.prepare(context, place_result=False)
-    plan.recorder = None  # a grid records no filmstrip / attention maps
+    plan = run.prepare(context, place_result=False)  # a grid records no filmstrip / attention maps
     if plan.request.seed is None:
         plan.request.seed = secrets.randbelow(MAX_SEED + 1)  # one seed for every cell
     grid = plan_grid(plan.request, guidance_values, axis, values)

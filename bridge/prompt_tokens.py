@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import time
+import traceback
 
 from ..engine.tokens import count_tokens, tokenizer_folders
 
@@ -31,7 +32,8 @@ def token_lines(context, settings) -> list[tuple[str, str]]:
         return cached[1]
     try:
         lines = _compute(resolve_model_path(settings.model), settings.prompt, settings.negative_prompt, cache_dir)
-    except (OSError, ValueError, ImportError, Exception) as error:  # a broken tokenizer file must not break the panel
+    except Exception as error:  # a broken tokenizer file must not break the panel; the console keeps why
+        traceback.print_exc()
         lines = [(f"Tokens: could not read the tokenizer ({type(error).__name__})", "ERROR")]
     if len(_cache) >= _CACHE_SIZE:
         _cache.pop(next(iter(_cache)))

@@ -60,7 +60,7 @@ def prepare(context: bpy.types.Context, *, place_result: bool = True) -> Plan:
     request = requests.request_from_settings(settings)
     requests.validate_settings(request)
     plan = Plan(request, requests.options_from_preferences(context), settings.target)
-    plan.recorder = insight.recorder_from_settings(settings)
+    plan.recorder = insight.recorder_from_settings(settings) if place_result else None
     plan.preview_decoder = getattr(get_preferences(context), "preview_decoder", "LINEAR")
     plan.keep_history = settings.keep_history
     plan.upscale = requests.upscale_after_generate(settings, request) if place_result else None
@@ -340,6 +340,8 @@ class GenerationRun:
         # A copy without the source image: a cancelled worker may still be reading the original.
         self.plan.request = dataclasses.replace(self.plan.request, init_image=None, control_image=None,
                                                 mask_image=None)
+        if self.plan.recorder is not None:
+            self.plan.recorder.release()
         if self.plan.projection is not None:
             self.plan.projection.uvs.clear()
 

@@ -108,6 +108,10 @@ class InsightRecorder:
         self._pending: tuple[int, float, torch.Tensor] | None = None
         self._attention: CrossAttentionRecorder | None = None
 
+    def release(self) -> None:
+        """Let go of the recorded arrays (frames, maps, sheets) once they are written."""
+        self.frames, self.images, self.word_maps, self._attention, self._pending = [], [], None, None, None
+
     def validate(self, prompt: str) -> None:
         """Raise ``ValueError`` for a request this recorder cannot record (before anything runs)."""
         if self.attention and not any(is_word(part) for part in prompt.split()):
