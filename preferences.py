@@ -14,16 +14,23 @@ DEVICE_ITEMS = (
     ("CPU", "CPU", "The processor: slow but always there"),
 )
 PRECISION_ITEMS = (
-    ("AUTO", "Auto", "fp16 on GPUs (bf16 where the card supports it), fp32 on the CPU"),
+    ("AUTO", "Auto", "GPUs: bf16 where the card supports it, else fp16. The CPU: bf16 where it has native bf16 "
+     "(AVX-512 BF16 / AMX: ~3x faster), else fp32"),
     ("FP16", "fp16", "Half precision: half the memory on GPUs"),
     ("BF16", "bf16", "bfloat16: half the memory, fewer overflows than fp16 on recent cards; "
      "2-3x faster on CPUs with native bf16 (AVX-512 BF16 / AMX), with slightly different pixels"),
-    ("FP32", "fp32", "Full precision: needed by GTX 16xx cards; the CPU default"),
+    ("FP32", "fp32", "Full precision: the same pixels from the same seed on any CPU of the same kind, "
+     "slower; needed by GTX 16xx cards"),
 )
 
 
 def default_model_cache_dir() -> str:
     return bpy.utils.extension_path_user(__package__, path="models", create=False)
+
+
+def compile_cache_dir() -> str:
+    """Where the engine keeps compiled models between Blender sessions (Compile the Model)."""
+    return bpy.utils.extension_path_user(__package__, path="compile-cache", create=False)
 
 
 def _torch_build_changed(self, context) -> None:

@@ -100,15 +100,16 @@ def section_engine(models: Models, args: argparse.Namespace, keep: dict[str, Any
         out["note"] = "--quick: the SD-1.5-sized case is left out"
         return out
     log("engine vs raw: SD-1.5-sized model at 256x256, 2 steps")
-    subjects = engine_vs_raw.Subjects(models.sd15, ("engine", "raw", "engine BF16"))
+    subjects = engine_vs_raw.Subjects(models.sd15, ("engine", "raw", "engine FP32"))
     case = engine_vs_raw.measure(subjects, size=256, steps=2, runs=args.runs, warmup=1)
     case["model"] = "SD-1.5-sized, random weights (bench/sized_models.py)"
     out["cases"].append(case)
+    bf16 = case["engine_dtype"]["engine"] == "bfloat16"
     for component in ("unet", "vae"):
         keep[component] = {
             "nchw": subjects.module("raw", component),
-            "channels_last": subjects.module("engine", component),
-            "bf16": subjects.module("engine BF16", component),
+            "channels_last": subjects.module("engine FP32", component),
+            "bf16": subjects.module("engine", component) if bf16 else None,
         }
     keep["subjects"] = subjects  # owns those UNets; freed after the roofline
     return out
