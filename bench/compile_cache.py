@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -40,9 +41,13 @@ def measure(model: Path, cache: Path, *, size: int, steps: int, runs: int) -> di
     first = compiled.generate(request)
     first_s = time.perf_counter() - start
     eager_image = eager.generate(request).image  # loads; the first eager run is not measured
+    denoise: dict[str, list[float]] = {"compiled": [], "eager": []}
+
+    def run(name: str, engine: Any) -> None:
+        denoise[name].append(engine.generate(request).timings["denoise"])
+
     samples = timing.interleave(
-        {"compiled": lambda: compiled.generate(request), "eager": lambda: eager.generate(request)},
-        runs=runs, warmup=1,
+        {"compiled": lambda: run("compiled", compiled), "eager": lambda: run("eager", eager)}, runs=runs, warmup=1
     )
     steady = compiled.generate(request)
     out = {
@@ -56,6 +61,8 @@ def measure(model: Path, cache: Path, *, size: int, steps: int, runs: int) -> di
         "compile_s": round(first.timings["first_step"] - steady.timings["first_step"], 2),
         "samples": {name: s.summary() for name, s in samples.items()},
         "compiled_over_eager": round(timing.paired_ratio(samples, "compiled", "eager"), 3),
+        # the UNet step (with CFG: batch 2) and the scheduler step after it, from the denoising loop
+        "step_s": {name: round(statistics.median(values[-runs:]) / steps, 4) for name, values in denoise.items()},
         "max_abs_diff_vs_eager": float(np.abs(first.image - eager_image).max()),
         "mean_abs_diff_vs_eager": float(np.abs(first.image - eager_image).mean()),
         "cache_mb": round(sum(f.stat().st_size for f in cache.rglob("*") if f.is_file()) / 2**20, 1),

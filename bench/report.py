@@ -50,6 +50,25 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
             out["cpu_unet_speedup_bf16"] = speedups["channels_last bf16"]
         out["unet_gflops"] = {name: v["gflops"] for name, v in roof["variants"].items()}
         out["unet_share_of_matmul_limit"] = roof["share_of_matmul_limit"]
+    if roof:
+        # The issue-14 headline: the UNet step in the default precision as a share of that precision's matmul rate.
+        bf16 = bool(roof.get("bf16_gemm"))
+        name = "channels_last bf16" if bf16 else "channels_last fp32"
+        out["unet_default_precision"] = "bf16" if bf16 else "fp32"
+        out["unet_share_of_matmul_rate_eager"] = roof["share_of_matmul_limit"].get(name)
+        compiled = (sections.get("compile") or {}).get("unet_gflops", {}).get("compiled")
+        if compiled:
+            limit = (roof["bf16_gemm"] if bf16 else roof["sgemm"])["gflops"]
+            out["unet_share_of_matmul_rate_compiled"] = round(compiled / limit, 2)
+    few = sections.get("few_step")
+    if few:
+        out["few_step_time_over_raw"] = few["time_over_raw"]
+        out["few_step_seconds"] = {name: s["median"] for name, s in few["samples"].items()}
+    comp = sections.get("compile")
+    if comp and "cold" in comp:
+        out["compile_first_generate_s"] = {"cold": comp["cold"]["first_generate_s"], "warm": comp["warm"]["first_generate_s"]}
+        out["compile_s"] = {"cold": comp["cold"]["compile_s"], "warm": comp["warm"]["compile_s"]}
+        out["compiled_over_eager"] = comp["warm"]["compiled_over_eager"]
     blender = sections.get("blender")
     if blender:
         warm, cold = blender["warm"], blender["cold"]
@@ -174,11 +193,64 @@ def _roofline(section: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
+def _few_step(section: dict[str, Any]) -> list[str]:
+    lines = [
+        (f"## 3. Few-step path (CPU): {section['model']}, {section['size']}x{section['size']}, "
+        f"{section['scheduler']}, {section['steps']} steps, guidance {section['guidance_scale']:g}"),
+        "",
+        ("A whole Generate with a new prompt each run (the text encoder runs), interleaved, medians; "
+        "`raw` is diffusers' pipeline with `LCMScheduler` in fp32."),
+        "",
+        "| contender | s / image | time / raw | text encoder | before 1st step | denoise | VAE decode | "
+        "rest (overhead) | dtypes (text encoder, UNet, VAE) | CPU share |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for name, sample in section["samples"].items():
+        parts = section["breakdown_s"].get(name, {})
+        dtypes = section["component_dtypes"].get(name)
+        lines.append(
+            f"| {name} | {sample['median']:.3f} | {section['time_over_raw'].get(name, 1.0)} | "
+            + " | ".join(_s(parts.get(k), 3) for k in ("encode_prompt", "before_first_step", "denoise", "decode"))
+            + f" | {_s(parts.get('overhead'), 3)} | {', '.join(dtypes.values()) if dtypes else 'fp32 (diffusers)'}"
+            + f" | {sample['cpu_share']} |"
+        )
+    return lines + ["", "- rest = total − text encoder − denoise − decode (includes the set-up before the first step).", ""]
+
+
+def _compile(section: dict[str, Any]) -> list[str]:
+    lines = ["## 4. Compile the Model (CPU)", ""]
+    if "skipped" in section:
+        return lines + [f"Skipped: {section['skipped']}.", ""]
+    cold, warm = section["cold"], section["warm"]
+    lines += [
+        (f"{section['model']}, {section['size']}x{section['size']}, {section['steps']} steps, {warm['dtype']}, "
+        "inductor with weight freezing; each row a new process (a new Blender session) on one compile cache folder."),
+        "",
+        "| | first Generate | … of which compiling | compiled / eager (steady) | cache on disk | CPU share |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, run in (("cold (empty cache)", cold), ("warm (cache from the cold run)", warm)):
+        share = run["samples"]["compiled"]["cpu_share"]
+        lines.append(
+            f"| {name} | {_s(run['first_generate_s'], 1)} | {_s(run['compile_s'], 1)} | "
+            f"**{run['compiled_over_eager']}** | {run['cache_mb']} MB | {share} |"
+        )
+    lines.append("")
+    lines.append(
+        f"- Image vs eager (0..1): max |diff| {warm['max_abs_diff_vs_eager']:.1e}, mean {warm['mean_abs_diff_vs_eager']:.1e}."
+    )
+    if "unet_gflops" in section:
+        steps = ", ".join(f"{name} {warm['step_s'][name]:.3f} s ({section['unet_gflops'][name]} GFLOP/s)"
+                          for name in warm["step_s"])
+        lines.append(f"- One denoising step inside a Generate (UNet with CFG + scheduler): {steps}.")
+    return lines + [""]
+
+
 def _blender(section: dict[str, Any]) -> list[str]:
     cold, warm = section["cold"], section["warm"]
     enable = section["enable_cold_s"]
     lines = [
-        "## 3. Blender path (bpy in its own process; tiny model, 64x64, 2 steps, target Material)",
+        "## 5. Blender path (bpy in its own process; tiny model, 64x64, 2 steps, target Material)",
         "",
         "| | cold (first Generate) | warm (median) |",
         "|---|---:|---:|",
@@ -219,7 +291,7 @@ def _blender(section: dict[str, Any]) -> list[str]:
 def _memory(section: dict[str, Any]) -> list[str]:
     tiny = section["memory_tiny"]
     lines = [
-        "## 4. Memory (RSS of the bpy process)",
+        "## 6. Memory (RSS of the bpy process)",
         "",
         "| | RSS |",
         "|---|---:|",
@@ -246,7 +318,7 @@ def _memory(section: dict[str, Any]) -> list[str]:
 
 
 def _gpu(section: dict[str, Any]) -> list[str]:
-    lines = ["## 5. GPU (CUDA)", ""]
+    lines = ["## 7. GPU (CUDA)", ""]
     if "skipped" in section:
         return lines + [f"Skipped: {section['skipped']}. Nothing here is estimated.", ""]
     if section.get("dry_run"):
@@ -268,6 +340,8 @@ def _gpu(section: dict[str, Any]) -> list[str]:
             notes = []
             if "compile_s" in c:
                 notes.append(f"compile {c['compile_s']} s")
+            if c.get("options", {}).get("compile_mode") and "cold_seconds" in c:
+                notes.append(f"first image {c['cold_seconds']} s (compiles UNet and VAE)")
             lines.append(
                 f"| {name} | {c.get('its') or '–'} | {c['seconds_per_image']} | {c['time_vs_raw']} | "
                 f"{_gb(c.get('peak_memory_gb'))} | {', '.join(notes)} |"
@@ -299,6 +373,10 @@ def render(results: dict[str, Any]) -> str:
         lines += _engine(sections["engine"])
     if "roofline" in sections:
         lines += _roofline(sections["roofline"])
+    if "few_step" in sections:
+        lines += _few_step(sections["few_step"])
+    if "compile" in sections:
+        lines += _compile(sections["compile"])
     if "blender" in sections:
         lines += _blender(sections["blender"])
         lines += _memory(sections["blender"])

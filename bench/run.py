@@ -1,23 +1,28 @@
 """The benchmark: ``make bench`` (= ``python bench/run.py``) -> bench/results.json + bench/results.md.
 
-Five sections (issue 6), each figure a median of several runs after a warm-up,
+Sections (issues 6 and 14), each figure a median of several runs after a warm-up,
 every comparison a paired ratio measured in one process:
 
-1. ``engine``   - engine vs raw diffusers, wall time: tiny model at 64x64 and 256x256 (4 steps),
+1. ``engine``   - a default Generate (precision Auto) and the engine in FP32 vs out-of-the-box
+                  diffusers (fp32), wall time: tiny model at 64x64 and 256x256 (4 steps),
                   SD-1.5-sized random weights at 256x256 (2 steps); same model, settings, seed.
 2. ``roofline`` - one SD-1.5-sized UNet step at 256x256 with CFG: FLOPs, achieved GFLOP/s next to
-                  a 4096x4096 sgemm, NCHW vs channels_last (the CPU speed-up), threads, attention, bf16.
-3. ``blender``  - in a separate process with bpy: enabling the add-on; Generate to texture-in-material
+                  a 4096x4096 matmul (fp32 and bf16), NCHW vs channels_last, threads, attention, bf16.
+3. ``few_step`` - LCM/turbo-sized: SD-1.5-sized, LCM, 4 steps, guidance 1, end to end with a new
+                  prompt each run, where the time goes, and each component's dtype.
+4. ``compile``  - Compile the Model: the first Generate with an empty compile cache and again in a
+                  new process with that cache (cold vs warm), and the compiled vs eager gain.
+5. ``blender``  - in a separate process with bpy: enabling the add-on; Generate to texture-in-material
                   (tiny model, 64x64) cold and warm, minus the engine's time; the pixel bridge.
-4. ``memory``   - (same process as 3) peak RSS of a generate in bpy; RSS after ``free_model``.
-5. ``gpu``      - CUDA only (else reported as skipped): SD-1.5/SDXL-sized, 512/1024, 20 steps, fp16,
-                  raw vs engine with each speed option on and off.
+6. ``memory``   - (same process as 5) peak RSS of a generate in bpy; RSS after ``free_model``.
+7. ``gpu``      - CUDA only (else reported as skipped): SD-1.5/SDXL-sized, 512/1024, 20 steps, fp16,
+                  raw vs engine and raw with each speed option on and off.
 
-    python bench/run.py [--quick] [--sections engine,roofline,...] [--runs N] [--compile]
+    python bench/run.py [--quick] [--sections engine,roofline,...] [--runs N]
                         [--model-dir DIR] [--out DIR]
 
-``--quick``: a smoke run in about a minute - tiny model everywhere, fewer runs (figures are
-not the headline ones). The SD-1.5-sized model (4.3 GB of random weights) is built in a
+``--quick``: a smoke run in about a minute - tiny model everywhere, fewer runs, no compile
+section unless ``--sections`` names it (figures are not the headline ones). The SD-1.5-sized model (4.3 GB of random weights) is built in a
 temp folder and deleted afterwards unless ``--model-dir`` keeps it for the next run.
 The machine may be shared: each figure records the CPU share its runs got (1.0 = the
 cores were ours), and the load average is written at the start and the end.
@@ -42,13 +47,14 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))  # run as a script: bench/ holds the helper modules
 
 import engine_vs_raw
+import few_step
 import gpu
 import report
 import roofline
 import sized_models
 import timing
 
-SECTIONS = ("engine", "roofline", "blender", "memory", "gpu")
+SECTIONS = ("engine", "roofline", "few_step", "compile", "blender", "memory", "gpu")
 _T0 = time.perf_counter()
 
 
@@ -139,10 +145,38 @@ def section_roofline(models: Models, args: argparse.Namespace, keep: dict[str, A
     flops = roofline.unet_flops(dict(unets["nchw"].config))
     log(f"roofline: {flops['gflop']} GFLOP per step")
     runs = 1 if args.quick else args.runs
-    out.update(roofline.measure(unets, runs=runs, warmup=1, compile_=args.compile, log=log, flops=flops))
+    out.update(roofline.measure(unets, runs=runs, warmup=1, log=log, flops=flops))
     out["share_of_matmul_limit"] = roofline.summarise(out, out["sgemm"], out["bf16_gemm"])
     log("roofline: VAE decode")
     out["vae_decode"] = roofline.measure_vae(vaes, runs=runs, warmup=1)
+    return out
+
+
+def section_few_step(models: Models, args: argparse.Namespace) -> dict[str, Any]:
+    if args.quick:
+        log("few-step: tiny model, 64x64")
+        result = few_step.measure(models.tiny, size=64, steps=2, runs=2)
+        result["model"] = "tiny SD (--quick; the headline run uses the SD-1.5-sized model)"
+        return result
+    log("few-step: SD-1.5-sized, LCM, 4 steps, 256x256, guidance 1")
+    return few_step.measure(models.sd15, size=256, steps=4, runs=args.runs)
+
+
+def section_compile(models: Models, args: argparse.Namespace, scratch: Path, unet_gflop: float | None) -> dict:
+    """Two fresh processes on one cache folder: cold (empty) then warm, as two Blender sessions."""
+    script = str(BENCH / "compile_cache.py")
+    model, size, steps = (models.tiny, 64, 2) if args.quick else (models.sd15, 256, 2)
+    cache = scratch / "compile-cache"
+    out: dict[str, Any] = {"model": "tiny SD" if args.quick else "SD-1.5-sized", "size": size, "steps": steps}
+    for name in ("cold", "warm"):
+        log(f"compile: {name} (a new process{', empty cache: minutes' if name == 'cold' else ''})")
+        path = scratch / f"compile-{name}.json"
+        command = [sys.executable, script, "--model", str(model), "--cache", str(cache), "--out", str(path),
+                   "--size", str(size), "--steps", str(steps), "--runs", str(2 if args.quick else args.runs)]
+        out[name] = _run_json(command, path, 3600)
+    if unet_gflop and not args.quick:
+        # UNet GFLOP/s inside a Generate: one step = the UNet (batch 2) + the scheduler's element-wise update
+        out["unet_gflops"] = {name: round(unet_gflop / step, 1) for name, step in out["warm"]["step_s"].items()}
     return out
 
 
@@ -190,13 +224,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny model, few runs (about a minute)")
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
     parser.add_argument("--runs", type=int, default=4, help="measured rounds for the SD-1.5-sized figures")
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile in the roofline (minutes)")
     parser.add_argument("--model-dir", help="keep the built models here and reuse them next time (4.3 GB)")
     parser.add_argument("--out", default=str(BENCH), help="folder for results.json and results.md")
     parser.add_argument("--gpu-dry-run", action="store_true", help="without CUDA: run the GPU section's code on "
                         "the CPU with the tiny model (checks the code; its figures mean nothing)")
     args = parser.parse_args(argv)
     selected = [s.strip() for s in args.sections.split(",") if s.strip()]
+    args.sections_given = selected if "--sections" in (argv if argv is not None else sys.argv[1:]) else []
     unknown = sorted(set(selected) - set(SECTIONS))
     if unknown:
         parser.error(f"unknown section(s) {unknown}; choose from {', '.join(SECTIONS)}")
@@ -232,6 +266,17 @@ def main(argv: list[str] | None = None) -> int:
                 keep["subjects"].free()
             keep.clear()
             gc.collect()
+            if "few_step" in selected:
+                results["sections"]["few_step"] = section_few_step(models, args)
+                gc.collect()
+            if "compile" in selected:
+                if args.quick and "compile" not in args.sections_given:
+                    results["sections"]["compile"] = {"skipped": "--quick (compiling takes minutes): "
+                                                      "name it in --sections to run it on the tiny model"}
+                else:
+                    roof = results["sections"].get("roofline") or {}
+                    gflop = roof.get("flops", {}).get("gflop") if not args.quick else None
+                    results["sections"]["compile"] = section_compile(models, args, Path(scratch), gflop)
             if "blender" in selected or "memory" in selected:
                 results["sections"]["blender"] = section_blender(models, args, "memory" in selected, Path(scratch))
             if "gpu" in selected:

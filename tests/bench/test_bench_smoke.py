@@ -26,10 +26,17 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
-    assert set(results["sections"]) == {"engine", "roofline", "blender", "gpu"}
+    assert set(results["sections"]) == {"engine", "roofline", "few_step", "compile", "blender", "gpu"}
     case = results["sections"]["engine"]["cases"][0]
     assert case["engine_equals_raw_channels_last"] is True  # the engine's decode path is diffusers', bit for bit
-    assert "engine / raw" in case["ratios"]
+    assert "engine / raw" in case["ratios"] and "engine FP32 / raw" in case["ratios"]
+    assert "default_generate_over_raw_fp32" in results["summary"]
+    few = results["sections"]["few_step"]
+    assert set(few["time_over_raw"]) == {"engine", "engine FP32"}
+    engine_dtype = case["engine_dtype"]["engine"]
+    assert set(few["component_dtypes"]["engine"].values()) == {engine_dtype}  # nothing fp32 by accident
+    assert set(few["component_dtypes"]["engine FP32"].values()) == {"float32"}
+    assert "skipped" in results["sections"]["compile"]  # --quick leaves the minutes-long compile out
     roof = results["sections"]["roofline"]
     assert roof["flops"]["gflop"] > 0 and "channels_last fp32" in roof["speedup_vs_nchw"]
     blender = results["sections"]["blender"]
@@ -37,8 +44,12 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
     assert blender["pixels"]["write_byte_2048_ms"]["runs"] >= 1
     gpu = results["sections"]["gpu"]
     assert gpu["dry_run"] is True and gpu["device"] == "CPU (dry run)"
+    contenders = gpu["models"]["tiny SD (dry run)"]["contenders"]
+    for name in ("raw +channels_last", "raw +fused QKV", "raw +compile max-autotune", "raw all", "engine"):
+        assert "error" not in contenders[name], (name, contenders[name])
     markdown = (tmp_path / "results.md").read_text()
-    for heading in ("## 1. Engine vs raw", "## 2. UNet step roofline", "## 3. Blender path", "## 4. Memory", "## 5. GPU"):
+    for heading in ("## 1. Engine vs raw", "## 2. UNet step roofline", "## 3. Few-step path", "## 4. Compile the Model",
+                    "## 5. Blender path", "## 6. Memory", "## 7. GPU"):
         assert heading in markdown
     assert "Dry run on the CPU" in markdown
 

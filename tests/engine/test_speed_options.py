@@ -192,6 +192,58 @@ def test_a_failing_compile_is_a_clear_error(
         torch._dynamo.reset()
 
 
+@pytest.mark.parametrize("dtype_name", ["float32", "bfloat16"])
+def test_compiled_code_is_cached_in_the_given_folder_and_keeps_the_numbers(
+    engine_api: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, dtype_name: str
+) -> None:
+    """The real compiler with the engine's CPU settings (inductor, weight freezing) on one UNet block.
+
+    What it wrote lands in ``compile_cache_dir/torch-<version>``, and compiling the same graph
+    again (a new Blender session) is a cache hit, not a new compile. Tolerances: fp32 1e-4
+    (rounding only); bf16 2 % of the output's range (bf16 keeps 8 bits of mantissa).
+    """
+    import torch
+    from diffusers.models.resnet import ResnetBlock2D
+    from torch._dynamo.utils import counters
+
+    compiling = importlib.import_module(engine_api.__name__ + ".compiling")
+    monkeypatch.delenv(compiling.CACHE_ENV, raising=False)  # restored afterwards: the setting is process-wide
+    folder = compiling.use_cache_folder(str(tmp_path))
+    assert folder == tmp_path / f"torch-{torch.__version__}" and folder.is_dir()
+    dtype = getattr(torch, dtype_name)
+    torch.manual_seed(0)
+    block = ResnetBlock2D(in_channels=32, out_channels=64, temb_channels=None, groups=8).eval()
+    block.to(dtype=dtype, memory_format=torch.channels_last)
+    sample = torch.randn(2, 32, 16, 16, dtype=dtype).to(memory_format=torch.channels_last)
+    try:
+        with torch.no_grad():
+            expected = block(sample, None).float()
+            counters.clear()
+            compiled = compiling.compile_module(block, torch.device("cpu"))
+            got = compiled(sample, None).float()
+            assert counters["inductor"]["fxgraph_cache_miss"] == 1
+            assert any(folder.rglob("*.py")) and any(folder.rglob("*.so"))  # the generated code and its library
+            torch._dynamo.reset()  # forget the compiled graph in memory, as a new process would not have it
+            counters.clear()
+            again = compiling.compile_module(block, torch.device("cpu"))(sample, None).float()
+            assert counters["inductor"]["fxgraph_cache_hit"] == 1 and counters["inductor"]["fxgraph_cache_miss"] == 0
+    finally:
+        torch._dynamo.reset()
+    scale = float(expected.abs().max())
+    tolerance = 1e-4 if dtype == torch.float32 else 0.02 * scale
+    assert float((got - expected).abs().max()) <= tolerance
+    torch.testing.assert_close(again, got, rtol=0, atol=0)  # the cached code computes the same bits
+
+
+def test_compile_settings_per_device(engine_api: Any) -> None:
+    import torch
+
+    compiling = importlib.import_module(engine_api.__name__ + ".compiling")
+    assert compiling.compile_options(torch.device("cpu")) == {"freezing": True}  # measured: bench/profile_unet.py
+    assert compiling.compile_options(torch.device("cuda")) == {}  # not measured there: torch's defaults
+    assert compiling.use_cache_folder(None) is None
+
+
 # --- reduced precision -------------------------------------------------------------------------------
 
 
