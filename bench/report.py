@@ -356,7 +356,8 @@ def render(results: dict[str, Any]) -> str:
         "# Latent Textures benchmark",
         "",
         f"{results['date']} · `{results['command'].strip()}` · {results['runtime_s']} s"
-        + (" · **--quick (smoke run)**" if results["quick"] else ""),
+        + (" · **--quick (smoke run)**" if results["quick"] else "")
+        + (" · **partial: written after each section; the run had not finished**" if results.get("partial") else ""),
         "",
         (f"Machine: {m['cpu']}, {m['cores']} cores, {m.get('memory_gb')} GB, {m['os']}; torch threads "
         f"{m.get('torch_threads')}, CPU capability {m.get('cpu_capability')}, native bf16: "

@@ -256,19 +256,38 @@ def main(argv: list[str] | None = None) -> int:
         "sections": {},
     }
     keep: dict[str, Any] = {}
+
+    def write(partial: bool) -> None:
+        """Write what is measured so far: a run cut short (it takes long on a busy machine) keeps its sections."""
+        results["partial"] = partial
+        results["load_average_end"] = timing.load_average()
+        results["runtime_s"] = round(time.perf_counter() - _T0, 1)
+        results["summary"] = report.summary(results)
+        (out_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+        (out_dir / "results.md").write_text(report.render(results))
+
     try:
         with tempfile.TemporaryDirectory(prefix="lt_bench_json_") as scratch:
             if "engine" in selected:
                 results["sections"]["engine"] = section_engine(models, args, keep)
+                write(partial=True)
             if "roofline" in selected:
                 results["sections"]["roofline"] = section_roofline(models, args, keep)
+                write(partial=True)
             if keep.get("subjects") is not None:
                 keep["subjects"].free()
             keep.clear()
             gc.collect()
             if "few_step" in selected:
                 results["sections"]["few_step"] = section_few_step(models, args)
+                write(partial=True)
                 gc.collect()
+            if "blender" in selected or "memory" in selected:
+                results["sections"]["blender"] = section_blender(models, args, "memory" in selected, Path(scratch))
+                write(partial=True)
+            if "gpu" in selected:
+                results["sections"]["gpu"] = section_gpu(models, args)
+                write(partial=True)
             if "compile" in selected:
                 if args.quick and "compile" not in args.sections_given:
                     results["sections"]["compile"] = {"skipped": "--quick (compiling takes minutes): "
@@ -277,18 +296,10 @@ def main(argv: list[str] | None = None) -> int:
                     roof = results["sections"].get("roofline") or {}
                     gflop = roof.get("flops", {}).get("gflop") if not args.quick else None
                     results["sections"]["compile"] = section_compile(models, args, Path(scratch), gflop)
-            if "blender" in selected or "memory" in selected:
-                results["sections"]["blender"] = section_blender(models, args, "memory" in selected, Path(scratch))
-            if "gpu" in selected:
-                results["sections"]["gpu"] = section_gpu(models, args)
     finally:
         if scratch_owner is not None:
             scratch_owner.cleanup()
-    results["load_average_end"] = timing.load_average()
-    results["runtime_s"] = round(time.perf_counter() - _T0, 1)
-    results["summary"] = report.summary(results)
-    (out_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    (out_dir / "results.md").write_text(report.render(results))
+    write(partial=False)
     log(f"done in {results['runtime_s']} s: {out_dir / 'results.md'}")
     print(report.render_summary(results))
     return 0

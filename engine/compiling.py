@@ -27,11 +27,14 @@ CACHE_ENV = "TORCHINDUCTOR_CACHE_DIR"
 
 
 def compile_options(device: torch.device) -> dict[str, Any]:
-    """inductor options per device, kept only where ``bench/`` measured a gain.
+    """inductor options per device.
 
     CPU: ``freezing`` turns the weights into constants, so inductor pre-packs them for
-    oneDNN once and fuses convolutions/linears with their element-wise neighbours
-    (bench/profile_unet.py); without it the compiled UNet was no faster than eager.
+    oneDNN once and fuses convolutions/linears with their element-wise neighbours: the
+    part a profile of the eager bf16 UNet step says is left (bench/profile_unet.py:
+    ~45 % of the time in element-wise ops, layout copies and norms, ~55 % in conv/matmul).
+    Without freezing, compiling the UNet measured no faster than eager (fp32, issue 6).
+    GPUs: torch's defaults (``bench/gpu.py`` measures max-autotune and CUDA graphs).
     """
     if device.type == "cpu":
         return {"freezing": True}

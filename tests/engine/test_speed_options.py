@@ -239,7 +239,7 @@ def test_compile_settings_per_device(engine_api: Any) -> None:
     import torch
 
     compiling = importlib.import_module(engine_api.__name__ + ".compiling")
-    assert compiling.compile_options(torch.device("cpu")) == {"freezing": True}  # measured: bench/profile_unet.py
+    assert compiling.compile_options(torch.device("cpu")) == {"freezing": True}  # weights pre-packed for oneDNN, fused
     assert compiling.compile_options(torch.device("cuda")) == {}  # not measured there: torch's defaults
     assert compiling.use_cache_folder(None) is None
 
