@@ -61,8 +61,9 @@ class LatentTexturesPreferences(bpy.types.AddonPreferences):
     torch_compile: bpy.props.BoolProperty(
         name="Compile the Model",
         description=(
-            "torch.compile the UNet. The first generation at each image size then takes a minute or more "
-            "to compile; later ones can be faster on a GPU (measured no faster on the CPU)"
+            "torch.compile the UNet (on the CPU with weight freezing). The first Generate at each image size "
+            "compiles for several minutes; the compiled code is kept in the add-on's user folder, so later "
+            "Blender sessions load it instead. Off: the gain is not measured yet for every machine (make bench)"
         ),
         default=False,
     )

@@ -145,6 +145,12 @@ def main(argv: list[str] | None = None) -> int:
         summary = s.summary()
         summary["gflops"] = round(flops["gflop"] / s.median, 1)
         summary["share_of_matmul_limit"] = round(summary["gflops"] / out["matmul_limit"]["gflops"], 3)
+        # The same share per CPU-second on both sides: less sensitive to other processes taking the cores.
+        limit = out["matmul_limit"]
+        if summary["cpu_share"] and limit.get("cpu_share"):
+            summary["share_per_cpu_second"] = round(
+                summary["share_of_matmul_limit"] * limit["cpu_share"] / summary["cpu_share"], 3
+            )
         if name != "eager":
             summary["speedup_vs_eager"] = round(timing.paired_ratio(samples, "eager", name), 3)
         out["steps"][name] = summary
