@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", help="TORCHINDUCTOR_CACHE_DIR (warm runs: the same folder again)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default). On a busy "
+                        "machine 1 thread makes the per-CPU-second share meaningful: no thread waits for another")
     parser.add_argument("--out", help="write the results here as JSON")
     args = parser.parse_args(argv)
 
@@ -101,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
     from diffusers import UNet2DConditionModel
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
     torch.manual_seed(0)
     unet = UNet2DConditionModel(**sized_models.SD15_UNET).eval()
@@ -113,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
         with torch.no_grad():
             return module(sample, timestep, encoder_hidden_states=context).sample
 
-    out: dict[str, Any] = {"dtype": args.dtype, "size": args.size, "load_average_start": timing.load_average()}
+    out: dict[str, Any] = {"dtype": args.dtype, "size": args.size, "threads": torch.get_num_threads(),
+                           "load_average_start": timing.load_average()}
     flops = roofline.unet_flops(dict(unet.config), size=args.size)
     out["gflop"] = flops["gflop"]
     out["matmul_limit"] = roofline.matmul_rate(4096, dtype, runs=3)
