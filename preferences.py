@@ -14,11 +14,13 @@ DEVICE_ITEMS = (
     ("CPU", "CPU", "The processor: slow but always there"),
 )
 PRECISION_ITEMS = (
-    ("AUTO", "Auto", "fp16 on GPUs (bf16 where the card supports it), fp32 on the CPU"),
+    ("AUTO", "Auto", "GPUs: bf16 where the card supports it, else fp16. The CPU: bf16 where it has native bf16 "
+     "(AVX-512 BF16 / AMX: ~3x faster), else fp32"),
     ("FP16", "fp16", "Half precision: half the memory on GPUs"),
     ("BF16", "bf16", "bfloat16: half the memory, fewer overflows than fp16 on recent cards; "
      "2-3x faster on CPUs with native bf16 (AVX-512 BF16 / AMX), with slightly different pixels"),
-    ("FP32", "fp32", "Full precision: needed by GTX 16xx cards; the CPU default"),
+    ("FP32", "fp32", "Full precision: the same pixels from the same seed on any CPU of the same kind, "
+     "slower; needed by GTX 16xx cards"),
 )
 
 
@@ -41,6 +43,11 @@ class LatentTexturesModelFolder(bpy.types.PropertyGroup):
 
 def default_model_cache_dir() -> str:
     return bpy.utils.extension_path_user(__package__, path="models", create=False)
+
+
+def compile_cache_dir() -> str:
+    """Where the engine keeps compiled models between Blender sessions (Compile the Model)."""
+    return bpy.utils.extension_path_user(__package__, path="compile-cache", create=False)
 
 
 def _torch_build_changed(self, context) -> None:
@@ -79,8 +86,9 @@ class LatentTexturesPreferences(bpy.types.AddonPreferences):
     torch_compile: bpy.props.BoolProperty(
         name="Compile the Model",
         description=(
-            "torch.compile the UNet. The first generation at each image size then takes a minute or more "
-            "to compile; later ones can be faster on a GPU (measured no faster on the CPU)"
+            "torch.compile the UNet (on the CPU with weight freezing). The first Generate at each image size "
+            "compiles for several minutes; the compiled code is kept in the add-on's user folder, so later "
+            "Blender sessions load it instead. Off: the gain is not measured yet for every machine (make bench)"
         ),
         default=False,
     )

@@ -6,14 +6,13 @@ hits all sides alike; medians and paired per-round ratios are reported.
 
 Contenders:
 
-* ``engine`` - ``Engine.generate`` with the default options (on the CPU that
-  includes channels_last for the UNet and VAE, and the cached text embeddings
-  of a repeated prompt);
-* ``raw`` - ``StableDiffusionPipeline.__call__`` as diffusers ships it;
+* ``engine`` - ``Engine.generate`` with the default options, what Generate runs: precision
+  ``AUTO`` (bf16 on CPUs with native bf16, else fp32), channels_last for the UNet and VAE
+  on the CPU, and the cached text embeddings of a repeated prompt;
+* ``engine FP32`` - the engine with ``precision="FP32"`` (the portable, bit-exact choice);
+* ``raw`` - ``StableDiffusionPipeline.__call__`` as diffusers ships it (fp32);
 * ``raw+CL`` - raw with channels_last applied by hand: separates that layout
-  choice from the engine's own bookkeeping (their images are bit-identical);
-* ``engine BF16`` - the engine with ``precision="BF16"`` (where the CPU runs
-  bf16 natively; otherwise the row is skipped, not faked).
+  choice from the engine's own bookkeeping (bit-identical to ``engine FP32``).
 
 Used by ``bench/run.py`` (section 1) and on its own:
 
@@ -36,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench/ as a script f
 import timing
 
 PROMPT = "red brick wall, seamless texture"
-CONTENDERS = ("engine", "raw", "raw+CL", "engine BF16")
+CONTENDERS = ("engine", "engine FP32", "raw", "raw+CL")
 
 
 class Subjects:
@@ -54,11 +53,8 @@ class Subjects:
         self.raw: dict[str, Any] = {}
         self.clocks: dict[str, timing.StepClock] = {}
         for name in contenders:
-            if name == "engine BF16" and not timing.bf16_native():
-                self.skipped[name] = "this CPU has no native bf16 (AVX512-BF16/AMX)"
-                continue
             if name.startswith("engine"):
-                precision = "BF16" if name.endswith("BF16") else "AUTO"
+                precision = name.partition(" ")[2] or "AUTO"
                 self.engines[name] = engine_api.Engine(engine_api.EngineOptions(device="CPU", precision=precision))
             else:
                 pipe = StableDiffusionPipeline.from_pretrained(
@@ -168,16 +164,17 @@ def measure(
     for name in samples:
         if name != "raw" and "raw" in samples:
             ratios[f"{name} / raw"] = round(timing.paired_ratio(samples, name, "raw"), 3)
-    if "engine" in samples and "raw+CL" in samples:
-        ratios["engine / raw+CL"] = round(timing.paired_ratio(samples, "engine", "raw+CL"), 3)
+    if "engine FP32" in samples and "raw+CL" in samples:
+        ratios["engine FP32 / raw+CL"] = round(timing.paired_ratio(samples, "engine FP32", "raw+CL"), 3)
     report["ratios"] = ratios
     reference = outputs.get("raw")
     if reference is not None:
         report["max_abs_diff_vs_raw"] = {
             name: float(np.abs(image - reference).max()) for name, image in outputs.items() if name != "raw"
         }
-    if "engine" in outputs and "raw+CL" in outputs:
-        report["engine_equals_raw_channels_last"] = bool(np.array_equal(outputs["engine"], outputs["raw+CL"]))
+    if "engine FP32" in outputs and "raw+CL" in outputs:
+        report["engine_equals_raw_channels_last"] = bool(np.array_equal(outputs["engine FP32"], outputs["raw+CL"]))
+    report["engine_dtype"] = {name: str(engine.dtype).removeprefix("torch.") for name, engine in subjects.engines.items()}
     return report
 
 

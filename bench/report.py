@@ -32,10 +32,14 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     engine = sections.get("engine")
     if engine:
-        out["engine_time_over_raw"] = {_case_label(c): c["ratios"].get("engine / raw") for c in engine["cases"]}
-        bf16 = {_case_label(c): c["ratios"]["engine BF16 / raw"] for c in engine["cases"] if "engine BF16 / raw" in c["ratios"]}
-        if bf16:
-            out["engine_bf16_time_over_raw"] = bf16
+        # The headline: a default Generate (precision AUTO) over out-of-the-box diffusers in fp32.
+        out["default_generate_over_raw_fp32"] = {
+            _case_label(c): c["ratios"].get("engine / raw") for c in engine["cases"]
+        }
+        out["default_generate_dtype"] = next(iter(engine["cases"]), {}).get("engine_dtype", {}).get("engine")
+        out["engine_fp32_time_over_raw"] = {
+            _case_label(c): c["ratios"].get("engine FP32 / raw") for c in engine["cases"]
+        }
     roof = sections.get("roofline")
     if roof:
         out["unet_step_gflop"] = roof["flops"]["gflop"]
@@ -46,6 +50,25 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
             out["cpu_unet_speedup_bf16"] = speedups["channels_last bf16"]
         out["unet_gflops"] = {name: v["gflops"] for name, v in roof["variants"].items()}
         out["unet_share_of_matmul_limit"] = roof["share_of_matmul_limit"]
+    if roof:
+        # The issue-14 headline: the UNet step in the default precision as a share of that precision's matmul rate.
+        bf16 = bool(roof.get("bf16_gemm"))
+        name = "channels_last bf16" if bf16 else "channels_last fp32"
+        out["unet_default_precision"] = "bf16" if bf16 else "fp32"
+        out["unet_share_of_matmul_rate_eager"] = roof["share_of_matmul_limit"].get(name)
+        compiled = (sections.get("compile") or {}).get("unet_gflops", {}).get("compiled")
+        if compiled:
+            limit = (roof["bf16_gemm"] if bf16 else roof["sgemm"])["gflops"]
+            out["unet_share_of_matmul_rate_compiled"] = round(compiled / limit, 2)
+    few = sections.get("few_step")
+    if few:
+        out["few_step_time_over_raw"] = few["time_over_raw"]
+        out["few_step_seconds"] = {name: s["median"] for name, s in few["samples"].items()}
+    comp = sections.get("compile")
+    if comp and "cold" in comp:
+        out["compile_first_generate_s"] = {"cold": comp["cold"]["first_generate_s"], "warm": comp["warm"]["first_generate_s"]}
+        out["compile_s"] = {"cold": comp["cold"]["compile_s"], "warm": comp["warm"]["compile_s"]}
+        out["compiled_over_eager"] = comp["warm"]["compiled_over_eager"]
     blender = sections.get("blender")
     if blender:
         warm, cold = blender["warm"], blender["cold"]
@@ -84,15 +107,20 @@ def render_summary(results: dict[str, Any]) -> str:
 
 
 def _engine(section: dict[str, Any]) -> list[str]:
-    names = ["engine", "raw", "raw+CL", "engine BF16"]
+    names = ["engine", "engine FP32", "raw", "raw+CL"]
+    dtypes = next(iter(section["cases"]), {}).get("engine_dtype", {})
     lines = [
         "## 1. Engine vs raw diffusers (wall time per image, CPU)",
         "",
         ("Same model, settings, prompt and seed; runs interleaved, medians; ratios are paired per round "
-        "(< 1: the engine is faster). `raw+CL` is raw diffusers with channels_last applied by hand; "
-        "`engine BF16` is the engine with precision BF16."),
+        "(< 1: the engine is faster). `engine` is a default Generate (precision Auto: "
+        f"{dtypes.get('engine', '?')} on this CPU); `engine FP32` the engine with precision FP32; `raw` "
+        "out-of-the-box diffusers (fp32); `raw+CL` raw with channels_last applied by hand "
+        "(bit-identical to `engine FP32`). The engine keeps a repeated prompt's text embeddings: "
+        "raw runs its text encoder every time."),
         "",
-        "| case | " + " | ".join(names) + " | engine / raw | engine BF16 / raw | engine == raw+CL | CPU share |",
+        "| case | " + " | ".join(names) + " | **engine (Auto) / raw** | engine FP32 / raw | engine FP32 == raw+CL "
+        "| CPU share |",
         "|---|" + "---:|" * len(names) + "---:|---:|---|---:|",
     ]
     for case in section["cases"]:
@@ -104,7 +132,7 @@ def _engine(section: dict[str, Any]) -> list[str]:
         shares = [s["cpu_share"] for s in case["samples"].values() if s.get("cpu_share") is not None]
         lines.append(
             f"| {_case_label(case)} | " + " | ".join(cells)
-            + f" | **{case['ratios'].get('engine / raw', '–')}** | {case['ratios'].get('engine BF16 / raw', '–')}"
+            + f" | **{case['ratios'].get('engine / raw', '–')}** | {case['ratios'].get('engine FP32 / raw', '–')}"
             + f" | {'bit-identical' if equal else ('–' if equal is None else 'differs')}"
             + f" | {min(shares):.2f} |"
         )
@@ -173,11 +201,64 @@ def _roofline(section: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
+def _few_step(section: dict[str, Any]) -> list[str]:
+    lines = [
+        (f"## 3. Few-step path (CPU): {section['model']}, {section['size']}x{section['size']}, "
+        f"{section['scheduler']}, {section['steps']} steps, guidance {section['guidance_scale']:g}"),
+        "",
+        ("A whole Generate with a new prompt each run (the text encoder runs), interleaved, medians; "
+        "`raw` is diffusers' pipeline with `LCMScheduler` in fp32."),
+        "",
+        "| contender | s / image | time / raw | text encoder | before 1st step | denoise | VAE decode | "
+        "rest (overhead) | dtypes (text encoder, UNet, VAE) | CPU share |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+    ]
+    for name, sample in section["samples"].items():
+        parts = section["breakdown_s"].get(name, {})
+        dtypes = section["component_dtypes"].get(name)
+        lines.append(
+            f"| {name} | {sample['median']:.3f} | {section['time_over_raw'].get(name, 1.0)} | "
+            + " | ".join(_s(parts.get(k), 3) for k in ("encode_prompt", "before_first_step", "denoise", "decode"))
+            + f" | {_s(parts.get('overhead'), 3)} | {', '.join(dtypes.values()) if dtypes else 'fp32 (diffusers)'}"
+            + f" | {sample['cpu_share']} |"
+        )
+    return lines + ["", "- rest = total − text encoder − denoise − decode (includes the set-up before the first step).", ""]
+
+
+def _compile(section: dict[str, Any]) -> list[str]:
+    lines = ["## 4. Compile the Model (CPU)", ""]
+    if "skipped" in section:
+        return lines + [f"Skipped: {section['skipped']}.", ""]
+    cold, warm = section["cold"], section["warm"]
+    lines += [
+        (f"{section['model']}, {section['size']}x{section['size']}, {section['steps']} steps, {warm['dtype']}, "
+        "inductor with weight freezing; each row a new process (a new Blender session) on one compile cache folder."),
+        "",
+        "| | first Generate | … of which compiling | compiled / eager (steady) | cache on disk | CPU share |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, run in (("cold (empty cache)", cold), ("warm (cache from the cold run)", warm)):
+        share = run["samples"]["compiled"]["cpu_share"]
+        lines.append(
+            f"| {name} | {_s(run['first_generate_s'], 1)} | {_s(run['compile_s'], 1)} | "
+            f"**{run['compiled_over_eager']}** | {run['cache_mb']} MB | {share} |"
+        )
+    lines.append("")
+    lines.append(
+        f"- Image vs eager (0..1): max |diff| {warm['max_abs_diff_vs_eager']:.1e}, mean {warm['mean_abs_diff_vs_eager']:.1e}."
+    )
+    if "unet_gflops" in section:
+        steps = ", ".join(f"{name} {warm['step_s'][name]:.3f} s ({section['unet_gflops'][name]} GFLOP/s)"
+                          for name in warm["step_s"])
+        lines.append(f"- One denoising step inside a Generate (UNet with CFG + scheduler): {steps}.")
+    return lines + [""]
+
+
 def _blender(section: dict[str, Any]) -> list[str]:
     cold, warm = section["cold"], section["warm"]
     enable = section["enable_cold_s"]
     lines = [
-        "## 3. Blender path (bpy in its own process; tiny model, 64x64, 2 steps, target Material)",
+        "## 5. Blender path (bpy in its own process; tiny model, 64x64, 2 steps, target Material)",
         "",
         "| | cold (first Generate) | warm (median) |",
         "|---|---:|---:|",
@@ -218,7 +299,7 @@ def _blender(section: dict[str, Any]) -> list[str]:
 def _memory(section: dict[str, Any]) -> list[str]:
     tiny = section["memory_tiny"]
     lines = [
-        "## 4. Memory (RSS of the bpy process)",
+        "## 6. Memory (RSS of the bpy process)",
         "",
         "| | RSS |",
         "|---|---:|",
@@ -245,7 +326,7 @@ def _memory(section: dict[str, Any]) -> list[str]:
 
 
 def _gpu(section: dict[str, Any]) -> list[str]:
-    lines = ["## 5. GPU (CUDA)", ""]
+    lines = ["## 7. GPU (CUDA)", ""]
     if "skipped" in section:
         return lines + [f"Skipped: {section['skipped']}. Nothing here is estimated.", ""]
     if section.get("dry_run"):
@@ -267,6 +348,8 @@ def _gpu(section: dict[str, Any]) -> list[str]:
             notes = []
             if "compile_s" in c:
                 notes.append(f"compile {c['compile_s']} s")
+            if c.get("options", {}).get("compile_mode") and "cold_seconds" in c:
+                notes.append(f"first image {c['cold_seconds']} s (compiles UNet and VAE)")
             lines.append(
                 f"| {name} | {c.get('its') or '–'} | {c['seconds_per_image']} | {c['time_vs_raw']} | "
                 f"{_gb(c.get('peak_memory_gb'))} | {', '.join(notes)} |"
@@ -276,7 +359,7 @@ def _gpu(section: dict[str, Any]) -> list[str]:
 
 def _geometry(section: dict[str, Any]) -> list[str]:
     lines = [
-        f"## 6. Depth/normal images ({section['triangles']:,} triangles, median of {section['runs']})",
+        f"## 8. Depth/normal images ({section['triangles']:,} triangles, median of {section['runs']})",
         "",
         "Wall time (CPU seconds in brackets: comparable when the machine is shared).",
         "",
@@ -293,7 +376,7 @@ def _geometry(section: dict[str, Any]) -> list[str]:
 
 
 def _bake(section: dict[str, Any]) -> list[str]:
-    lines = ["## 7. Whole-object bake (issue 11)", "",
+    lines = ["## 9. Whole-object bake (issue 11)", "",
              f"{section['case']}; {section['covered_texels']} covered texels, {section['seen_share']:.1%} seen; "
              f"the views' depth images (numpy z-buffer, not in the total) took {_s(section['depth_images_s'])}.", "",
              "| stage | wall median | wall min | CPU time median | CPU share |", "|---|---|---|---|---|"]
@@ -307,7 +390,7 @@ def _bake(section: dict[str, Any]) -> list[str]:
 
 def _controlnet(section: dict[str, Any]) -> list[str]:
     lines = [
-        "## 8. ControlNet overhead (time per denoising step, CPU)",
+        "## 10. ControlNet overhead (time per denoising step, CPU)",
         "",
         ("One engine and model, a DEPTH ControlNet (`from_pipe` on the same components) vs no control; same "
         "prompt, size, steps and seed; runs interleaved; per step = the engine's denoise time / steps; the "
@@ -336,7 +419,8 @@ def render(results: dict[str, Any]) -> str:
         "# Latent Textures benchmark",
         "",
         f"{results['date']} · `{results['command'].strip()}` · {results['runtime_s']} s"
-        + (" · **--quick (smoke run)**" if results["quick"] else ""),
+        + (" · **--quick (smoke run)**" if results["quick"] else "")
+        + (" · **partial: written after each section; the run had not finished**" if results.get("partial") else ""),
         "",
         (f"Machine: {m['cpu']}, {m['cores']} cores, {m.get('memory_gb')} GB, {m['os']}; torch threads "
         f"{m.get('torch_threads')}, CPU capability {m.get('cpu_capability')}, native bf16: "
@@ -353,6 +437,10 @@ def render(results: dict[str, Any]) -> str:
         lines += _engine(sections["engine"])
     if "roofline" in sections:
         lines += _roofline(sections["roofline"])
+    if "few_step" in sections:
+        lines += _few_step(sections["few_step"])
+    if "compile" in sections:
+        lines += _compile(sections["compile"])
     if "blender" in sections:
         lines += _blender(sections["blender"])
         lines += _memory(sections["blender"])

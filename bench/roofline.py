@@ -9,15 +9,14 @@
 * Step time and achieved GFLOP/s per variant, interleaved round by round:
   ``NCHW fp32`` (diffusers' default), ``channels_last fp32`` (the engine's CPU default),
   the latter with one torch thread, and with classic attention instead of SDPA;
-  ``channels_last bf16`` (``precision="BF16"``, native bf16 only); ``compiled``
-  (``torch.compile``, only with ``--compile``: minutes to compile).
+  ``channels_last bf16`` (precision Auto on CPUs with native bf16). The compiled UNet is
+  measured inside a Generate by the ``compile`` section (``compile_cache.py``).
 """
 
 from __future__ import annotations
 
 import copy
 import gc
-import time
 from typing import Any
 
 import timing
@@ -79,7 +78,6 @@ def measure(
     *,
     runs: int,
     warmup: int = 1,
-    compile_: bool = False,
     log: Any = print,
     size: int = SIZE,
     flops: dict[str, Any] | None = None,
@@ -136,13 +134,6 @@ def measure(
         contenders["NCHW bf16"] = lambda: step(bf16_nchw, torch.bfloat16)
         contenders["channels_last bf16"] = lambda: step(bf16, torch.bfloat16)
     result: dict[str, Any] = {"size": size, "batch": batch, "skipped": skipped}
-    if compile_:
-        log("  roofline: torch.compile (inductor) of the channels_last UNet - minutes")
-        compiled = torch.compile(cl)
-        start = time.perf_counter()
-        step(compiled)
-        result["compile_s"] = round(time.perf_counter() - start, 1)
-        contenders["channels_last fp32, torch.compile"] = lambda: step(compiled)
 
     reference = step(nchw)
     result["max_abs_diff_vs_nchw"] = {

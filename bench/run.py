@@ -1,35 +1,40 @@
 """The benchmark: ``make bench`` (= ``python bench/run.py``) -> bench/results.json + bench/results.md.
 
-Six sections (issue 6; insight: issue 13), each figure a median of several runs after a warm-up,
+Sections (issues 6 and 14), each figure a median of several runs after a warm-up,
 every comparison a paired ratio measured in one process:
 
-1. ``engine``   - engine vs raw diffusers, wall time: tiny model at 64x64 and 256x256 (4 steps),
+1. ``engine``   - a default Generate (precision Auto) and the engine in FP32 vs out-of-the-box
+                  diffusers (fp32), wall time: tiny model at 64x64 and 256x256 (4 steps),
                   SD-1.5-sized random weights at 256x256 (2 steps); same model, settings, seed.
 2. ``roofline`` - one SD-1.5-sized UNet step at 256x256 with CFG: FLOPs, achieved GFLOP/s next to
-                  a 4096x4096 sgemm, NCHW vs channels_last (the CPU speed-up), threads, attention, bf16.
-3. ``blender``  - in a separate process with bpy: enabling the add-on; Generate to texture-in-material
+                  a 4096x4096 matmul (fp32 and bf16), NCHW vs channels_last, threads, attention, bf16.
+3. ``few_step`` - LCM/turbo-sized: SD-1.5-sized, LCM, 4 steps, guidance 1, end to end with a new
+                  prompt each run, where the time goes, and each component's dtype.
+4. ``compile``  - Compile the Model: the first Generate with an empty compile cache and again in a
+                  new process with that cache (cold vs warm), and the compiled vs eager gain.
+5. ``blender``  - in a separate process with bpy: enabling the add-on; Generate to texture-in-material
                   (tiny model, 64x64) cold and warm, minus the engine's time; the pixel bridge.
-4. ``memory``   - (same process as 3) peak RSS of a generate in bpy; RSS after ``free_model``.
-5. ``gpu``      - CUDA only (else reported as skipped): SD-1.5/SDXL-sized, 512/1024, 20 steps, fp16,
-                  raw vs engine with each speed option on and off.
-6. ``geometry`` - in a bpy process: depth/normal images of a ~100k-triangle scene at 512² and 1024²,
+6. ``memory``   - (same process as 5) peak RSS of a generate in bpy; RSS after ``free_model``.
+7. ``gpu``      - CUDA only (else reported as skipped): SD-1.5/SDXL-sized, 512/1024, 20 steps, fp16,
+                  raw vs engine and raw with each speed option on and off.
+8. ``geometry`` - in a bpy process: depth/normal images of a ~100k-triangle scene at 512² and 1024²,
                   the add-on's numpy z-buffer vs BVH ray casts vs a Cycles depth render.
-7. ``bake``     - whole-object bake (issue 11), no diffusion: a 2048² texture from 8 views of 512²
+9. ``bake``     - whole-object bake (issue 11), no diffusion: a 2048² texture from 8 views of 512²
                   (texels from the UV map, gather from the views, fill + gutter), numpy only.
-8. ``controlnet`` - time per denoising step with a DEPTH ControlNet vs the plain pipeline (same engine,
+10. ``controlnet`` - time per denoising step with a DEPTH ControlNet vs the plain pipeline (same engine,
                   model and seed): tiny model at 64x64, SD-1.5-sized with an SD-1.5-ControlNet-sized
                   ControlNet at 256x256 (``--quick``: tiny only).
-9. ``insight``  - (issue 13) Generate with the filmstrip / attention maps present but off vs each one on
+11. ``insight``  - (issue 13) Generate with the filmstrip / attention maps present but off vs each one on
                   (tiny model, 128x128), and the panel's token count.
-10. ``scan``    - scanning 200 model files for the model picker, headers only (bench/model_scan.py).
-11. ``upscale`` - (issue 16) time per output megapixel of the tiled redraw, its peak RSS against one
+12. ``scan``    - scanning 200 model files for the model picker, headers only (bench/model_scan.py).
+13. ``upscale`` - (issue 16) time per output megapixel of the tiled redraw, its peak RSS against one
                   untiled img2img at the output size, the blend's own cost (bench/upscale.py).
 
-    python bench/run.py [--quick] [--sections engine,roofline,...] [--runs N] [--compile]
+    python bench/run.py [--quick] [--sections engine,roofline,...] [--runs N]
                         [--model-dir DIR] [--out DIR]
 
-``--quick``: a smoke run in about a minute - tiny model everywhere, fewer runs (figures are
-not the headline ones). The SD-1.5-sized model (4.3 GB of random weights) is built in a
+``--quick``: a smoke run in about a minute - tiny model everywhere, fewer runs, no compile
+section unless ``--sections`` names it (figures are not the headline ones). The SD-1.5-sized model (4.3 GB of random weights) is built in a
 temp folder and deleted afterwards unless ``--model-dir`` keeps it for the next run.
 The machine may be shared: each figure records the CPU share its runs got (1.0 = the
 cores were ours), and the load average is written at the start and the end.
@@ -55,6 +60,7 @@ sys.path.insert(0, str(BENCH))  # run as a script: bench/ holds the helper modul
 
 import controlnet_overhead
 import engine_vs_raw
+import few_step
 import gpu
 import object_bake
 import insight
@@ -65,8 +71,8 @@ import sized_models
 import timing
 import upscale
 
-SECTIONS = ("engine", "roofline", "blender", "memory", "gpu", "geometry", "bake", "controlnet", "insight", "scan",
-            "upscale")
+SECTIONS = ("engine", "roofline", "few_step", "compile", "blender", "memory", "gpu", "geometry", "bake",
+            "controlnet", "insight", "scan", "upscale")
 _T0 = time.perf_counter()
 
 
@@ -118,15 +124,16 @@ def section_engine(models: Models, args: argparse.Namespace, keep: dict[str, Any
         out["note"] = "--quick: the SD-1.5-sized case is left out"
         return out
     log("engine vs raw: SD-1.5-sized model at 256x256, 2 steps")
-    subjects = engine_vs_raw.Subjects(models.sd15, ("engine", "raw", "engine BF16"))
+    subjects = engine_vs_raw.Subjects(models.sd15, ("engine", "raw", "engine FP32"))
     case = engine_vs_raw.measure(subjects, size=256, steps=2, runs=args.runs, warmup=1)
     case["model"] = "SD-1.5-sized, random weights (bench/sized_models.py)"
     out["cases"].append(case)
+    bf16 = case["engine_dtype"]["engine"] == "bfloat16"
     for component in ("unet", "vae"):
         keep[component] = {
             "nchw": subjects.module("raw", component),
-            "channels_last": subjects.module("engine", component),
-            "bf16": subjects.module("engine BF16", component),
+            "channels_last": subjects.module("engine FP32", component),
+            "bf16": subjects.module("engine", component) if bf16 else None,
         }
     keep["subjects"] = subjects  # owns those UNets; freed after the roofline
     return out
@@ -156,10 +163,38 @@ def section_roofline(models: Models, args: argparse.Namespace, keep: dict[str, A
     flops = roofline.unet_flops(dict(unets["nchw"].config))
     log(f"roofline: {flops['gflop']} GFLOP per step")
     runs = 1 if args.quick else args.runs
-    out.update(roofline.measure(unets, runs=runs, warmup=1, compile_=args.compile, log=log, flops=flops))
+    out.update(roofline.measure(unets, runs=runs, warmup=1, log=log, flops=flops))
     out["share_of_matmul_limit"] = roofline.summarise(out, out["sgemm"], out["bf16_gemm"])
     log("roofline: VAE decode")
     out["vae_decode"] = roofline.measure_vae(vaes, runs=runs, warmup=1)
+    return out
+
+
+def section_few_step(models: Models, args: argparse.Namespace) -> dict[str, Any]:
+    if args.quick:
+        log("few-step: tiny model, 64x64")
+        result = few_step.measure(models.tiny, size=64, steps=2, runs=2)
+        result["model"] = "tiny SD (--quick; the headline run uses the SD-1.5-sized model)"
+        return result
+    log("few-step: SD-1.5-sized, LCM, 4 steps, 256x256, guidance 1")
+    return few_step.measure(models.sd15, size=256, steps=4, runs=args.runs)
+
+
+def section_compile(models: Models, args: argparse.Namespace, scratch: Path, unet_gflop: float | None) -> dict:
+    """Two fresh processes on one cache folder: cold (empty) then warm, as two Blender sessions."""
+    script = str(BENCH / "compile_cache.py")
+    model, size, steps = (models.tiny, 64, 2) if args.quick else (models.sd15, 256, 2)
+    cache = scratch / "compile-cache"
+    out: dict[str, Any] = {"model": "tiny SD" if args.quick else "SD-1.5-sized", "size": size, "steps": steps}
+    for name in ("cold", "warm"):
+        log(f"compile: {name} (a new process{', empty cache: minutes' if name == 'cold' else ''})")
+        path = scratch / f"compile-{name}.json"
+        command = [sys.executable, script, "--model", str(model), "--cache", str(cache), "--out", str(path),
+                   "--size", str(size), "--steps", str(steps), "--runs", str(2 if args.quick else args.runs)]
+        out[name] = _run_json(command, path, 3600)
+    if unet_gflop and not args.quick:
+        # UNet GFLOP/s inside a Generate: one step = the UNet (batch 2) + the scheduler's element-wise update
+        out["unet_gflops"] = {name: round(unet_gflop / step, 1) for name, step in out["warm"]["step_s"].items()}
     return out
 
 
@@ -249,13 +284,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny model, few runs (about a minute)")
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
     parser.add_argument("--runs", type=int, default=4, help="measured rounds for the SD-1.5-sized figures")
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile in the roofline (minutes)")
     parser.add_argument("--model-dir", help="keep the built models here and reuse them next time (4.3 GB)")
     parser.add_argument("--out", default=str(BENCH), help="folder for results.json and results.md")
     parser.add_argument("--gpu-dry-run", action="store_true", help="without CUDA: run the GPU section's code on "
                         "the CPU with the tiny model (checks the code; its figures mean nothing)")
     args = parser.parse_args(argv)
     selected = [s.strip() for s in args.sections.split(",") if s.strip()]
+    args.sections_given = selected if "--sections" in (argv if argv is not None else sys.argv[1:]) else []
     unknown = sorted(set(selected) - set(SECTIONS))
     if unknown:
         parser.error(f"unknown section(s) {unknown}; choose from {', '.join(SECTIONS)}")
@@ -281,20 +316,46 @@ def main(argv: list[str] | None = None) -> int:
         "sections": {},
     }
     keep: dict[str, Any] = {}
+
+    def write(partial: bool) -> None:
+        """Write what is measured so far: a run cut short (it takes long on a busy machine) keeps its sections."""
+        results["partial"] = partial
+        results["load_average_end"] = timing.load_average()
+        results["runtime_s"] = round(time.perf_counter() - _T0, 1)
+        results["summary"] = report.summary(results)
+        (out_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
+        (out_dir / "results.md").write_text(report.render(results))
+
     try:
         with tempfile.TemporaryDirectory(prefix="lt_bench_json_") as scratch:
             if "engine" in selected:
                 results["sections"]["engine"] = section_engine(models, args, keep)
+                write(partial=True)
             if "roofline" in selected:
                 results["sections"]["roofline"] = section_roofline(models, args, keep)
+                write(partial=True)
             if keep.get("subjects") is not None:
                 keep["subjects"].free()
             keep.clear()
             gc.collect()
+            if "few_step" in selected:
+                results["sections"]["few_step"] = section_few_step(models, args)
+                write(partial=True)
+                gc.collect()
             if "blender" in selected or "memory" in selected:
                 results["sections"]["blender"] = section_blender(models, args, "memory" in selected, Path(scratch))
+                write(partial=True)
             if "gpu" in selected:
                 results["sections"]["gpu"] = section_gpu(models, args)
+                write(partial=True)
+            if "compile" in selected:
+                if args.quick and "compile" not in args.sections_given:
+                    results["sections"]["compile"] = {"skipped": "--quick (compiling takes minutes): "
+                                                      "name it in --sections to run it on the tiny model"}
+                else:
+                    roof = results["sections"].get("roofline") or {}
+                    gflop = roof.get("flops", {}).get("gflop") if not args.quick else None
+                    results["sections"]["compile"] = section_compile(models, args, Path(scratch), gflop)
             if "geometry" in selected:
                 results["sections"]["geometry"] = section_geometry(args, Path(scratch))
             if "bake" in selected:
@@ -313,11 +374,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if scratch_owner is not None:
             scratch_owner.cleanup()
-    results["load_average_end"] = timing.load_average()
-    results["runtime_s"] = round(time.perf_counter() - _T0, 1)
-    results["summary"] = report.summary(results)
-    (out_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
-    (out_dir / "results.md").write_text(report.render(results))
+    write(partial=False)
     log(f"done in {results['runtime_s']} s: {out_dir / 'results.md'}")
     print(report.render_summary(results))
     return 0

@@ -228,17 +228,10 @@ def machine() -> dict[str, Any]:
 
 
 def bf16_native() -> bool:
-    """Does this CPU run bf16 matrix maths in hardware (AVX512-BF16 or AMX), as oneDNN sees it?"""
-    import torch
+    """Does this CPU run bf16 matrix maths in hardware (AVX512-BF16 or AMX)? The engine's own answer."""
+    import importlib
 
-    try:
-        supported = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        supported = False
-    flags = cpu_flags()
-    if flags:  # oneDNN also says yes for plain AVX512 (emulated bf16): ask for the real instructions
-        return supported and bool(flags & {"avx512_bf16", "amx_bf16"})
-    return supported
+    return importlib.import_module(import_engine().__name__ + ".devices").cpu_has_native_bf16()
 
 
 class StepClock:

@@ -8,7 +8,7 @@ import bpy
 import numpy as np
 
 from ..engine import EngineOptions, GenerationRequest, LoraSpec, UpscaleRequest
-from ..preferences import get_preferences
+from ..preferences import compile_cache_dir, get_preferences
 
 
 def request_from_settings(settings, init_image: np.ndarray | None = None) -> GenerationRequest:
@@ -78,6 +78,7 @@ def options_from_preferences(context: bpy.types.Context) -> EngineOptions:
         attention_slicing=prefs.attention_slicing,
         cpu_offload=prefs.cpu_offload,
         torch_compile=prefs.torch_compile,
+        compile_cache_dir=compile_cache_dir(),
     )
 
 

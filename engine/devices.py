@@ -32,8 +32,32 @@ def resolve_device(name: str) -> torch.device:
     return torch.device({"CUDA": "cuda", "MPS": "mps", "CPU": "cpu"}[name])
 
 
+# The CPU instructions that do bf16 matrix maths in hardware: AVX512-BF16 (AMD Zen 4+, Intel Cooper Lake,
+# Sapphire Rapids+) and AMX-BF16 (Intel Sapphire Rapids+). Without them oneDNN emulates bf16, slower than fp32.
+BF16_CPU_FEATURES = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_features() -> dict[str, bool]:
+    """The CPU's features as torch reads them (cpuid, on every OS); {} where this torch cannot say."""
+    try:
+        return {name: bool(value) for name, value in torch.cpu.get_capabilities().items() if isinstance(value, bool)}
+    except (AttributeError, RuntimeError):
+        return {}
+
+
+def cpu_has_native_bf16(features: dict[str, bool] | None = None) -> bool:
+    """Does this CPU run bf16 matrix maths in hardware (AVX512-BF16 or AMX-BF16)?
+
+    Read from the CPU's own feature flags, never guessed from its vendor or name:
+    plain AVX-512 (e.g. Intel Ice Lake, Zen 3 has none) only emulates bf16.
+    """
+    features = cpu_features() if features is None else features
+    return any(features.get(name, False) for name in BF16_CPU_FEATURES)
+
+
 def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """``AUTO``: CUDA bf16 where the card supports it, else fp16 (fp32 on GTX 16xx); MPS fp16; CPU fp32.
+    """``AUTO``: CUDA bf16 where the card supports it, else fp16 (fp32 on GTX 16xx); MPS fp16;
+    CPU bf16 where it has native bf16 (``cpu_has_native_bf16``), else fp32.
 
     The rule itself is ``files.run_dtype`` (the preferences' Download picks files by it too).
     """
@@ -43,6 +67,8 @@ def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
         name = torch.cuda.get_device_name(device)
         # Native bf16 only (Ampere and newer); older cards would emulate it slowly.
         bf16_native = torch.cuda.is_bf16_supported(including_emulation=False)
+    elif precision == "AUTO" and device.type == "cpu":
+        bf16_native = cpu_has_native_bf16()
     return getattr(torch, run_dtype(precision, device.type, name, bf16_native))
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import controlnets, devices, inpaint, loras, pipelines, revisions, sources
+from . import compiling, controlnets, devices, inpaint, loras, pipelines, revisions, sources
 from ._version import read_version
 from .errors import EngineError, GenerationCancelled
 from .families import ModelFamily, detect_family
@@ -365,8 +365,10 @@ class Engine:
             pipe.unet.to(memory_format=torch.channels_last)
             pipe.vae.to(memory_format=torch.channels_last)
         if self.options.torch_compile:
-            # Compiled lazily: the first step at each new image size pays for it (timings["first_step"]).
-            pipe.unet = torch.compile(pipe.unet)
+            # Compiled lazily: the first step at each new image size pays for it (timings["first_step"]),
+            # once per cache folder: later runs load the compiled code (compiling.py, bench/).
+            compiling.use_cache_folder(self.options.compile_cache_dir)
+            pipe.unet = compiling.compile_module(pipe.unet, self.device)
         self._cache_prompt_embeddings(pipe)
 
     def _resident_bytes(self, pipe: Any) -> int:

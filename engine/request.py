@@ -259,8 +259,10 @@ class EngineOptions:
 
     Args:
         device: ``AUTO`` (CUDA, else MPS, else CPU), ``CUDA``, ``MPS`` or ``CPU``.
-        precision: ``AUTO`` (CUDA: bf16 where supported else fp16; MPS: fp16; CPU: fp32),
-            ``FP16``, ``BF16`` or ``FP32``.
+        precision: ``AUTO`` (CUDA: bf16 where supported else fp16; MPS: fp16; CPU: bf16 where
+            it has native bf16, AVX512-BF16/AMX, else fp32), ``FP16``, ``BF16`` or ``FP32``.
+            Pixels from the same request are bit-identical only at the same dtype on the same
+            kind of CPU (instruction set) with the same torch; ``FP32`` is the portable choice.
         cache_dir: Hugging Face download cache folder (None = the hub's default).
         read_cache_dirs: Hugging Face cache folders a repo id is looked up in, in order, before
             anything is downloaded (read-only, offline); ``cache_dir`` is looked in last when not
@@ -275,7 +277,11 @@ class EngineOptions:
             CPU (measured faster there for the VAE, see bench/), off on GPUs (not measured);
             ``ON`` or ``OFF`` force it.
         torch_compile: compile the UNet with ``torch.compile`` (opt-in: the first generation
-            at each new size pays the compile time, reported in ``GenerationResult.timings``).
+            at each new size pays the compile time, reported in ``GenerationResult.timings``;
+            on the CPU with weight freezing, see ``compiling.py``).
+        compile_cache_dir: where compiled code is kept between runs (the add-on passes its user
+            folder), so the compile is paid once per model architecture, size, dtype and torch
+            version rather than at every start; None = torch's default (a temp folder).
         vae_precision: ``AUTO`` decodes in the engine's precision and, when a half-precision
             decode overflows (NaN/inf), decodes again in fp32 and keeps doing so for that
             model; ``FP32`` always decodes in fp32.
@@ -293,6 +299,7 @@ class EngineOptions:
     channels_last: str = "AUTO"
     torch_compile: bool = False
     vae_precision: str = "AUTO"
+    compile_cache_dir: str | None = None
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad option and what it accepts."""
@@ -303,8 +310,10 @@ class EngineOptions:
         _choice("vae_precision", self.vae_precision, VAE_PRECISIONS)
         if not isinstance(self.torch_compile, bool):
             raise ValueError(f"torch_compile must be True or False; got {self.torch_compile!r}.")
-        if self.cache_dir is not None and not isinstance(self.cache_dir, str):
-            raise ValueError(f"cache_dir must be a folder path or None; got {type(self.cache_dir).__name__}.")
+        for name in ("cache_dir", "compile_cache_dir"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, str):
+                raise ValueError(f"{name} must be a folder path or None; got {type(value).__name__}.")
         if self.read_cache_dirs is not None and not (
             isinstance(self.read_cache_dirs, tuple) and all(isinstance(d, str) for d in self.read_cache_dirs)
         ):

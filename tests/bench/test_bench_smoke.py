@@ -26,7 +26,8 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "results.json").read_text())
-    assert set(results["sections"]) == {"engine", "roofline", "blender", "gpu", "geometry", "bake", "controlnet",
+    assert set(results["sections"]) == {"engine", "roofline", "few_step", "compile", "blender", "gpu", "geometry", "bake",
+                                        "controlnet",
                                         "insight", "scan", "upscale"}
     tiny_upscale = results["sections"]["upscale"]["tiny"]
     assert tiny_upscale["tiled"]["tiles"] == 9 and tiny_upscale["tiled"]["seconds_per_mp"] > 0
@@ -37,7 +38,14 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
     assert scan["files"] == 200 and sum(scan["classified"].values()) == 200 and "unknown" not in str(scan["classified"])
     case = results["sections"]["engine"]["cases"][0]
     assert case["engine_equals_raw_channels_last"] is True  # the engine's decode path is diffusers', bit for bit
-    assert "engine / raw" in case["ratios"]
+    assert "engine / raw" in case["ratios"] and "engine FP32 / raw" in case["ratios"]
+    assert "default_generate_over_raw_fp32" in results["summary"]
+    few = results["sections"]["few_step"]
+    assert set(few["time_over_raw"]) == {"engine", "engine FP32"}
+    engine_dtype = case["engine_dtype"]["engine"]
+    assert set(few["component_dtypes"]["engine"].values()) == {engine_dtype}  # nothing fp32 by accident
+    assert set(few["component_dtypes"]["engine FP32"].values()) == {"float32"}
+    assert "skipped" in results["sections"]["compile"]  # --quick leaves the minutes-long compile out
     roof = results["sections"]["roofline"]
     assert roof["flops"]["gflop"] > 0 and "channels_last fp32" in roof["speedup_vs_nchw"]
     blender = results["sections"]["blender"]
@@ -45,11 +53,15 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
     assert blender["pixels"]["write_byte_2048_ms"]["runs"] >= 1
     gpu = results["sections"]["gpu"]
     assert gpu["dry_run"] is True and gpu["device"] == "CPU (dry run)"
+    contenders = gpu["models"]["tiny SD (dry run)"]["contenders"]
+    for name in ("raw +channels_last", "raw +fused QKV", "raw +compile max-autotune", "raw all", "engine"):
+        assert "error" not in contenders[name], (name, contenders[name])
     markdown = (tmp_path / "results.md").read_text()
     geometry = results["sections"]["geometry"]["sizes"]["128"]
     assert geometry["depth_agreement_with_zbuffer"]["cycles"] > 0.99  # the same frame and depth as a render
-    for heading in ("## 1. Engine vs raw", "## 2. UNet step roofline", "## 3. Blender path", "## 4. Memory", "## 5. GPU",
-                    "## 6. Depth/normal images", "## 7. Whole-object bake", "## 8. ControlNet overhead"):
+    for heading in ("## 1. Engine vs raw", "## 2. UNet step roofline", "## 3. Few-step path", "## 4. Compile the Model",
+                    "## 5. Blender path", "## 6. Memory", "## 7. GPU", "## 8. Depth/normal images",
+                    "## 9. Whole-object bake", "## 10. ControlNet overhead"):
         assert heading in markdown
     assert "Dry run on the CPU" in markdown
     bake = results["sections"]["bake"]
@@ -88,5 +100,5 @@ def test_controlnet_section_measures_both_pipelines(tmp_path: Path) -> None:
     (case,) = results["sections"]["controlnet"]["cases"]
     assert case["per_step_ms"]["plain"] > 0 and case["per_step_ms"]["controlnet"] > 0 and case["ratio_per_step"] > 0
     assert case["controlnet_params_m"] > 0
-    assert "## 8. ControlNet overhead" in (tmp_path / "results.md").read_text()
+    assert "## 10. ControlNet overhead" in (tmp_path / "results.md").read_text()
     assert results["summary"]["controlnet_step_time_over_plain"]

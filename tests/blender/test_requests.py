@@ -1,5 +1,7 @@
 """Scene settings and preferences reach the engine as they are set."""
 
+import os
+
 import bpy
 
 from harness import ADDON_MODULE
@@ -18,6 +20,8 @@ def test_preferences_become_engine_options():
         assert (options.device, options.precision) == ("CPU", "BF16")
         assert options.attention_slicing and options.cpu_offload and options.allow_pickle and options.torch_compile
         assert options.cache_dir == prefs.resolved_model_cache_dir()
+        user_folder = bpy.utils.extension_path_user(ADDON_MODULE, create=False)
+        assert options.compile_cache_dir == os.path.join(user_folder, "compile-cache")
         assert options.offline is (not bpy.app.online_access)
     finally:
         for name in ("device", "precision", "attention_slicing", "cpu_offload", "allow_pickle", "torch_compile"):

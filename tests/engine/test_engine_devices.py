@@ -26,13 +26,35 @@ def fake_gpu(monkeypatch: pytest.MonkeyPatch) -> Any:
     return install
 
 
-def test_auto_on_this_machine_is_the_cpu_in_fp32(devices: Any) -> None:
+def test_auto_on_this_machine_is_the_cpu_in_bf16_where_it_has_native_bf16(devices: Any) -> None:
     import torch
 
     if torch.cuda.is_available() or torch.backends.mps.is_available():
         pytest.skip("this machine has a GPU")
     device = devices.resolve_device("AUTO")
-    assert device.type == "cpu" and devices.resolve_dtype("AUTO", device) == torch.float32
+    native = bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu.get_capabilities().get("amx_bf16"))
+    assert device.type == "cpu" and devices.cpu_has_native_bf16() == native
+    assert devices.resolve_dtype("AUTO", device) == (torch.bfloat16 if native else torch.float32)
+
+
+@pytest.mark.parametrize(
+    ("features", "expected"),
+    [
+        ({"avx2": True, "avx512_f": True, "avx512_bf16": True}, "bfloat16"),  # Zen 4/5, Cooper Lake
+        ({"avx2": True, "avx512_f": True, "amx_bf16": True, "amx_tile": True}, "bfloat16"),  # AMX only
+        ({"avx2": True, "avx512_f": True, "avx512_bf16": False}, "float32"),  # AVX-512 alone emulates bf16
+        ({"avx2": True, "fma3": True}, "float32"),  # the usual desktop CPU
+        ({}, "float32"),  # a torch that cannot say: the safe choice
+    ],
+)
+def test_auto_precision_on_the_cpu_follows_its_feature_flags(
+    devices: Any, monkeypatch: pytest.MonkeyPatch, features: dict[str, bool], expected: str
+) -> None:
+    import torch
+
+    monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: dict(features, cpu_name="any", num_logical_cores=8))
+    assert devices.dtype_name(devices.resolve_dtype("AUTO", torch.device("cpu"))) == expected
+    assert devices.resolve_dtype("FP32", torch.device("cpu")) == torch.float32  # one click away, everywhere
 
 
 @pytest.mark.parametrize(

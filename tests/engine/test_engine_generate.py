@@ -91,12 +91,15 @@ def test_random_seed_is_returned_and_reproduces(
 
 
 def test_output_matches_plain_diffusers_within_tolerance(
-    engine: Any, make_request: Any, tiny_sd_model: Path, pipeline_of: Any
+    new_engine: Any, make_request: Any, tiny_sd_model: Path, pipeline_of: Any
 ) -> None:
-    """channels_last on CPU (a speed-up) may change float rounding, not the picture; no flips either."""
+    """channels_last on CPU (a speed-up) may change float rounding, not the picture; no flips either.
+
+    FP32 explicitly: diffusers' pipeline runs in fp32 (AUTO is bf16 on CPUs with native bf16)."""
     import torch
     from diffusers import DPMSolverMultistepScheduler, StableDiffusionPipeline
 
+    engine = new_engine(precision="FP32")
     result = engine.generate(make_request(tiny_sd_model, steps=4, width=96, height=64))
     weight = pipeline_of(engine).unet.conv_in.weight
     assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
@@ -118,13 +121,13 @@ def test_output_matches_plain_diffusers_within_tolerance(
 
 
 def test_sdxl_matches_plain_diffusers_and_keeps_its_zero_negative_embedding(
-    engine: Any, make_request: Any, tiny_sdxl_model: Path
+    new_engine: Any, make_request: Any, tiny_sdxl_model: Path
 ) -> None:
     """An empty negative prompt reaches SDXL as None, so force_zeros_for_empty_prompt applies as trained."""
     import torch
     from diffusers import DPMSolverMultistepScheduler, StableDiffusionXLPipeline
 
-    result = engine.generate(make_request(tiny_sdxl_model, steps=3, negative_prompt=""))
+    result = new_engine(precision="FP32").generate(make_request(tiny_sdxl_model, steps=3, negative_prompt=""))
     pipe = StableDiffusionXLPipeline.from_pretrained(tiny_sdxl_model, local_files_only=True)
     pipe.scheduler = DPMSolverMultistepScheduler.from_config(pipe.scheduler.config, algorithm_type="dpmsolver++")
     pipe.set_progress_bar_config(disable=True)
@@ -165,7 +168,16 @@ def test_recipe_is_complete_and_json_safe(engine_api: Any, engine: Any, make_req
         assert recipe[name] == getattr(request, name), name
     assert recipe["guidance_scale"] == 5.0 and isinstance(recipe["guidance_scale"], float)
     assert recipe["version"] == engine_api.__version__
-    assert (recipe["family"], recipe["device"], recipe["dtype"]) == ("SD1", "cpu", "float32")
+    assert (recipe["family"], recipe["device"]) == ("SD1", "cpu")
+    assert recipe["dtype"] == engine.loaded_model().dtype == str(engine.dtype).removeprefix("torch.")
+
+
+@pytest.mark.parametrize(("precision", "dtype"), [("FP32", "float32"), ("BF16", "bfloat16")])
+def test_recipe_records_the_dtype(
+    new_engine: Any, make_request: Any, tiny_sd_model: Path, precision: str, dtype: str
+) -> None:
+    """Pixels repeat bit for bit only at the same dtype: the recipe says which one made them."""
+    assert new_engine(precision=precision).generate(make_request(tiny_sd_model, steps=1)).recipe["dtype"] == dtype
 
 
 # --- schedulers and families -------------------------------------------------------------------------
@@ -435,7 +447,7 @@ def test_second_request_and_mode_switch_reuse_the_loaded_weights(
     assert pipeline_of(engine, "TXT2IMG").unet is unet
     assert engine.load_count == 1
     info = engine.loaded_model()
-    assert (info.source, info.device, info.dtype) == (str(tiny_model), "cpu", "float32")
+    assert (info.source, info.device, info.dtype) == (str(tiny_model), "cpu", str(engine.dtype).removeprefix("torch."))
 
 
 def test_free_really_drops_the_model(new_engine: Any, make_request: Any, tiny_sd_model: Path, pipeline_of: Any) -> None:
@@ -478,8 +490,9 @@ def test_get_engine_shares_one_engine_until_the_options_change(
 
 
 def test_memory_modes_run_on_cpu(new_engine: Any, make_request: Any, tiny_sd_model: Path, pipeline_of: Any) -> None:
-    plain = new_engine().generate(make_request(tiny_sd_model, width=128, height=128)).image
-    sliced = new_engine(attention_slicing=True, cpu_offload=True)  # offload is CUDA-only: ignored on CPU
+    plain = new_engine(precision="FP32").generate(make_request(tiny_sd_model, width=128, height=128)).image
+    # offload is CUDA-only: ignored on CPU. FP32: slicing's rounding, not bf16's, is what is compared.
+    sliced = new_engine(attention_slicing=True, cpu_offload=True, precision="FP32")
     np.testing.assert_allclose(
         sliced.generate(make_request(tiny_sd_model, width=128, height=128)).image, plain, atol=1e-4
     )

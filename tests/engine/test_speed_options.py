@@ -1,6 +1,6 @@
 """Every speed option keeps the picture: same seed => same image, within a stated tolerance, as the plain path.
 
-The plain (unoptimised) path is the engine with ``channels_last="OFF"``, the VAE
+The plain (unoptimised) path is the engine in fp32 with ``channels_last="OFF"``, the VAE
 decoded in fp32, no ``torch_compile``, no VAE tiling and a prompt it has not seen
 (the text encoder runs). Tolerances, on the tiny models (values 0..1), with what
 was measured when they were set:
@@ -8,8 +8,9 @@ was measured when they were set:
 * prompt-embedding cache, the engine's own VAE decode: bit-identical;
 * ``channels_last`` (the CPU default) and ``torch_compile``: float rounding only,
   max |diff| <= 1e-4 (seen 2.6e-6 and 0);
-* ``precision="BF16"`` (bf16 weights and activations): max |diff| <= 0.1 and
-  mean <= 0.01 (seen 0.04 / 0.002); a bf16 VAE adds <= 0.02 (seen 0.008);
+* ``precision="BF16"`` (bf16 weights and activations), and ``AUTO`` where that is bf16
+  (CPUs with native bf16): max |diff| <= 0.1 and mean <= 0.01 (seen 0.04 / 0.002);
+  a bf16 VAE adds <= 0.02 (seen 0.008);
 * the fp32 fallback of a half-precision VAE: bit-identical to decoding in fp32.
 
 VAE tiling is not here as a speed option: it trades exactness at tile borders for
@@ -29,7 +30,13 @@ from typing import Any
 import numpy as np
 import pytest
 
-PLAIN = {"channels_last": "OFF", "vae_precision": "FP32", "vae_tiling": "OFF", "torch_compile": False}
+PLAIN = {"precision": "FP32", "channels_last": "OFF", "vae_precision": "FP32", "vae_tiling": "OFF", "torch_compile": False}
+BF16_MAX_DIFF, BF16_MEAN_DIFF = 0.1, 0.01  # bf16 vs the plain fp32 path (values 0..1), see the module docstring
+
+
+def assert_bf16_keeps_the_picture(image: np.ndarray, plain: np.ndarray, what: str = "") -> None:
+    diff = np.abs(image - plain)
+    assert diff.max() <= BF16_MAX_DIFF and diff.mean() <= BF16_MEAN_DIFF, (what, diff.max(), diff.mean())
 
 
 @pytest.fixture(params=["sd", "sdxl"])
@@ -85,12 +92,12 @@ def test_engine_decode_is_bit_identical_to_diffusers(new_engine: Any, make_reque
 def test_repeated_prompt_skips_the_text_encoder_and_is_bit_identical(
     new_engine: Any, make_request: Any, tiny_model: Path, pipeline_of: Any, plain_image: Any
 ) -> None:
-    engine = new_engine()
+    engine = new_engine(precision="FP32")
     first = engine.generate(make_request(tiny_model, seed=1))
     calls = _text_encoder_calls(pipeline_of(engine))
     again = engine.generate(make_request(tiny_model))  # same prompt, another seed
     assert calls == [] and again.timings["encode_prompt"] == 0.0
-    np.testing.assert_array_equal(again.image, new_engine().generate(make_request(tiny_model)).image)
+    np.testing.assert_array_equal(again.image, new_engine(precision="FP32").generate(make_request(tiny_model)).image)
     assert first.timings["encode_prompt"] > 0.0
 
     engine.generate(make_request(tiny_model, prompt="moss"))  # a new prompt encodes again
@@ -131,7 +138,7 @@ def test_channels_last_keeps_the_image(
 ) -> None:
     import torch
 
-    engine = new_engine(channels_last="ON")
+    engine = new_engine(channels_last="ON", precision="FP32")
     image = engine.generate(make_request(tiny_model, width=96)).image
     assert pipeline_of(engine).unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
     plain = plain_image(tiny_model, width=96)
@@ -156,7 +163,7 @@ def test_torch_compile_keeps_the_image(
     import torch
 
     monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
-    engine = new_engine(torch_compile=True)
+    engine = new_engine(torch_compile=True, precision="FP32")
     result = engine.generate(make_request(tiny_sd_model))
     assert hasattr(pipeline_of(engine).unet, "_orig_mod")  # compiled
     assert result.timings["first_step"] >= 0.0
@@ -185,6 +192,58 @@ def test_a_failing_compile_is_a_clear_error(
         torch._dynamo.reset()
 
 
+@pytest.mark.parametrize("dtype_name", ["float32", "bfloat16"])
+def test_compiled_code_is_cached_in_the_given_folder_and_keeps_the_numbers(
+    engine_api: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, dtype_name: str
+) -> None:
+    """The real compiler with the engine's CPU settings (inductor, weight freezing) on one UNet block.
+
+    What it wrote lands in ``compile_cache_dir/torch-<version>``, and compiling the same graph
+    again (a new Blender session) is a cache hit, not a new compile. Tolerances: fp32 1e-4
+    (rounding only); bf16 2 % of the output's range (bf16 keeps 8 bits of mantissa).
+    """
+    import torch
+    from diffusers.models.resnet import ResnetBlock2D
+    from torch._dynamo.utils import counters
+
+    compiling = importlib.import_module(engine_api.__name__ + ".compiling")
+    monkeypatch.delenv(compiling.CACHE_ENV, raising=False)  # restored afterwards: the setting is process-wide
+    folder = compiling.use_cache_folder(str(tmp_path))
+    assert folder == tmp_path / f"torch-{torch.__version__}" and folder.is_dir()
+    dtype = getattr(torch, dtype_name)
+    torch.manual_seed(0)
+    block = ResnetBlock2D(in_channels=32, out_channels=64, temb_channels=None, groups=8).eval()
+    block.to(dtype=dtype, memory_format=torch.channels_last)
+    sample = torch.randn(2, 32, 16, 16, dtype=dtype).to(memory_format=torch.channels_last)
+    try:
+        with torch.no_grad():
+            expected = block(sample, None).float()
+            counters.clear()
+            compiled = compiling.compile_module(block, torch.device("cpu"))
+            got = compiled(sample, None).float()
+            assert counters["inductor"]["fxgraph_cache_miss"] == 1
+            assert any(folder.rglob("*.py")) and any(folder.rglob("*.so"))  # the generated code and its library
+            torch._dynamo.reset()  # forget the compiled graph in memory, as a new process would not have it
+            counters.clear()
+            again = compiling.compile_module(block, torch.device("cpu"))(sample, None).float()
+            assert counters["inductor"]["fxgraph_cache_hit"] == 1 and counters["inductor"]["fxgraph_cache_miss"] == 0
+    finally:
+        torch._dynamo.reset()
+    scale = float(expected.abs().max())
+    tolerance = 1e-4 if dtype == torch.float32 else 0.02 * scale
+    assert float((got - expected).abs().max()) <= tolerance
+    torch.testing.assert_close(again, got, rtol=0, atol=0)  # the cached code computes the same bits
+
+
+def test_compile_settings_per_device(engine_api: Any) -> None:
+    import torch
+
+    compiling = importlib.import_module(engine_api.__name__ + ".compiling")
+    assert compiling.compile_options(torch.device("cpu")) == {"freezing": True}  # weights pre-packed for oneDNN, fused
+    assert compiling.compile_options(torch.device("cuda")) == {}  # not measured there: torch's defaults
+    assert compiling.use_cache_folder(None) is None
+
+
 # --- reduced precision -------------------------------------------------------------------------------
 
 
@@ -192,10 +251,35 @@ def test_bf16_keeps_the_picture(new_engine: Any, make_request: Any, tiny_model: 
     plain = plain_image(tiny_model)
     for vae_precision in ("AUTO", "FP32"):
         image = new_engine(precision="BF16", vae_precision=vae_precision).generate(make_request(tiny_model)).image
-        assert np.abs(image - plain).max() <= 0.1 and np.abs(image - plain).mean() <= 0.01, vae_precision
+        assert_bf16_keeps_the_picture(image, plain, vae_precision)
     bf16_vae = new_engine(precision="BF16").generate(make_request(tiny_model)).image
     fp32_vae = new_engine(precision="BF16", vae_precision="FP32").generate(make_request(tiny_model)).image
     assert np.abs(bf16_vae - fp32_vae).max() <= 0.02
+
+
+def test_auto_precision_keeps_the_picture_and_repeats_bit_for_bit(
+    new_engine: Any, make_request: Any, tiny_model: Path, pipeline_of: Any, plain_image: Any
+) -> None:
+    """The default path: bf16 where the CPU has native bf16 (within bf16's tolerance of fp32), else fp32."""
+    import torch
+
+    engine = new_engine()
+    result = engine.generate(make_request(tiny_model))
+    pipe = pipeline_of(engine)
+    # Nothing left in fp32 by accident: text encoder(s), UNet and VAE all run in the engine's dtype.
+    for name in ("text_encoder", "text_encoder_2", "unet", "vae"):
+        module = getattr(pipe, name, None)
+        if module is not None:
+            assert {p.dtype for p in module.parameters()} == {engine.dtype}, name
+    assert result.recipe["dtype"] == str(engine.dtype).removeprefix("torch.")
+    plain = plain_image(tiny_model)
+    if engine.dtype == torch.float32:
+        np.testing.assert_allclose(result.image, plain, atol=1e-4)
+    else:
+        assert engine.dtype == torch.bfloat16
+        assert_bf16_keeps_the_picture(result.image, plain, "AUTO")
+    again = new_engine().generate(make_request(tiny_model)).image  # same seed, a fresh engine: the same bits
+    np.testing.assert_array_equal(again, result.image)
 
 
 def test_half_precision_vae_overflow_falls_back_to_fp32(
