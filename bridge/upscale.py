@@ -29,6 +29,7 @@ class UpscalePlan:
     source_recipe: dict
     replace_in_materials: bool
     notes: list[str] = field(default_factory=list)
+    recorder: object = None  # an upscale records no filmstrip or attention maps
 
 
 def source_recipe(image: bpy.types.Image) -> dict:

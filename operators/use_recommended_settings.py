@@ -22,7 +22,7 @@ def model_family(context, model: str):
     location = resolve_model_path(model)
     engine = loaded_engine()
     info = engine.loaded_model() if engine is not None else None
-    if info is not None and location in (info.source, os.path.abspath(os.path.expanduser(location))):
+    if info is not None and info.source in (location, os.path.abspath(os.path.expanduser(location))):
         return ModelFamily(info.family, info.prediction_type, info.few_step), ""
     folder = os.path.expanduser(location)
     if os.path.isdir(folder):

@@ -131,10 +131,11 @@ def test_upscale_after_generate_writes_the_upscaled_result_with_both_recipes(set
     assert recipe["upscale"]["control_model"] == str(tile_controlnet)
 
 
-def test_upscale_after_generate_too_large_is_refused_before_anything_runs(settings, tiny_sd_model):
+def test_upscale_after_generate_too_large_is_refused_before_anything_runs(settings, tiny_sd_model, monkeypatch):
+    monkeypatch.setattr(module("engine.upscale"), "_machine_memory", lambda: 8 * 2**30)  # x4 of 2048² needs ~5 GB
     settings.model = str(tiny_sd_model)
     settings.prompt = "bark"
-    settings.width, settings.height = 4096, 64
+    settings.width = settings.height = 2048
     settings.target = "IMAGE"
     settings.upscale_after = "4"
     before = datablock_counts()
