@@ -37,7 +37,8 @@ class GenerationJob:
         self.stage = "LOAD"  # LOAD, then DOWNLOAD (bytes) or DENOISE (steps)
         self.step = 0
         self.total = request.steps
-        self.part = self.parts = 0  # tile i of n (upscale); 0 = a single generation
+        self.part = self.parts = 0  # tile i of n (upscale), view i of n (whole object); 0 = a single generation
+        self.part_label = "Tile"  # what a part is called in ``describe``
         self.finished = False
 
     def start(self) -> None:
@@ -49,13 +50,7 @@ class GenerationJob:
         from ..engine import EngineError, GenerationCancelled, get_engine
 
         try:
-            engine = get_engine(self.options)
-            run = engine.upscale if isinstance(self.request, UpscaleRequest) else engine.generate
-            result = run(self.request, on_progress=self._on_progress, cancel_event=self.cancel_event,
-                         previews=self.previews)
-            if self.upscale is not None:
-                result = _upscaled(engine, result, self.upscale, on_progress=self._on_progress,
-                                   cancel_event=self.cancel_event, previews=self.previews)
+            result = self.work(get_engine(self.options))
         except GenerationCancelled:
             self.events.put(JobEvent("cancelled"))
         except EngineError as error:
@@ -67,6 +62,16 @@ class GenerationJob:
             self.events.put(JobEvent("done", result))
         finally:
             self.request = None  # the source image goes with it: finished runs are kept around by Blender
+
+    def work(self, engine):
+        """The engine calls of this job (worker thread, no bpy); a subclass may run several."""
+        run = engine.upscale if isinstance(self.request, UpscaleRequest) else engine.generate
+        result = run(self.request, on_progress=self._on_progress, cancel_event=self.cancel_event,
+                     previews=self.previews)
+        if self.upscale is not None:
+            result = _upscaled(engine, result, self.upscale, on_progress=self._on_progress,
+                               cancel_event=self.cancel_event, previews=self.previews)
+        return result
 
     def _on_progress(self, event) -> None:
         self.events.put(JobEvent("progress", event))
@@ -82,7 +87,9 @@ class GenerationJob:
             return f"Downloading model: {self.step / 1e6:,.0f} / {self.total / 1e6:,.0f} MB"
         if self.stage == "DENOISE" and self.step:
             steps = f"Step {self.step}/{self.total}"
-            return f"Tile {self.part}/{self.parts} · {steps.lower()}" if self.parts else steps
+            return f"{self.part_label} {self.part}/{self.parts} · {steps.lower()}" if self.parts else steps
+        if self.stage == "BAKE":
+            return "Baking into the UV maps…"
         return "Loading model…"
 
     def drain(self) -> list[JobEvent]:
