@@ -44,6 +44,7 @@ class Plan:
     projection: ProjectionCapture | None = None
     upscale: object = None  # Upscale After Generate: an UpscaleRequest without its image yet
     mask_name: str | None = None  # INPAINT: the mask Image used (None: the source's alpha)
+    object_capture: object = None  # Whole Object: bridge.object_target.ObjectCapture
 
 
 def prepare(context: bpy.types.Context) -> Plan:
@@ -59,6 +60,11 @@ def prepare(context: bpy.types.Context) -> Plan:
     plan.object_names = target_objects(context, settings.target)
     objects = [bpy.data.objects[name] for name in plan.object_names]
     plan.object_ids = [object_identity(obj) for obj in objects]
+    if settings.target == "OBJECT":  # its own views: no scene camera, no source image
+        from . import object_target
+
+        plan.object_capture = object_target.capture(context, settings, plan)
+        return plan
     if settings.control != "NONE" and context.scene.camera is None:
         raise ValueError(f"Control {settings.control.title()} sees the scene through its camera, but the scene "
                          "has no camera: add one (or set Control to None)")
@@ -130,6 +136,10 @@ def target_objects(context: bpy.types.Context, target: str) -> list[str]:
         if not objects:
             raise ValueError("Target is Project from Camera but no mesh object is selected")
         return [o.name for o in objects]
+    if target == "OBJECT":
+        from . import object_target
+
+        return object_target.target_objects(context)
     return []
 
 
@@ -186,8 +196,7 @@ class GenerationRun:
 
     def __init__(self, plan: Plan) -> None:
         self.plan = plan
-        self.job = GenerationJob(plan.options, plan.request, previews=not bpy.app.background,
-                                 upscale=getattr(plan, "upscale", None))
+        self.job = self.make_job(plan)
         self.reports: list[tuple[str, str]] = [("INFO", note) for note in plan.notes]
         self.image: bpy.types.Image | None = None
         # Set by the modal operator: removes its timer and status text (also when the add-on is disabled).
@@ -195,6 +204,10 @@ class GenerationRun:
         self.ended = False
         set_current_job(self.job)
         _live_runs.append(self)
+
+    def make_job(self, plan: Plan) -> GenerationJob:
+        return GenerationJob(plan.options, plan.request, previews=not bpy.app.background,
+                             upscale=getattr(plan, "upscale", None))
 
     def start(self) -> None:
         """On a worker thread (UI)."""
