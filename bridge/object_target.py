@@ -55,6 +55,27 @@ class ObjectResult:
         return self.generation.seed
 
 
+def view_count(settings) -> int:
+    """How many views the settings make: the View Collection's cameras, else Views."""
+    if settings.view_collection is not None:
+        return sum(1 for obj in settings.view_collection.all_objects if obj.type == "CAMERA")
+    return settings.object_views
+
+
+def work_estimate(settings) -> tuple[str | None, str]:
+    """(what stops it, or None; the work it makes) for the panel, before clicking."""
+    views = view_count(settings)
+    if views == 0:
+        return f"'{settings.view_collection.name}' holds no cameras", ""
+    if settings.object_method != "GRID":
+        return "Method Sequential is not available yet", ""
+    if settings.mode != "TXT2IMG":
+        return "Whole Object needs Mode Text to Image", ""
+    rows, columns = grid.grid_shape(views)
+    return None, (f"{views} views × {settings.steps} steps: one {columns * settings.width}×"
+                  f"{rows * settings.height} image")
+
+
 def target_objects(context: bpy.types.Context) -> list[str]:
     objects = [obj for obj in context.selected_objects if obj.type == "MESH"]
     if not objects:
