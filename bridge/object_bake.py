@@ -230,12 +230,17 @@ def bake_views(passes: list[ViewPasses], images: list[np.ndarray]) -> list[BakeV
             for view, image in zip(passes, images)]
 
 
-def bake_mesh(mesh: MeshTexels, views: list[BakeView], settings: BakeSettings = BakeSettings()) -> BakedMesh:
-    """One mesh's texture from the views (numpy only: runs on a worker thread)."""
+def bake_mesh(mesh: MeshTexels, views: list[BakeView], settings: BakeSettings = BakeSettings(),
+              allow_unseen: bool = False) -> BakedMesh:
+    """One mesh's texture from the views (numpy only: runs on a worker thread). A mesh no view sees is a
+    ValueError, unless ``allow_unseen`` (a texture baked so far: then all zero)."""
     gathered = merge_gathered([gather_views(t, views, settings) for t in mesh.texels])
     first = mesh.texels[0]
-    return BakedMesh(mesh.mesh_name, mesh.uv_name, list(mesh.object_names), finish_texture(first, gathered),
-                     gathered, first.shared)
+    if allow_unseen and not gathered.seen.any():
+        texture = np.zeros((first.size, first.size, gathered.colour.shape[1]), dtype=np.float32)
+    else:
+        texture = finish_texture(first, gathered)
+    return BakedMesh(mesh.mesh_name, mesh.uv_name, list(mesh.object_names), texture, gathered, first.shared)
 
 
 def bake_objects(objects: list[bpy.types.Object], depsgraph: bpy.types.Depsgraph, passes: list[ViewPasses],

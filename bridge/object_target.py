@@ -13,18 +13,20 @@ the same node reused on a re-run); the UV map itself is never written.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, field
 
 import bpy
 import numpy as np
 
 from ..engine import GenerationCancelled, GenerationResult
 from ..engine.request import ProgressEvent
-from ..geometry import grid
+from ..geometry import grid, rasterize
+from ..geometry.sequential import render_texture, repaint_mask
 from . import results
 from .job import GenerationJob, JobEvent
 from .object_bake import (BakedMesh, MeshTexels, ViewPasses, auto_views, bake_mesh, bake_views, camera_recipe,
-                          collection_views, mesh_texels, render_uv_layer, view_passes)
+                          collection_views, mesh_texels, object_triangles, render_uv_layer, view_passes)
 from .run import GenerationRun, Plan, find_object
 
 
@@ -40,6 +42,8 @@ class ObjectCapture:
     meshes: list[MeshTexels]
     texture_size: int
     keep_view_images: bool
+    # SEQUENTIAL: per mesh (as ``meshes``), per object using it: (uv, positions, normals) of its triangles
+    surfaces: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = field(default_factory=list)
 
 
 @dataclass
@@ -67,10 +71,10 @@ def work_estimate(settings) -> tuple[str | None, str]:
     views = view_count(settings)
     if views == 0:
         return f"'{settings.view_collection.name}' holds no cameras", ""
-    if settings.object_method != "GRID":
-        return "Method Sequential is not available yet", ""
     if settings.mode != "TXT2IMG":
         return "Whole Object needs Mode Text to Image", ""
+    if settings.object_method == "SEQUENTIAL":
+        return None, f"{views} views × {settings.steps} steps: {views} generations of {settings.width}×{settings.height}"
     rows, columns = grid.grid_shape(views)
     return None, (f"{views} views × {settings.steps} steps: one {columns * settings.width}×"
                   f"{rows * settings.height} image")
@@ -91,8 +95,6 @@ def capture(context: bpy.types.Context, settings, plan: Plan) -> ObjectCapture:
     Raises ValueError with the fix for every setting Whole Object cannot use; creates nothing.
     """
     request = plan.request
-    if settings.object_method != "GRID":
-        raise ValueError("Method Sequential is not available yet: use Method Grid")
     if request.mode != "TXT2IMG":
         raise ValueError("Whole Object generates its views from the prompt and the geometry: set Mode to "
                          "Text to Image")
@@ -112,20 +114,29 @@ def capture(context: bpy.types.Context, settings, plan: Plan) -> ObjectCapture:
         views = auto_views(objects, depsgraph, settings.object_views, width, height)
         cameras = [view.camera() for view in views]
         view_recipes = [view.recipe() for view in views]
-    rows, columns = grid.grid_shape(len(cameras))
-    grid_request = dataclasses.replace(request, width=columns * width, height=rows * height)
     passes = view_passes(cameras, depsgraph, request.control)
-    if request.control != "NONE":
-        grid_request.control_image = grid.tile([view.control_image for view in passes])
-    try:
-        grid_request.validate()
-    except ValueError as error:
-        raise ValueError(f"{len(cameras)} views of {width}x{height} make a {columns * width}x{rows * height} "
-                         f"grid, too large to generate ({error}): use fewer views or a smaller Width/Height") from error
+    if settings.object_method == "GRID":
+        rows, columns = grid.grid_shape(len(cameras))
+        first = dataclasses.replace(request, width=columns * width, height=rows * height)
+        if request.control != "NONE":
+            first.control_image = grid.tile([view.control_image for view in passes])
+        try:
+            first.validate()
+        except ValueError as error:
+            raise ValueError(f"{len(cameras)} views of {width}x{height} make a {columns * width}x{rows * height} "
+                             f"grid, too large to generate ({error}): use fewer views or a smaller Width/Height",
+                             ) from error
+    else:  # SEQUENTIAL: view 1 as asked; the later views inpaint (``ObjectJob.sequential``)
+        first = dataclasses.replace(request, control_image=passes[0].control_image)
+        first.validate()
     meshes = mesh_texels(objects, depsgraph, settings.texture_size)
-    plan.request = grid_request
+    surfaces = []
+    if settings.object_method == "SEQUENTIAL":
+        surfaces = [[object_triangles(bpy.data.objects[name], depsgraph, mesh.uv_name) for name in mesh.object_names]
+                    for mesh in meshes]
+    plan.request = first
     return ObjectCapture(settings.object_method, width, height, passes, view_recipes, meshes,
-                         settings.texture_size, settings.keep_view_images)
+                         settings.texture_size, settings.keep_view_images, surfaces)
 
 
 class ObjectJob(GenerationJob):
@@ -138,19 +149,87 @@ class ObjectJob(GenerationJob):
 
     def work(self, engine) -> ObjectResult:
         captured = self.capture
-        generation = engine.generate(self.request, on_progress=self._on_progress, cancel_event=self.cancel_event,
-                                     previews=self.previews)
-        views = grid.untile(generation.image[..., :3], len(captured.passes))
-        bake = bake_views(captured.passes, views)
+        if captured.method == "SEQUENTIAL":
+            generation, views = self.sequential(engine, captured)
+        else:
+            generation = engine.generate(self.request, on_progress=self._on_progress,
+                                         cancel_event=self.cancel_event, previews=self.previews)
+            views = grid.untile(generation.image[..., :3], len(captured.passes))
+        baked = self.bake(captured, views, report=True)
+        self.capture = None
+        return ObjectResult(generation, views, baked)
+
+    def bake(self, captured: ObjectCapture, views: list[np.ndarray], report: bool = False) -> list[BakedMesh]:
+        """Every mesh baked from the first ``len(views)`` views; ``report``: the final bake (progress shown,
+        a mesh no view saw is an error), else a bake so far."""
+        bake = bake_views(captured.passes[:len(views)], views)
         baked = []
         for index, mesh in enumerate(captured.meshes):
             if self.cancel_event.is_set():
                 raise GenerationCancelled("cancelled while baking")
-            # Straight onto the queue: the command line's step listeners only know DENOISE and DOWNLOAD.
-            self.events.put(JobEvent("progress", ProgressEvent(index, len(captured.meshes), stage="BAKE")))
-            baked.append(bake_mesh(mesh, bake))
-        self.capture = None
-        return ObjectResult(generation, views, baked)
+            if report:  # straight onto the queue: the command line's step listeners only know DENOISE, DOWNLOAD
+                self.events.put(JobEvent("progress", ProgressEvent(index, len(captured.meshes), stage="BAKE")))
+            baked.append(bake_mesh(mesh, bake, allow_unseen=not report))
+        return baked
+
+    def sequential(self, engine, captured: ObjectCapture) -> tuple[GenerationResult, list[np.ndarray]]:
+        """View 1 generated; every later view inpaints what the views before it did not see well (feathered
+        ``repaint_mask``) over the texture baked so far drawn into it (``render_texture``)."""
+        count = len(captured.passes)
+        views: list[np.ndarray] = []
+        first = None
+        for index, passes in enumerate(captured.passes):
+            if self.cancel_event.is_set():
+                raise GenerationCancelled("cancelled between views")
+            request = self.request
+            if index:
+                so_far = self.bake(captured, views)
+                image, mask = _render_so_far(captured, so_far, passes)
+                if not mask.any():  # every surface this view sees is already seen as well elsewhere
+                    views.append(image)
+                    continue
+                request = dataclasses.replace(request, mode="INPAINT", init_image=image, mask_image=mask,
+                                              strength=1.0, control_image=passes.control_image,
+                                              seed=view_seed(first.seed, index))
+
+            def on_progress(event, part=index + 1):
+                self._on_progress(dataclasses.replace(event, part=part, parts=count))
+
+            result = engine.generate(request, on_progress=on_progress, cancel_event=self.cancel_event,
+                                     previews=self.previews)
+            first = first or result
+            views.append(result.image[..., :3])
+        return first, views
+
+
+def view_seed(seed: int, index: int) -> int:
+    """The seed of view ``index`` (0-based) of a SEQUENTIAL run: view 1 uses the run's seed, later ones derive
+    from it, so the recipe's seed reproduces the whole texture."""
+    if index == 0:
+        return seed
+    digest = hashlib.sha256(f"latent_textures.object:{seed}:{index}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def _render_so_far(captured: ObjectCapture, baked: list[BakedMesh],
+                   passes: ViewPasses) -> tuple[np.ndarray, np.ndarray]:
+    """((h, w, 3) the textures baked so far seen from this view, (h, w) where it should repaint)."""
+    camera = passes.camera
+    image = np.zeros((camera.height, camera.width, 3), dtype=np.float32)
+    mask = np.zeros((camera.height, camera.width), dtype=np.float32)
+    by_mesh = {mesh.mesh_name: mesh for mesh in baked}
+    size = captured.texture_size
+    for mesh, surfaces in zip(captured.meshes, captured.surfaces):
+        done = by_mesh[mesh.mesh_name]
+        best = np.zeros(size * size, dtype=np.float32)
+        best[mesh.texels[0].index] = done.gathered.best_cosine
+        best = best.reshape(size, size)
+        for uv, positions, normals in surfaces:
+            hits = rasterize(camera, positions)
+            drawn, covered = render_texture(hits, uv, done.texture[..., :3], passes.depth)
+            image[covered] = drawn[covered]
+            mask = np.maximum(mask, repaint_mask(camera, hits, uv, normals, best, passes.depth))
+    return image, mask
 
 
 class ObjectRun(GenerationRun):

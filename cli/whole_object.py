@@ -21,7 +21,7 @@ def add_arguments(generate: argparse.ArgumentParser, choices, choice_help, upper
                        help="use this collection's cameras (in name order) as the views instead")
     group.add_argument("--method", type=upper, choices=choices(properties.OBJECT_METHOD_ITEMS), metavar="METHOD",
                        help=f"{choice_help(properties.OBJECT_METHOD_ITEMS)} (default: the scene's, GRID in a new "
-                            "scene; SEQUENTIAL is not available yet)")
+                            "scene)")
     group.add_argument("--texture-size", type=int, metavar="PX",
                        help="width and height of each object's baked texture, 256 to 8192 (default: the scene's, "
                             "2048 in a new scene)")

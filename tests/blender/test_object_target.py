@@ -182,13 +182,41 @@ def test_a_mesh_without_uv_map_is_refused_by_name_and_nothing_changes(whole):
     assert scene_state() == before and whole.result_image is None
 
 
-def test_sequential_is_refused_until_it_exists(whole):
+def test_sequential_generates_view_by_view_and_reproduces_from_the_seed(whole):
     whole.object_method = "SEQUENTIAL"
-    select(bpy.data.objects["Cube"])
+    whole.keep_view_images = True
+    cube = bpy.data.objects["Cube"]
+    select(cube)
+    uvs_before = uv_values(cube.data)
     before = scene_state()
-    with pytest.raises(RuntimeError, match="Sequential is not available yet"):
-        bpy.ops.latent_textures.generate()
-    assert scene_state() == before
+    parts = []
+    with module("bridge.job").progress_listener(lambda event: parts.append((event.part, event.parts))):
+        assert bpy.ops.latent_textures.generate() == {"FINISHED"}
+    # Views 2 and 3 inpaint only what view 1 did not see well: each ran as its own generation unless it
+    # had nothing new to paint.
+    assert parts[0] == (1, 3) and {part for part, _ in parts} <= {1, 2, 3} and len(set(parts)) >= 2
+    assert all(total == 3 for _, total in parts)
+    first = whole.result_image
+    recipe = first["latent_textures"].to_dict()
+    assert recipe["object_method"] == "SEQUENTIAL" and len(recipe["views"]) == 3
+    assert np.array_equal(uv_values(cube.data), uvs_before)
+    after = scene_state()
+    assert (after["objects"], after["cameras"]) == (before["objects"], before["cameras"])
+    pixels = module("bridge.pixels").read_pixels(first)
+    assert pixels[..., :3].std() > 0.01
+    for index in (1, 2, 3):
+        assert bpy.data.images[f"{first.name} view {index}"]["latent_textures"]["view_index"] == index
+    wiring(cube.active_material)
+    assert bpy.ops.latent_textures.generate() == {"FINISHED"}
+    np.testing.assert_array_equal(module("bridge.pixels").read_pixels(whole.result_image), pixels)
+
+
+def test_later_sequential_views_have_their_own_seeds():
+    object_target = module("bridge.object_target")
+    seeds = [object_target.view_seed(7, index) for index in range(4)]
+    assert seeds[0] == 7 and len(set(seeds)) == 4
+    assert seeds == [object_target.view_seed(7, index) for index in range(4)]
+    assert all(0 <= seed < 2 ** 31 for seed in seeds)
 
 
 def test_cancel_leaves_nothing_behind(whole):

@@ -147,7 +147,9 @@ def test_whole_object_shows_its_settings_and_the_work_before_clicking(settings):
     assert {"object_views", "view_collection", "object_method", "texture_size", "keep_view_images"} <= names
     assert ("label", "5 views × 20 steps: one 1536×1024 image", "INFO") in log
     settings.object_method = "SEQUENTIAL"
-    assert ("label", "Method Sequential is not available yet", "ERROR") in draw("VIEW3D_PT_latent_textures")
+    assert ("label", "5 views × 20 steps: 5 generations of 512×512", "INFO") in draw("VIEW3D_PT_latent_textures")
+    settings.mode = "IMG2IMG"
+    assert ("label", "Whole Object needs Mode Text to Image", "ERROR") in draw("VIEW3D_PT_latent_textures")
 
 
 def test_a_running_whole_object_job_names_the_view():

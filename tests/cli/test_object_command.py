@@ -5,6 +5,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+from PIL import Image
 
 from cli_harness import FAST, error_lines, run_script
 
@@ -52,14 +53,15 @@ def test_whole_object_bakes_each_mesh_and_keeps_the_views(tmp_path, run_launcher
     assert sorted(views) == [1, 2]
 
 
-def test_object_options_need_target_object_and_sequential_is_refused(tmp_path, run_launcher, uv_blend,
-                                                                     tiny_model):
+def test_object_options_need_target_object_and_text_to_image(tmp_path, run_launcher, uv_blend, tiny_model):
     done = run_launcher("generate", "--blend", str(uv_blend), "--objects", "Crate", "--prompt", "oak",
                         "--model", str(tiny_model), *FAST, "--views", "3", "--target", "material",
                         "--out", str(tmp_path / "a.blend"), cwd=tmp_path)
     assert done.returncode == 2 and "--views needs --target OBJECT" in done.stderr
+    start = tmp_path / "start.png"
+    Image.new("RGB", (64, 64), (90, 60, 30)).save(start)
     done = run_launcher("generate", "--blend", str(uv_blend), "--objects", "Crate", "--prompt", "oak",
-                        "--model", str(tiny_model), *FAST, "--target", "object", "--method", "sequential",
-                        "--out", str(tmp_path / "b.blend"), cwd=tmp_path)
-    assert done.returncode == 1 and any("not available yet" in line for line in error_lines(done.stderr))
+                        "--model", str(tiny_model), *FAST, "--target", "object", "--mode", "img2img",
+                        "--source-image", str(start), "--out", str(tmp_path / "b.blend"), cwd=tmp_path)
+    assert done.returncode == 1 and any("set Mode to Text to Image" in line for line in error_lines(done.stderr))
     assert not (tmp_path / "b.blend").exists()
