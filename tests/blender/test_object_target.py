@@ -232,3 +232,19 @@ def test_cancel_leaves_nothing_behind(whole):
     assert run.tick(bpy.context) == "CANCELLED"
     assert ("WARNING", "Generation cancelled: nothing was changed") in run.reports
     assert scene_state() == before and whole.result_image is None
+
+
+def test_overlapping_uv_islands_are_reported_as_sharing_texels(whole):
+    whole.control = "NONE"
+    whole.object_views = 2
+    cube = bpy.data.objects["Cube"]
+    square = np.tile(np.array([[0.1, 0.1], [0.9, 0.1], [0.9, 0.9], [0.1, 0.9]], dtype=np.float32),
+                     (len(cube.data.polygons), 1))
+    cube.data.uv_layers.active.data.foreach_set("uv", square.ravel())  # every face on one square
+    select(cube)
+    run = module("bridge.object_target").ObjectRun(module("bridge.run").prepare(bpy.context))
+    run.run_here()
+    assert run.tick(bpy.context) == "FINISHED"
+    info = [message for level, message in run.reports if level == "INFO" and "overlapping" in message]
+    assert len(info) == 1 and f"'{cube.data.name}'" in info[0] and "texels are shared" in info[0]
+    assert np.array_equal(uv_values(cube.data), square.ravel())
