@@ -241,6 +241,7 @@ def test_overlapping_uv_islands_are_reported_as_sharing_texels(whole):
     square = np.tile(np.array([[0.1, 0.1], [0.9, 0.1], [0.9, 0.9], [0.1, 0.9]], dtype=np.float32),
                      (len(cube.data.polygons), 1))
     cube.data.uv_layers.active.data.foreach_set("uv", square.ravel())  # every face on one square
+    cube.data.update()  # foreach_set tags nothing: the evaluated mesh must see the new UVs
     select(cube)
     run = module("bridge.object_target").ObjectRun(module("bridge.run").prepare(bpy.context))
     run.run_here()
