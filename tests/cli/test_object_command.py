@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 
 import pytest
 from PIL import Image
 
-from cli_harness import FAST, error_lines, run_script
+from cli_harness import FAST, error_lines, files_under, run_script
 
 UV_SCENE_SCRIPT = textwrap.dedent(
     """
@@ -38,8 +39,13 @@ def test_whole_object_bakes_each_mesh_and_keeps_the_views(tmp_path, run_launcher
     done = run_launcher("generate", "--blend", str(uv_blend), "--objects", "Crate,Barrel", "--prompt", "oak",
                         "--model", str(tiny_model), *FAST, "--seed", "3", "--target", "object", "--views", "2",
                         "--method", "grid", "--texture-size", "256", "--keep-view-images", "--out", str(out),
-                        cwd=tmp_path)
+                        "--texture-dir", str(tmp_path / "textures"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
+    pngs = files_under(tmp_path / "textures")
+    assert pngs  # the run's result (the first mesh's texture) with its recipe
+    with Image.open(pngs[0]) as png:
+        written = json.loads(png.text["latent_textures"])
+    assert written["target"] == "OBJECT" and len(written["views"]) == 2
     images = inspect_blend(out)["images"]
     textures = {name: info for name, info in images.items()
                 if info["recipe"] and info["recipe"].get("mesh") and "view_index" not in info["recipe"]}
