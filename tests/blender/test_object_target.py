@@ -249,3 +249,21 @@ def test_overlapping_uv_islands_are_reported_as_sharing_texels(whole):
     info = [message for level, message in run.reports if level == "INFO" and "overlapping" in message]
     assert len(info) == 1 and f"'{cube.data.name}'" in info[0] and "texels are shared" in info[0]
     assert np.array_equal(uv_values(cube.data), square.ravel())
+
+
+def test_the_texture_is_the_bake_of_the_kept_view_images(whole):
+    whole.keep_view_images = True
+    cube = bpy.data.objects["Cube"]
+    select(cube)
+    assert bpy.ops.latent_textures.generate() == {"FINISHED"}
+    pixels = module("bridge.pixels")
+    texture = pixels.read_pixels(whole.result_image)[..., :3]
+    # Baked again, independently, from what the views kept: the same texture (up to 8-bit rounding).
+    object_bake = module("bridge.object_bake")
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    cameras = [view.camera() for view in object_bake.auto_views([cube], depsgraph, 3, 64, 64)]
+    passes = object_bake.view_passes(cameras, depsgraph, "DEPTH")
+    views = [pixels.read_pixels(bpy.data.images[f"{whole.result_image.name} view {k}"])[..., :3] for k in (1, 2, 3)]
+    (baked,) = object_bake.bake_objects([cube], depsgraph, passes, views, 256)
+    np.testing.assert_allclose(texture, baked.texture, atol=3 / 255)
+    assert baked.gathered.seen.mean() > 0.3  # the views do see the cube
