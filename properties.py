@@ -43,6 +43,12 @@ TARGET_ITEMS = (
     ("IMAGE", "Image", "Only create the new image"),
     ("MATERIAL", "Material", "Put the image on the active object's material (Base Color)"),
     ("PROJECT", "Project from Camera", "Project the image onto the selected objects from the scene camera"),
+    ("OBJECT", "Whole Object", "Texture the selected objects from several views, baked into their own UV maps"),
+)
+
+OBJECT_METHOD_ITEMS = (
+    ("GRID", "Grid", "All views tiled into one image and generated at once (one palette, one lighting)"),
+    ("SEQUENTIAL", "Sequential", "View by view, each inpainting what earlier views did not cover well"),
 )
 
 UPSCALE_AFTER_ITEMS = (
@@ -177,6 +183,27 @@ class LatentTexturesSettings(bpy.types.PropertyGroup):
     control_strength: bpy.props.FloatProperty(
         name="Control Strength", description="How strongly the geometry steers the image (0 = not at all)",
         default=1.0, min=0.0, max=MAX_CONTROL_STRENGTH, subtype="FACTOR",
+    )
+    object_views: bpy.props.IntProperty(
+        name="Views", description="Whole Object: how many views are placed around the selected objects",
+        default=6, min=1, max=16,
+    )
+    view_collection: bpy.props.PointerProperty(
+        name="View Collection", type=bpy.types.Collection,
+        description="Whole Object: use this collection's cameras (in name order) as the views instead",
+    )
+    object_method: bpy.props.EnumProperty(
+        name="Method", description="Whole Object: how the views are generated",
+        items=OBJECT_METHOD_ITEMS, default="GRID",
+    )
+    texture_size: bpy.props.IntProperty(
+        name="Texture Size", description="Whole Object: width and height of each object's baked texture",
+        default=2048, min=256, max=8192, subtype="PIXEL",
+    )
+    keep_view_images: bpy.props.BoolProperty(
+        name="Keep View Images",
+        description="Whole Object: keep each view's generated image and control image as packed images",
+        default=False,
     )
     loras: bpy.props.CollectionProperty(type=LatentTexturesLora, name="LoRAs")
     lora_index: bpy.props.IntProperty(name="Active LoRA", default=0, min=0)

@@ -44,7 +44,7 @@ class CompareJob(GenerationJob):
         self.total = sum(_denoising_steps(r) for row in grid.rows for r in row)
         self._done = 0
 
-    def _generate(self, engine) -> Any:
+    def work(self, engine) -> Any:
         out = []
         for row in self.grid.rows:
             out.append([])

@@ -45,7 +45,8 @@ class GenerationJob:
         self.stage = "LOAD"  # LOAD, then DOWNLOAD (bytes) or DENOISE (steps)
         self.step = 0
         self.total = request.steps
-        self.part = self.parts = 0  # tile i of n (upscale); 0 = a single generation
+        self.part = self.parts = 0  # tile i of n (upscale), view i of n (whole object); 0 = a single generation
+        self.part_label = "Tile"  # what a part is called in ``describe``
         self.finished = False
 
     def start(self) -> None:
@@ -57,7 +58,7 @@ class GenerationJob:
         from ..engine import EngineError, GenerationCancelled, get_engine
 
         try:
-            result = self._generate(get_engine(self.options))
+            result = self.work(get_engine(self.options))
         except GenerationCancelled:
             self.events.put(JobEvent("cancelled"))
         except EngineError as error:
@@ -70,8 +71,8 @@ class GenerationJob:
         finally:
             self.request = None  # the source image goes with it: finished runs are kept around by Blender
 
-    def _generate(self, engine) -> Any:
-        """The engine work of this job (a subclass may run several requests); raises as the engine does."""
+    def work(self, engine) -> Any:
+        """The engine calls of this job (worker thread, no bpy; a subclass may run several); raises as the engine does."""
         engine.set_preview_decoder(self.preview_decoder)
         progress = {"on_progress": self._on_progress, "cancel_event": self.cancel_event, "previews": self.previews}
         if isinstance(self.request, UpscaleRequest):
@@ -95,7 +96,9 @@ class GenerationJob:
             return f"Downloading model: {self.step / 1e6:,.0f} / {self.total / 1e6:,.0f} MB"
         if self.stage == "DENOISE" and self.step:
             steps = f"Step {self.step}/{self.total}"
-            return f"Tile {self.part}/{self.parts} · {steps.lower()}" if self.parts else steps
+            return f"{self.part_label} {self.part}/{self.parts} · {steps.lower()}" if self.parts else steps
+        if self.stage == "BAKE":
+            return "Baking into the UV maps…"
         return "Loading model…"
 
     def drain(self) -> list[JobEvent]:

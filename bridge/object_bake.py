@@ -15,9 +15,9 @@ How the pieces fit (what the ``OBJECT`` target calls, main thread unless said)::
     baked = bake_objects(objects, depsgraph, passes, images, texture_size)   # one BakedMesh per mesh
     image = new_display_image(name, baked[0].texture)                   # bridge/pixels.py
 
-``bake_objects`` reads the meshes (``object_texels``) and then does only numpy
-(``geometry.bake``): to keep a 2048^2 bake off the UI thread, call ``object_texels`` on the
-main thread and ``gather_views`` / ``merge_gathered`` / ``finish_texture`` on the worker.
+``bake_objects`` reads the meshes (``mesh_texels``) and then does only numpy (``bake_mesh``):
+to keep a 2048^2 bake off the UI thread, call ``mesh_texels`` on the main thread and
+``bake_views`` / ``bake_mesh`` on the worker (``bridge/object_target.py`` does).
 """
 
 from __future__ import annotations
@@ -191,6 +191,58 @@ class BakedMesh:
     shared_texels: int  # texels inside two UV triangles (overlapping / mirrored islands)
 
 
+@dataclass
+class MeshTexels:
+    """One mesh datablock's texels, read on the main thread: one ``SurfaceTexels`` per object using it
+    (each where it stands); everything ``bake_mesh`` needs, numpy only."""
+
+    mesh_name: str
+    uv_name: str
+    object_names: list[str]
+    texels: list[SurfaceTexels]
+
+
+def mesh_texels(objects: list[bpy.types.Object], depsgraph: bpy.types.Depsgraph, size: int) -> list[MeshTexels]:
+    """The texels of every mesh of ``objects`` (objects sharing one mesh are grouped: one texture).
+
+    Raises ValueError (naming the object) for a mesh without a UV map, before any work.
+    """
+    groups: dict[str, list[bpy.types.Object]] = {}
+    for obj in objects:
+        render_uv_layer(obj)  # refuse a mesh without UVs before baking anything
+        groups.setdefault(obj.data.name, []).append(obj)
+    meshes = []
+    for mesh_name, instances in groups.items():
+        uv_name = render_uv_layer(instances[0]).name
+        texels = [object_texels(obj, depsgraph, size, uv_name) for obj in instances]
+        if any(len(t.index) != len(texels[0].index) for t in texels):
+            raise ValueError(f"The objects using mesh '{mesh_name}' have modifiers that change it differently: "
+                             "bake them one at a time")
+        meshes.append(MeshTexels(mesh_name, uv_name, [obj.name for obj in instances], texels))
+    return meshes
+
+
+def bake_views(passes: list[ViewPasses], images: list[np.ndarray]) -> list[BakeView]:
+    """The views to bake: each entry of ``passes`` with its image (top row first)."""
+    if len(images) != len(passes):
+        raise ValueError(f"images must hold one image per view ({len(passes)}), got {len(images)}")
+    return [BakeView(view.camera, np.asarray(image, dtype=np.float32), view.depth)
+            for view, image in zip(passes, images)]
+
+
+def bake_mesh(mesh: MeshTexels, views: list[BakeView], settings: BakeSettings = BakeSettings(),
+              allow_unseen: bool = False) -> BakedMesh:
+    """One mesh's texture from the views (numpy only: runs on a worker thread). A mesh no view sees is a
+    ValueError, unless ``allow_unseen`` (a texture baked so far: then all zero)."""
+    gathered = merge_gathered([gather_views(t, views, settings) for t in mesh.texels])
+    first = mesh.texels[0]
+    if allow_unseen and not gathered.seen.any():
+        texture = np.zeros((first.size, first.size, gathered.colour.shape[1]), dtype=np.float32)
+    else:
+        texture = finish_texture(first, gathered)
+    return BakedMesh(mesh.mesh_name, mesh.uv_name, list(mesh.object_names), texture, gathered, first.shared)
+
+
 def bake_objects(objects: list[bpy.types.Object], depsgraph: bpy.types.Depsgraph, passes: list[ViewPasses],
                  images: list[np.ndarray], size: int, settings: BakeSettings = BakeSettings()) -> list[BakedMesh]:
     """Bake the views' ``images`` (top row first, one per entry of ``passes``) into each mesh's render UV map.
@@ -198,22 +250,5 @@ def bake_objects(objects: list[bpy.types.Object], depsgraph: bpy.types.Depsgraph
     Objects sharing one mesh get one texture: each instance is gathered where it stands and the
     gathers are pooled. Raises ValueError (naming the object) for a mesh without a UV map, before any work.
     """
-    if len(images) != len(passes):
-        raise ValueError(f"images must hold one image per view ({len(passes)}), got {len(images)}")
-    groups: dict[str, list[bpy.types.Object]] = {}
-    for obj in objects:
-        render_uv_layer(obj)  # refuse a mesh without UVs before baking anything
-        groups.setdefault(obj.data.name, []).append(obj)
-    views = [BakeView(view.camera, np.asarray(image, dtype=np.float32), view.depth)
-             for view, image in zip(passes, images)]
-    baked = []
-    for mesh_name, instances in groups.items():
-        uv_name = render_uv_layer(instances[0]).name
-        texels = [object_texels(obj, depsgraph, size, uv_name) for obj in instances]
-        if any(len(t.index) != len(texels[0].index) for t in texels):
-            raise ValueError(f"The objects using mesh '{mesh_name}' have modifiers that change it differently: "
-                             "bake them one at a time")
-        gathered = merge_gathered([gather_views(t, views, settings) for t in texels])
-        baked.append(BakedMesh(mesh_name, uv_name, [obj.name for obj in instances], finish_texture(texels[0], gathered),
-                               gathered, texels[0].shared))
-    return baked
+    views = bake_views(passes, images)
+    return [bake_mesh(mesh, views, settings) for mesh in mesh_texels(objects, depsgraph, size)]

@@ -132,8 +132,8 @@ def image_name(prompt: str, seed: int) -> str:
     return f"LT_{stem}_{seed}"
 
 
-def create_result_image(changes: Changes, array: np.ndarray, recipe: dict) -> bpy.types.Image:
-    image = changes.new_image(image_name(recipe.get("prompt", ""), recipe["seed"]), array)
+def create_result_image(changes: Changes, array: np.ndarray, recipe: dict, name: str | None = None) -> bpy.types.Image:
+    image = changes.new_image(name or image_name(recipe.get("prompt", ""), recipe["seed"]), array)
     image[RECIPE_PROPERTY] = recipe
     # Packed so it survives save + reload; a generated image is otherwise lost on save.
     image.pack()

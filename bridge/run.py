@@ -47,6 +47,7 @@ class Plan:
     mask_name: str | None = None  # INPAINT: the mask Image used (None: the source's alpha)
     recorder: object = None  # engine.insight.InsightRecorder when the filmstrip / attention maps are asked for
     preview_decoder: str = "LINEAR"  # the preference "Live Preview"
+    object_capture: object = None  # Whole Object: bridge.object_target.ObjectCapture
 
 
 def prepare(context: bpy.types.Context, *, place_result: bool = True) -> Plan:
@@ -68,6 +69,11 @@ def prepare(context: bpy.types.Context, *, place_result: bool = True) -> Plan:
         plan.object_names = target_objects(context, settings.target)
     objects = [bpy.data.objects[name] for name in plan.object_names]
     plan.object_ids = [object_identity(obj) for obj in objects]
+    if settings.target == "OBJECT":  # its own views: no scene camera, no source image
+        from . import object_target
+
+        plan.object_capture = object_target.capture(context, settings, plan)
+        return plan
     if settings.control != "NONE" and context.scene.camera is None:
         raise ValueError(f"Control {settings.control.title()} sees the scene through its camera, but the scene "
                          "has no camera: add one (or set Control to None)")
@@ -139,6 +145,10 @@ def target_objects(context: bpy.types.Context, target: str) -> list[str]:
         if not objects:
             raise ValueError("Target is Project from Camera but no mesh object is selected")
         return [o.name for o in objects]
+    if target == "OBJECT":
+        from . import object_target
+
+        return object_target.target_objects(context)
     return []
 
 
@@ -196,8 +206,7 @@ class GenerationRun:
     def __init__(self, plan: Plan, job: GenerationJob | None = None) -> None:
         self.plan = plan
         if job is None:
-            job = GenerationJob(plan.options, plan.request, getattr(plan, "recorder", None),
-                                previews=not bpy.app.background, upscale=getattr(plan, "upscale", None))
+            job = self.make_job(plan)
         self.job = job
         self.job.preview_decoder = getattr(plan, "preview_decoder", "LINEAR")
         self.reports: list[tuple[str, str]] = [("INFO", note) for note in plan.notes]
@@ -208,6 +217,10 @@ class GenerationRun:
         self.ended = False
         set_current_job(self.job)
         _live_runs.append(self)
+
+    def make_job(self, plan: Plan) -> GenerationJob:
+        return GenerationJob(plan.options, plan.request, getattr(plan, "recorder", None),
+                             previews=not bpy.app.background, upscale=getattr(plan, "upscale", None))
 
     def start(self) -> None:
         """On a worker thread (UI)."""

@@ -9,7 +9,7 @@ import textwrap
 from pathlib import Path
 
 from .. import properties
-from . import conditioning, support
+from . import conditioning, support, whole_object
 from .errors import COMMAND_ID, CommandError, UsageError
 
 
@@ -112,7 +112,8 @@ def build_parser(prog: str = DEFAULT_PROG) -> argparse.ArgumentParser:
     scene.add_argument("--objects", metavar="NAME[,NAME]", action="append",
                        help="mesh objects to texture, comma-separated or repeated. With --target MATERIAL each "
                             "object gets its own texture (one generation per object and prompt); with PROJECT "
-                            "one texture per prompt is projected onto all of them from the scene camera. "
+                            "one texture per prompt is projected onto all of them from the scene camera; with OBJECT "
+                            "each of their meshes gets a texture baked from several views into its own UV map. "
                             "Default: the active mesh (MATERIAL) or the selected meshes (PROJECT)")
 
     what = generate.add_argument_group("prompts")
@@ -170,6 +171,7 @@ def build_parser(prog: str = DEFAULT_PROG) -> argparse.ArgumentParser:
                          help="also record the denoising filmstrip: a contact sheet of every step, packed in the "
                               ".blend; with --texture-dir also <texture>_filmstrip.png and every full-size frame "
                               "as <texture>_filmstrip/step_NNN.png")
+    whole_object.add_arguments(generate, _choices, _choice_help, _upper)
 
     output = generate.add_argument_group("output (at least one)")
     output.add_argument("--out", metavar="OUT.blend",
@@ -337,3 +339,4 @@ def check_numbers(args) -> None:
     if args.seed not in (None, RANDOM_SEED):
         _check_number("--seed", "seed", args.seed)
     conditioning.check_numbers(args, _check_number)
+    whole_object.check_numbers(args, _check_number)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import bpy
 
-from . import arguments, conditioning
+from . import arguments, conditioning, whole_object
 from .errors import CommandError, UsageError, operator_message
 from .models import online, preferences
 
@@ -56,6 +56,7 @@ def plan_generation(args, context, cache_dir: str, file_prompts: list[str] | Non
     _apply_settings(args, settings, model)
     _check_img2img(args, settings)
     conditioning.apply(args, context, preferences().allow_pickle)
+    whole_object.apply(args, context)
     objects = _target_objects(args, context, settings.target)
     if settings.target == "MATERIAL":
         jobs = [Job(prompt, [name]) for prompt in prompts for name in objects]
@@ -93,7 +94,7 @@ def _target_objects(args, context, target: str) -> list[str]:
         if not names:
             raise UsageError("--objects is empty")
         if target == "IMAGE":
-            raise UsageError("--objects needs --target MATERIAL or PROJECT (--target IMAGE only makes images)")
+            raise UsageError("--objects needs --target MATERIAL, PROJECT or OBJECT (--target IMAGE only makes images)")
         for name in names:
             obj = scene.objects.get(name)
             if obj is None:
@@ -111,10 +112,10 @@ def _target_objects(args, context, target: str) -> list[str]:
             if len(candidates) == 1:
                 return candidates
         raise CommandError(f"no active mesh to texture: pass --objects NAME ({_meshes_hint(scene)})")
-    if target == "PROJECT":
+    if target in ("PROJECT", "OBJECT"):
         selected = [o.name for o in scene.objects if o.type == "MESH" and o.select_get()]
         if not selected:
-            raise CommandError(f"no selected mesh to project onto: pass --objects NAME[,NAME] ({_meshes_hint(scene)})")
+            raise CommandError(f"no selected mesh to texture: pass --objects NAME[,NAME] ({_meshes_hint(scene)})")
         return selected
     return []
 

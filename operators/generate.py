@@ -24,4 +24,8 @@ class LATENT_TEXTURES_OT_generate(JobOperator, bpy.types.Operator):
         except ValueError as error:
             self.report({"ERROR"}, str(error))
             return None
+        if plan.target == "OBJECT":
+            from ..bridge import object_target
+
+            return object_target.ObjectRun(plan)
         return run.GenerationRun(plan)

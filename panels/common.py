@@ -33,8 +33,26 @@ def draw_input(layout, settings) -> None:
         col.label(text="Width and height must be multiples of 8", icon="ERROR")
     layout.prop(settings, "seamless")
     layout.prop(settings, "target")
-    if settings.target in {"MATERIAL", "PROJECT"}:
+    if settings.target in {"MATERIAL", "PROJECT", "OBJECT"}:
         layout.prop(settings, "keep_history")
+    if settings.target == "OBJECT":
+        draw_whole_object(layout, settings)
+
+
+def draw_whole_object(layout, settings) -> None:
+    """The Whole Object settings and, before clicking, how much work they make."""
+    from ..bridge.object_target import work_estimate
+
+    col = layout.column(align=True)
+    col.template_ID(settings, "view_collection")
+    sub = col.row(align=True)
+    sub.active = settings.view_collection is None
+    sub.prop(settings, "object_views")
+    layout.prop(settings, "object_method")
+    layout.prop(settings, "texture_size")
+    layout.prop(settings, "keep_view_images")
+    problem, estimate = work_estimate(settings)
+    layout.label(text=problem or estimate, icon="ERROR" if problem else "INFO")
 
 
 def draw_sampling(layout, settings) -> None:

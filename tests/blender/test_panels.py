@@ -157,3 +157,28 @@ def test_model_panel_hints_what_a_few_step_model_ignores(settings, tiny_lcm_mode
     assert engine.load_count == loads
     bpy.ops.latent_textures.free_model()
     assert [e for e in draw("VIEW3D_PT_latent_textures_model") if e[0] == "label" and "Few-step" in e[1]] == []
+
+
+def test_whole_object_shows_its_settings_and_the_work_before_clicking(settings):
+    settings.target = "OBJECT"
+    settings.object_views = 5
+    settings.steps = 20
+    settings.width = settings.height = 512
+    log = draw("VIEW3D_PT_latent_textures")
+    names = {entry[1] for entry in log if entry[0] in ("prop", "template_ID")}
+    assert {"object_views", "view_collection", "object_method", "texture_size", "keep_view_images"} <= names
+    assert ("label", "5 views × 20 steps: one 1536×1024 image", "INFO") in log
+    settings.object_method = "SEQUENTIAL"
+    assert ("label", "5 views × 20 steps: 5 generations of 512×512", "INFO") in draw("VIEW3D_PT_latent_textures")
+    settings.mode = "IMG2IMG"
+    assert ("label", "Whole Object needs Mode Text to Image", "ERROR") in draw("VIEW3D_PT_latent_textures")
+
+
+def test_a_running_whole_object_job_names_the_view():
+    job_module = sys.modules[f"{ADDON_MODULE}.bridge.job"]
+    engine = __import__(f"{ADDON_MODULE}.engine", fromlist=["x"])
+    job = job_module.GenerationJob(engine.EngineOptions(), engine.GenerationRequest(prompt="p", model="m", steps=4))
+    job.part_label, job.part, job.parts, job.stage, job.step = "View", 2, 6, "DENOISE", 1
+    assert job.describe() == "View 2/6 · step 1/4"
+    job.stage = "BAKE"
+    assert job.describe() == "Baking into the UV maps…"

@@ -1,0 +1,59 @@
+"""``generate`` options for ``--target OBJECT`` (Whole Object, issue 11): views, method, texture size.
+
+Parsed and range-checked with the other arguments (``check_numbers``); checked against the open
+scene (``apply``) before the first texture is generated.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from .. import properties
+from .errors import CommandError, UsageError
+
+
+def add_arguments(generate: argparse.ArgumentParser, choices, choice_help, upper) -> None:
+    group = generate.add_argument_group("whole object (--target OBJECT)")
+    group.add_argument("--views", type=int, metavar="N",
+                       help="views placed automatically around the objects, 1 to 16 (default: the scene's, 6 in a "
+                            "new scene)")
+    group.add_argument("--view-collection", metavar="NAME",
+                       help="use this collection's cameras (in name order) as the views instead")
+    group.add_argument("--method", type=upper, choices=choices(properties.OBJECT_METHOD_ITEMS), metavar="METHOD",
+                       help=f"{choice_help(properties.OBJECT_METHOD_ITEMS)} (default: the scene's, GRID in a new "
+                            "scene)")
+    group.add_argument("--texture-size", type=int, metavar="PX",
+                       help="width and height of each object's baked texture, 256 to 8192 (default: the scene's, "
+                            "2048 in a new scene)")
+    group.add_argument("--keep-view-images", action="store_true",
+                       help="keep each view's generated image and control image in the saved file")
+
+
+def check_numbers(args, check_number) -> None:
+    check_number("--views", "object_views", args.views)
+    check_number("--texture-size", "texture_size", args.texture_size)
+
+
+def apply(args, context) -> None:
+    """The options into the scene's settings; only for --target OBJECT."""
+    settings = context.scene.latent_textures
+    given = [option for option, value in (("--views", args.views), ("--view-collection", args.view_collection),
+                                          ("--method", args.method), ("--texture-size", args.texture_size),
+                                          ("--keep-view-images", args.keep_view_images or None))
+             if value is not None]
+    if given and settings.target != "OBJECT":
+        raise UsageError(f"{given[0]} needs --target OBJECT")
+    if args.views is not None:
+        settings.object_views = args.views
+    if args.view_collection is not None:
+        collection = context.blend_data.collections.get(args.view_collection)
+        if collection is None:
+            names = ", ".join(sorted(c.name for c in context.blend_data.collections)) or "none"
+            raise CommandError(f"--view-collection: no collection '{args.view_collection}' (collections: {names})")
+        settings.view_collection = collection
+    if args.method is not None:
+        settings.object_method = args.method
+    if args.texture_size is not None:
+        settings.texture_size = args.texture_size
+    if args.keep_view_images:
+        settings.keep_view_images = True
