@@ -73,6 +73,8 @@ def _scene_default(name: str) -> str:
 
 
 def build_parser(prog: str = DEFAULT_PROG) -> argparse.ArgumentParser:
+    from .upscale import add_upscale_command
+
     parser = Parser(
         prog=prog,
         description="Latent Textures from the command line: generate textures headless with the same "
@@ -181,43 +183,7 @@ def build_parser(prog: str = DEFAULT_PROG) -> argparse.ArgumentParser:
                         help="also write each texture as DIR/<prompt>_<seed>_<digest>.png, with its recipe in "
                              "the PNG text metadata ('latent_textures': JSON; 'parameters': readable summary)")
 
-    upscale = commands.add_parser(
-        "upscale",
-        help="make an image x2/x4 larger, the model redrawing it tile by tile (seamless textures stay seamless)",
-        description=textwrap.fill(
-            "Upscale with bpy.ops.latent_textures.upscale, the operator the panel runs: a Lanczos resize, then "
-            "the model redraws overlapping tiles at a low strength, each held to the picture by a tile "
-            "ControlNet. Files are written only when it succeeded.", width=100,
-        ),
-        epilog=(
-            "examples:\n"
-            f"  {prog} upscale --image textures/wall.png --factor 4 --texture-dir textures/\n"
-            f"  {prog} upscale --blend crate.blend --image LT_oak_7 --factor 2 --out crate.blend"
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    upscale.add_argument("--blend", metavar="IN.blend", help="the .blend holding the image (default: a new scene)")
-    upscale.add_argument("--image", metavar="NAME|FILE",
-                         help="an Image in the .blend, or an image file (default: the file's last result)")
-    upscale.add_argument("--factor", type=int, choices=(2, 4), default=4, help="2 or 4 (default: 4)")
-    upscale.add_argument("--strength", type=float, default=0.35, metavar="F",
-                         help="how much of each tile the model repaints, 0 to 1; 0 = a plain Lanczos resize, no "
-                              "model (default: 0.35)")
-    upscale.add_argument("--seamless", type=_upper, choices=("AUTO", "NONE", "X", "Y", "BOTH"), default="AUTO",
-                         metavar="AXES", help="wrap the tiles around along these axes: AUTO (what the image's recipe "
-                         "says), NONE, X, Y, BOTH (default: AUTO)")
-    upscale.add_argument("--prompt", help="what the image shows (default: its recipe's prompt)")
-    upscale.add_argument("--model", metavar="MODEL", help="the model that redraws the tiles (default: the scene's)")
-    upscale.add_argument("--model-cache", metavar="DIR", help="the model cache folder for this run")
-    upscale.add_argument("--control-model", metavar="MODEL",
-                         help="the tile ControlNet (default: the one for the model's family)")
-    upscale.add_argument("--tile-size", type=int, default=0, metavar="PX",
-                         help="tile side in pixels, a multiple of 8 (default: the model's own resolution)")
-    upscale.add_argument("--seed", type=parse_seed, metavar="N|random",
-                         help="the seed the tiles' seeds derive from (default: the scene's)")
-    upscale.add_argument("--out", metavar="OUT.blend", help="save the scene with the upscaled image packed inside")
-    upscale.add_argument("--texture-dir", metavar="DIR",
-                         help="also write the upscaled image as DIR/<prompt>_<seed>_<digest>.png with its recipe")
+    add_upscale_command(commands, prog, _upper)
     compare = commands.add_parser(
         "compare",
         help="one labelled grid image: guidance values along the row, schedulers or step counts down the column",

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
+import textwrap
 import time
 
 import bpy
 
 from . import plan, support
-from .arguments import RANDOM_SEED, output_paths
+from .arguments import RANDOM_SEED, output_paths, parse_seed
 from .errors import UsageError, say
 from .models import model_cache
 from .run import run_operator
@@ -49,3 +51,43 @@ def run_upscale(args) -> int:
         say(f"Wrote {path}")
     say(f"Done: 1 image in {support.format_seconds(time.monotonic() - started)}")
     return 0
+
+def add_upscale_command(commands, prog: str, upper) -> None:
+    """The ``upscale`` sub-command's arguments."""
+    upscale = commands.add_parser(
+        "upscale",
+        help="make an image x2/x4 larger, the model redrawing it tile by tile (seamless textures stay seamless)",
+        description=textwrap.fill(
+            "Upscale with bpy.ops.latent_textures.upscale, the operator the panel runs: a Lanczos resize, then "
+            "the model redraws overlapping tiles at a low strength, each held to the picture by a tile "
+            "ControlNet. Files are written only when it succeeded.", width=100,
+        ),
+        epilog=(
+            "examples:\n"
+            f"  {prog} upscale --image textures/wall.png --factor 4 --texture-dir textures/\n"
+            f"  {prog} upscale --blend crate.blend --image LT_oak_7 --factor 2 --out crate.blend"
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    upscale.add_argument("--blend", metavar="IN.blend", help="the .blend holding the image (default: a new scene)")
+    upscale.add_argument("--image", metavar="NAME|FILE",
+                         help="an Image in the .blend, or an image file (default: the file's last result)")
+    upscale.add_argument("--factor", type=int, choices=(2, 4), default=4, help="2 or 4 (default: 4)")
+    upscale.add_argument("--strength", type=float, default=0.35, metavar="F",
+                         help="how much of each tile the model repaints, 0 to 1; 0 = a plain Lanczos resize, no "
+                              "model (default: 0.35)")
+    upscale.add_argument("--seamless", type=upper, choices=("AUTO", "NONE", "X", "Y", "BOTH"), default="AUTO",
+                         metavar="AXES", help="wrap the tiles around along these axes: AUTO (what the image's recipe "
+                         "says), NONE, X, Y, BOTH (default: AUTO)")
+    upscale.add_argument("--prompt", help="what the image shows (default: its recipe's prompt)")
+    upscale.add_argument("--model", metavar="MODEL", help="the model that redraws the tiles (default: the scene's)")
+    upscale.add_argument("--model-cache", metavar="DIR", help="the model cache folder for this run")
+    upscale.add_argument("--control-model", metavar="MODEL",
+                         help="the tile ControlNet (default: the one for the model's family)")
+    upscale.add_argument("--tile-size", type=int, default=0, metavar="PX",
+                         help="tile side in pixels, a multiple of 8 (default: the model's own resolution)")
+    upscale.add_argument("--seed", type=parse_seed, metavar="N|random",
+                         help="the seed the tiles' seeds derive from (default: the scene's)")
+    upscale.add_argument("--out", metavar="OUT.blend", help="save the scene with the upscaled image packed inside")
+    upscale.add_argument("--texture-dir", metavar="DIR",
+                         help="also write the upscaled image as DIR/<prompt>_<seed>_<digest>.png with its recipe")
