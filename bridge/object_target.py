@@ -58,6 +58,10 @@ class ObjectResult:
     def seed(self) -> int:
         return self.generation.seed
 
+    @property
+    def ignored(self) -> list[str]:
+        return self.generation.ignored
+
 
 def view_count(settings) -> int:
     """How many views the settings make: the View Collection's cameras, else Views."""

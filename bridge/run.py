@@ -62,6 +62,9 @@ def prepare(context: bpy.types.Context, *, place_result: bool = True) -> Plan:
     requests.validate_settings(request)
     plan = Plan(request, requests.options_from_preferences(context), settings.target)
     plan.recorder = insight.recorder_from_settings(settings) if place_result else None
+    if plan.recorder is not None and settings.target == "OBJECT":
+        plan.recorder = None  # the views are one grid image: its filmstrip/attention would not be the texture's
+        plan.notes.append("Filmstrip and attention maps are not recorded for Whole Object (yet)")
     plan.preview_decoder = getattr(get_preferences(context), "preview_decoder", "LINEAR")
     plan.keep_history = settings.keep_history
     plan.upscale = requests.upscale_after_generate(settings, request) if place_result else None

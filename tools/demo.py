@@ -9,7 +9,10 @@ the textured cube with Cycles on the CPU. Writes into the output folder:
 
 * ``demo.blend`` - the scene, texture packed, material wired;
 * ``<prompt>_<seed>_<digest>.png`` - the texture, its recipe in the PNG text metadata;
-* ``render.png`` - a Cycles render of the textured cube.
+* ``render.png`` - a Cycles render of the textured cube;
+* a second texture: the cube textured whole (``--target OBJECT``: four views around it, each
+  conditioned on the cube's depth, baked into its own UV map), saved as ``<prompt>_<seed>_<digest>.png``,
+  and ``render_whole_object.png``, rendered from the demo camera, which none of the views used.
 
 The model: ``--model`` when given; else the add-on's default model when it is
 in the Hugging Face cache or huggingface.co answers (it is downloaded once,
@@ -40,6 +43,8 @@ REAL = {"size": 512, "steps": 20}
 TINY = {"size": 256, "steps": 4}
 DEMO_OBJECT_NAME = "Latent Textures Demo Cube"
 RENDER_NAME = "render.png"
+WHOLE_RENDER_NAME = "render_whole_object.png"
+WHOLE_OBJECT_VIEWS = 4
 BLEND_NAME = "demo.blend"
 
 
@@ -184,8 +189,16 @@ def save_demo_scene(path: Path) -> Path:
     return path
 
 
-def render(out_dir: Path, size: int | None = None) -> Path:
-    """Render the demo scene (Cycles, CPU, as ``build_demo_scene`` set it up) to ``out_dir/render.png``."""
+def build_tiny_depth_controlnet(folder: Path, model: str) -> Path:
+    if (folder / "config.json").is_file():
+        return folder
+    from tiny_models import build_tiny_controlnet
+
+    return build_tiny_controlnet(folder, model, seed=0)
+
+
+def render(out_dir: Path, size: int | None = None, name: str = RENDER_NAME) -> Path:
+    """Render the demo scene (Cycles, CPU, as ``build_demo_scene`` set it up) to ``out_dir/<name>``."""
     import contextlib
     import io
 
@@ -194,7 +207,7 @@ def render(out_dir: Path, size: int | None = None) -> Path:
     scene = bpy.context.scene
     if size:
         scene.render.resolution_x = scene.render.resolution_y = size
-    path = out_dir / RENDER_NAME
+    path = out_dir / name
     scene.render.filepath = str(path)
     scene.render.image_settings.file_format = "PNG"
     with contextlib.redirect_stdout(io.StringIO()):
@@ -252,11 +265,37 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo: error: the Cycles render failed: {error}", file=sys.stderr)
         return 1
 
+    # The second texture: the cube as a whole, from views around it, conditioned on its depth.
+    control = ["--control", "DEPTH"]
+    if tiny_reason is not None:
+        control += ["--control-model", str(build_tiny_depth_controlnet(Path(model).parent / "tiny-depth-controlnet",
+                                                                       model))]
+    code = cli.main([
+        "generate", "--blend", str(out_dir / BLEND_NAME), "--prompt", args.prompt, "--negative-prompt", NEGATIVE,
+        "--model", model, "--width", str(sizes["size"]), "--height", str(sizes["size"]),
+        "--steps", str(sizes["steps"]), "--seed", "0", "--seamless", "NONE", "--mode", "TXT2IMG",
+        "--target", "OBJECT", "--views", str(WHOLE_OBJECT_VIEWS), "--method", "GRID",
+        "--texture-size", str(4 * sizes["size"]), *control,
+        "--out", str(out_dir / BLEND_NAME), "--texture-dir", str(out_dir),
+    ], prog="tools/demo.py -> latent_textures")
+    if code != 0:
+        return code
+    whole = bpy.context.scene.latent_textures.result_image["latent_textures"].to_dict()
+    whole_texture = out_dir / f"{support.output_stem(whole)}.png"
+    try:
+        whole_render = render(out_dir, args.render_size, WHOLE_RENDER_NAME)
+    except RuntimeError as error:
+        print(f"demo: error: the Cycles render of the whole-object texture failed: {error}", file=sys.stderr)
+        return 1
+
     print()
     print(f"Latent Textures demo done in {time.monotonic() - started:.1f} s (model: {model})")
     print(f"  scene    {out_dir / BLEND_NAME}")
     print(f"  texture  {texture}")
     print(f"  render   {render_path}")
+    print(f"  whole-object texture ({WHOLE_OBJECT_VIEWS} views, depth-conditioned, baked into the cube's UV map)")
+    print(f"           {whole_texture}")
+    print(f"  render   {whole_render}  (from a camera none of the views used)")
     if tiny_reason is not None:
         print()
         print("NOTE: this texture is NOISE. It comes from a tiny model with random, untrained weights, used")

@@ -21,18 +21,24 @@ def test_demo_with_the_tiny_model(tmp_path, env, tiny_model):
 
     files = files_under(out)
     names = sorted(p.name for p in files)
-    assert len(files) == 3 and "demo.blend" in names and "render.png" in names, names
-    texture = next(p for p in files if p.name not in ("demo.blend", "render.png"))
-    assert texture.suffix == ".png"
+    assert len(files) == 5 and {"demo.blend", "render.png", "render_whole_object.png"} <= set(names), names
+    textures = [p for p in files if p.name not in ("demo.blend", "render.png", "render_whole_object.png")]
+    assert len(textures) == 2 and all(p.suffix == ".png" for p in textures)
+    texture = next(p for p in textures if Image.open(p).size == (64, 64))
+    whole = next(p for p in textures if p != texture)
+    with Image.open(whole) as image:
+        assert image.size == (256, 256)  # texture_size = 4 x the view size
+        assert '"target": "OBJECT"' in image.text["latent_textures"] and '"views"' in image.text["latent_textures"]
     for path in files:  # the summary names every file
         assert str(path) in done.stdout
     # It says plainly that this is noise from an untrained model, and how to get a real texture.
     assert "NOISE" in done.stdout and "untrained" in done.stdout
     assert "--model" in done.stdout and "hf download" in done.stdout
 
-    with Image.open(out / "render.png") as render:
-        assert render.size == (128, 128)
-        spread = ImageStat.Stat(render.convert("L")).stddev[0]
-        assert spread > 5  # a scene, not a blank frame
+    for name in ("render.png", "render_whole_object.png"):
+        with Image.open(out / name) as render:
+            assert render.size == (128, 128)
+            spread = ImageStat.Stat(render.convert("L")).stddev[0]
+            assert spread > 5  # a scene, not a blank frame
     with Image.open(texture) as image:
         assert "latent_textures" in image.text and image.size == (64, 64)
