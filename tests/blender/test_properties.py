@@ -13,7 +13,7 @@ EXPECTED_ENUMS = {
         "DPM_SOLVER_MULTISTEP",
     ),
     "seamless": (["NONE", "X", "Y", "BOTH"], "NONE"),
-    "target": (["IMAGE", "MATERIAL", "PROJECT"], "MATERIAL"),
+    "target": (["IMAGE", "MATERIAL", "PROJECT", "OBJECT"], "MATERIAL"),
 }
 
 
