@@ -52,6 +52,7 @@ def build(base: Any, family: ModelFamily, task: str, controlnet: Any | None) -> 
     if cls is None:
         return base
     extra = {"controlnet": controlnet} if controlnet is not None else {}
-    pipe = cls.from_pipe(base, **extra)
+    # from_pipe casts the (shared) components to float32 unless told the dtype: keep the model's.
+    pipe = cls.from_pipe(base, dtype=base.unet.dtype, **extra)
     pipe.set_progress_bar_config(disable=True)
     return pipe

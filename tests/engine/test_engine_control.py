@@ -191,9 +191,8 @@ def test_single_file_controlnet_gives_the_folder_s_pixels(
     tiny_controlnet_file: Path,
     tmp_path: Path,
 ) -> None:
-    from conftest import SD15_CONTROLNET_CONFIG_REPO
-
-    tiny_models.install_in_hf_cache(tiny_controlnet, tmp_path, SD15_CONTROLNET_CONFIG_REPO)
+    sd15_controlnet_config_repo = "lllyasviel/control_v11p_sd15_canny"  # what diffusers infers for an SD-1.x file
+    tiny_models.install_in_hf_cache(tiny_controlnet, tmp_path, sd15_controlnet_config_repo)
     engine = new_engine(cache_dir=str(tmp_path), offline=True)
     fields = {"control": "DEPTH", "control_image": control_image()}
     from_file = engine.generate(make_request(tiny_sd_model, control_model=str(tiny_controlnet_file), **fields))
@@ -332,3 +331,21 @@ def test_an_sd2_depth_model_without_depth_or_for_inpainting_is_refused(
     flat = np.full((64, 64, 3), 0.7, np.float32)
     with pytest.raises(ValueError, match="control_image"):
         engine.generate(make_request(tiny_depth_model, control="DEPTH", control_image=flat))
+
+
+def test_half_precision_model_keeps_its_dtype_through_every_pipeline(
+    new_engine: Any, make_request: Any, control_image: Any, tiny_sd_model: Path, tiny_controlnet: Path
+) -> None:
+    """diffusers' from_pipe casts shared components to float32 unless told the dtype: a ControlNet or
+    img2img pipeline must not turn the bf16 model into fp32 (the next plain run would then fail)."""
+    engine = new_engine(precision="BF16")
+    engine.generate(make_request(tiny_sd_model))
+    engine.generate(make_request(tiny_sd_model, control="DEPTH", control_image=control_image(),
+                                 control_model=str(tiny_controlnet)))
+    init = np.full((64, 64, 3), 0.5, dtype=np.float32)
+    engine.generate(make_request(tiny_sd_model, mode="IMG2IMG", init_image=init, strength=0.7))
+    import torch
+
+    base = engine._model.pipelines["TXT2IMG"]
+    assert {p.dtype for p in base.unet.parameters()} == {torch.bfloat16}
+    engine.generate(make_request(tiny_sd_model))  # failed with "mat1 and mat2 must have the same dtype"
