@@ -297,6 +297,14 @@ def _check_number(option: str, name: str, value, *, multiple_of: int | None = No
 
 
 def check_numbers(args) -> None:
+    """``generate``'s numbers: sampling, conditioning and Whole Object."""
+    check_sampling_numbers(args)
+    conditioning.check_numbers(args, _check_number)
+    whole_object.check_numbers(args, _check_number)
+
+
+def check_sampling_numbers(args) -> None:
+    """Size, steps, guidance, strength and seed (every command that generates)."""
     for option, name in (("--width", "width"), ("--height", "height")):
         _check_number(option, name, getattr(args, name), multiple_of=8)
     _check_number("--steps", "steps", args.steps)
@@ -304,5 +312,3 @@ def check_numbers(args) -> None:
     _check_number("--strength", "strength", args.strength)
     if args.seed not in (None, RANDOM_SEED):
         _check_number("--seed", "seed", args.seed)
-    conditioning.check_numbers(args, _check_number)
-    whole_object.check_numbers(args, _check_number)

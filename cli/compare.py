@@ -12,7 +12,7 @@ from pathlib import Path
 import bpy
 
 from . import plan, support
-from .arguments import check_numbers
+from .arguments import check_sampling_numbers
 from .errors import CommandError, UsageError, operator_message, say
 from .models import model_cache
 from .run import _replay, _watching
@@ -36,7 +36,7 @@ def run_compare(args) -> int:
         out = Path(os.path.abspath(os.path.expanduser(args.out)))
         if out.suffix.lower() != ".blend":
             raise UsageError(f"--out must be a .blend file path, got {args.out}")
-    check_numbers(args)
+    check_sampling_numbers(args)
     plan.open_scene(args.blend)
     context = bpy.context
     settings = context.scene.latent_textures
@@ -45,8 +45,8 @@ def run_compare(args) -> int:
             settings.prompt = args.prompt
         if not settings.prompt.strip():
             raise UsageError("no prompt: pass --prompt TEXT")
-        model = plan._checked_model(args, settings, cache_dir)
-        plan._apply_settings(args, settings, model)
+        model = plan.checked_model(args, settings, cache_dir)
+        plan.apply_settings(args, settings, model)
         progress = support.Progress(sys.stderr, 1)
         progress.start_image(1, "comparison grid")
         captured = io.StringIO()

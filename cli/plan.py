@@ -53,7 +53,7 @@ def plan_generation(args, context, cache_dir: str, file_prompts: list[str] | Non
     settings = context.scene.latent_textures
     prompts = _prompts(args, settings, file_prompts)
     model = checked_model(args, settings, cache_dir)
-    _apply_settings(args, settings, model)
+    apply_settings(args, settings, model)
     _check_img2img(args, settings)
     conditioning.apply(args, context, preferences().allow_pickle)
     whole_object.apply(args, context)
@@ -162,7 +162,7 @@ def image_argument(option: str, value: str):
         raise CommandError(f"could not load {option} {path}: {operator_message(error)}") from None
 
 
-def _apply_settings(args, settings, model: str) -> None:
+def apply_settings(args, settings, model: str) -> None:
     """Write the options into ``scene.latent_textures``; what is not given keeps the scene's value."""
     settings.model = model
     for option, name in (("negative_prompt", "negative_prompt"), ("mode", "mode"), ("source", "source"),
