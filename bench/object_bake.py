@@ -110,6 +110,43 @@ def measure(size: int = 2048, views: int = 8, view_size: int = 512, runs: int = 
     }
 
 
+def generation_per_view(model: str, *, views: int, view_size: int, steps: int, runs: int) -> dict[str, Any]:
+    """The diffusion side of Whole Object, per view: GRID (one generation of the tiled views) and
+    SEQUENTIAL (one inpaint per view after the first), timed on one engine; no ControlNet (a sized
+    one cannot be loaded here), so the figures are the UNet's share of a view."""
+    import statistics
+
+    import numpy as np
+
+    engine_api = timing.import_engine()
+    grid = timing._load_package_loader().import_subpackage("geometry.grid")
+    rows, columns = grid.grid_shape(views)
+    engine = engine_api.Engine(engine_api.EngineOptions(device="CPU"))
+    prompt = "weathered oak crate"
+    grid_request = engine_api.GenerationRequest(prompt=prompt, model=model, width=columns * view_size,
+                                                height=rows * view_size, steps=steps, seed=1)
+    image = np.full((view_size, view_size, 3), 0.5, dtype=np.float32)
+    mask = np.zeros((view_size, view_size), dtype=np.float32)
+    mask[:, view_size // 2:] = 1.0
+    view_request = engine_api.GenerationRequest(prompt=prompt, model=model, mode="INPAINT", init_image=image,
+                                                mask_image=mask, strength=1.0, width=view_size, height=view_size,
+                                                steps=steps, seed=1)
+    engine.generate(grid_request)  # warm-up: load, first-step costs
+    grid_times, view_times = [], []
+    for _ in range(runs):
+        start = time.perf_counter()
+        engine.generate(grid_request)
+        grid_times.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        engine.generate(view_request)
+        view_times.append(time.perf_counter() - start)
+    engine.free()
+    return {"views": views, "view_size": view_size, "steps": steps, "grid": f"{columns * view_size}x{rows * view_size}",
+            "grid_s_per_view": round(statistics.median(grid_times) / views, 4),
+            "sequential_s_per_view": round(statistics.median(view_times), 4),
+            "dtype": str(engine.dtype).removeprefix("torch.")}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=int, default=2048)

@@ -384,6 +384,10 @@ def _bake(section: dict[str, Any]) -> list[str]:
         row = section[f"{stage}_s"]
         lines.append(f"| {stage} | {_s(row['median'])} | {_s(row['min'])} | {_s(row.get('cpu_median'))} | "
                      f"{row['cpu_share']} |")
+    for model, row in section.get("generation_per_view", {}).items():
+        lines.append(f"- Whole Object diffusion per view, {model} ({row['dtype']}), {row['views']} views of "
+                     f"{row['view_size']}², {row['steps']} steps: GRID {_s(row['grid_s_per_view'])} "
+                     f"(one {row['grid']} generation), SEQUENTIAL {_s(row['sequential_s_per_view'])} (one inpaint)")
     return lines + ["", "Target: total <= 5 s (issue 11). CPU share < 1: other processes had the core part of "
                     "the time (numpy here runs on one core), so the CPU time is the figure to compare.", ""]
 

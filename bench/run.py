@@ -360,6 +360,14 @@ def main(argv: list[str] | None = None) -> int:
                 results["sections"]["geometry"] = section_geometry(args, Path(scratch))
             if "bake" in selected:
                 results["sections"]["bake"] = section_bake(args)
+                log("bake: Whole Object diffusion per view (GRID and SEQUENTIAL), tiny model")
+                per_view = {"tiny": object_bake.generation_per_view(str(models.tiny), views=4, view_size=64, steps=2,
+                                                                    runs=1 if args.quick else 3)}
+                if not args.quick:
+                    log("bake: Whole Object diffusion per view, SD-1.5-sized, 4 views of 256², 2 steps")
+                    per_view["sd15_sized"] = object_bake.generation_per_view(str(models.sd15), views=4,
+                                                                             view_size=256, steps=2, runs=2)
+                results["sections"]["bake"]["generation_per_view"] = per_view
             if "controlnet" in selected:
                 results["sections"]["controlnet"] = section_controlnet(models, args)
             if "insight" in selected:

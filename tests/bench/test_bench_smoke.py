@@ -66,6 +66,8 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
     assert "Dry run on the CPU" in markdown
     bake = results["sections"]["bake"]
     assert bake["seen_share"] > 0.95 and bake["total_s"]["median"] > 0
+    per_view = bake["generation_per_view"]["tiny"]
+    assert per_view["grid"] == "128x128" and per_view["grid_s_per_view"] > 0 and per_view["sequential_s_per_view"] > 0
 
 
 def test_gpu_section_is_skipped_without_cuda_not_faked(tmp_path: Path) -> None:
