@@ -129,3 +129,55 @@ def test_bad_input_on_a_real_scene_changes_nothing(open_scene):
     with pytest.raises(RuntimeError, match="not a mesh"):
         bpy.ops.latent_textures.generate()
     assert datablock_counts() == before
+
+
+# -- Whole Object (issue 11) on the real scenes --------------------------------------------------------------
+def whole_object(settings, views=2):
+    settings.target = "OBJECT"
+    settings.object_views = views
+    settings.texture_size = 256
+    settings.mode = "TXT2IMG"
+
+
+def uv_values(mesh):
+    values = np.empty(len(mesh.uv_layers.active.data) * 2, dtype=np.float32)
+    mesh.uv_layers.active.data.foreach_get("uv", values)
+    return values
+
+
+def test_whole_object_refuses_the_instanced_cubes_without_uvs_by_name(open_scene):
+    settings = open_scene("02_material_instancing.blend")
+    whole_object(settings)
+    activate("CubeRed")
+    before = datablock_counts()
+    with pytest.raises(RuntimeError, match="'CubeRed' has no UV map: unwrap it"):
+        bpy.ops.latent_textures.generate()
+    assert datablock_counts() == before
+
+
+def test_whole_object_on_the_skinned_cylinder_follows_its_pose_and_keeps_its_uvs(open_scene):
+    settings = open_scene("03_skinned_cylinder.blend")
+    whole_object(settings)
+    cylinder = activate("Cylinder")
+    uvs = uv_values(cylinder.data)
+    objects, cameras = len(bpy.data.objects), len(bpy.data.cameras)
+    assert bpy.ops.latent_textures.generate() == {"FINISHED"}
+    assert np.array_equal(uv_values(cylinder.data), uvs)
+    assert (len(bpy.data.objects), len(bpy.data.cameras)) == (objects, cameras)
+    image = settings.result_image
+    assert tuple(image.size) == (256, 256) and image["latent_textures"]["mesh"] == cylinder.data.name
+
+
+def test_whole_object_textures_the_sphere_and_the_crate_each_in_its_own_uv_map(open_scene):
+    settings = open_scene("04_common_materials.blend")
+    whole_object(settings, views=3)
+    for other in bpy.context.selected_objects:
+        other.select_set(False)
+    sphere, cube = bpy.data.objects["Sphere"], bpy.data.objects["Cube"]
+    sphere.select_set(True)
+    cube.select_set(True)
+    bpy.context.view_layer.objects.active = sphere
+    assert bpy.ops.latent_textures.generate() == {"FINISHED"}
+    baked = {image["latent_textures"]["mesh"] for image in bpy.data.images
+             if "latent_textures" in image and image["latent_textures"].get("mesh")}
+    assert baked == {"Sphere", "Cube"}
