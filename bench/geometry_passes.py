@@ -86,6 +86,8 @@ def _cycles(bpy: Any, size: int, folder: str) -> Any:
 
     scene = bpy.context.scene
     material = bpy.data.materials.get("bench depth") or bpy.data.materials.new("bench depth")
+    if bpy.app.version < (5, 0, 0):
+        material.use_nodes = True  # 4.x makes a material's node tree only on request
     tree = material.node_tree
     tree.nodes.clear()
     camera_data = tree.nodes.new("ShaderNodeCameraData")
