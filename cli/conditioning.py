@@ -12,7 +12,8 @@ import os
 import bpy
 
 from .. import properties
-from .errors import CommandError, UsageError, operator_message
+from .errors import CommandError, UsageError
+from .images import image_argument
 
 LORA_WEIGHT_SEPARATOR = ":"
 
@@ -83,7 +84,7 @@ def apply(args, context, allow_pickle: bool) -> None:
     if args.mask is not None:
         if settings.mode != "INPAINT":
             raise UsageError("--mask needs --mode INPAINT")
-        settings.mask_image = _image(args.mask, "--mask")
+        settings.mask_image = image_argument("--mask", args.mask)
     if args.lora is not None:
         settings.loras.clear()
         for source, weight in args.lora:
@@ -122,16 +123,3 @@ def _checked_lora(source: str, allow_pickle: bool) -> str:
     except EngineError as error:
         raise CommandError(f"--lora: {error}") from None
     return path
-
-
-def _image(text: str, option: str):
-    image = bpy.data.images.get(text)
-    if image is not None:
-        return image
-    path = os.path.abspath(os.path.expanduser(text))
-    if not os.path.isfile(path):
-        raise CommandError(f"{option} is neither an image in the file nor an image file: {text}")
-    try:
-        return bpy.data.images.load(path, check_existing=True)
-    except RuntimeError as error:
-        raise CommandError(f"could not load {option} {path}: {operator_message(error)}") from None

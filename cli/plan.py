@@ -9,6 +9,7 @@ import bpy
 
 from . import arguments, conditioning, whole_object
 from .errors import CommandError, UsageError, operator_message
+from .images import image_argument
 from .models import online, preferences
 
 
@@ -146,20 +147,6 @@ def checked_model(args, settings, cache_dir: str) -> str:
     except EngineError as error:
         raise CommandError(f"--model: {error}") from None
     return model
-
-
-def image_argument(option: str, value: str):
-    """An Image datablock of the open file by name, else an image file loaded (``option`` names the argument)."""
-    image = bpy.data.images.get(value)
-    if image is not None:
-        return image
-    path = os.path.abspath(os.path.expanduser(value))
-    if not os.path.isfile(path):
-        raise CommandError(f"{option} is neither an image in the file nor an image file: {value}")
-    try:
-        return bpy.data.images.load(path, check_existing=True)
-    except RuntimeError as error:
-        raise CommandError(f"could not load {option} {path}: {operator_message(error)}") from None
 
 
 def apply_settings(args, settings, model: str) -> None:

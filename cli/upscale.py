@@ -12,6 +12,7 @@ import bpy
 from . import plan, support
 from .arguments import RANDOM_SEED, output_paths, parse_seed
 from .errors import UsageError, say
+from .images import image_argument
 from .models import model_cache
 from .run import run_operator
 from .writer import write_outputs
@@ -26,7 +27,7 @@ def run_upscale(args) -> int:
     context = bpy.context
     settings = context.scene.latent_textures
     with model_cache(args.model_cache) as cache_dir:
-        image = plan.image_argument("--image", args.image) if args.image else settings.result_image
+        image = image_argument("--image", args.image) if args.image else settings.result_image
         if image is None:
             raise UsageError("--image is needed: the file has no result image to upscale")
         if args.model is not None or args.strength > 0:
