@@ -228,11 +228,11 @@ class Engine:
     def free(self) -> None:
         """Drop the model and give its memory back (gc, then the CUDA/MPS cache)."""
         with self._lock:
-            if self._model is not None:
-                self._model.pipelines.clear()
-                self._model.controlnets.clear()
-                self._model.lora_adapters.clear()
-                self._model = None
+            model, self._model = self._model, None  # first: loaded_model() reads it without the lock
+            if model is not None:
+                model.pipelines.clear()
+                model.controlnets.clear()
+                model.lora_adapters.clear()
             self._tiny_previews.clear()
             self._tiny_preview = None
             devices.empty_cache(self.device)
