@@ -57,6 +57,14 @@ UPSCALE_AFTER_ITEMS = (
     ("4", "x4", "Four times the width and height"),
 )
 
+UPSCALE_METHOD_ITEMS = (
+    ("TILED_DIFFUSION", "Tiled Diffusion",
+     "A Lanczos resize, then your model redraws it tile by tile at low strength (with a tile ControlNet)"),
+    ("X4_UPSCALER", "x4 Upscaler",
+     "The dedicated upscaling model (stabilityai/stable-diffusion-x4-upscaler) paints the large image from the "
+     "small one, tile by tile; x2 halves its x4 result"),
+)
+
 CONTROL_ITEMS = (
     ("NONE", "None", "No geometry conditioning"),
     ("DEPTH", "Depth", "Follow the scene's depth seen from the camera (ControlNet)"),
@@ -155,6 +163,22 @@ class LatentTexturesSettings(bpy.types.PropertyGroup):
         description="How much of each upscaled tile the model repaints: low keeps the image, higher adds "
                     "detail (0 = a plain Lanczos resize)",
         default=0.35, min=0.0, max=1.0, subtype="FACTOR",
+    )
+    upscale_method: bpy.props.EnumProperty(
+        name="Upscale Method", description="How the larger image is made",
+        items=UPSCALE_METHOD_ITEMS, default="TILED_DIFFUSION",
+    )
+    upscale_x4_model: bpy.props.StringProperty(
+        name="x4 Upscaler Model",
+        description="The x4 upscaler (repo id or diffusers folder); empty: stabilityai/stable-diffusion-x4-upscaler "
+                    "(downloaded on first use, about 1.9 GB in half precision)",
+        default="",
+    )
+    upscale_noise_level: bpy.props.IntProperty(
+        name="Noise Level",
+        description="x4 Upscaler: noise added to the small image before it is painted large (higher: freer, more "
+                    "invented detail; lower: more faithful)",
+        default=20, min=0, max=350,
     )
     upscale_control_model: bpy.props.StringProperty(
         name="Tile ControlNet",

@@ -101,6 +101,50 @@ SDXL_UNET = {
     "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
     "use_linear_projection": True,
 }
+# stabilityai/stable-diffusion-x4-upscaler, from its original config (Stability-AI/stablediffusion
+# configs/stable-diffusion/x4-upscaling.yaml) in diffusers' terms: model_channels 256 x (1, 2, 2, 4),
+# attention at downsampling 2/4/8 with self-attention off there but in the last level, 8 heads,
+# context 1024 (OpenCLIP ViT-H), 1000 noise-level classes, latents at the input size.
+X4_UNET = {
+    "act_fn": "silu",
+    "attention_head_dim": 8,
+    "block_out_channels": (256, 512, 512, 1024),
+    "class_embed_type": None,
+    "cross_attention_dim": 1024,
+    "down_block_types": ("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+    "in_channels": 7,
+    "layers_per_block": 2,
+    "norm_num_groups": 32,
+    "num_class_embeds": 1000,
+    "only_cross_attention": (True, True, True, False),
+    "out_channels": 4,
+    "sample_size": 128,
+    "up_block_types": ("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    "use_linear_projection": True,
+}
+X4_VAE = {  # ch 128 x (1, 2, 4), 2 res blocks: downsamples x4
+    "act_fn": "silu",
+    "block_out_channels": (128, 256, 512),
+    "down_block_types": ("DownEncoderBlock2D",) * 3,
+    "in_channels": 3,
+    "latent_channels": 4,
+    "layers_per_block": 2,
+    "norm_num_groups": 32,
+    "out_channels": 3,
+    "sample_size": 256,
+    "up_block_types": ("UpDecoderBlock2D",) * 3,
+}
+# laion/CLIP-ViT-H-14 text tower as SD 2 uses it (the penultimate layer: 23 of 24)
+OPENCLIP_H = {
+    "hidden_size": 1024,
+    "intermediate_size": 4096,
+    "num_attention_heads": 16,
+    "num_hidden_layers": 23,
+    "max_position_embeddings": 77,
+    "hidden_act": "gelu",
+    "vocab_size": 49408,
+    "projection_dim": 512,
+}
 SD15_SCHEDULER = {
     "beta_start": 0.00085,
     "beta_end": 0.012,
@@ -214,6 +258,32 @@ def build_sdxl_sized(
     parts = sdxl_components(out / "_scratch", seed=seed, device=device)
     pipe = StableDiffusionXLPipeline(**parts, force_zeros_for_empty_prompt=True)
     _save(pipe, out, dtype)
+    shutil.rmtree(out / "_scratch", ignore_errors=True)
+    return out
+
+
+def build_x4_upscaler_sized(folder: str | os.PathLike[str], *, seed: int = 0) -> Path:
+    """Save a random-weight pipeline with the layers of ``stabilityai/stable-diffusion-x4-upscaler`` (fp32)."""
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusionUpscalePipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    out = Path(folder)
+    tokenizer = _tokenizer(out / "_scratch")
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(**X4_UNET)
+    torch.manual_seed(seed + 1)
+    vae = AutoencoderKL(**X4_VAE, scaling_factor=0.08333)
+    torch.manual_seed(seed + 2)
+    text_encoder = CLIPTextModel(_text_config(tokenizer, OPENCLIP_H))
+    linear = {"beta_schedule": "linear", "beta_start": 0.0001, "beta_end": 0.02, "num_train_timesteps": 1000}
+    pipe = StableDiffusionUpscalePipeline(
+        vae=vae.eval(), text_encoder=text_encoder.eval(), tokenizer=tokenizer, unet=unet.eval(),
+        low_res_scheduler=DDPMScheduler(**linear),
+        scheduler=DDIMScheduler(**linear, prediction_type="v_prediction", clip_sample=False, set_alpha_to_one=False),
+        max_noise_level=350,
+    )
+    _save(pipe, out, None)
     shutil.rmtree(out / "_scratch", ignore_errors=True)
     return out
 

@@ -7,6 +7,11 @@ peak RSS of one does not hide the other's). Tiny model: x2 of 128 px to 256 px w
 SD-1.5-sized random weights (skipped with ``--quick``): x2 of 256 px to 512 px at its native 512-px
 tile, 20 steps x strength 0.35 = 7 steps per tile, no ControlNet (there is no sized tile ControlNet
 to load), so the figure is the img2img redraw's cost.
+
+The dedicated x4 upscaler (``x4_tiled`` / ``x4_untiled``): the tiny one at x4 of 64 px with 128-px output
+tiles vs one tile of the whole image; the x4-upscaler-sized one (random weights, its real layers:
+``sized_models.build_x4_upscaler_sized``) at x4 of 192 px (768 px out) in its native 128-px input tiles
+(2 x 2) vs one untiled run (its latents at 192², a 768² decode), 2 steps (a real run takes 20-75).
 """
 
 from __future__ import annotations
@@ -56,19 +61,30 @@ def measure(kind: str, model: str, size: int, factor: int, tile: int, steps: int
                                                strength=0.35, width=out_size, height=out_size, steps=steps, seed=1)
         return engine.generate(request)
 
+    def x4(tile_size: int) -> Any:
+        request = engine_api.UpscaleRequest(image=source, model="", method="X4_UPSCALER", upscaler_model=model,
+                                            prompt="stone wall", factor=factor, steps=steps, seed=1,
+                                            tile_size=tile_size, control="NONE")
+        return engine.upscale(request)
+
     def blend_only() -> Any:
         big = tiles.resize(source, factor, wrap_x=False, wrap_y=False)
         layout = tiles.layout(out_size, out_size, tile, 64, False, False)
         return tiles.redraw(big, layout, lambda t, pixels: pixels, wrap_x=False, wrap_y=False)
 
-    run = {"tiled": tiled, "untiled": untiled, "blend": blend_only}[kind]
+    run = {"tiled": tiled, "untiled": untiled, "blend": blend_only,
+           "x4_tiled": lambda: x4(tile), "x4_untiled": lambda: x4(out_size)}[kind]
     torch.manual_seed(0)
     run()  # warm-up: load, first-step costs
     timing.reset_peak_rss()
     start = time.perf_counter()
     run()
     seconds = time.perf_counter() - start
-    layout = tiles.layout(out_size, out_size, tile, 64, False, False)
+    if kind.startswith("x4"):
+        side = (tile if kind == "x4_tiled" else out_size) // 4
+        layout = tiles.layout(size, size, side, min(16, side - 1), False, False)
+    else:
+        layout = tiles.layout(out_size, out_size, tile, 64, False, False)
     return {"seconds": round(seconds, 3), "output_mp": round(out_size * out_size / 1e6, 4),
             "seconds_per_mp": round(seconds / (out_size * out_size / 1e6), 3), "tiles": len(layout),
             "peak_rss_mb": timing.peak_rss_mb()}
@@ -84,6 +100,7 @@ def _child(kind: str, model: str, size: int, factor: int, tile: int, steps: int)
 
 
 def run(models_folder: Path, quick: bool, sd15: Path | None = None) -> dict[str, Any]:
+    """Every figure of the section; the x4-upscaler-sized model is built into ``models_folder`` (1.9 GB)."""
     tiny = models_folder / "tiny-sd"
     if not (tiny / "model_index.json").is_file():
         timing.import_tiny_models().build_tiny_sd(tiny)
@@ -95,6 +112,18 @@ def run(models_folder: Path, quick: bool, sd15: Path | None = None) -> dict[str,
         figures["tiny"]["blend_share_of_tiled"] = round(blend["seconds"] / tiled["seconds"], 4)
     if not quick and sd15 is not None:
         figures["sd15_sized"] = {kind: _child(kind, str(sd15), 256, 2, 512, 20) for kind in ("tiled", "untiled")}
+    tiny_x4 = models_folder / "tiny-x4"
+    if not (tiny_x4 / "model_index.json").is_file():
+        timing.import_tiny_models().build_tiny_x4_upscaler(tiny_x4)
+    figures["tiny x4 upscaler"] = {kind: _child(kind, str(tiny_x4), 64, 4, 128, 4) for kind in ("x4_tiled", "x4_untiled")}
+    if not quick:
+        sized_x4 = models_folder / "x4-upscaler-sized"
+        if not (sized_x4 / "model_index.json").is_file():
+            import sized_models
+
+            sized_models.build_x4_upscaler_sized(sized_x4)
+        figures["x4-upscaler-sized"] = {kind: _child(kind, str(sized_x4), 192, 4, 512, 2)
+                                        for kind in ("x4_tiled", "x4_untiled")}
     return figures
 
 
@@ -102,7 +131,7 @@ def render(figures: dict[str, Any]) -> list[str]:
     lines = ["## Upscale (issue 16): tiled redraw vs one untiled img2img (CPU, fp32)", "",
              "| model | kind | output | tiles | seconds | s / output MP | peak RSS MB |", "|---|---|---|---:|---:|---:|---:|"]
     for model, kinds in figures.items():
-        for kind in ("tiled", "untiled", "blend"):
+        for kind in ("tiled", "untiled", "blend", "x4_tiled", "x4_untiled"):
             row = kinds.get(kind)
             if not row:
                 continue

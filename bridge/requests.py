@@ -101,8 +101,11 @@ def upscale_after_generate(settings, request: GenerationRequest) -> UpscaleReque
         guidance_scale=request.guidance_scale,
         scheduler=request.scheduler,
         seamless=request.seamless,
-        control="TILE" if settings.upscale_strength > 0 else "NONE",
+        control="TILE" if settings.upscale_strength > 0 and settings.upscale_method == "TILED_DIFFUSION" else "NONE",
         control_model=resolve_model_path(settings.upscale_control_model),
+        method=settings.upscale_method,
+        upscaler_model=resolve_model_path(settings.upscale_x4_model),
+        noise_level=settings.upscale_noise_level,
     )
     upscale.validate()
     return upscale

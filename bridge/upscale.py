@@ -54,7 +54,8 @@ def resolve_seamless(choice: str, recipe: dict, image_name: str, notes: list[str
 
 
 def prepare(context: bpy.types.Context, image_name: str, factor: int, seamless: str, strength: float,
-            replace_in_materials: bool, *, control_model: str = "", tile_size: int = 0) -> UpscalePlan:
+            replace_in_materials: bool, *, control_model: str = "", tile_size: int = 0,
+            method: str = "TILED_DIFFUSION", upscaler_model: str = "", noise_level: int = 20) -> UpscalePlan:
     """Check the request and read the source's pixels. Raises ValueError with a clear message."""
     from .run import check_engine_packages, check_no_job_running  # run imports this module's users
 
@@ -83,9 +84,12 @@ def prepare(context: bpy.types.Context, image_name: str, factor: int, seamless: 
         scheduler=settings.scheduler,
         seed=None if settings.use_random_seed else settings.seed,
         seamless=axes,
-        control="TILE" if strength > 0 else "NONE",
+        control="TILE" if strength > 0 and method == "TILED_DIFFUSION" else "NONE",
         control_model=requests.resolve_model_path(control_model or settings.upscale_control_model),
         tile_size=tile_size,
+        method=method,
+        upscaler_model=requests.resolve_model_path(upscaler_model),
+        noise_level=noise_level,
     )
     request.validate()
     options = requests.options_from_preferences(context)

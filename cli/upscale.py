@@ -9,6 +9,7 @@ import time
 
 import bpy
 
+from ..engine.upscale_x4 import DEFAULT_NOISE_LEVEL, DEFAULT_UPSCALER, MAX_NOISE_LEVEL
 from . import plan, support
 from .arguments import RANDOM_SEED, output_paths, parse_seed
 from .errors import UsageError, say
@@ -23,6 +24,8 @@ def run_upscale(args) -> int:
     out, texture_dir = output_paths(args)
     if not 0 <= args.strength <= 1:
         raise UsageError(f"--strength must be from 0 to 1; got {args.strength:g}")
+    if not 0 <= args.noise_level <= MAX_NOISE_LEVEL:
+        raise UsageError(f"--noise-level must be from 0 to {MAX_NOISE_LEVEL}; got {args.noise_level}")
     plan.open_scene(args.blend)
     context = bpy.context
     settings = context.scene.latent_textures
@@ -30,7 +33,7 @@ def run_upscale(args) -> int:
         image = image_argument("--image", args.image) if args.image else settings.result_image
         if image is None:
             raise UsageError("--image is needed: the file has no result image to upscale")
-        if args.model is not None or args.strength > 0:
+        if args.model is not None or (args.strength > 0 and args.method == "TILED_DIFFUSION"):
             settings.model = plan.checked_model(args, settings, cache_dir)
         if args.prompt is not None:
             settings.prompt = args.prompt
@@ -44,6 +47,9 @@ def run_upscale(args) -> int:
             "seamless": args.seamless,
             "control_model": args.control_model or "",
             "tile_size": args.tile_size,
+            "method": args.method,
+            "upscaler_model": args.upscaler_model or "",
+            "noise_level": args.noise_level,
         }
         progress = support.Progress(sys.stderr, 1)
         result = run_operator(context, bpy.ops.latent_textures.upscale, options, f"{image.name} x{args.factor}", 1, 1,
@@ -53,6 +59,7 @@ def run_upscale(args) -> int:
     say(f"Done: 1 image in {support.format_seconds(time.monotonic() - started)}")
     return 0
 
+
 def add_upscale_command(commands, prog: str, upper) -> None:
     """The ``upscale`` sub-command's arguments."""
     upscale = commands.add_parser(
@@ -61,12 +68,14 @@ def add_upscale_command(commands, prog: str, upper) -> None:
         description=textwrap.fill(
             "Upscale with bpy.ops.latent_textures.upscale, the operator the panel runs: a Lanczos resize, then "
             "the model redraws overlapping tiles at a low strength, each held to the picture by a tile "
-            "ControlNet. Files are written only when it succeeded.", width=100,
+            "ControlNet; or, with --method X4_UPSCALER, the dedicated x4 upscaler model paints it large tile by "
+            "tile. Files are written only when it succeeded.", width=100,
         ),
         epilog=(
             "examples:\n"
             f"  {prog} upscale --image textures/wall.png --factor 4 --texture-dir textures/\n"
-            f"  {prog} upscale --blend crate.blend --image LT_oak_7 --factor 2 --out crate.blend"
+            f"  {prog} upscale --blend crate.blend --image LT_oak_7 --factor 2 --out crate.blend\n"
+            f"  {prog} upscale --image textures/wall.png --method x4_upscaler --texture-dir textures/"
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -83,6 +92,14 @@ def add_upscale_command(commands, prog: str, upper) -> None:
     upscale.add_argument("--prompt", help="what the image shows (default: its recipe's prompt)")
     upscale.add_argument("--model", metavar="MODEL", help="the model that redraws the tiles (default: the scene's)")
     upscale.add_argument("--model-cache", metavar="DIR", help="the model cache folder for this run")
+    upscale.add_argument("--method", type=upper, choices=("TILED_DIFFUSION", "X4_UPSCALER"), default="TILED_DIFFUSION",
+                         help="TILED_DIFFUSION (default): Lanczos, then the model redraws tiles; X4_UPSCALER: the "
+                              "dedicated x4 upscaler model paints the large image (x2: its x4 result halved)")
+    upscale.add_argument("--upscaler-model", metavar="MODEL",
+                         help=f"X4_UPSCALER: the upscaler, a repo id or diffusers folder (default: {DEFAULT_UPSCALER})")
+    upscale.add_argument("--noise-level", type=int, default=DEFAULT_NOISE_LEVEL, metavar="N",
+                         help=f"X4_UPSCALER: noise added to the source, 0-{MAX_NOISE_LEVEL} (default: "
+                              f"{DEFAULT_NOISE_LEVEL}; higher invents more)")
     upscale.add_argument("--control-model", metavar="MODEL",
                          help="the tile ControlNet (default: the one for the model's family)")
     upscale.add_argument("--tile-size", type=int, default=0, metavar="PX",

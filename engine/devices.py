@@ -9,6 +9,7 @@ import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 
@@ -70,6 +71,23 @@ def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
     elif precision == "AUTO" and device.type == "cpu":
         bf16_native = cpu_has_native_bf16()
     return getattr(torch, run_dtype(precision, device.type, name, bf16_native))
+
+
+def reproducibility_fields(device: torch.device) -> dict[str, Any]:
+    """What else, beside the recipe's settings, decides the exact pixels (recorded in the recipe).
+
+    On a CPU the kernels oneDNN picks (its instruction set) and how many threads split each sum
+    change float rounding; on a GPU, its model.
+    """
+    if device.type == "cpu":
+        try:
+            capability = str(torch.backends.cpu.get_cpu_capability())
+        except (AttributeError, RuntimeError):
+            capability = ""
+        return {"threads": torch.get_num_threads(), "cpu_capability": capability, "torch": torch.__version__}
+    if device.type == "cuda":
+        return {"gpu": torch.cuda.get_device_name(device), "torch": torch.__version__}
+    return {"torch": torch.__version__}
 
 
 def dtype_name(dtype: torch.dtype) -> str:

@@ -165,6 +165,8 @@ class Engine:
         self.dtype = devices.resolve_dtype(options.precision, self.device)
         self.load_count = 0
         self._model: _LoadedModel | None = None
+        # The dedicated x4 upscaler (upscale_x4.py): its own model, kept beside the artist's: (key, pipe, files)
+        self._upscaler: tuple[tuple[str, ...], Any, ModelFiles] | None = None
         self._clock: _RunClock | None = None  # the running generation's clock
         self._lock = threading.RLock()
         self.preview_decoder = "LINEAR"  # see set_preview_decoder
@@ -229,6 +231,7 @@ class Engine:
         """Drop the model and give its memory back (gc, then the CUDA/MPS cache)."""
         with self._lock:
             model, self._model = self._model, None  # first: loaded_model() reads it without the lock
+            self._upscaler = None
             if model is not None:
                 model.pipelines.clear()
                 model.controlnets.clear()
@@ -264,6 +267,90 @@ class Engine:
 
         with self._lock:
             return upscale(self, request, on_progress=on_progress, cancel_event=cancel_event, previews=previews)
+
+    def load_upscaler(
+        self,
+        model: str,
+        *,
+        on_progress: ProgressCallback | None = None,
+        cancel_event: threading.Event | None = None,
+    ) -> tuple[Any, dict[str, Any]]:
+        """The x4 upscaler ``model`` (a ``StableDiffusionUpscalePipeline``: repo id or diffusers folder), loaded
+        (or downloaded) into its own slot; returns the pipeline and its recipe fields (files, origin, revision)."""
+        with self._lock, devices.oom_as_engine_error(self.device):
+            source = sources.classify(model, allow_pickle=self.options.allow_pickle)
+            key = (source.kind, source.location, str(self.device), devices.dtype_name(self.dtype))
+            if self._upscaler is not None and self._upscaler[0] == key:
+                return self._upscaler[1], self._upscaler[2].recipe_fields()
+            self._upscaler = None
+            if source.kind == "SINGLE_FILE":
+                raise EngineError(
+                    f"{source.location} is a single file; the x4 upscaler is loaded from its diffusers folder or "
+                    "repo id (stabilityai/stable-diffusion-x4-upscaler)."
+                )
+            try:
+                pipe, where = self._read(source, on_progress, cancel_event, sources.UPSCALER_PIPELINES)
+            except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:
+                if devices.is_oom(error):
+                    raise
+                raise EngineError(
+                    f"The upscaler {source.location} could not be loaded ({type(error).__name__}: {error}); its "
+                    "files may be corrupt or incomplete - download it again."
+                ) from error
+            self.load_count += 1
+            self._place(pipe)
+            self._upscaler = (key, pipe, where)
+            log.info("Loaded the upscaler %s on %s as %s", source.location, self.device, self.dtype)
+            return pipe, where.recipe_fields()
+
+    def run_upscaler_tile(
+        self,
+        pipe: Any,
+        pixels: np.ndarray,
+        *,
+        prompt: str,
+        negative_prompt: str,
+        steps: int,
+        guidance_scale: float,
+        scheduler: str,
+        noise_level: int,
+        seed: int,
+        wrap: str,
+        on_step: Callable[[int], None] | None,
+        cancel_event: threading.Event | None,
+    ) -> np.ndarray:
+        """One tile through the x4 upscaler: float32 (h, w, 3) in 0..1 -> (4h, 4w, 3). ``wrap``: the seamless axes
+        the tile wraps around itself (it spans them whole). Cancel is checked after every step."""
+
+        def on_step_end(step: int, timestep: Any, latents: Any) -> None:
+            _check_cancel(cancel_event)
+            if on_step is not None:
+                on_step(step + 1)
+
+        with self._lock, devices.oom_as_engine_error(self.device):
+            _check_cancel(cancel_event)
+            pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config, steps)
+            unet = pipe.unet
+            if wrap != "NONE" and hasattr(unet, "_orig_mod"):
+                pipe.unet = unet._orig_mod  # compiled graphs know no circular padding
+            try:
+                with seamless((pipe.unet, pipe.vae), wrap), torch.inference_mode():
+                    images = pipe(
+                        prompt=prompt,
+                        negative_prompt=negative_prompt or None,
+                        image=pixels[None],
+                        num_inference_steps=steps,
+                        guidance_scale=float(guidance_scale),
+                        noise_level=int(noise_level),
+                        generator=devices.seed_generator(seed),
+                        output_type="np",
+                        callback=on_step_end,
+                        callback_steps=1,
+                    ).images
+            finally:
+                pipe.unet = unet
+            _check_cancel(cancel_event)
+        return np.ascontiguousarray(images[0], dtype=np.float32)
 
     def _load(
         self,
@@ -307,8 +394,10 @@ class Engine:
         source: sources.ModelSource,
         on_progress: ProgressCallback | None,
         cancel_event: threading.Event | None,
+        pipelines: tuple[str, ...] = sources.SUPPORTED_PIPELINES,
     ) -> tuple[Any, ModelFiles]:
-        """Find (download) and load the pipeline for ``source`` on the CPU, in the engine's dtype.
+        """Find (download) and load the pipeline for ``source`` on the CPU, in the engine's dtype
+        (``pipelines``: the pipeline classes accepted, see ``sources.check_pipeline_index``).
 
         Returns the pipeline and where its weights came from, with their revision (see ``revisions``).
         """
@@ -336,6 +425,7 @@ class Engine:
                 read_cache_dirs=options.read_cache_dirs,
                 on_progress=on_progress,
                 cancel_event=cancel_event,
+                pipelines=pipelines,
             )
             folder = found.folder
             where = ModelFiles(str(folder), "DOWNLOAD" if found.downloaded else "CACHE", found.cache_dir,
@@ -347,6 +437,7 @@ class Engine:
             dtype=self.dtype,
             allow_pickle=options.allow_pickle,
             prefer_variant=prefer_variant,
+            pipelines=pipelines,
         )
         return pipe, where
 
@@ -888,6 +979,7 @@ class Engine:
             "few_step": family.few_step,
             "device": self.device.type,
             "dtype": devices.dtype_name(self.dtype),
+            **devices.reproducibility_fields(self.device),
         }
 
 

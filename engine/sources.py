@@ -50,6 +50,8 @@ SUPPORTED_PIPELINES = (
     "StableDiffusionDepth2ImgPipeline",  # SD 2 depth (5-channel UNet); its depth comes from the request
 )
 DEPTH_PIPELINE = "StableDiffusionDepth2ImgPipeline"
+# The x4 upscaler is no base model: only Upscale's dedicated-upscaler method loads it (upscale_x4.py).
+UPSCALER_PIPELINES = ("StableDiffusionUpscalePipeline",)
 REQUIRED_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 _KNOWN_LIBRARIES = ("diffusers", "transformers", "stable_diffusion")
 # diffusers' model-type names for checkpoints this engine runs (see single_file_utils).
@@ -132,18 +134,29 @@ def classify(model: str, *, allow_pickle: bool) -> ModelSource:
 # --- which files a pipeline needs --------------------------------------------------------------------
 
 
-def check_pipeline_index(index: dict[str, Any], name: str) -> None:
-    """Refuse pipelines this engine does not run, before any weights are read."""
+def check_pipeline_index(index: dict[str, Any], name: str, pipelines: Sequence[str] = SUPPORTED_PIPELINES) -> None:
+    """Refuse pipelines this engine does not run, before any weights are read.
+
+    ``pipelines``: the pipeline classes accepted here - the base models (default) or ``UPSCALER_PIPELINES``.
+    """
     cls = index.get("_class_name")
     if not isinstance(cls, str):
         raise EngineError(
             f"{name} needs its own pipeline code, and Latent Textures never runs code downloaded with a model; "
             "pick a standard Stable Diffusion or SDXL model."
         )
-    if cls not in SUPPORTED_PIPELINES:
+    if cls not in pipelines:
+        if pipelines == UPSCALER_PIPELINES:
+            raise EngineError(
+                f"{name} is a {cls}, not an x4 upscaler (StableDiffusionUpscalePipeline, e.g. "
+                "stabilityai/stable-diffusion-x4-upscaler); pick one as the upscaler model, or upscale with the "
+                "Tiled Diffusion method and your own model."
+            )
+        hint = (" It is an upscaler: choose it as Upscale's x4 upscaler model instead."
+                if cls in UPSCALER_PIPELINES else "")
         raise EngineError(
             f"{name} is a {cls}; Latent Textures runs Stable Diffusion 1.x/2.x, SDXL and LCM text-to-image, "
-            "inpainting and SD 2 depth models."
+            "inpainting and SD 2 depth models." + hint
         )
     for component, value in index.items():
         if component.startswith("_") or not isinstance(value, list) or value[0] is None:
@@ -347,6 +360,7 @@ def download_pipeline(
     allow_pickle: bool,
     on_progress: ProgressCallback | None,
     cancel_event: threading.Event | None,
+    pipelines: Sequence[str] = SUPPORTED_PIPELINES,
 ) -> Path:
     """Download what the pipeline needs into the cache; return the snapshot folder."""
     from huggingface_hub import HfApi, hf_hub_download
@@ -361,7 +375,7 @@ def download_pipeline(
     index_file = hf_hub_download(repo_id, "model_index.json", cache_dir=cache_dir)
     with open(index_file, encoding="utf-8") as f:
         index = json.load(f)
-    check_pipeline_index(index, repo_id)
+    check_pipeline_index(index, repo_id, pipelines)
     selection = select_files(filenames, index, name=repo_id, prefer_variant=prefer_variant, allow_pickle=allow_pickle)
     return _download_patterns(repo_id, list(selection.files), cache_dir, on_progress, cancel_event)
 
@@ -388,6 +402,7 @@ def resolve_hub(
     read_cache_dirs: Sequence[str] | None = None,
     on_progress: ProgressCallback | None = None,
     cancel_event: threading.Event | None = None,
+    pipelines: Sequence[str] = SUPPORTED_PIPELINES,
 ) -> HubFolder:
     """Find ``repo_id`` (a diffusers pipeline) complete in a cache (offline, read-only), else download it
     into ``cache_dir``.
@@ -412,6 +427,7 @@ def resolve_hub(
             allow_pickle=allow_pickle,
             on_progress=on_progress,
             cancel_event=cancel_event,
+            pipelines=pipelines,
         ),
     )
 
@@ -581,13 +597,15 @@ def load_folder(
     dtype: Any,
     allow_pickle: bool,
     prefer_variant: str | None,
+    pipelines: Sequence[str] = SUPPORTED_PIPELINES,
 ) -> Any:
     """Load a diffusers folder (local, or a cached hub snapshot) as a text-to-image pipeline
-    (an SD 2 depth model as its own ``StableDiffusionDepth2ImgPipeline``)."""
-    from diffusers import AutoPipelineForText2Image, StableDiffusionDepth2ImgPipeline
+    (an SD 2 depth model as its own ``StableDiffusionDepth2ImgPipeline``, the x4 upscaler as
+    ``StableDiffusionUpscalePipeline`` where ``pipelines`` allows it)."""
+    from diffusers import AutoPipelineForText2Image, StableDiffusionDepth2ImgPipeline, StableDiffusionUpscalePipeline
 
     index = read_index(folder)
-    check_pipeline_index(index, name)
+    check_pipeline_index(index, name, pipelines)
     selection = select_files(
         folder_listing(folder), index, name=name, prefer_variant=prefer_variant, allow_pickle=allow_pickle
     )
@@ -611,6 +629,9 @@ def load_folder(
     if index.get("_class_name") == DEPTH_PIPELINE:
         kwargs.update(depth_estimator=None, feature_extractor=None)
         return StableDiffusionDepth2ImgPipeline.from_pretrained(str(folder), **kwargs)
+    if index.get("_class_name") in UPSCALER_PIPELINES:
+        kwargs.pop("requires_safety_checker", None)  # not one of its arguments
+        return StableDiffusionUpscalePipeline.from_pretrained(str(folder), **kwargs)
     return AutoPipelineForText2Image.from_pretrained(str(folder), **kwargs)
 
 

@@ -91,6 +91,20 @@ def extract(image: np.ndarray, tile: Tile, wrap_x: bool, wrap_y: bool) -> np.nda
     return image[np.ix_(rows, cols)]
 
 
+def pad_to_multiple(pixels: np.ndarray, multiple: int = 8) -> np.ndarray:
+    """Edge-extend a tile to a multiple of ``multiple`` pixels (the model's stride); cropped again after."""
+    height, width = pixels.shape[:2]
+    pad_y, pad_x = -height % multiple, -width % multiple
+    return np.pad(pixels, ((0, pad_y), (0, pad_x), (0, 0)), mode="edge") if pad_y or pad_x else pixels
+
+
+def own_wrap(tile: Tile, height: int, width: int, wrap_x: bool, wrap_y: bool) -> str:
+    """The seamless axes a tile is drawn with: one spanning a whole wrapped axis must wrap itself there."""
+    whole_x = wrap_x and tile.width == width
+    whole_y = wrap_y and tile.height == height
+    return "BOTH" if whole_x and whole_y else "X" if whole_x else "Y" if whole_y else "NONE"
+
+
 class TileBlend:
     """Accumulates redrawn tiles with their window weights; ``result()`` divides by the weight sum."""
 

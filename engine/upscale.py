@@ -22,13 +22,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import tiles
+from . import tiles, upscale_x4
 from .request import MAX_SEED, MAX_STEPS, SCHEDULERS, SEAMLESS_AXES, GenerationRequest, GenerationResult, ProgressEvent
 
 if TYPE_CHECKING:
     from .engine import Engine
 
 FACTORS = (2, 4)
+# TILED_DIFFUSION: Lanczos, then the artist's model redraws tiles; X4_UPSCALER: the dedicated x4 model (upscale_x4.py)
+UPSCALE_METHODS = ("TILED_DIFFUSION", "X4_UPSCALER")
 UPSCALE_CONTROLS = ("TILE", "NONE")
 DEFAULT_STRENGTH = 0.35
 MAX_OUTPUT_SIDE = 16384  # pixels: beyond this Blender's packed images and most GPUs' textures give up
@@ -54,6 +56,11 @@ class UpscaleRequest:
         control: ``TILE`` conditions every tile on the resized tile (tile ControlNet), ``NONE``
             is plain img2img.
         control_model: the tile ControlNet; "" = the default for the model's family.
+        method: ``TILED_DIFFUSION`` (the fields above) or ``X4_UPSCALER``: the dedicated x4 model
+            ``upscaler_model`` ("" = ``stabilityai/stable-diffusion-x4-upscaler``) paints every tile from
+            the source itself, with ``noise_level``; strength, control and LoRAs do not apply to it, and
+            ``tile_size`` 0 is its native 512 px.
+        noise_level: X4_UPSCALER: noise added to the source, 0..350 (more: freer, less faithful).
         prompt, negative_prompt, steps, guidance_scale, scheduler, seed, loras: as for Generate.
     """
 
@@ -74,6 +81,9 @@ class UpscaleRequest:
     control_model: str = ""
     control_strength: float = 1.0
     loras: tuple[Any, ...] = ()
+    method: str = "TILED_DIFFUSION"
+    upscaler_model: str = ""
+    noise_level: int = upscale_x4.DEFAULT_NOISE_LEVEL
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad field and what it accepts."""
@@ -94,7 +104,13 @@ class UpscaleRequest:
             raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)}; got {self.scheduler!r}.")
         if not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_STEPS:
             raise ValueError(f"steps must be an integer from 1 to {MAX_STEPS}; got {self.steps!r}.")
-        if self.strength and int(self.steps * self.strength) < 1:
+        if self.method not in UPSCALE_METHODS:
+            raise ValueError(f"method must be one of {', '.join(UPSCALE_METHODS)}; got {self.method!r}.")
+        if not isinstance(self.noise_level, int) or not 0 <= self.noise_level <= upscale_x4.MAX_NOISE_LEVEL:
+            raise ValueError(
+                f"noise_level must be an integer from 0 to {upscale_x4.MAX_NOISE_LEVEL}; got {self.noise_level!r}."
+            )
+        if self.method == "TILED_DIFFUSION" and self.strength and int(self.steps * self.strength) < 1:
             raise ValueError(
                 f"strength x steps must be at least 1 (each tile runs int(steps x strength) steps); "
                 f"got strength {self.strength!r} with {self.steps} steps."
@@ -107,7 +123,7 @@ class UpscaleRequest:
             raise ValueError(f"tile_overlap must be less than tile_size ({self.tile_size}); got {self.tile_overlap}.")
         if self.seed is not None and (not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED):
             raise ValueError(f"seed must be an integer from 0 to {MAX_SEED}, or None; got {self.seed!r}.")
-        check_fits(image.shape[0], image.shape[1], self.factor)
+        check_fits(image.shape[0], image.shape[1], self.factor, x4_upscaler=self.method == "X4_UPSCALER")
 
     @property
     def wrap_x(self) -> bool:
@@ -133,13 +149,20 @@ def _fits(height: int, width: int, factor: int, memory: int | None) -> bool:
     return memory is None or output_bytes(height, width, factor) <= MEMORY_SHARE * memory
 
 
-def check_fits(height: int, width: int, factor: int, memory: int | None = None) -> None:
+def check_fits(height: int, width: int, factor: int, memory: int | None = None, *, x4_upscaler: bool = False) -> None:
     """Refuse, before anything runs, an output too large for ``MAX_OUTPUT_SIDE`` or for the RAM.
 
     The message names the largest factor that fits. ``memory`` defaults to this machine's RAM.
+    ``x4_upscaler``: the dedicated upscaler holds the x4 image even for x2 (it is halved after).
     """
     if memory is None:
         memory = _machine_memory()
+    if x4_upscaler and factor != upscale_x4.X4_FACTOR and not _fits(height, width, upscale_x4.X4_FACTOR, memory):
+        need = output_bytes(height, width, upscale_x4.X4_FACTOR) / 2**30
+        raise ValueError(
+            f"factor is too large for the x4 upscaler: it paints {width * 4}x{height * 4} pixels (~{need:.1f} GB "
+            f"to hold) even for x{factor}; use the Tiled Diffusion method or a smaller image."
+        )
     if _fits(height, width, factor, memory):
         return
     best = largest_factor_that_fits(height, width, memory)
@@ -165,13 +188,6 @@ def tile_seed(seed: int, index: int) -> int:
     return int.from_bytes(digest[:4], "little") & MAX_SEED
 
 
-def _pad_to_multiple(pixels: np.ndarray, multiple: int = 8) -> np.ndarray:
-    """Edge-extend a tile to a multiple of 8 pixels (the VAE's stride); cropped again after the redraw."""
-    height, width = pixels.shape[:2]
-    pad_y, pad_x = -height % multiple, -width % multiple
-    return np.pad(pixels, ((0, pad_y), (0, pad_x), (0, 0)), mode="edge") if pad_y or pad_x else pixels
-
-
 def native_tile_size(engine: Engine) -> int:
     """The loaded model's own resolution (UNet sample size x the VAE's downsampling)."""
     pipe = engine._model.pipelines["TXT2IMG"] if engine._model is not None else None
@@ -191,6 +207,8 @@ def upscale(
     """Run ``request`` on ``engine``'s model; see the module docstring. Progress: tile i/n and step j/m."""
     request.validate()
     seed = int(request.seed) if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
+    if request.method == "X4_UPSCALER":
+        return _upscale_x4(engine, request, seed, on_progress, cancel_event)
     rgb = np.ascontiguousarray(request.image[..., :3], dtype=np.float32)
     big = tiles.resize(rgb, request.factor, wrap_x=request.wrap_x, wrap_y=request.wrap_y)
     height, width = big.shape[:2]
@@ -223,14 +241,36 @@ def upscale(
     return GenerationResult(image=rgba, seed=seed, recipe=recipe)
 
 
+def _upscale_x4(
+    engine: Engine,
+    request: UpscaleRequest,
+    seed: int,
+    on_progress: Callable[[ProgressEvent], None] | None,
+    cancel_event: threading.Event | None,
+) -> GenerationResult:
+    big, fields = upscale_x4.run(engine, request, seed, on_progress=on_progress, cancel_event=cancel_event)
+    height, width = big.shape[:2]
+    rgba = np.ones((height, width, 4), dtype=np.float32)
+    rgba[..., :3] = big
+    recipe = _recipe(request, seed, fields["tile_size"], fields["tiles"], {})
+    recipe["upscale"].update(
+        method="X4_UPSCALER", control="NONE", control_model="", upscaler_model=fields["upscaler_model"],
+        noise_level=fields["noise_level"], upscaler_files=fields["model_files"],
+        upscaler_revision=fields.get("model_revision", ""),
+    )
+    ignored = []
+    if request.control != "NONE" or request.loras:
+        ignored.append("The tile ControlNet and LoRAs do not apply to the x4 upscaler: it is its own model and "
+                       "paints every tile from the source itself (Noise Level sets how freely).")
+    return GenerationResult(image=rgba, seed=seed, recipe=recipe, timings={"upscale": fields["seconds"]},
+                            ignored=ignored)
+
+
 def _tile_request(
     request: UpscaleRequest, tile: tiles.Tile, pixels: np.ndarray, seed: int, width: int, height: int
 ) -> GenerationRequest:
-    padded = _pad_to_multiple(pixels)
-    # A tile spanning a whole wrapped axis must wrap itself: the model then paints it seamless there.
-    whole_x = request.wrap_x and tile.width == width
-    whole_y = request.wrap_y and tile.height == height
-    seamless = "BOTH" if whole_x and whole_y else "X" if whole_x else "Y" if whole_y else "NONE"
+    padded = tiles.pad_to_multiple(pixels)
+    seamless = tiles.own_wrap(tile, height, width, request.wrap_x, request.wrap_y)
     fields: dict[str, Any] = {
         "prompt": request.prompt,
         "negative_prompt": request.negative_prompt,
@@ -277,10 +317,10 @@ def _recipe(request: UpscaleRequest, seed: int, tile_size: int, count: int, gene
     }
 
 
-def size_check_message(height: int, width: int, factor: int) -> str | None:
+def size_check_message(height: int, width: int, factor: int, *, x4_upscaler: bool = False) -> str | None:
     """The refusal ``check_fits`` would raise, or None (for the panel, before clicking)."""
     try:
-        check_fits(height, width, factor)
+        check_fits(height, width, factor, x4_upscaler=x4_upscaler)
     except ValueError as error:
         return str(error)
     return None

@@ -2,6 +2,7 @@
 
 import bpy
 
+from ..properties import UPSCALE_METHOD_ITEMS
 from .job_modal import JobOperator
 
 SEAMLESS_ITEMS = (
@@ -17,8 +18,8 @@ class LATENT_TEXTURES_OT_upscale(JobOperator, bpy.types.Operator):
     bl_idname = "latent_textures.upscale"
     bl_label = "Upscale"
     bl_description = (
-        "Make a larger texture: resize up, then the model redraws it tile by tile at low strength to add "
-        "detail (Esc cancels)"
+        "Make a larger texture: resize up and let the model redraw it tile by tile at low strength, or paint "
+        "it large with the x4 upscaler model (Esc cancels)"
     )
     bl_options = {"REGISTER", "UNDO"}
 
@@ -43,6 +44,18 @@ class LATENT_TEXTURES_OT_upscale(JobOperator, bpy.types.Operator):
                     "SD 1.5, 1024 for SDXL)",
         default=0, min=0, max=2048, step=8, subtype="PIXEL",
     )
+    method: bpy.props.EnumProperty(name="Method", items=UPSCALE_METHOD_ITEMS, default="TILED_DIFFUSION")
+    upscaler_model: bpy.props.StringProperty(
+        name="x4 Upscaler Model",
+        description="x4 Upscaler: the model (repo id or diffusers folder); empty: "
+                    "stabilityai/stable-diffusion-x4-upscaler",
+        default="",
+    )
+    noise_level: bpy.props.IntProperty(
+        name="Noise Level", description="x4 Upscaler: noise added to the small image (higher: freer, lower: "
+                                        "more faithful)",
+        default=20, min=0, max=350,
+    )
     replace_in_material: bpy.props.BoolProperty(
         name="Replace in Materials",
         description="Show the upscaled image wherever the source image was used in a material",
@@ -60,7 +73,8 @@ class LATENT_TEXTURES_OT_upscale(JobOperator, bpy.types.Operator):
         try:
             plan = upscale.prepare(context, self.image, self.factor, self.seamless, self.strength,
                                    self.replace_in_material, control_model=self.control_model,
-                                   tile_size=self.tile_size)
+                                   tile_size=self.tile_size, method=self.method,
+                                   upscaler_model=self.upscaler_model, noise_level=self.noise_level)
         except ValueError as error:
             self.report({"ERROR"}, str(error))
             return None

@@ -190,8 +190,14 @@ def draw_upscale(layout, settings) -> None:
     from ..engine.upscale import size_check_message
 
     col = layout.column()
-    col.prop(settings, "upscale_strength", slider=True)
-    col.prop(settings, "upscale_control_model", text="Tile ControlNet", placeholder="Default for the model")
+    col.prop(settings, "upscale_method", text="Method")
+    x4 = settings.upscale_method == "X4_UPSCALER"
+    if x4:
+        col.prop(settings, "upscale_x4_model", text="Model", placeholder="stabilityai/stable-diffusion-x4-upscaler")
+        col.prop(settings, "upscale_noise_level")
+    else:
+        col.prop(settings, "upscale_strength", slider=True)
+        col.prop(settings, "upscale_control_model", text="Tile ControlNet", placeholder="Default for the model")
     image = settings.result_image
     row = layout.row(align=True)
     row.enabled = image is not None
@@ -199,10 +205,13 @@ def draw_upscale(layout, settings) -> None:
         button = row.operator("latent_textures.upscale", text=f"Upscale x{factor}", icon="FULLSCREEN_ENTER")
         button.factor = factor
         button.strength = settings.upscale_strength
+        button.method = settings.upscale_method
+        button.upscaler_model = settings.upscale_x4_model
+        button.noise_level = settings.upscale_noise_level
     if image is not None:
         width, height = image.size
         for factor in (2, 4):
-            problem = size_check_message(height, width, factor) if width and height else None
+            problem = size_check_message(height, width, factor, x4_upscaler=x4) if width and height else None
             if problem:
                 layout.label(text=f"x{factor} too large for this machine", icon="ERROR")
                 break

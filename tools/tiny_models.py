@@ -10,6 +10,8 @@ engine's code paths are exercised without a download.
   ``prediction_type="v_prediction"`` a v-prediction model.
 * :func:`build_tiny_sdxl` - an SDXL-like pipeline folder (two text encoders,
   pooled embeddings, size conditioning).
+* :func:`build_tiny_x4_upscaler` - a ``StableDiffusionUpscalePipeline`` folder shaped like
+  ``stabilityai/stable-diffusion-x4-upscaler`` (latents at the input size, x4 out).
 * :func:`build_tiny_single_file` - the tiny SD written as one original-layout
   (LDM) ``.safetensors`` checkpoint, as a web download would be.
 * :func:`install_in_hf_cache` - puts a folder into a Hugging Face cache folder
@@ -294,6 +296,70 @@ def build_tiny_sdxl(folder: str | os.PathLike[str], *, seed: int = 0) -> Path:
         tokenizer_2=tokenizer,
         scheduler=scheduler,
         force_zeros_for_empty_prompt=True,
+    )
+    pipe.save_pretrained(out)
+    shutil.rmtree(out / "_tokenizer_src")
+    return out
+
+
+def build_tiny_x4_upscaler(folder: str | os.PathLike[str], *, seed: int = 0) -> Path:
+    """A ``StableDiffusionUpscalePipeline`` shaped like ``stabilityai/stable-diffusion-x4-upscaler``, saved to ``folder``.
+
+    Its traits, small: a 3-block VAE (downsampling x4, ``scaling_factor`` 0.08333, latents at the input
+    size), a UNet reading 7 channels (4 latent + the 3-channel noised low-res image) with the noise level
+    as a class label (``num_class_embeds``), a GELU text encoder (SD 2), a DDPM ``low_res_scheduler``
+    that noises the input, a v-prediction DDIM scheduler and ``max_noise_level`` 350.
+    The UNet's ``sample_size`` 32 makes its native output 128 px (the real one: 128 -> 512 px).
+    """
+    import torch
+    from diffusers import AutoencoderKL, DDIMScheduler, DDPMScheduler, StableDiffusionUpscalePipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    out = Path(folder)
+    tokenizer = _tokenizer(out / "_tokenizer_src")
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=32,
+        in_channels=7,
+        out_channels=4,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=8,
+        use_linear_projection=True,
+        num_class_embeds=1000,
+        norm_num_groups=32,
+    )
+    torch.manual_seed(seed + 1)
+    vae = AutoencoderKL(
+        block_out_channels=(8, 16, 16),
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 3,
+        up_block_types=("UpDecoderBlock2D",) * 3,
+        latent_channels=4,
+        layers_per_block=1,
+        norm_num_groups=8,
+        scaling_factor=0.08333,
+    )
+    with torch.no_grad():  # low-pass decoder kernels, as in _tiny_vae: decoded tiles have structure
+        for module in vae.decoder.modules():
+            if isinstance(module, torch.nn.Conv2d) and module.kernel_size == (3, 3):
+                kernel = module.weight.abs()
+                module.weight.copy_(kernel / kernel.sum(dim=(1, 2, 3), keepdim=True))
+    torch.manual_seed(seed + 2)
+    text_encoder = CLIPTextModel(_text_config(tokenizer, hidden_act="gelu"))
+    pipe = StableDiffusionUpscalePipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        low_res_scheduler=DDPMScheduler(beta_schedule="scaled_linear", beta_start=0.0001, beta_end=0.02),
+        scheduler=DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.0001, beta_end=0.02,
+                                prediction_type="v_prediction", clip_sample=False, set_alpha_to_one=False),
+        max_noise_level=350,
     )
     pipe.save_pretrained(out)
     shutil.rmtree(out / "_tokenizer_src")

@@ -142,3 +142,35 @@ def test_upscale_after_generate_too_large_is_refused_before_anything_runs(settin
     with pytest.raises(RuntimeError, match="largest factor that fits is x2"):
         bpy.ops.latent_textures.generate()
     assert datablock_counts() == before
+
+
+@pytest.fixture(scope="module")
+def tiny_x4(tmp_path_factory, tiny_models):
+    return tiny_models.build_tiny_x4_upscaler(tmp_path_factory.mktemp("x4") / "tiny-x4")
+
+
+def test_the_x4_upscaler_method_paints_the_result_large_and_records_it(settings, generated, tiny_x4):
+    before = datablock_counts()
+    # 128-px output tiles (32 px in) with 64 px (16 in) of overlap over the 64x64 result: 3 rows x 4 columns (X wraps)
+    options = {"factor": 4, "method": "X4_UPSCALER", "upscaler_model": str(tiny_x4), "noise_level": 30,
+               "tile_size": 128}
+    assert bpy.ops.latent_textures.upscale(**options) == {"FINISHED"}
+    image = settings.result_image
+    assert tuple(image.size) == (256, 256) and image.packed_file is not None
+    recipe = image["latent_textures"].to_dict()
+    upscale = recipe["upscale"]
+    assert upscale["method"] == "X4_UPSCALER" and upscale["upscaler_model"] == str(tiny_x4)
+    assert upscale["noise_level"] == 30 and upscale["control"] == "NONE" and upscale["seamless"] == "X"
+    assert upscale["tiles"] == 12 and upscale["source"] == generated.name and recipe["prompt"] == "mossy stone"
+    pixels = module("bridge.pixels").read_pixels(image)
+    assert bpy.ops.latent_textures.upscale(image=generated.name, **options) == {"FINISHED"}
+    np.testing.assert_array_equal(module("bridge.pixels").read_pixels(settings.result_image), pixels)
+    assert datablock_counts()["images"] == before["images"] + 2
+
+
+def test_a_base_model_as_the_x4_upscaler_is_refused_and_changes_nothing(settings, generated, tiny_sd_model):
+    before = datablock_counts()
+    with pytest.raises(RuntimeError, match="not an x4 upscaler"):
+        bpy.ops.latent_textures.upscale(method="X4_UPSCALER", upscaler_model=str(tiny_sd_model), tile_size=128)
+    assert datablock_counts() == before
+    assert settings.result_image == generated

@@ -55,9 +55,28 @@ def test_bad_upscale_arguments_write_nothing(tmp_path, run_launcher):
         (("--image", str(tmp_path / "missing.png")), "--image is neither"),
         (("--image", str(source), "--strength", "2"), "--strength must be from 0 to 1"),
         (("--image", str(source), "--factor", "3"), "invalid choice"),
+        (("--image", str(source), "--noise-level", "400"), "--noise-level must be from 0 to 350"),
+        (("--image", str(source), "--method", "esrgan"), "invalid choice"),
     ):
         done = run_launcher("upscale", *args, "--texture-dir", str(textures), cwd=tmp_path)
         assert done.returncode != 0
         assert message in done.stderr, done.stderr[-2000:]
         assert len(error_lines(done.stderr)) == 1
     assert not textures.exists()
+
+
+def test_upscale_with_the_x4_upscaler(tmp_path, run_launcher, tiny_models_module):
+    upscaler = tiny_models_module.build_tiny_x4_upscaler(tmp_path / "x4")
+    source = tmp_path / "wall.png"
+    _png(source, 48, 32)
+    textures = tmp_path / "textures"
+    done = run_launcher("upscale", "--image", str(source), "--factor", "2", "--method", "x4_upscaler",
+                        "--upscaler-model", str(upscaler), "--noise-level", "40", "--tile-size", "128", "--seed", "4",
+                        "--prompt", "stone", "--texture-dir", str(textures), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (png,) = files_under(textures)
+    with Image.open(png) as image:
+        assert image.size == (96, 64)
+        recipe = json.loads(image.text["latent_textures"])["upscale"]
+    assert recipe["method"] == "X4_UPSCALER" and recipe["noise_level"] == 40 and recipe["tiles"] >= 2
+    assert recipe["upscaler_model"] == str(upscaler)

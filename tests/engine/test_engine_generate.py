@@ -180,6 +180,17 @@ def test_recipe_records_the_dtype(
     assert new_engine(precision=precision).generate(make_request(tiny_sd_model, steps=1)).recipe["dtype"] == dtype
 
 
+def test_recipe_records_what_else_decides_the_pixels_on_a_cpu(
+    engine: Any, make_request: Any, tiny_sd_model: Path
+) -> None:
+    """Float sums split over a different thread count, or run with other kernels, round differently."""
+    import torch
+
+    recipe = engine.generate(make_request(tiny_sd_model, steps=1)).recipe
+    assert recipe["threads"] == torch.get_num_threads() >= 1
+    assert recipe["cpu_capability"] == torch.backends.cpu.get_cpu_capability() and recipe["torch"] == torch.__version__
+
+
 # --- schedulers and families -------------------------------------------------------------------------
 
 

@@ -104,3 +104,21 @@ def test_resize_refuses_a_bad_factor_or_filter(tiles: Any) -> None:
         tiles.resize(_pattern(8, 8), 0, wrap_x=False, wrap_y=False)
     with pytest.raises(ValueError, match="method"):
         tiles.resize(_pattern(8, 8), 2, wrap_x=False, wrap_y=False, method="BICUBIC")
+
+
+def test_only_a_tile_spanning_a_whole_wrapped_axis_wraps_itself(tiles: Any) -> None:
+    whole = tiles.Tile(0, 0, 0, 40, 96)
+    part = tiles.Tile(1, 0, 16, 40, 64)
+    assert tiles.own_wrap(whole, 40, 96, True, True) == "BOTH"
+    assert tiles.own_wrap(whole, 40, 96, True, False) == "X"
+    assert tiles.own_wrap(part, 40, 96, True, True) == "Y"  # spans the height only
+    assert tiles.own_wrap(whole, 40, 96, False, False) == "NONE"
+
+
+def test_padding_to_a_multiple_extends_the_edge_and_keeps_the_tile(tiles: Any) -> None:
+    pixels = np.arange(5 * 6 * 3, dtype=np.float32).reshape(5, 6, 3)
+    padded = tiles.pad_to_multiple(pixels, 4)
+    assert padded.shape == (8, 8, 3)
+    np.testing.assert_array_equal(padded[:5, :6], pixels)
+    np.testing.assert_array_equal(padded[7, 7], pixels[4, 5])
+    assert tiles.pad_to_multiple(padded, 8) is padded  # already a multiple: untouched
