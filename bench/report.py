@@ -91,6 +91,9 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
             label: {name: c.get("its") for name, c in model["contenders"].items()}
             for label, model in gpu["models"].items()
         }
+    avx2 = sections.get("avx2")
+    if avx2 and "variants" in avx2:
+        out["avx2_fp32_unet_share_of_sgemm"] = {name: v["share_of_sgemm"] for name, v in avx2["variants"].items()}
     controlnet = sections.get("controlnet")
     if controlnet:
         out["controlnet_step_time_over_plain"] = {
@@ -416,6 +419,32 @@ def _controlnet(section: dict[str, Any]) -> list[str]:
     return lines + [""]
 
 
+def _avx2(section: dict[str, Any]) -> list[str]:
+    lines = ["## The fp32 UNet on an AVX2-only CPU, emulated (bench/isa_limit.py)", ""]
+    if "skipped" in section:
+        return lines + [f"Skipped: {section['skipped']}.", ""]
+    sgemm = section["sgemm"]
+    lines += [
+        (f"This CPU held to AVX2 (`{', '.join(f'{k}={v}' for k, v in section['limits'].items())}`; torch reports "
+         f"{section['cpu_capability']}): the AVX2 code paths on this machine's cores. 4096² sgemm under the same "
+         f"limit: **{sgemm['gflops']} GFLOP/s**. SD-1.5-sized UNet step at 256² with CFG ({section['gflop']} GFLOP), "
+         "fp32, channels_last:"),
+        "",
+        "| variant | s / step (median) | GFLOP/s | share of the sgemm rate | CPU share |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, v in section["variants"].items():
+        lines.append(f"| {name} | {v['median']:.3f} | {v['gflops']} | **{v['share_of_sgemm']:.0%}** | {v['cpu_share']} |")
+    lines += [
+        "",
+        (f"- Compiled / eager (paired): {section['compiled_over_eager']}; compiling took {section['compile_s']} s "
+         f"(cold, in this process); one step's output vs eager: max |diff| {section['compiled_max_abs_diff']:.1e} "
+         f"(output up to {section['output_max_abs']:.2f})."),
+        "",
+    ]
+    return lines
+
+
 def render(results: dict[str, Any]) -> str:
     m = results["machine"]
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
@@ -468,4 +497,6 @@ def render(results: dict[str, Any]) -> str:
         import upscale  # bench/upscale.py
 
         lines += upscale.render(sections["upscale"])
+    if "avx2" in sections:
+        lines += _avx2(sections["avx2"])
     return "\n".join(lines).rstrip() + "\n"

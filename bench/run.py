@@ -29,6 +29,9 @@ every comparison a paired ratio measured in one process:
 12. ``scan``    - scanning 200 model files for the model picker, headers only (bench/model_scan.py).
 13. ``upscale`` - (issue 16) time per output megapixel of the tiled redraw, its peak RSS against one
                   untiled img2img at the output size, the blend's own cost (bench/upscale.py).
+14. ``avx2``    - (issue 14) the fp32 UNet step, eager and compiled, on this CPU held to AVX2 in a child process
+                  (bench/isa_limit.py): the other machine kind's code paths, as shares of the sgemm rate
+                  measured under the same limit. Skipped without AVX-512 (there section 2 is AVX2 itself).
 
     python bench/run.py [--quick] [--sections engine,roofline,...] [--runs N]
                         [--model-dir DIR] [--out DIR]
@@ -72,7 +75,7 @@ import timing
 import upscale
 
 SECTIONS = ("engine", "roofline", "few_step", "compile", "blender", "memory", "gpu", "geometry", "bake",
-            "controlnet", "insight", "scan", "upscale")
+            "controlnet", "insight", "scan", "upscale", "avx2")
 _T0 = time.perf_counter()
 
 
@@ -196,6 +199,18 @@ def section_compile(models: Models, args: argparse.Namespace, scratch: Path, une
         # UNet GFLOP/s inside a Generate: one step = the UNet (batch 2) + the scheduler's element-wise update
         out["unet_gflops"] = {name: round(unet_gflop / step, 1) for name, step in out["warm"]["step_s"].items()}
     return out
+
+
+def section_avx2(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
+    if args.quick and "avx2" not in args.sections_given:
+        return {"skipped": "--quick (it compiles the SD-1.5-sized UNet: minutes): name it in --sections"}
+    capability = timing.machine().get("cpu_capability")
+    if capability != "AVX512":
+        return {"skipped": f"this CPU runs {capability} already: section 2 measures it directly"}
+    log("avx2: the fp32 UNet step with torch held to AVX2 (a child process; compiles: minutes)")
+    path = scratch / "avx2.json"
+    return _run_json([sys.executable, str(BENCH / "isa_limit.py"), "--isa", "avx2", "--out", str(path),
+                      "--runs", str(args.runs)], path, 3600)
 
 
 def _run_json(command: list[str], out: Path, timeout: float) -> dict[str, Any]:
@@ -379,6 +394,9 @@ def main(argv: list[str] | None = None) -> int:
                 log("upscale: tiled redraw vs one untiled img2img, and the blend alone")
                 results["sections"]["upscale"] = upscale.run(models.folder, args.quick,
                                                              None if args.quick else models.sd15)
+                write(partial=True)
+            if "avx2" in selected:
+                results["sections"]["avx2"] = section_avx2(args, Path(scratch))
     finally:
         if scratch_owner is not None:
             scratch_owner.cleanup()

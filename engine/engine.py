@@ -15,7 +15,7 @@ import secrets
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -104,6 +104,16 @@ class ModelFiles:
         return fields | ({"model_revision": self.revision} if self.revision else {})
 
 
+@dataclass
+class _LoadedUpscaler:
+    """The dedicated x4 upscaler in memory (``upscale_x4.py``), in a slot of its own beside the model."""
+
+    key: tuple[str, str, str, str]
+    pipe: Any
+    where: ModelFiles
+    scheduler_config: dict[str, Any]  # as shipped: every tile's scheduler is made from it
+
+
 class _RunClock:
     """Where one generation's time goes (``GenerationResult.timings``)."""
 
@@ -146,6 +156,20 @@ def vae_tiling_needed(pixels: int, itemsize: int, total_bytes: int | None, weigh
     return need > VAE_TILING_MEMORY_SHARE * max(total_bytes - weight_bytes, 0)
 
 
+@contextlib.contextmanager
+def _loading(what: str, advice: str) -> Iterator[None]:
+    """A loader's error as an ``EngineError`` saying that ``what`` could not be loaded, why, and ``advice``.
+
+    Out-of-memory passes through (``devices.oom_as_engine_error`` turns it into ``OutOfMemoryError``).
+    """
+    try:
+        yield
+    except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:
+        if devices.is_oom(error):
+            raise
+        raise EngineError(f"{what} could not be loaded ({type(error).__name__}: {error}); {advice}") from error
+
+
 def _check_cancel(cancel_event: threading.Event | None) -> None:
     if cancel_event is not None and cancel_event.is_set():
         raise GenerationCancelled()
@@ -165,8 +189,7 @@ class Engine:
         self.dtype = devices.resolve_dtype(options.precision, self.device)
         self.load_count = 0
         self._model: _LoadedModel | None = None
-        # The dedicated x4 upscaler (upscale_x4.py): its own model, kept beside the artist's: (key, pipe, files)
-        self._upscaler: tuple[tuple[str, ...], Any, ModelFiles] | None = None
+        self._upscaler: _LoadedUpscaler | None = None  # kept beside the artist's model
         self._clock: _RunClock | None = None  # the running generation's clock
         self._lock = threading.RLock()
         self.preview_decoder = "LINEAR"  # see set_preview_decoder
@@ -274,38 +297,31 @@ class Engine:
         *,
         on_progress: ProgressCallback | None = None,
         cancel_event: threading.Event | None = None,
-    ) -> tuple[Any, dict[str, Any]]:
+    ) -> _LoadedUpscaler:
         """The x4 upscaler ``model`` (a ``StableDiffusionUpscalePipeline``: repo id or diffusers folder), loaded
-        (or downloaded) into its own slot; returns the pipeline and its recipe fields (files, origin, revision)."""
+        (or downloaded) into its own slot; ``upscale_x4`` runs its tiles with ``run_upscaler_tile``."""
         with self._lock, devices.oom_as_engine_error(self.device):
             source = sources.classify(model, allow_pickle=self.options.allow_pickle)
             key = (source.kind, source.location, str(self.device), devices.dtype_name(self.dtype))
-            if self._upscaler is not None and self._upscaler[0] == key:
-                return self._upscaler[1], self._upscaler[2].recipe_fields()
+            if self._upscaler is not None and self._upscaler.key == key:
+                return self._upscaler
             self._upscaler = None
             if source.kind == "SINGLE_FILE":
                 raise EngineError(
                     f"{source.location} is a single file; the x4 upscaler is loaded from its diffusers folder or "
                     "repo id (stabilityai/stable-diffusion-x4-upscaler)."
                 )
-            try:
+            with _loading(f"The upscaler {source.location}", "its files may be incomplete - download it again."):
                 pipe, where = self._read(source, on_progress, cancel_event, sources.UPSCALER_PIPELINES)
-            except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:
-                if devices.is_oom(error):
-                    raise
-                raise EngineError(
-                    f"The upscaler {source.location} could not be loaded ({type(error).__name__}: {error}); its "
-                    "files may be corrupt or incomplete - download it again."
-                ) from error
             self.load_count += 1
             self._place(pipe)
-            self._upscaler = (key, pipe, where)
+            self._upscaler = _LoadedUpscaler(key, pipe, where, dict(pipe.scheduler.config))
             log.info("Loaded the upscaler %s on %s as %s", source.location, self.device, self.dtype)
-            return pipe, where.recipe_fields()
+            return self._upscaler
 
     def run_upscaler_tile(
         self,
-        pipe: Any,
+        upscaler: _LoadedUpscaler,
         pixels: np.ndarray,
         *,
         prompt: str,
@@ -327,9 +343,10 @@ class Engine:
             if on_step is not None:
                 on_step(step + 1)
 
+        pipe = upscaler.pipe
         with self._lock, devices.oom_as_engine_error(self.device):
             _check_cancel(cancel_event)
-            pipe.scheduler = make_scheduler(scheduler, pipe.scheduler.config, steps)
+            pipe.scheduler = make_scheduler(scheduler, upscaler.scheduler_config, steps)
             unet = pipe.unet
             if wrap != "NONE" and hasattr(unet, "_orig_mod"):
                 pipe.unet = unet._orig_mod  # compiled graphs know no circular padding
@@ -365,15 +382,9 @@ class Engine:
             return self._model
         self.free()  # one model in memory: drop the old one before reading the new one
 
-        try:
+        with _loading(f"The model {source.location}", "its files may be corrupt, incomplete or not a Stable "
+                      "Diffusion model - download or convert it again."):
             pipe, where = self._read(source, on_progress, cancel_event)
-        except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:
-            if devices.is_oom(error):
-                raise  # -> OutOfMemoryError in generate()
-            raise EngineError(
-                f"The model {source.location} could not be loaded ({type(error).__name__}: {error}); its files "
-                "may be corrupt, incomplete or not a Stable Diffusion model - download or convert it again."
-            ) from error
         self.load_count += 1
         family = detect_family(pipe.unet.config, pipe.scheduler.config)
         self._place(pipe)
@@ -549,7 +560,8 @@ class Engine:
             model.controlnets[key] = model.controlnets.pop(key)  # newest last
             return key, name
         prefer_variant = "fp16" if self.dtype in (torch.float16, torch.bfloat16) else None
-        try:
+        with _loading(f"The ControlNet {name} (control_model)", "its files may be corrupt or incomplete, or it is "
+                      "not a ControlNet."):
             controlnet = controlnets.load(
                 source,
                 dtype=self.dtype,
@@ -561,13 +573,6 @@ class Engine:
                 on_progress=on_progress,
                 cancel_event=cancel_event,
             )
-        except (OSError, ValueError, RuntimeError, KeyError, TypeError) as error:
-            if devices.is_oom(error):
-                raise
-            raise EngineError(
-                f"The ControlNet {name} (control_model) could not be loaded ({type(error).__name__}: {error}); its "
-                "files may be corrupt or incomplete, or it is not a ControlNet."
-            ) from error
         controlnets.check_family(controlnet, model.base.unet, model.family, name)
         if not (options.cpu_offload and self.device.type == "cuda"):
             controlnet.to(self.device)

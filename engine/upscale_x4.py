@@ -42,8 +42,9 @@ def native_input_tile(pipe: Any) -> int:
 
 
 def size_multiple(pipe: Any) -> int:
-    """Input sides must be a multiple of this: the UNet halves the size at every block but the last."""
-    return 2 ** (len(pipe.unet.config.block_out_channels) - 1)
+    """Input sides must be a multiple of this: the UNet halves the size at every block but the last, and the
+    pipeline's image processor would resize a side that is no multiple of the VAE's factor."""
+    return max(2 ** (len(pipe.unet.config.block_out_channels) - 1), int(pipe.vae_scale_factor))
 
 
 def input_tile(request: UpscaleRequest, pipe: Any) -> tuple[int, int]:
@@ -83,7 +84,8 @@ def run(
     from .upscale import tile_seed  # imports this module lazily
 
     source = request.upscaler_model or DEFAULT_UPSCALER
-    pipe, files = engine.load_upscaler(source, on_progress=on_progress, cancel_event=cancel_event)
+    upscaler = engine.load_upscaler(source, on_progress=on_progress, cancel_event=cancel_event)
+    pipe = upscaler.pipe
     check_noise_level(request.noise_level, pipe)
     rgb = np.ascontiguousarray(request.image[..., :3], dtype=np.float32)
     height, width = rgb.shape[:2]
@@ -95,7 +97,7 @@ def run(
     for tile in layout:
         pixels = tiles.extract(rgb, tile, request.wrap_x, request.wrap_y)
         upscaled = engine.run_upscaler_tile(
-            pipe,
+            upscaler,
             tiles.pad_to_multiple(pixels, multiple),
             prompt=request.prompt,
             negative_prompt=request.negative_prompt,
@@ -119,7 +121,7 @@ def run(
         "tile_size": side * X4_FACTOR,
         "tiles": len(layout),
         "seconds": round(time.perf_counter() - started, 3),
-        **files,
+        **upscaler.where.recipe_fields(),
     }
     return big, fields
 

@@ -28,9 +28,12 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(results["sections"]) == {"engine", "roofline", "few_step", "compile", "blender", "gpu", "geometry", "bake",
                                         "controlnet",
-                                        "insight", "scan", "upscale"}
+                                        "insight", "scan", "upscale", "avx2"}
     tiny_upscale = results["sections"]["upscale"]["tiny"]
     assert tiny_upscale["tiled"]["tiles"] == 9 and tiny_upscale["tiled"]["seconds_per_mp"] > 0
+    tiny_x4 = results["sections"]["upscale"]["tiny x4 upscaler"]
+    assert tiny_x4["x4_tiled"]["tiles"] == 9 and tiny_x4["x4_untiled"]["tiles"] == 1  # 64 px in: 32-px tiles
+    assert "skipped" in results["sections"]["avx2"]  # --quick leaves its minutes-long compile out
     insight = results["sections"]["insight"]
     assert insight["pixels_identical_with_recording"] is True
     assert {"recorder, nothing on", "filmstrip", "attention", "off after recording"} <= set(insight["ratios_vs_off"])

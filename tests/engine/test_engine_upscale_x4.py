@@ -62,6 +62,11 @@ def test_x2_is_the_x4_result_averaged_over_2x2_blocks(engine_api, engine, tiny_x
     np.testing.assert_array_equal(x2.image[..., :3], x4_module.halve(x4))
 
 
+def test_odd_sizes_are_padded_for_the_model_and_cropped_back(engine_api, engine, tiny_x4):
+    result = engine.upscale(_request(engine_api, tiny_x4, image=_source(21, 37)))
+    assert result.image.shape == (84, 148, 4) and np.isfinite(result.image).all()
+
+
 def test_the_upscaler_has_its_own_slot_beside_the_artists_model(engine_api, new_engine, tiny_x4, tiny_sd_model):
     engine = new_engine()
     generation = engine_api.GenerationRequest(prompt="stone", model=str(tiny_sd_model), width=64, height=64, steps=2,
