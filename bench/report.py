@@ -56,6 +56,8 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
         name = "channels_last bf16" if bf16 else "channels_last fp32"
         out["unet_default_precision"] = "bf16" if bf16 else "fp32"
         out["unet_share_of_matmul_rate_eager"] = roof["share_of_matmul_limit"].get(name)
+        if "default_at_512" in roof:
+            out["unet_share_of_matmul_rate_eager_512"] = roof["default_at_512"]["share_of_matmul_limit"]
         compiled = (sections.get("compile") or {}).get("unet_gflops", {}).get("compiled")
         if compiled:
             limit = (roof["bf16_gemm"] if bf16 else roof["sgemm"])["gflops"]
@@ -182,6 +184,13 @@ def _roofline(section: dict[str, Any]) -> list[str]:
             f"| {name} | {v['median']:.3f} | {v['min']:.3f} | {v['gflops']} | "
             f"{'–' if share is None else f'{share:.0%}'} | **{speedup:.2f}×** | {v['cpu_share']} |"
         )
+    at_512 = section.get("default_at_512")
+    if at_512:
+        lines += ["", (
+            f"The default precision at **512x512** (SD 1.5's own size; {at_512['gflop']} GFLOP per step, "
+            f"channels_last {at_512['dtype']}): {at_512['median']:.3f} s / step, {at_512['gflops']} GFLOP/s = "
+            f"**{at_512['share_of_matmul_limit']:.0%} of the matmul limit** (CPU share {at_512['cpu_share']}). "
+            "At 256² a third of the FLOPs run on 8x8 and 4x4 latents, where the convolutions cannot fill the cores.")]
     vae = section.get("vae_decode")
     if vae:
         lines += [

@@ -165,6 +165,29 @@ def measure(
     return result
 
 
+def measure_at_size(unet: Any, *, size: int, runs: int, warmup: int = 1) -> dict[str, Any]:
+    """One UNet's step at another image size (its own FLOP count): the share depends on the size, since
+    at 256² a third of the FLOPs run on 8x8 and 4x4 latents, where the kernels cannot fill the cores."""
+    import torch
+
+    dtype = next(unet.parameters()).dtype
+    config = unet.config
+    sample = torch.randn(2, config.in_channels, size // 8, size // 8, generator=torch.Generator().manual_seed(0))
+    context = torch.randn(2, TOKENS, config.cross_attention_dim, generator=torch.Generator().manual_seed(1))
+    timestep = torch.tensor([500])
+
+    def step() -> Any:
+        with torch.no_grad():
+            return unet(sample.to(dtype), timestep, encoder_hidden_states=context.to(dtype)).sample
+
+    samples = timing.interleave({"step": step}, runs=runs, warmup=warmup)["step"]
+    flops = unet_flops(dict(config), size=size)
+    summary = samples.summary()
+    summary.update(size=size, dtype=str(dtype).removeprefix("torch."), gflop=flops["gflop"],
+                   gflops=round(flops["gflop"] / samples.median, 1))
+    return summary
+
+
 def measure_vae(vaes: dict[str, Any], *, runs: int, warmup: int = 1, size: int = SIZE) -> dict[str, Any]:
     """One VAE decode at ``size``: NCHW vs channels_last, fp32 and (native only) bf16.
 

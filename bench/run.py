@@ -168,6 +168,14 @@ def section_roofline(models: Models, args: argparse.Namespace, keep: dict[str, A
     runs = 1 if args.quick else args.runs
     out.update(roofline.measure(unets, runs=runs, warmup=1, log=log, flops=flops))
     out["share_of_matmul_limit"] = roofline.summarise(out, out["sgemm"], out["bf16_gemm"])
+    if not args.quick:
+        default = unets.get("bf16") if out["bf16_native"] else unets.get("channels_last")
+        if default is not None:
+            log("roofline: the default precision's UNet step at 512x512 (SD 1.5's own size)")
+            at_512 = roofline.measure_at_size(default, size=512, runs=runs)
+            limit = out["bf16_gemm"] if out["bf16_native"] else out["sgemm"]
+            at_512["share_of_matmul_limit"] = round(at_512["gflops"] / limit["gflops"], 2)
+            out["default_at_512"] = at_512
     log("roofline: VAE decode")
     out["vae_decode"] = roofline.measure_vae(vaes, runs=runs, warmup=1)
     return out

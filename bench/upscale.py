@@ -3,10 +3,11 @@
     python bench/upscale.py [--quick] [--model-dir DIR]
 
 Run by ``bench/run.py`` as the section ``upscale`` (each measurement in a child process, so the
-peak RSS of one does not hide the other's). Tiny model: x2 of 128 px to 256 px with 128-px tiles;
-SD-1.5-sized random weights (skipped with ``--quick``): x2 of 256 px to 512 px at its native 512-px
-tile, 20 steps x strength 0.35 = 7 steps per tile, no ControlNet (there is no sized tile ControlNet
-to load), so the figure is the img2img redraw's cost.
+peak RSS of one does not hide the other's), in the default precision (Auto). Tiny model: x2 of 128 px
+to 256 px with 128-px tiles; SD-1.5-sized random weights (skipped with ``--quick``): x2 of 384 px to
+768 px in its native 512-px tiles (2 x 2) vs one img2img at 768², 20 steps x strength 0.35 = 7 steps
+per tile, no ControlNet (there is no sized tile ControlNet to load), so the figure is the img2img
+redraw's cost.
 
 The dedicated x4 upscaler (``x4_tiled`` / ``x4_untiled``): the tiny one at x4 of 64 px with 128-px output
 tiles vs one tile of the whole image; the x4-upscaler-sized one (random weights, its real layers:
@@ -45,7 +46,7 @@ def measure(kind: str, model: str, size: int, factor: int, tile: int, steps: int
     engine_api = timing.import_engine()
     from latent_textures.engine import tiles  # registered by import_engine
 
-    engine = engine_api.Engine(engine_api.EngineOptions(device="CPU", precision="FP32"))
+    engine = engine_api.Engine(engine_api.EngineOptions(device="CPU"))
     source = _source(size)
     out_size = size * factor
 
@@ -84,10 +85,11 @@ def measure(kind: str, model: str, size: int, factor: int, tile: int, steps: int
         side = (tile if kind == "x4_tiled" else out_size) // 4
         layout = tiles.layout(size, size, side, min(16, side - 1), False, False)
     else:
-        layout = tiles.layout(out_size, out_size, tile, 64, False, False)
-    return {"seconds": round(seconds, 3), "output_mp": round(out_size * out_size / 1e6, 4),
+        layout = tiles.layout(out_size, out_size, tile, 64, False, False) if kind != "untiled" else [None]
+    peak = timing.peak_rss_mb()
+    return {"seconds": round(seconds, 3), "dtype": str(engine.dtype).removeprefix("torch."), "output_mp": round(out_size * out_size / 1e6, 4),
             "seconds_per_mp": round(seconds / (out_size * out_size / 1e6), 3), "tiles": len(layout),
-            "peak_rss_mb": timing.peak_rss_mb()}
+            "peak_rss_mb": None if peak is None else round(peak)}
 
 
 def _child(kind: str, model: str, size: int, factor: int, tile: int, steps: int) -> dict[str, Any]:
@@ -111,7 +113,7 @@ def run(models_folder: Path, quick: bool, sd15: Path | None = None) -> dict[str,
     if "seconds" in tiled and "seconds" in blend:
         figures["tiny"]["blend_share_of_tiled"] = round(blend["seconds"] / tiled["seconds"], 4)
     if not quick and sd15 is not None:
-        figures["sd15_sized"] = {kind: _child(kind, str(sd15), 256, 2, 512, 20) for kind in ("tiled", "untiled")}
+        figures["sd15_sized"] = {kind: _child(kind, str(sd15), 384, 2, 512, 20) for kind in ("tiled", "untiled")}
     tiny_x4 = models_folder / "tiny-x4"
     if not (tiny_x4 / "model_index.json").is_file():
         timing.import_tiny_models().build_tiny_x4_upscaler(tiny_x4)
@@ -128,18 +130,24 @@ def run(models_folder: Path, quick: bool, sd15: Path | None = None) -> dict[str,
 
 
 def render(figures: dict[str, Any]) -> list[str]:
-    lines = ["## Upscale (issue 16): tiled redraw vs one untiled img2img (CPU, fp32)", "",
-             "| model | kind | output | tiles | seconds | s / output MP | peak RSS MB |", "|---|---|---|---:|---:|---:|---:|"]
+    lines = ["## Upscale (issue 16): tiled vs untiled (CPU, the default precision)", "",
+             "`tiled`/`untiled`: the tiled-diffusion redraw vs one img2img at the output size; `blend`: the tiler "
+             "alone (an identity redraw); `x4_tiled`/`x4_untiled`: the dedicated x4 upscaler in its tiles vs "
+             "one run over the whole image. One warm-up, then one timed run, each in its own process.", "",
+             "| model | kind | output | dtype | tiles | seconds | s / output MP | peak RSS MB |",
+             "|---|---|---|---|---:|---:|---:|---:|"]
     for model, kinds in figures.items():
         for kind in ("tiled", "untiled", "blend", "x4_tiled", "x4_untiled"):
             row = kinds.get(kind)
             if not row:
                 continue
             if "error" in row:
-                lines.append(f"| {model} | {kind} | failed: {row['error']} | | | | |")
+                lines.append(f"| {model} | {kind} | failed: {row['error']} | | | | | |")
                 continue
-            lines.append(f"| {model} | {kind} | {row['output_mp']} MP | {row['tiles']} | {row['seconds']} | "
-                         f"{row['seconds_per_mp']} | {row['peak_rss_mb']} |")
+            lines.append(f"| {model} | {kind} | {row['output_mp']} MP | {row.get('dtype', '')} | {row['tiles']} | "
+                         f"{row['seconds']} | {row['seconds_per_mp']} | {row['peak_rss_mb']} |")
+    lines.append("")
+    for model, kinds in figures.items():
         if "blend_share_of_tiled" in kinds:
             lines.append(f"- {model}: blending the tiles is {kinds['blend_share_of_tiled']:.1%} of the tiled run")
     return lines + [""]
