@@ -39,8 +39,7 @@ def environment(isa: str) -> dict[str, str]:
 def measure(runs: int, cache: Path) -> dict[str, Any]:
     import torch
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import roofline
+    import roofline  # bench/ is this script's folder: on sys.path
     import sized_models
     import timing
 
