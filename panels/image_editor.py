@@ -3,7 +3,8 @@
 import bpy
 
 from . import common
-from .view3d import LatentTexturesPanel
+from .view3d import SECTIONS as SECTIONS_3D
+from .view3d import LatentTexturesPanel, sub_panels
 
 
 class IMAGE_PT_latent_textures(LatentTexturesPanel, bpy.types.Panel):
@@ -20,46 +21,7 @@ class IMAGE_PT_latent_textures(LatentTexturesPanel, bpy.types.Panel):
         common.draw_generate(self.layout, settings)
 
 
-class IMAGE_PT_latent_textures_sampling(LatentTexturesPanel, bpy.types.Panel):
-    bl_label = "Sampling"
-    bl_space_type = "IMAGE_EDITOR"
-    bl_parent_id = "IMAGE_PT_latent_textures"
-    bl_options = {"DEFAULT_CLOSED"}
+# The model and LoRA lists are set up in the 3D View; the Image Editor shows what works on an image.
+SECTIONS = tuple(section for section in SECTIONS_3D if section[0] in ("sampling", "control", "upscale", "insight"))
 
-    def draw(self, context):
-        common.draw_sampling(self.layout, context.scene.latent_textures)
-
-
-class IMAGE_PT_latent_textures_control(LatentTexturesPanel, bpy.types.Panel):
-    bl_label = "Control"
-    bl_space_type = "IMAGE_EDITOR"
-    bl_parent_id = "IMAGE_PT_latent_textures"
-    bl_options = {"DEFAULT_CLOSED"}
-
-    def draw(self, context):
-        common.draw_control(self.layout, context.scene.latent_textures)
-
-
-class IMAGE_PT_latent_textures_upscale(LatentTexturesPanel, bpy.types.Panel):
-    bl_label = "Upscale"
-    bl_space_type = "IMAGE_EDITOR"
-    bl_parent_id = "IMAGE_PT_latent_textures"
-    bl_options = {"DEFAULT_CLOSED"}
-
-    def draw(self, context):
-        common.draw_upscale(self.layout, context.scene.latent_textures)
-
-
-class IMAGE_PT_latent_textures_insight(LatentTexturesPanel, bpy.types.Panel):
-    bl_label = "Insight"
-    bl_space_type = "IMAGE_EDITOR"
-    bl_parent_id = "IMAGE_PT_latent_textures"
-    bl_options = {"DEFAULT_CLOSED"}
-
-    def draw(self, context):
-        common.draw_insight(self.layout, context.scene.latent_textures)
-
-
-classes = (IMAGE_PT_latent_textures, IMAGE_PT_latent_textures_sampling, IMAGE_PT_latent_textures_control,
-           IMAGE_PT_latent_textures_upscale,
-           IMAGE_PT_latent_textures_insight)
+classes = (IMAGE_PT_latent_textures, *sub_panels("IMAGE", "IMAGE_EDITOR", SECTIONS))

@@ -14,6 +14,23 @@ class LatentTexturesPanel:
         return context.scene is not None and hasattr(context.scene, "latent_textures")
 
 
+def sub_panels(prefix: str, space_type: str, sections) -> tuple[type, ...]:
+    """A closed sub-panel ``{prefix}_PT_latent_textures_{name}`` under the editor's main panel for each
+    ``(name, label, draw)`` of ``sections``; it draws ``draw(layout, settings)`` (panels/common.py)."""
+    parent = f"{prefix}_PT_latent_textures"
+
+    def panel(name: str, label: str, draw) -> type:
+        return type(f"{parent}_{name}", (LatentTexturesPanel, bpy.types.Panel), {
+            "bl_label": label,
+            "bl_space_type": space_type,
+            "bl_parent_id": parent,
+            "bl_options": {"DEFAULT_CLOSED"},
+            "draw": lambda self, context: draw(self.layout, context.scene.latent_textures),
+        })
+
+    return tuple(panel(*section) for section in sections)
+
+
 class VIEW3D_PT_latent_textures(LatentTexturesPanel, bpy.types.Panel):
     bl_label = "Latent Textures"
     bl_space_type = "VIEW_3D"
@@ -25,67 +42,13 @@ class VIEW3D_PT_latent_textures(LatentTexturesPanel, bpy.types.Panel):
         common.draw_generate(self.layout, settings)
 
 
-class VIEW3D_PT_latent_textures_sampling(LatentTexturesPanel, bpy.types.Panel):
-    bl_label = "Sampling"
-    bl_space_type = "VIEW_3D"
-    bl_parent_id = "VIEW3D_PT_latent_textures"
-    bl_options = {"DEFAULT_CLOSED"}
+SECTIONS = (
+    ("sampling", "Sampling", common.draw_sampling),
+    ("model", "Model", common.draw_model),
+    ("control", "Control", common.draw_control),
+    ("loras", "LoRAs", common.draw_loras),
+    ("upscale", "Upscale", common.draw_upscale),
+    ("insight", "Insight", common.draw_insight),
+)
 
-    def draw(self, context):
-        common.draw_sampling(self.layout, context.scene.latent_textures)
-
-
-class VIEW3D_PT_latent_textures_model(LatentTexturesPanel, bpy.types.Panel):
-    bl_label = "Model"
-    bl_space_type = "VIEW_3D"
-    bl_parent_id = "VIEW3D_PT_latent_textures"
-    bl_options = {"DEFAULT_CLOSED"}
-
-    def draw(self, context):
-        common.draw_model(self.layout, context.scene.latent_textures)
-
-
-class VIEW3D_PT_latent_textures_control(LatentTexturesPanel, bpy.types.Panel):
-    bl_label = "Control"
-    bl_space_type = "VIEW_3D"
-    bl_parent_id = "VIEW3D_PT_latent_textures"
-    bl_options = {"DEFAULT_CLOSED"}
-
-    def draw(self, context):
-        common.draw_control(self.layout, context.scene.latent_textures)
-
-
-class VIEW3D_PT_latent_textures_loras(LatentTexturesPanel, bpy.types.Panel):
-    bl_label = "LoRAs"
-    bl_space_type = "VIEW_3D"
-    bl_parent_id = "VIEW3D_PT_latent_textures"
-    bl_options = {"DEFAULT_CLOSED"}
-
-    def draw(self, context):
-        common.draw_loras(self.layout, context.scene.latent_textures)
-
-
-class VIEW3D_PT_latent_textures_upscale(LatentTexturesPanel, bpy.types.Panel):
-    bl_label = "Upscale"
-    bl_space_type = "VIEW_3D"
-    bl_parent_id = "VIEW3D_PT_latent_textures"
-    bl_options = {"DEFAULT_CLOSED"}
-
-    def draw(self, context):
-        common.draw_upscale(self.layout, context.scene.latent_textures)
-
-
-class VIEW3D_PT_latent_textures_insight(LatentTexturesPanel, bpy.types.Panel):
-    bl_label = "Insight"
-    bl_space_type = "VIEW_3D"
-    bl_parent_id = "VIEW3D_PT_latent_textures"
-    bl_options = {"DEFAULT_CLOSED"}
-
-    def draw(self, context):
-        common.draw_insight(self.layout, context.scene.latent_textures)
-
-
-classes = (VIEW3D_PT_latent_textures, VIEW3D_PT_latent_textures_sampling, VIEW3D_PT_latent_textures_model,
-           VIEW3D_PT_latent_textures_control, VIEW3D_PT_latent_textures_loras,
-           VIEW3D_PT_latent_textures_upscale,
-           VIEW3D_PT_latent_textures_insight)
+classes = (VIEW3D_PT_latent_textures, *sub_panels("VIEW3D", "VIEW_3D", SECTIONS))
