@@ -11,14 +11,17 @@ are still this machine's, so only shares of the matmul rate *measured under the 
 limit* are comparable with a real AVX2 machine, not the GFLOP/s themselves.
 
 Measured, interleaved: a 4096² sgemm (the limit), one SD-1.5-sized UNet step at 256²
-with CFG in fp32 channels_last eager (the engine's default there) and compiled with
-inductor + weight freezing (Compile the Model). Run by ``bench/run.py`` as the section
+with CFG in fp32 channels_last: ``packed`` (the engine's default there: eager with the
+convolution weights packed once, ``engine/packed_convs.py``), ``eager`` (torch's own
+convolutions, which reorder the weights at every call) and ``compiled`` with inductor +
+weight freezing (Compile the Model). Run by ``bench/run.py`` as the section
 ``avx2`` (skipped on a CPU without AVX-512: there section 2 measures AVX2 directly).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import json
 import os
@@ -45,6 +48,7 @@ def measure(runs: int, cache: Path) -> dict[str, Any]:
 
     engine_api = timing.import_engine()
     compiling = importlib.import_module(engine_api.__name__ + ".compiling")
+    packed_convs = importlib.import_module(engine_api.__name__ + ".packed_convs")
     out: dict[str, Any] = {"cpu_capability": torch.backends.cpu.get_cpu_capability(),
                            "limits": {k: os.environ.get(k) for k in LIMITS["avx2"]}}
     out["sgemm"] = roofline.matmul_rate(4096, runs=max(runs, 3))
@@ -61,6 +65,9 @@ def measure(runs: int, cache: Path) -> dict[str, Any]:
             return module(sample, timestep, encoder_hidden_states=context).sample
 
     reference = step(unet)
+    packed = copy.deepcopy(unet)
+    out["packed_convolutions"] = packed_convs.pack([packed])
+    out["packed_max_abs_diff"] = float((step(packed) - reference).abs().max())
     compiling.use_cache_folder(cache)
     compiled = compiling.compile_module(unet, torch.device("cpu"))
     start = time.perf_counter()
@@ -68,7 +75,8 @@ def measure(runs: int, cache: Path) -> dict[str, Any]:
     out["compile_s"] = round(time.perf_counter() - start, 1)
     out["compiled_max_abs_diff"] = float((first - reference).abs().max())
     out["output_max_abs"] = float(reference.abs().max())
-    samples = timing.interleave({"eager": lambda: step(unet), "compiled": lambda: step(compiled)}, runs=runs, warmup=1)
+    samples = timing.interleave({"packed": lambda: step(packed), "eager": lambda: step(unet),
+                                 "compiled": lambda: step(compiled)}, runs=runs, warmup=1)
     out["gflop"] = flops["gflop"]
     out["variants"] = {}
     for name, sample_set in samples.items():
@@ -77,6 +85,7 @@ def measure(runs: int, cache: Path) -> dict[str, Any]:
         summary["share_of_sgemm"] = round(summary["gflops"] / out["sgemm"]["gflops"], 2)
         out["variants"][name] = summary
     out["compiled_over_eager"] = round(timing.paired_ratio(samples, "compiled", "eager"), 3)
+    out["packed_over_eager"] = round(timing.paired_ratio(samples, "packed", "eager"), 3)
     return out
 
 

@@ -195,7 +195,8 @@ def _roofline(section: dict[str, Any]) -> list[str]:
     if vae:
         lines += [
             "",
-            f"VAE decode at {vae['size']}x{vae['size']} (the engine converts the VAE too):",
+            f"VAE decode at {vae['size']}x{vae['size']} (the engine converts the VAE too; its channels_last "
+            "variants have their convolution weights packed, as the engine runs them):",
             "",
             "| variant | s (median) | min | speed-up vs NCHW | CPU share |",
             "|---|---:|---:|---:|---:|",
@@ -206,6 +207,13 @@ def _roofline(section: dict[str, Any]) -> list[str]:
     lines.append("")
     diffs = ", ".join(f"{k} {v:.1e}" for k, v in section["max_abs_diff_vs_nchw"].items())
     lines.append(f"- One step's output vs NCHW fp32 (max |diff|, output up to {section['output_max_abs']:.2f}): {diffs}.")
+    if section.get("packing_speedup"):
+        speedups = ", ".join(f"{k} **{v:.2f}×**" for k, v in section["packing_speedup"].items())
+        exact = ", ".join(f"{k} {v:.1e}" for k, v in section["packed_max_abs_diff_vs_unpacked"].items())
+        lines.append(
+            f"- Convolution weights packed once (the engine's default, `engine/packed_convs.py`) vs eager torch "
+            f"reordering them at every call (`…, unpacked`), paired: {speedups}; max |diff| {exact}; "
+            f"the packed copies take {section['packed_bytes'] / 2**20:.0f} MiB.")
     for name, why in section.get("skipped", {}).items():
         lines.append(f"- {name}: skipped ({why}).")
     if "compile_s" in section:
@@ -446,6 +454,8 @@ def _avx2(section: dict[str, Any]) -> list[str]:
         lines.append(f"| {name} | {v['median']:.3f} | {v['gflops']} | **{v['share_of_sgemm']:.0%}** | {v['cpu_share']} |")
     lines += [
         "",
+        (f"- `packed` is the engine's default (convolution weights packed once); packed / eager (paired): "
+         f"{section.get('packed_over_eager', '–')}, max |diff| {section.get('packed_max_abs_diff', float('nan')):.1e}."),
         (f"- Compiled / eager (paired): {section['compiled_over_eager']}; compiling took {section['compile_s']} s "
          f"(cold, in this process); one step's output vs eager: max |diff| {section['compiled_max_abs_diff']:.1e} "
          f"(output up to {section['output_max_abs']:.2f})."),

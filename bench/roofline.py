@@ -9,7 +9,10 @@
 * Step time and achieved GFLOP/s per variant, interleaved round by round:
   ``NCHW fp32`` (diffusers' default), ``channels_last fp32`` (the engine's CPU default),
   the latter with one torch thread, and with classic attention instead of SDPA;
-  ``channels_last bf16`` (precision Auto on CPUs with native bf16). The compiled UNet is
+  ``channels_last bf16`` (precision Auto on CPUs with native bf16). Both channels_last
+  variants run as the engine runs them, with their convolution weights packed once
+  (``engine/packed_convs.py``); ``..., unpacked`` is the same UNet with eager torch's
+  convolutions, which reorder the weights at every call. The compiled UNet is
   measured inside a Generate by the ``compile`` section (``compile_cache.py``).
 """
 
@@ -17,12 +20,17 @@ from __future__ import annotations
 
 import copy
 import gc
+import importlib
 from typing import Any
 
 import timing
 
 SIZE = 256  # pixels; the latents are SIZE / 8
 TOKENS = 77
+
+
+def _packed_convs() -> Any:
+    return importlib.import_module(timing.import_engine().__name__ + ".packed_convs")
 
 
 def unet_flops(unet_config: dict[str, Any], size: int = SIZE, batch: int = 2) -> dict[str, Any]:
@@ -103,6 +111,14 @@ def measure(
     else:
         skipped["bf16"] = "no native bf16 on this CPU (AVX512-BF16/AMX): emulated bf16 is slower"
         bf16 = None
+    packed_convs = _packed_convs()
+    packed_convs.pack([m for m in (cl, bf16) if m is not None])  # as the engine runs them (no-op if it did)
+    unpacked = {}
+    for name, module in (("channels_last fp32", cl), ("channels_last bf16", bf16)):
+        if module is not None:
+            twin = copy.deepcopy(module)
+            if packed_convs.unpack([twin]):
+                unpacked[f"{name}, unpacked"] = twin
     config = nchw.config
     batch = 2
     sample = torch.randn(batch, config.in_channels, size // 8, size // 8, generator=torch.Generator().manual_seed(0))
@@ -133,6 +149,8 @@ def measure(
     if bf16 is not None and bf16_nchw is not None:
         contenders["NCHW bf16"] = lambda: step(bf16_nchw, torch.bfloat16)
         contenders["channels_last bf16"] = lambda: step(bf16, torch.bfloat16)
+    for name, twin in unpacked.items():
+        contenders[name] = lambda twin=twin: step(twin, next(twin.parameters()).dtype)
     result: dict[str, Any] = {"size": size, "batch": batch, "skipped": skipped}
 
     reference = step(nchw)
@@ -144,6 +162,11 @@ def measure(
             (step(bf16, torch.bfloat16).float() - reference).abs().max()
         )
     result["output_max_abs"] = float(reference.abs().max())
+    for name, twin in unpacked.items():  # packing is exact: the same bits as the unpacked twin
+        packed = bf16 if "bf16" in name else cl
+        dtype = next(twin.parameters()).dtype
+        result.setdefault("packed_max_abs_diff_vs_unpacked", {})[name.removesuffix(", unpacked")] = float(
+            (step(packed, dtype).float() - step(twin, dtype).float()).abs().max())
 
     threads = {"channels_last fp32, 1 thread": 1}
     log(f"  roofline: {len(contenders)} variants x {runs} runs")
@@ -160,7 +183,12 @@ def measure(
     result["speedup_vs_nchw"] = {
         name: round(timing.paired_ratio(samples, "NCHW fp32", name), 3) for name in samples if name != "NCHW fp32"
     }
-    del reference
+    result["packing_speedup"] = {
+        name.removesuffix(", unpacked"): round(timing.paired_ratio(samples, name, name.removesuffix(", unpacked")), 3)
+        for name in unpacked
+    }
+    result["packed_bytes"] = packed_convs.packed_bytes([m for m in (cl, bf16) if m is not None])
+    del reference, unpacked
     gc.collect()
     return result
 
@@ -212,6 +240,8 @@ def measure_vae(vaes: dict[str, Any], *, runs: int, warmup: int = 1, size: int =
             bf16 = copy.deepcopy(cl)
             torch.nn.Module.to(bf16, dtype=torch.bfloat16)
         contenders["channels_last bf16"] = lambda: decode(bf16, torch.bfloat16)
+        _packed_convs().pack([bf16])
+    _packed_convs().pack([cl])  # as the engine runs them (no-op if it did)
     samples = timing.interleave(contenders, runs=runs, warmup=warmup)
     return {
         "size": size,

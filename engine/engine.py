@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import compiling, controlnets, devices, inpaint, loras, pipelines, revisions, sources
+from . import compiling, controlnets, devices, inpaint, loras, packed_convs, pipelines, revisions, sources
 from ._version import read_version
 from .errors import EngineError, GenerationCancelled
 from .families import ModelFamily, detect_family
@@ -466,6 +466,8 @@ class Engine:
             # same in fp32 and 2-8% faster in bf16; float rounding only.
             pipe.unet.to(memory_format=torch.channels_last)
             pipe.vae.to(memory_format=torch.channels_last)
+        if self.packs_conv_weights:
+            packed_convs.pack((pipe.unet, pipe.vae))
         if self.options.torch_compile:
             # Compiled lazily: the first step at each new image size pays for it (timings["first_step"]),
             # once per cache folder: later runs load the compiled code (compiling.py, bench/).
@@ -486,6 +488,12 @@ class Engine:
         """The UNet/VAE layout: ``AUTO`` is channels-last on the CPU only (measured there; not on GPUs)."""
         option = self.options.channels_last
         return option == "ON" or (option == "AUTO" and self.device.type == "cpu")
+
+    @property
+    def packs_conv_weights(self) -> bool:
+        """Pack convolution weights once (``packed_convs``): CPU only, and not under ``torch.compile``,
+        whose weight freezing packs them itself."""
+        return self.options.pack_conv_weights and self.device.type == "cpu" and not self.options.torch_compile
 
     def _cache_prompt_embeddings(self, pipe: Any) -> None:
         """Make ``pipe.encode_prompt`` remember its result for the same arguments (a repeated prompt).
@@ -578,6 +586,8 @@ class Engine:
             controlnet.to(self.device)
         if self.channels_last:
             controlnet.to(memory_format=torch.channels_last)
+        if self.packs_conv_weights:
+            packed_convs.pack((controlnet,))
         while len(model.controlnets) >= CONTROLNET_CACHE_SIZE:
             dropped = next(iter(model.controlnets))
             del model.controlnets[dropped]

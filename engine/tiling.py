@@ -26,6 +26,7 @@ def _conv_forward(module: nn.Conv2d, wrap_x: bool, wrap_y: bool) -> _ConvForward
         padded = F.pad(F.pad(x, x_pad, mode=x_mode), y_pad, mode=y_mode)
         return F.conv2d(padded, weight, bias, module.stride, 0, module.dilation, module.groups)
 
+    forward.wraps = True  # type: ignore[attr-defined]
     return forward
 
 
@@ -35,15 +36,15 @@ def seamless(models: Iterable[nn.Module], axes: str) -> Iterator[int]:
 
     Every ``nn.Conv2d`` with symmetric integer zero padding gets an instance-level
     ``_conv_forward`` that pads circularly along the chosen axes and with zeros
-    along the others. On exit the instance attributes are deleted, so the class
-    method (the normal behaviour) is back even if the run raised.
+    along the others. On exit each convolution gets back the ``_conv_forward`` it had
+    (the class method, or an instance one such as ``packed_convs``'), even if the run raised.
 
     Yields:
         How many convolutions were patched.
     """
     wrap_x = axes in ("X", "BOTH")
     wrap_y = axes in ("Y", "BOTH")
-    patched: list[nn.Conv2d] = []
+    patched: list[tuple[nn.Conv2d, _ConvForward | None]] = []
     try:
         if wrap_x or wrap_y:
             for model in models:
@@ -53,14 +54,19 @@ def seamless(models: Iterable[nn.Module], axes: str) -> Iterator[int]:
                         and isinstance(module.padding, tuple)
                         and any(module.padding)
                         and module.padding_mode == "zeros"
-                        and "_conv_forward" not in vars(module)
                     ):
+                        previous = vars(module).get("_conv_forward")
+                        if getattr(previous, "wraps", False):
+                            continue  # already seamless (a nested call)
                         module._conv_forward = _conv_forward(module, wrap_x, wrap_y)  # type: ignore[method-assign, assignment]
-                        patched.append(module)
+                        patched.append((module, previous))
         yield len(patched)
     finally:
-        for module in patched:
-            del module._conv_forward
+        for module, previous in reversed(patched):
+            if previous is None:
+                del module._conv_forward
+            else:
+                module._conv_forward = previous  # type: ignore[method-assign]
 
 
 def wrap_margin(vae: nn.Module) -> int:

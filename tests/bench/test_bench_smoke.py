@@ -51,6 +51,8 @@ def test_quick_benchmark_writes_every_section(tmp_path: Path) -> None:
     assert "skipped" in results["sections"]["compile"]  # --quick leaves the minutes-long compile out
     roof = results["sections"]["roofline"]
     assert roof["flops"]["gflop"] > 0 and "channels_last fp32" in roof["speedup_vs_nchw"]
+    assert "channels_last fp32, unpacked" in roof["variants"] and roof["packed_bytes"] > 0  # as the engine runs it
+    assert roof["packed_max_abs_diff_vs_unpacked"]["channels_last fp32"] == 0.0  # packing is exact
     blender = results["sections"]["blender"]
     assert blender["warm"]["before_first_step_beyond_text_encoder_s"] is not None
     assert blender["pixels"]["write_byte_2048_ms"]["runs"] >= 1

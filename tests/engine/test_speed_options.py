@@ -5,7 +5,8 @@ decoded in fp32, no ``torch_compile``, no VAE tiling and a prompt it has not see
 (the text encoder runs). Tolerances, on the tiny models (values 0..1), with what
 was measured when they were set:
 
-* prompt-embedding cache, the engine's own VAE decode: bit-identical;
+* prompt-embedding cache, the engine's own VAE decode, convolution weights packed once
+  (``pack_conv_weights``, the CPU default): bit-identical;
 * ``channels_last`` (the CPU default) and ``torch_compile``: float rounding only,
   max |diff| <= 1e-4 (seen 2.6e-6 and 0);
 * ``precision="BF16"`` (bf16 weights and activations), and ``AUTO`` where that is bf16
@@ -30,7 +31,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-PLAIN = {"precision": "FP32", "channels_last": "OFF", "vae_precision": "FP32", "vae_tiling": "OFF", "torch_compile": False}
+PLAIN = {"precision": "FP32", "channels_last": "OFF", "vae_precision": "FP32", "vae_tiling": "OFF", "torch_compile": False,
+         "pack_conv_weights": False}
 BF16_MAX_DIFF, BF16_MEAN_DIFF = 0.1, 0.01  # bf16 vs the plain fp32 path (values 0..1), see the module docstring
 
 
@@ -128,6 +130,98 @@ def test_prompt_cache_is_bounded_and_dropped_with_the_model(
     engine.free()
     engine.generate(make_request(tiny_sd_model, prompt=prompts[-1], steps=1))
     assert len(engine._model.prompt_cache) == 1
+
+
+@pytest.fixture
+def packed_convs(engine_api: Any) -> Any:
+    module = importlib.import_module(engine_api.__name__ + ".packed_convs")
+    if not module.supported():
+        pytest.skip("this torch/CPU has no oneDNN convolution packing (x86 only)")
+    return module
+
+
+def _packed_bytes(packed_convs: Any, pipe: Any) -> int:
+    return packed_convs.packed_bytes((pipe.unet, pipe.vae))
+
+
+@pytest.mark.parametrize(("precision", "channels_last"), [("FP32", "ON"), ("BF16", "ON"), ("BF16", "OFF"), ("FP32", "OFF")])
+def test_packed_conv_weights_keep_the_bits(
+    new_engine: Any, make_request: Any, tiny_model: Path, pipeline_of: Any, packed_convs: Any,
+    precision: str, channels_last: str,
+) -> None:
+    """The same oneDNN kernel with the weight packed once: the same bits, also seamless (its own padding).
+
+    Except with channels_last off (not the CPU default): there eager torch convolves some NCHW
+    inputs with other kernels, so the packed path differs by rounding (seen fp32 1.3e-6, bf16 0.012)."""
+    options = {"precision": precision, "channels_last": channels_last, "vae_precision": "AUTO"}
+    packed, unpacked = new_engine(**options), new_engine(**options, pack_conv_weights=False)
+    for fields in ({}, {"seamless": "BOTH", "width": 96}):
+        image = packed.generate(make_request(tiny_model, **fields)).image
+        expected = unpacked.generate(make_request(tiny_model, **fields)).image
+        if (precision, channels_last) == ("FP32", "OFF"):
+            np.testing.assert_allclose(image, expected, atol=1e-4)
+        elif channels_last == "OFF":
+            assert_bf16_keeps_the_picture(image, expected)
+        else:
+            np.testing.assert_array_equal(image, expected)
+    pipe = pipeline_of(packed)
+    assert _packed_bytes(packed_convs, pipe) > 0
+    assert _packed_bytes(packed_convs, pipeline_of(unpacked)) == 0
+    # seamless swapped its own padding in and gave the packed forward back
+    assert all(isinstance(vars(m).get("_conv_forward"), packed_convs.PackedConvForward)
+               for m in pipe.unet.modules() if packed_convs.can_pack(m) or "_conv_forward" in vars(m))
+
+
+def test_packed_convolution_follows_its_weight(packed_convs: Any) -> None:
+    """A weight written in place, cast, replaced or copied is packed again: never a stale copy."""
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(8, 16, 3, padding=1).eval().to(memory_format=torch.channels_last)
+    x = torch.randn(2, 8, 6, 6).to(memory_format=torch.channels_last)
+    assert packed_convs.pack([conv]) == 1
+
+    def check(module: Any, data: Any) -> None:  # a stale packed weight would be off by its whole change
+        expected = F.conv2d(data, module.weight, module.bias, module.stride, module.padding)
+        torch.testing.assert_close(module(data), expected, rtol=1e-5, atol=1e-5)
+
+    with torch.no_grad():
+        check(conv, x)
+        conv.weight.mul_(2)  # in place: a new version
+        check(conv, x)
+        conv.to(torch.bfloat16)  # new memory, new dtype
+        check(conv, x.bfloat16())
+        conv.to(torch.float32)
+        conv.weight.data = torch.randn_like(conv.weight)  # replaced
+        check(conv, x)
+        twin = copy.deepcopy(conv)
+        twin.weight.add_(1)
+        check(twin, x)
+        check(conv, x)  # the original kept its own
+        check(conv, x[:1, :, :4, :5].contiguous())  # another shape and layout
+    assert packed_convs.packed_bytes([conv]) == conv.weight.numel() * 4
+    # with a gradient asked for it is F.conv2d itself (the packed op has no backward)
+    conv.weight.requires_grad_(True)
+    conv(x).sum().backward()
+    assert conv.weight.grad is not None
+    assert packed_convs.unpack([conv]) == 1 and "_conv_forward" not in vars(conv)
+    assert packed_convs.packed_bytes([conv]) == 0
+    circular = torch.nn.Conv2d(8, 8, 3, padding=1, padding_mode="circular")
+    assert packed_convs.pack([circular]) == 0  # its own padding mode stays with F.conv2d
+
+
+def test_packing_is_for_the_cpu_without_compile(new_engine: Any) -> None:
+    import torch
+
+    assert not new_engine(pack_conv_weights=False).packs_conv_weights
+    assert not new_engine(torch_compile=True).packs_conv_weights  # weight freezing packs them itself
+    gpu_like = new_engine()
+    gpu_like.device = torch.device("cuda")  # the decision only (nothing runs)
+    assert not gpu_like.packs_conv_weights
+    assert new_engine().packs_conv_weights
 
 
 # --- float rounding: memory layout and compilation ---------------------------------------------------
@@ -358,7 +452,7 @@ def test_vae_tiling_auto_follows_the_device_memory(
 @pytest.mark.parametrize(
     ("fields", "word"),
     [({"channels_last": "YES"}, "channels_last"), ({"vae_precision": "FP16"}, "vae_precision"),
-     ({"torch_compile": "yes"}, "torch_compile")],
+     ({"torch_compile": "yes"}, "torch_compile"), ({"pack_conv_weights": 1}, "pack_conv_weights")],
 )
 def test_speed_options_are_validated(engine_api: Any, fields: dict, word: str) -> None:
     with pytest.raises(ValueError, match=word):
