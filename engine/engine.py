@@ -50,6 +50,9 @@ ProgressCallback = Callable[[ProgressEvent], None]
 VAE_DECODE_BYTES_PER_PIXEL_FP32 = 3072
 VAE_TILING_MEMORY_SHARE = 0.5
 VAE_TILING_AUTO_PIXELS = 1024 * 1024  # where the device's memory is unknown: tile above this many pixels
+# Convolution weights are packed (a second copy, packed_convs.py) only while all weights, packed copies
+# included, take at most this share of the RAM: the rest is for activations, Blender and the system.
+PACKED_WEIGHTS_MEMORY_SHARE = 0.5
 _COMPILER_MODULES = ("torch._dynamo", "torch._inductor")  # where torch.compile's errors come from
 PROMPT_CACHE_SIZE = 4  # prompts whose text embeddings are kept per loaded model
 CONTROLNET_CACHE_SIZE = 2  # ControlNets kept beside the loaded model (e.g. one depth, one normal)
@@ -466,8 +469,8 @@ class Engine:
             # same in fp32 and 2-8% faster in bf16; float rounding only.
             pipe.unet.to(memory_format=torch.channels_last)
             pipe.vae.to(memory_format=torch.channels_last)
-        if self.packs_conv_weights:
-            packed_convs.pack((pipe.unet, pipe.vae))
+        beside = self._model.weight_bytes if self._model is not None else 0  # the model, when this is the upscaler
+        self._pack_conv_weights((pipe.unet, pipe.vae), beside + self._resident_bytes(pipe))
         if self.options.torch_compile:
             # Compiled lazily: the first step at each new image size pays for it (timings["first_step"]),
             # once per cache folder: later runs load the compiled code (compiling.py, bench/).
@@ -481,7 +484,21 @@ class Engine:
             modules = [pipe.unet]
         else:
             modules = [m for m in pipe.components.values() if isinstance(m, torch.nn.Module)]
-        return sum(p.numel() * p.element_size() for m in modules for p in m.parameters())
+        weights = sum(p.numel() * p.element_size() for m in modules for p in m.parameters())
+        return weights + packed_convs.packable_bytes(modules, installed=True)
+
+    def _pack_conv_weights(self, modules: tuple[Any, ...], resident_bytes: int) -> None:
+        """Pack the convolutions of ``modules`` (``packed_convs``) where the RAM holds the second copy:
+        ``resident_bytes`` (what is loaded now) plus the packed copies within ``PACKED_WEIGHTS_MEMORY_SHARE``."""
+        if not self.packs_conv_weights:
+            return
+        extra = packed_convs.packable_bytes(modules)
+        total = devices.total_memory(self.device)
+        if total is not None and resident_bytes + extra > PACKED_WEIGHTS_MEMORY_SHARE * total:
+            log.info("Convolution weights not packed: %.1f GB more would leave too little of %.1f GB of RAM.",
+                     extra / 1e9, total / 1e9)
+            return
+        packed_convs.pack(modules)
 
     @property
     def channels_last(self) -> bool:
@@ -586,8 +603,8 @@ class Engine:
             controlnet.to(self.device)
         if self.channels_last:
             controlnet.to(memory_format=torch.channels_last)
-        if self.packs_conv_weights:
-            packed_convs.pack((controlnet,))
+        controlnet_bytes = sum(p.numel() * p.element_size() for p in controlnet.parameters())
+        self._pack_conv_weights((controlnet,), model.weight_bytes + controlnet_bytes)
         while len(model.controlnets) >= CONTROLNET_CACHE_SIZE:
             dropped = next(iter(model.controlnets))
             del model.controlnets[dropped]

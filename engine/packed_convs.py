@@ -11,7 +11,8 @@ inputs eager torch picks other kernels for some shapes, so there it differs by f
 rounding. On this project's CPUs the SD-1.5 3x3 convolutions ran 1.2x (32x32) to
 1.6x (4x4, bf16 on AMX) and up to 3.5x (4x4, fp32 limited to AVX2) faster
 (``bench/conv_sizes.py``). The cost is memory: one packed copy of every convolution's
-weights beside the module's own (reported as ``packed_bytes``).
+weights beside the module's own (``packable_bytes``: the engine packs only when that
+still leaves room, see ``Engine._pack_conv_weights``).
 
 Applied per ``nn.Conv2d`` as an instance-level ``_conv_forward`` (the hook ``nn.Conv2d``
 itself calls), so LoRA adapters wrapping a convolution, ``seamless`` (which swaps its
@@ -84,6 +85,12 @@ class PackedConvForward:
             x, self._packed, bias, self.padding, self.stride, self.dilation, self.groups, "none", [], ""
         )
 
+    def unpadded(self) -> PackedConvForward:
+        """The same convolution without its zero padding, for an input padded beforehand (``tiling.seamless``)."""
+        fresh = self.__deepcopy__({})
+        fresh.padding = [0, 0]
+        return fresh
+
     @property
     def packed_bytes(self) -> int:
         packed = self._packed
@@ -130,6 +137,17 @@ def unpack(models: Iterable[nn.Module]) -> int:
                 del module._conv_forward
                 count += 1
     return count
+
+
+def packable_bytes(models: Iterable[nn.Module], *, installed: bool = False) -> int:
+    """Memory the packed copies will take once every convolution ran: of those ``pack`` would
+    give a packed forward (``installed=True``: of those it gave one)."""
+    return sum(
+        module.weight.numel() * module.weight.element_size()
+        for model in models
+        for module in model.modules()
+        if (isinstance(vars(module).get("_conv_forward"), PackedConvForward) if installed else can_pack(module))
+    )
 
 
 def packed_bytes(models: Iterable[nn.Module]) -> int:

@@ -213,6 +213,26 @@ def test_packed_convolution_follows_its_weight(packed_convs: Any) -> None:
     assert packed_convs.pack([circular]) == 0  # its own padding mode stays with F.conv2d
 
 
+def test_packing_leaves_room_in_memory(
+    engine_api: Any, monkeypatch: pytest.MonkeyPatch, new_engine: Any, make_request: Any, tiny_sd_model: Path,
+    pipeline_of: Any, packed_convs: Any,
+) -> None:
+    """The packed copies count as resident weights (VAE tiling AUTO); no room for them: no packing, same pixels."""
+    devices = importlib.import_module(engine_api.__name__ + ".devices")
+    engine = new_engine()
+    image = engine.generate(make_request(tiny_sd_model)).image
+    pipe = pipeline_of(engine)
+    extra = packed_convs.packable_bytes((pipe.unet, pipe.vae), installed=True)
+    params = sum(p.numel() * p.element_size() for m in pipe.components.values() if hasattr(m, "parameters")
+                 for p in m.parameters())
+    assert extra > 0 and engine._model.weight_bytes == params + extra
+    monkeypatch.setattr(devices, "total_memory", lambda device: 2 * params + extra // 2)  # too little for the copies
+    tight = new_engine()
+    np.testing.assert_array_equal(tight.generate(make_request(tiny_sd_model)).image, image)
+    assert packed_convs.packable_bytes((pipeline_of(tight).unet,), installed=True) == 0
+    assert tight._model.weight_bytes == params
+
+
 def test_packing_is_for_the_cpu_without_compile(new_engine: Any) -> None:
     import torch
 
