@@ -12,7 +12,7 @@ limit* are comparable with a real AVX2 machine, not the GFLOP/s themselves.
 
 Measured, interleaved: a 4096² sgemm (the limit), one SD-1.5-sized UNet step at 256²
 with CFG in fp32 channels_last: ``packed`` (the engine's default there: eager with the
-convolution weights packed once, ``engine/packed_convs.py``), ``eager`` (torch's own
+convolution weights packed once, ``engine/packed_weights.py``), ``eager`` (torch's own
 convolutions, which reorder the weights at every call) and ``compiled`` with inductor +
 weight freezing (Compile the Model). Run by ``bench/run.py`` as the section
 ``avx2`` (skipped on a CPU without AVX-512: there section 2 measures AVX2 directly).
@@ -48,7 +48,7 @@ def measure(runs: int, cache: Path) -> dict[str, Any]:
 
     engine_api = timing.import_engine()
     compiling = importlib.import_module(engine_api.__name__ + ".compiling")
-    packed_convs = importlib.import_module(engine_api.__name__ + ".packed_convs")
+    packed_weights = importlib.import_module(engine_api.__name__ + ".packed_weights")
     out: dict[str, Any] = {"cpu_capability": torch.backends.cpu.get_cpu_capability(),
                            "limits": {k: os.environ.get(k) for k in LIMITS["avx2"]}}
     out["sgemm"] = roofline.matmul_rate(4096, runs=max(runs, 3))
@@ -66,7 +66,7 @@ def measure(runs: int, cache: Path) -> dict[str, Any]:
 
     reference = step(unet)
     packed = copy.deepcopy(unet)
-    out["packed_convolutions"] = packed_convs.pack([packed])
+    out["packed_convolutions"] = packed_weights.pack([packed])
     out["packed_max_abs_diff"] = float((step(packed) - reference).abs().max())
     compiling.use_cache_folder(cache)
     compiled = compiling.compile_module(unet, torch.device("cpu"))

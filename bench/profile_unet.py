@@ -3,8 +3,9 @@
     python bench/profile_unet.py [--dtype bf16|fp32] [--size 256] [--compile freezing,freezing+cpp_wrapper,...]
                                  [--cache-dir DIR] [--runs 3] [--out FILE.json]
 
-* The profile: one SD-1.5-sized UNet step (random weights, batch 2 = CFG, channels_last)
-  under ``torch.profiler``, its self CPU time grouped into convolutions, matmuls
+* The profile: one SD-1.5-sized UNet step (random weights, batch 2 = CFG, channels_last;
+  ``eager`` torch, and ``packed`` as the engine runs it, its convolution weights packed
+  once, ``engine/packed_weights.py``) under ``torch.profiler``, its self CPU time grouped into convolutions, matmuls
   (linear layers), attention (SDPA), normalisation (group/layer norm), element-wise
   ops and layout copies.
 * ``--compile``: each variant compiled (inductor; ``freezing`` = weights as constants,
@@ -18,6 +19,8 @@ measures the chosen one.
 from __future__ import annotations
 
 import argparse
+import copy
+import importlib
 import json
 import sys
 import time
@@ -123,11 +126,15 @@ def main(argv: list[str] | None = None) -> int:
     out["gflop"] = flops["gflop"]
     out["matmul_limit"] = roofline.matmul_rate(4096, dtype, runs=3)
     reference = step(unet).float()
+    packed = copy.deepcopy(unet)  # as the engine runs it: convolution weights packed once (packed_weights.py)
+    importlib.import_module(timing.import_engine().__name__ + ".packed_weights").pack([packed])
+    out["packed_max_abs_diff_vs_eager"] = float((step(packed).float() - reference).abs().max())
     if not args.no_profile:
-        step(unet)
-        out["eager_profile"] = profile_step(lambda: step(unet))
-        print(json.dumps(out["eager_profile"], indent=1), flush=True)
-    contenders: dict[str, Any] = {"eager": lambda: step(unet)}
+        for name, module in (("eager", unet), ("packed", packed)):
+            step(module)
+            out[f"{name}_profile"] = profile_step(lambda module=module: step(module))
+            print(name, json.dumps(out[f"{name}_profile"], indent=1), flush=True)
+    contenders: dict[str, Any] = {"eager": lambda: step(unet), "packed": lambda: step(packed)}
     out["compile"] = {}
     for variant in [v for v in args.compile.split(",") if v]:
         compiled = torch.compile(unet, options=compile_options(variant))

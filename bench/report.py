@@ -211,7 +211,7 @@ def _roofline(section: dict[str, Any]) -> list[str]:
         speedups = ", ".join(f"{k} **{v:.2f}×**" for k, v in section["packing_speedup"].items())
         exact = ", ".join(f"{k} {v:.1e}" for k, v in section["packed_max_abs_diff_vs_unpacked"].items())
         lines.append(
-            f"- Convolution weights packed once (the engine's default, `engine/packed_convs.py`) vs eager torch "
+            f"- Convolution weights packed once (the engine's default, `engine/packed_weights.py`) vs eager torch "
             f"reordering them at every call (`…, unpacked`), paired: {speedups}; max |diff| {exact}; "
             f"the packed copies take {section['packed_bytes'] / 2**20:.0f} MiB.")
     for name, why in section.get("skipped", {}).items():
@@ -464,6 +464,19 @@ def _avx2(section: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _section_dates(results: dict[str, Any]) -> list[str]:
+    """Where ``--update`` re-measured some sections: which run each section comes from."""
+    dates = results.get("section_dates") or {}
+    if len(set(dates.values())) < 2:
+        return []
+    by_date: dict[str, list[str]] = {}
+    for name, date in dates.items():
+        by_date.setdefault(date, []).append(name)
+    runs = "; ".join(f"{date}: {', '.join(names)}" for date, names in sorted(by_date.items()))
+    return [(f"**Sections from more than one run** (`--update`; the machine line and load averages are the "
+             f"latest run's): {runs}."), ""]
+
+
 def render(results: dict[str, Any]) -> str:
     m = results["machine"]
     versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v)
@@ -479,6 +492,7 @@ def render(results: dict[str, Any]) -> str:
         f"{'yes (' + ', '.join(m['bf16_flags']) + ')' if m.get('bf16_native') else 'no'}; "
         f"CUDA: {m.get('cuda') or 'none'}."),
         f"Python {m['python']}, {versions}.",
+        *_section_dates(results),
         (f"Load average at start {results['load_average_start']}, at end {results['load_average_end']} "
         "(\"CPU share\" below: CPU time / (wall time × threads) of the measured runs; < 1 means other "
         "processes had the cores part of the time)."),

@@ -11,7 +11,7 @@
   the latter with one torch thread, and with classic attention instead of SDPA;
   ``channels_last bf16`` (precision Auto on CPUs with native bf16). Both channels_last
   variants run as the engine runs them, with their convolution weights packed once
-  (``engine/packed_convs.py``); ``..., unpacked`` is the same UNet with eager torch's
+  (``engine/packed_weights.py``); ``..., unpacked`` is the same UNet with eager torch's
   convolutions, which reorder the weights at every call. The compiled UNet is
   measured inside a Generate by the ``compile`` section (``compile_cache.py``).
 """
@@ -29,8 +29,8 @@ SIZE = 256  # pixels; the latents are SIZE / 8
 TOKENS = 77
 
 
-def _packed_convs() -> Any:
-    return importlib.import_module(timing.import_engine().__name__ + ".packed_convs")
+def _packed_weights() -> Any:
+    return importlib.import_module(timing.import_engine().__name__ + ".packed_weights")
 
 
 def unet_flops(unet_config: dict[str, Any], size: int = SIZE, batch: int = 2) -> dict[str, Any]:
@@ -111,13 +111,13 @@ def measure(
     else:
         skipped["bf16"] = "no native bf16 on this CPU (AVX512-BF16/AMX): emulated bf16 is slower"
         bf16 = None
-    packed_convs = _packed_convs()
-    packed_convs.pack([m for m in (cl, bf16) if m is not None])  # as the engine runs them (no-op if it did)
+    packed_weights = _packed_weights()
+    packed_weights.pack([m for m in (cl, bf16) if m is not None])  # as the engine runs them (no-op if it did)
     unpacked = {}
     for name, module in (("channels_last fp32", cl), ("channels_last bf16", bf16)):
         if module is not None:
             twin = copy.deepcopy(module)
-            if packed_convs.unpack([twin]):
+            if packed_weights.unpack([twin]):
                 unpacked[f"{name}, unpacked"] = twin
     config = nchw.config
     batch = 2
@@ -187,7 +187,7 @@ def measure(
         name.removesuffix(", unpacked"): round(timing.paired_ratio(samples, name, name.removesuffix(", unpacked")), 3)
         for name in unpacked
     }
-    result["packed_bytes"] = packed_convs.packed_bytes([m for m in (cl, bf16) if m is not None])
+    result["packed_bytes"] = packed_weights.packed_bytes([m for m in (cl, bf16) if m is not None])
     del reference, unpacked
     gc.collect()
     return result
@@ -240,8 +240,8 @@ def measure_vae(vaes: dict[str, Any], *, runs: int, warmup: int = 1, size: int =
             bf16 = copy.deepcopy(cl)
             torch.nn.Module.to(bf16, dtype=torch.bfloat16)
         contenders["channels_last bf16"] = lambda: decode(bf16, torch.bfloat16)
-        _packed_convs().pack([bf16])
-    _packed_convs().pack([cl])  # as the engine runs them (no-op if it did)
+        _packed_weights().pack([bf16])
+    _packed_weights().pack([cl])  # as the engine runs them (no-op if it did)
     samples = timing.interleave(contenders, runs=runs, warmup=warmup)
     return {
         "size": size,

@@ -29,13 +29,15 @@ every comparison a paired ratio measured in one process:
 12. ``scan``    - scanning 200 model files for the model picker, headers only (bench/model_scan.py).
 13. ``upscale`` - (issue 16) time per output megapixel of the tiled redraw, its peak RSS against one
                   untiled img2img at the output size, the blend's own cost (bench/upscale.py).
-14. ``avx2``    - (issue 14) the fp32 UNet step, eager and compiled, on this CPU held to AVX2 in a child process
+14. ``avx2``    - (issue 14) the fp32 UNet step, packed (the engine's default), eager and compiled, on this CPU held to AVX2 in a child process
                   (bench/isa_limit.py): the other machine kind's code paths, as shares of the sgemm rate
                   measured under the same limit. Skipped without AVX-512 (there section 2 is AVX2 itself).
 
     python bench/run.py [--quick] [--sections engine,roofline,...] [--runs N]
-                        [--model-dir DIR] [--out DIR]
+                        [--model-dir DIR] [--out DIR] [--update]
 
+``--update`` measures only ``--sections`` and keeps the other sections of the results already
+in ``--out`` (results.md then names the run each section comes from).
 ``--quick``: a smoke run in about a minute - tiny model everywhere, fewer runs, no compile
 section unless ``--sections`` names it (figures are not the headline ones). The SD-1.5-sized model (4.3 GB of random weights) is built in a
 temp folder and deleted afterwards unless ``--model-dir`` keeps it for the next run.
@@ -309,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=4, help="measured rounds for the SD-1.5-sized figures")
     parser.add_argument("--model-dir", help="keep the built models here and reuse them next time (4.3 GB)")
     parser.add_argument("--out", default=str(BENCH), help="folder for results.json and results.md")
+    parser.add_argument("--update", action="store_true", help="measure only --sections and keep the other sections "
+                        "of the results.json already in --out (results.md says which section is from which run)")
     parser.add_argument("--gpu-dry-run", action="store_true", help="without CUDA: run the GPU section's code on "
                         "the CPU with the tiny model (checks the code; its figures mean nothing)")
     args = parser.parse_args(argv)
@@ -338,6 +342,14 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_start": timing.load_average(),
         "sections": {},
     }
+    previous_file = out_dir / "results.json"
+    if args.update and previous_file.exists():
+        previous = json.loads(previous_file.read_text())
+        dates = previous.get("section_dates") or {name: previous["date"] for name in previous["sections"]}
+        results["sections"] = {k: v for k, v in previous["sections"].items() if k not in selected}
+        results["section_dates"] = {k: v for k, v in dates.items() if k in results["sections"]}
+    if "section_dates" in results:
+        results["section_dates"].update({name: results["date"] for name in selected})
     keep: dict[str, Any] = {}
 
     def write(partial: bool) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import compiling, controlnets, devices, inpaint, loras, packed_convs, pipelines, revisions, sources
+from . import compiling, controlnets, devices, inpaint, loras, packed_weights, pipelines, revisions, sources
 from ._version import read_version
 from .errors import EngineError, GenerationCancelled
 from .families import ModelFamily, detect_family
@@ -50,7 +50,7 @@ ProgressCallback = Callable[[ProgressEvent], None]
 VAE_DECODE_BYTES_PER_PIXEL_FP32 = 3072
 VAE_TILING_MEMORY_SHARE = 0.5
 VAE_TILING_AUTO_PIXELS = 1024 * 1024  # where the device's memory is unknown: tile above this many pixels
-# Convolution weights are packed (a second copy, packed_convs.py) only while all weights, packed copies
+# Convolution/linear weights are packed (a second copy, packed_weights.py) only while all weights, packed copies
 # included, take at most this share of the RAM: the rest is for activations, Blender and the system.
 PACKED_WEIGHTS_MEMORY_SHARE = 0.5
 _COMPILER_MODULES = ("torch._dynamo", "torch._inductor")  # where torch.compile's errors come from
@@ -470,7 +470,7 @@ class Engine:
             pipe.unet.to(memory_format=torch.channels_last)
             pipe.vae.to(memory_format=torch.channels_last)
         beside = self._model.weight_bytes if self._model is not None else 0  # the model, when this is the upscaler
-        self._pack_conv_weights((pipe.unet, pipe.vae), beside + self._resident_bytes(pipe))
+        self._pack_weights((pipe.unet, pipe.vae), beside + self._resident_bytes(pipe))
         if self.options.torch_compile:
             # Compiled lazily: the first step at each new image size pays for it (timings["first_step"]),
             # once per cache folder: later runs load the compiled code (compiling.py, bench/).
@@ -485,20 +485,20 @@ class Engine:
         else:
             modules = [m for m in pipe.components.values() if isinstance(m, torch.nn.Module)]
         weights = sum(p.numel() * p.element_size() for m in modules for p in m.parameters())
-        return weights + packed_convs.packable_bytes(modules, installed=True)
+        return weights + packed_weights.packable_bytes(modules, installed=True)
 
-    def _pack_conv_weights(self, modules: tuple[Any, ...], resident_bytes: int) -> None:
-        """Pack the convolutions of ``modules`` (``packed_convs``) where the RAM holds the second copy:
+    def _pack_weights(self, modules: tuple[Any, ...], resident_bytes: int) -> None:
+        """Pack the convolution and linear weights of ``modules`` (``packed_weights``) where the RAM holds the copy:
         ``resident_bytes`` (what is loaded now) plus the packed copies within ``PACKED_WEIGHTS_MEMORY_SHARE``."""
-        if not self.packs_conv_weights:
+        if not self.packs_weights:
             return
-        extra = packed_convs.packable_bytes(modules)
+        extra = packed_weights.packable_bytes(modules)
         total = devices.total_memory(self.device)
         if total is not None and resident_bytes + extra > PACKED_WEIGHTS_MEMORY_SHARE * total:
-            log.info("Convolution weights not packed: %.1f GB more would leave too little of %.1f GB of RAM.",
+            log.info("Weights not packed: %.1f GB more would leave too little of %.1f GB of RAM.",
                      extra / 1e9, total / 1e9)
             return
-        packed_convs.pack(modules)
+        packed_weights.pack(modules)
 
     @property
     def channels_last(self) -> bool:
@@ -507,10 +507,10 @@ class Engine:
         return option == "ON" or (option == "AUTO" and self.device.type == "cpu")
 
     @property
-    def packs_conv_weights(self) -> bool:
-        """Pack convolution weights once (``packed_convs``): CPU only, and not under ``torch.compile``,
+    def packs_weights(self) -> bool:
+        """Pack convolution/linear weights once (``packed_weights``): CPU only, and not under ``torch.compile``,
         whose weight freezing packs them itself."""
-        return self.options.pack_conv_weights and self.device.type == "cpu" and not self.options.torch_compile
+        return self.options.pack_weights and self.device.type == "cpu" and not self.options.torch_compile
 
     def _cache_prompt_embeddings(self, pipe: Any) -> None:
         """Make ``pipe.encode_prompt`` remember its result for the same arguments (a repeated prompt).
@@ -604,7 +604,7 @@ class Engine:
         if self.channels_last:
             controlnet.to(memory_format=torch.channels_last)
         controlnet_bytes = sum(p.numel() * p.element_size() for p in controlnet.parameters())
-        self._pack_conv_weights((controlnet,), model.weight_bytes + controlnet_bytes)
+        self._pack_weights((controlnet,), model.weight_bytes + controlnet_bytes)
         while len(model.controlnets) >= CONTROLNET_CACHE_SIZE:
             dropped = next(iter(model.controlnets))
             del model.controlnets[dropped]

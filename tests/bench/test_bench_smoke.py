@@ -109,3 +109,20 @@ def test_controlnet_section_measures_both_pipelines(tmp_path: Path) -> None:
     assert case["controlnet_params_m"] > 0
     assert "## 10. ControlNet overhead" in (tmp_path / "results.md").read_text()
     assert results["summary"]["controlnet_step_time_over_plain"]
+
+
+def test_update_measures_only_the_named_sections_and_keeps_the_others(tmp_path: Path) -> None:
+    def run(*arguments: str) -> dict:
+        done = subprocess.run([sys.executable, str(REPO_ROOT / "bench" / "run.py"), "--quick", "--out", str(tmp_path),
+                               *arguments], capture_output=True, text=True, timeout=600, check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
+        return json.loads((tmp_path / "results.json").read_text())
+
+    first = run("--sections", "gpu")
+    assert "section_dates" not in first
+    updated = run("--sections", "scan", "--update")
+    assert set(updated["sections"]) == {"gpu", "scan"} and updated["sections"]["gpu"] == first["sections"]["gpu"]
+    assert updated["section_dates"] == {"gpu": first["date"], "scan": updated["date"]}
+    assert updated["summary"]["gpu"] == first["summary"]["gpu"]  # the summary covers the kept sections too
+    replaced = run("--sections", "gpu")  # without --update: a fresh page
+    assert set(replaced["sections"]) == {"gpu"}
