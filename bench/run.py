@@ -346,10 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.update and previous_file.exists():
         previous = json.loads(previous_file.read_text())
         dates = previous.get("section_dates") or {name: previous["date"] for name in previous["sections"]}
-        results["sections"] = {k: v for k, v in previous["sections"].items() if k not in selected}
+        measured = set(selected) | ({"blender"} if "memory" in selected else set())  # memory is in blender's
+        results["sections"] = {k: v for k, v in previous["sections"].items() if k not in measured}
         results["section_dates"] = {k: v for k, v in dates.items() if k in results["sections"]}
-    if "section_dates" in results:
-        results["section_dates"].update({name: results["date"] for name in selected})
     keep: dict[str, Any] = {}
 
     def write(partial: bool) -> None:
@@ -357,6 +356,9 @@ def main(argv: list[str] | None = None) -> int:
         results["partial"] = partial
         results["load_average_end"] = timing.load_average()
         results["runtime_s"] = round(time.perf_counter() - _T0, 1)
+        if "section_dates" in results:
+            for name in results["sections"]:
+                results["section_dates"].setdefault(name, results["date"])
         results["summary"] = report.summary(results)
         (out_dir / "results.json").write_text(json.dumps(results, indent=1) + "\n")
         (out_dir / "results.md").write_text(report.render(results))
