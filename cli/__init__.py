@@ -15,7 +15,8 @@ into generations, ``run`` runs them through ``bpy.ops.latent_textures.generate()
 ``writer`` writes the outputs all or nothing, ``compare`` runs a comparison grid
 (``bpy.ops.latent_textures.compare()``), ``support`` holds the pure helpers
 (names, prompts files, PNG text, progress). Registration imports nothing heavy:
-only the standard library, bpy and the add-on's settings.
+only the standard library and bpy; the parser (``arguments``, which reads the add-on's
+settings) is imported when the command runs, not when the add-on is enabled.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import traceback
 
 import bpy
 
-from .arguments import DEFAULT_PROG, ParserExit, build_parser
 from .errors import COMMAND_ID, CommandError, UsageError, print_error
 
 DEBUG_ENV = "LATENT_TEXTURES_DEBUG"
@@ -64,10 +64,15 @@ def _command(name: str):
     return run_models
 
 
-def main(argv: list[str], *, prog: str = DEFAULT_PROG) -> int:
-    """Run a command line (the arguments after the command id); returns the exit status."""
+def main(argv: list[str], *, prog: str | None = None) -> int:
+    """Run a command line (the arguments after the command id); returns the exit status.
+
+    ``prog``: the program name in usage lines (None: ``blender --command latent_textures``).
+    """
+    from .arguments import DEFAULT_PROG, ParserExit, build_parser
+
     try:
-        parser = build_parser(prog)
+        parser = build_parser(prog or DEFAULT_PROG)
         args = parser.parse_args(list(argv))
         if args.command is None:
             parser.print_help(sys.stderr)
