@@ -195,8 +195,8 @@ def _roofline(section: dict[str, Any]) -> list[str]:
     if vae:
         lines += [
             "",
-            f"VAE decode at {vae['size']}x{vae['size']} (the engine converts the VAE too; its channels_last "
-            "variants have their convolution weights packed, as the engine runs them):",
+            f"VAE decode at {vae['size']}x{vae['size']} (the engine converts the VAE too; it packs only the "
+            "UNet's weights):",
             "",
             "| variant | s (median) | min | speed-up vs NCHW | CPU share |",
             "|---|---:|---:|---:|---:|",

@@ -240,8 +240,6 @@ def measure_vae(vaes: dict[str, Any], *, runs: int, warmup: int = 1, size: int =
             bf16 = copy.deepcopy(cl)
             torch.nn.Module.to(bf16, dtype=torch.bfloat16)
         contenders["channels_last bf16"] = lambda: decode(bf16, torch.bfloat16)
-        _packed_weights().pack([bf16])
-    _packed_weights().pack([cl])  # as the engine runs them (no-op if it did)
     samples = timing.interleave(contenders, runs=runs, warmup=warmup)
     return {
         "size": size,

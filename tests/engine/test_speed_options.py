@@ -172,6 +172,7 @@ def test_packed_weights_keep_the_picture(
             assert diff.mean() <= 0.005, diff.mean()
     pipe = pipeline_of(packed)
     assert _packed_bytes(packed_weights, pipe) > 0
+    assert packed_weights.packable_bytes((pipe.vae,), installed=True) == 0  # the UNet only: the VAE gained nothing
     assert _packed_bytes(packed_weights, pipeline_of(unpacked)) == 0
     # seamless swapped its own padding in and gave the packed forward back
     assert all(isinstance(vars(m).get("_conv_forward"), packed_weights.PackedConvForward)
