@@ -283,8 +283,8 @@ class EngineOptions:
             into oneDNN's layout once instead of at every call (``packed_weights.py``): a UNet
             step ~1.4x faster; fp32 pixels bit-identical with ``channels_last``, bf16 within
             one bf16 rounding step in some layers; one more copy of those weights in memory
-            (only packed where the RAM holds it; the UNet and ControlNets). Not with ``torch_compile`` (its weight
-            freezing packs them itself); no effect on GPUs.
+            (only packed where the RAM holds it; the UNet and ControlNets). Not with
+            ``torch_compile`` (its weight freezing packs them itself); no effect on GPUs.
         compile_cache_dir: where compiled code is kept between runs (the add-on passes its user
             folder), so the compile is paid once per model architecture, size, dtype and torch
             version rather than at every start; None = torch's default (a temp folder).
