@@ -10,8 +10,9 @@ inductor's weight freezing emits) and calling the op with the packed weight:
   torch itself runs oneDNN's: with channels-last inputs (the engine's CPU default) and
   CFG's batch of 2 the output is bit-identical (tested). At batch 1 (guidance <= 1) eager
   torch runs small fp32 convolutions with its own kernel, and on NCHW inputs other
-  kernels for some shapes: there the packed path differs by float rounding. SD-1.5 3x3 convolutions ran 1.2x (32x32) to 1.6x (4x4, bf16 on
-  AMX) and up to 3.5x (4x4, fp32 held to AVX2) faster (``bench/conv_sizes.py``).
+  kernels for some shapes: there the packed path differs by float rounding. SD-1.5 3x3
+  convolutions ran 1.2x (32x32) to 1.6x (4x4, bf16 on AMX) and up to 3.5x (4x4, fp32
+  held to AVX2) faster (``bench/conv_sizes.py``).
 * **Linear layers** in bf16 only: 27 % less time over the SD-1.5 UNet's shapes, where
   for a few shapes eager torch uses another matmul kernel, so there the result differs by
   one bf16 rounding step. In fp32 it gained 7 % and is left as it was.
@@ -86,7 +87,9 @@ class _PackedWeight:
         return 0 if self.packed is None else self.packed.numel() * self.packed.element_size()
 
 
-def _eligible(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dtypes: tuple[torch.dtype, ...]) -> bool:
+def _eligible(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dtypes: tuple[torch.dtype, ...]
+) -> bool:
     return (
         x.device.type == "cpu"
         and x.dtype == weight.dtype
