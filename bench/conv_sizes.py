@@ -6,8 +6,9 @@ Not part of ``make bench``: the evidence behind docs/performance.md. Each row is
 the SD-1.5 UNet's 3x3 convolutions (channels, latent side) with batch 2 (CFG),
 channels_last as the engine runs it, in bf16 (where the CPU has it natively) and fp32:
 
-* ``eager``   - what a Generate runs (oneDNN, weights reordered at every call);
-* ``frozen``  - ``torch.compile`` with weight freezing (weights pre-packed once);
+* ``eager``   - plain torch (oneDNN, weights reordered at every call);
+* ``packed``  - what a Generate runs: the weights packed once (``engine/packed_weights.py``);
+* ``frozen``  - ``torch.compile`` with weight freezing of the lone convolution;
 * ``gemm``    - the same convolution as ``unfold`` + one matrix product.
 
 At 256² the latents are 32² and the deepest levels 8² and 4²: few output pixels per
@@ -17,6 +18,8 @@ weight, so a convolution there streams its weights more than it computes.
 from __future__ import annotations
 
 import argparse
+import copy
+import importlib
 import json
 import sys
 import time
@@ -43,6 +46,7 @@ def measure(runs: int) -> dict[str, Any]:
     import torch
     import torch.nn.functional as F
 
+    packed_weights = importlib.import_module(timing.import_engine().__name__ + ".packed_weights")
     dtypes = [torch.float32] + ([torch.bfloat16] if timing.bf16_native() else [])
     rows = []
     for dtype in dtypes:
@@ -53,6 +57,8 @@ def measure(runs: int) -> dict[str, Any]:
             x = torch.randn(2, channels, side, side).to(dtype).to(memory_format=torch.channels_last)
             matrix = conv.weight.reshape(channels, -1).t().contiguous()
             frozen = torch.compile(conv, options={"freezing": True})
+            packed = copy.deepcopy(conv)
+            packed_weights.pack([packed])
 
             def gemm() -> Any:
                 columns = F.unfold(x, 3, padding=1).transpose(1, 2).reshape(-1, channels * 9)
@@ -60,7 +66,8 @@ def measure(runs: int) -> dict[str, Any]:
 
             gflop = 2 * 2 * channels * side * side * channels * 9 / 1e9
             with torch.no_grad():
-                seconds = {"eager": _seconds(lambda: conv(x), runs), "frozen": _seconds(lambda: frozen(x), runs),
+                seconds = {"eager": _seconds(lambda: conv(x), runs), "packed": _seconds(lambda: packed(x), runs),
+                           "frozen": _seconds(lambda: frozen(x), runs),
                            "gemm": _seconds(gemm, runs)}
             rows.append({"dtype": str(dtype).removeprefix("torch."), "channels": channels, "side": side,
                          "gflops": {k: round(gflop / v, 1) for k, v in seconds.items()}})
