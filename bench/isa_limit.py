@@ -66,7 +66,7 @@ def measure(runs: int, cache: Path) -> dict[str, Any]:
 
     reference = step(unet)
     packed = copy.deepcopy(unet)
-    out["packed_convolutions"] = packed_weights.pack([packed])
+    out["packed_layers"] = packed_weights.pack([packed])
     out["packed_max_abs_diff"] = float((step(packed) - reference).abs().max())
     compiling.use_cache_folder(cache)
     compiled = compiling.compile_module(unet, torch.device("cpu"))

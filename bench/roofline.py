@@ -10,9 +10,9 @@
   ``NCHW fp32`` (diffusers' default), ``channels_last fp32`` (the engine's CPU default),
   the latter with one torch thread, and with classic attention instead of SDPA;
   ``channels_last bf16`` (precision Auto on CPUs with native bf16). Both channels_last
-  variants run as the engine runs them, with their convolution weights packed once
-  (``engine/packed_weights.py``); ``..., unpacked`` is the same UNet with eager torch's
-  convolutions, which reorder the weights at every call. The compiled UNet is
+  variants run as the engine runs them, with their weights packed once
+  (``engine/packed_weights.py``: convolutions, and linear layers in bf16); ``..., unpacked``
+  is the same UNet with eager torch's layers, which reorder the weights at every call. The compiled UNet is
   measured inside a Generate by the ``compile`` section (``compile_cache.py``).
 """
 
@@ -162,7 +162,7 @@ def measure(
             (step(bf16, torch.bfloat16).float() - reference).abs().max()
         )
     result["output_max_abs"] = float(reference.abs().max())
-    for name, twin in unpacked.items():  # packing is exact: the same bits as the unpacked twin
+    for name, twin in unpacked.items():  # fp32: the same bits; bf16: packed linears may differ by a bf16 step
         packed = bf16 if "bf16" in name else cl
         dtype = next(twin.parameters()).dtype
         result.setdefault("packed_max_abs_diff_vs_unpacked", {})[name.removesuffix(", unpacked")] = float(

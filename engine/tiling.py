@@ -44,7 +44,7 @@ def seamless(models: Iterable[nn.Module], axes: str) -> Iterator[int]:
     Every ``nn.Conv2d`` with symmetric integer zero padding gets an instance-level
     ``_conv_forward`` that pads circularly along the chosen axes and with zeros
     along the others. On exit each convolution gets back the ``_conv_forward`` it had
-    (the class method, or an instance one such as ``packed_weights``'), even if the run raised.
+    (the class method, or an instance one such as ``packed_weights.PackedConvForward``), even if the run raised.
 
     Yields:
         How many convolutions were patched.
