@@ -57,7 +57,10 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
         out["unet_default_precision"] = "bf16" if bf16 else "fp32"
         out["unet_share_of_matmul_rate_eager"] = roof["share_of_matmul_limit"].get(name)
         if "default_at_512" in roof:
-            out["unet_share_of_matmul_rate_eager_512"] = roof["default_at_512"]["share_of_matmul_limit"]
+            out["unet_share_of_matmul_rate_eager_512"] = roof["default_at_512"]["step"]["share_of_matmul"]
+        for key, layers in (("", roof.get("layers")), ("_512", roof.get("default_at_512"))):
+            if layers:
+                out[f"unet_kernels_alone_share_of_matmul_rate{key}"] = layers["kernels_alone"]["share_of_matmul"]
         compiled = (sections.get("compile") or {}).get("unet_gflops", {}).get("compiled")
         if compiled:
             limit = (roof["bf16_gemm"] if bf16 else roof["sgemm"])["gflops"]
@@ -169,10 +172,12 @@ def _roofline(section: dict[str, Any]) -> list[str]:
         (f"{section['model']}, {section['size']}x{section['size']} with CFG (batch {section['batch']}): "
         f"**{flops['gflop']} GFLOP per step** ({by_op} GFLOP; counted on the meta device — on the CPU "
         "torch's counter misses the fused SDPA attention)."),
-        f"Practical limit, 4096² matmul in the same process: **fp32 {sgemm['gflops']} GFLOP/s** "
+        f"Practical limit, a 4096² matmul run in the same rounds as the steps: **fp32 {sgemm['gflops']} GFLOP/s** "
         f"(best {sgemm['gflops_best']})"
         + (f", bf16 {bf16['gflops']} GFLOP/s (best {bf16['gflops_best']})." if bf16 else
-           "; no native bf16 on this CPU."),
+           "; no native bf16 on this CPU.")
+        + " Each share is the median over rounds of the step's GFLOP/s over the matmul's in that round "
+        "(this VM's speed drifts within minutes).",
         "",
         "| variant | s / step (median) | min | GFLOP/s | share of matmul limit | speed-up vs NCHW | CPU share |",
         "|---|---:|---:|---:|---:|---:|---:|",
@@ -184,13 +189,10 @@ def _roofline(section: dict[str, Any]) -> list[str]:
             f"| {name} | {v['median']:.3f} | {v['min']:.3f} | {v['gflops']} | "
             f"{'–' if share is None else f'{share:.0%}'} | **{speedup:.2f}×** | {v['cpu_share']} |"
         )
-    at_512 = section.get("default_at_512")
-    if at_512:
-        lines += ["", (
-            f"The default precision at **512x512** (SD 1.5's own size; {at_512['gflop']} GFLOP per step, "
-            f"channels_last {at_512['dtype']}): {at_512['median']:.3f} s / step, {at_512['gflops']} GFLOP/s = "
-            f"**{at_512['share_of_matmul_limit']:.0%} of the matmul limit** (CPU share {at_512['cpu_share']}). "
-            "At 256² a third of the FLOPs run on 8x8 and 4x4 latents, where the convolutions cannot fill the cores.")]
+    for size, layers in (("256x256", section.get("layers")), ("512x512 (SD 1.5's own size)",
+                                                              section.get("default_at_512"))):
+        if layers:
+            lines += _layer_times(layers, size)
     vae = section.get("vae_decode")
     if vae:
         lines += [
@@ -219,6 +221,33 @@ def _roofline(section: dict[str, Any]) -> list[str]:
     if "compile_s" in section:
         lines.append(f"- torch.compile (inductor): {section['compile_s']} s to compile.")
     return lines + [""]
+
+
+def _layer_times(layers: dict[str, Any], size: str) -> list[str]:
+    step, kernels, matmul = layers["step"], layers["kernels_alone"], layers["matmul"]
+    lines = [
+        "",
+        (f"**Where the default precision's step goes at {size}** (`bench/layer_times.py`): every convolution, "
+         "linear layer and attention call of one step replayed alone on its own input, interleaved with the step "
+         f"and the {layers['dtype']} matmul ({matmul['gflops']} GFLOP/s in these rounds). The step "
+         f"({step['gflop']} GFLOP): {step['median']:.3f} s = **{step['share_of_matmul']:.0%} of the matmul** "
+         f"(CPU share {step['cpu_share']}); its kernels alone: {kernels['seconds']:.3f} s "
+         f"({kernels['share_of_step_time']:.0%} of the step) = **{kernels['share_of_matmul']:.0%} of the matmul**, "
+         "the most any fusion of the rest could reach with these kernels. The rest of the step "
+         f"({step['median'] - kernels['seconds']:.3f} s) is norms, element-wise ops, copies and Python."),
+        "",
+        "| kernels | latent | calls | GFLOP | s (median) | GFLOP/s | share of the matmul |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    shown = [g for g in layers["groups"] if g["seconds"] >= 0.01 * kernels["seconds"]]
+    for g in shown:
+        lines.append(f"| {g['kind']} | {g['where']} | {g['calls']} | {g['gflop']} | {g['seconds']:.4f} | "
+                     f"{g['gflops']} | {g['share_of_matmul']:.0%} |")
+    rest = [g for g in layers["groups"] if g not in shown]
+    if rest:
+        lines.append(f"| {len(rest)} smaller groups | | {sum(g['calls'] for g in rest)} | "
+                     f"{sum(g['gflop'] for g in rest):.2f} | {sum(g['seconds'] for g in rest):.4f} | | |")
+    return lines
 
 
 def _few_step(section: dict[str, Any]) -> list[str]:

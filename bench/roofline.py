@@ -4,8 +4,9 @@
   (batch 2, 32x32 latents, 77 text tokens), run on the ``meta`` device: shapes only,
   instant, and it counts the attention matmuls, which the counter misses on the CPU
   (there SDPA runs as one fused kernel the counter has no formula for: 17 of 360 GFLOP).
-* The practical limit: a 4096x4096 sgemm (fp32 matmul) on the same machine, in the
-  same process; and the bf16 matmul where the CPU has native bf16.
+* The practical limit: a 4096x4096 sgemm (fp32 matmul) on the same machine, run as one
+  more contender in the same rounds as the steps (each share is paired per round:
+  ``paired_share``); and the bf16 matmul where the CPU has native bf16.
 * Step time and achieved GFLOP/s per variant, interleaved round by round:
   ``NCHW fp32`` (diffusers' default), ``channels_last fp32`` (the engine's CPU default),
   the latter with one torch thread, and with classic attention instead of SDPA;
@@ -48,24 +49,56 @@ def unet_flops(unet_config: dict[str, Any], size: int = SIZE, batch: int = 2) ->
     with torch.no_grad(), counter:
         unet(sample, timestep, encoder_hidden_states=context)
     by_op = {str(op).removeprefix("aten."): round(n / 1e9, 2) for op, n in counter.get_flop_counts()["Global"].items()}
-    return {"gflop": round(counter.get_total_flops() / 1e9, 2), "gflop_by_op": by_op}
+    total = counter.get_total_flops()
+    return {"flop": total, "gflop": round(total / 1e9, 2), "gflop_by_op": by_op}
 
 
-def matmul_rate(n: int = 4096, dtype: Any = None, runs: int = 5) -> dict[str, Any]:
-    """GFLOP/s of an n x n matmul (median of ``runs`` after one warm-up)."""
-    import torch
+MATMUL_N = 4096
 
-    dtype = dtype or torch.float32
-    a = torch.randn(n, n, dtype=dtype)
-    b = torch.randn(n, n, dtype=dtype)
-    samples = timing.interleave({"mm": lambda: a @ b}, runs=runs, warmup=1)["mm"]
-    return {
-        "n": n,
-        "dtype": str(dtype).removeprefix("torch."),
-        "gflops": round(2 * n**3 / samples.median / 1e9, 1),
-        "gflops_best": round(2 * n**3 / min(samples.times) / 1e9, 1),
-        "cpu_share": samples.summary()["cpu_share"],
-    }
+
+class Matmul:
+    """An n x n matmul in ``dtype``: the practical limit, run as one more contender in the same
+    rounds as the steps, so that each share is paired per round (``paired_share``)."""
+
+    def __init__(self, dtype: Any = None, n: int = MATMUL_N) -> None:
+        import torch
+
+        dtype = dtype or torch.float32
+        generator = torch.Generator().manual_seed(0)
+        self.a = torch.randn(n, n, generator=generator).to(dtype)
+        self.b = torch.randn(n, n, generator=generator).to(dtype)
+        self.n, self.dtype = n, str(dtype).removeprefix("torch.")
+        self.gflop = 2 * n**3 / 1e9
+
+    def __call__(self) -> Any:
+        return self.a @ self.b
+
+    def rate(self, samples: timing.Samples) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "dtype": self.dtype,
+            "gflops": round(self.gflop / samples.median, 1),
+            "gflops_best": round(self.gflop / min(samples.times), 1),
+            "cpu_share": samples.summary()["cpu_share"],
+        }
+
+
+def matmul_rate(n: int = MATMUL_N, dtype: Any = None, runs: int = 5) -> dict[str, Any]:
+    """GFLOP/s of an n x n matmul alone (median of ``runs`` after one warm-up)."""
+    matmul = Matmul(dtype, n)
+    return matmul.rate(timing.interleave({"mm": matmul}, runs=runs, warmup=1)["mm"])
+
+
+def paired_share(samples: dict[str, timing.Samples], step: str, step_gflop: float, limit: str,
+                 limit_gflop: float) -> float:
+    """Median over rounds of the step's GFLOP/s / the matmul's GFLOP/s in the same round.
+
+    This VM's speed drifts (other tenants of the host): one UNet's step took 0.85 to 1.32 s
+    within a minute, and the bf16 matmul's median was 552, 588, 736 and 948 GFLOP/s in
+    separate runs. A share taken against a matmul timed minutes earlier says more about that
+    drift than about the step.
+    """
+    return step_gflop / limit_gflop * timing.paired_ratio(samples, limit, step)
 
 
 class _OneThread:
@@ -92,7 +125,8 @@ def measure(
 ) -> dict[str, Any]:
     """Step times of the variants built from ``unets`` (``nchw``, optional ``channels_last``/``bf16``).
 
-    Missing UNets are made from ``nchw`` (a deep copy each: 3.4 GB in fp32 at SD 1.5 size).
+    Missing UNets are made from ``nchw`` (a deep copy each: 3.4 GB in fp32 at SD 1.5 size) and added
+    to ``unets``, packed as the engine runs them.
     """
     import torch
     from diffusers.models.attention_processor import AttnProcessor, AttnProcessor2_0
@@ -151,6 +185,11 @@ def measure(
         contenders["channels_last bf16"] = lambda: step(bf16, torch.bfloat16)
     for name, twin in unpacked.items():
         contenders[name] = lambda twin=twin: step(twin, next(twin.parameters()).dtype)
+    limits = {"fp32": Matmul(torch.float32)}
+    if bf16 is not None:
+        limits["bf16"] = Matmul(torch.bfloat16)
+    for precision, matmul in limits.items():
+        contenders[f"matmul {precision}"] = matmul
     result: dict[str, Any] = {"size": size, "batch": batch, "skipped": skipped}
 
     reference = step(nchw)
@@ -169,11 +208,20 @@ def measure(
             (step(packed, dtype).float() - step(twin, dtype).float()).abs().max())
 
     threads = {"channels_last fp32, 1 thread": 1}
-    log(f"  roofline: {len(contenders)} variants x {runs} runs")
+    log(f"  roofline: {len(contenders)} contenders x {runs} runs")
     samples = timing.interleave(contenders, runs=runs, warmup=warmup, threads=threads)
     flops = flops or unet_flops(dict(config), size=size, batch=batch)
     gflop = flops["gflop"]
     result["flops"] = flops
+    result["sgemm"] = limits["fp32"].rate(samples["matmul fp32"])
+    result["bf16_gemm"] = limits["bf16"].rate(samples["matmul bf16"]) if "bf16" in limits else None
+    result["share_of_matmul_limit"] = {
+        name: round(paired_share(samples, name, gflop, f"matmul {precision}", limits[precision].gflop), 2)
+        for name in samples if not name.startswith("matmul")
+        for precision in ["bf16" if "bf16" in name else "fp32"]
+    }
+    for precision in limits:
+        del samples[f"matmul {precision}"]
     result["variants"] = {}
     for name, sample_set in samples.items():
         summary = sample_set.summary()
@@ -188,32 +236,29 @@ def measure(
         for name in unpacked
     }
     result["packed_bytes"] = packed_weights.packed_bytes([m for m in (cl, bf16) if m is not None])
+    unets.setdefault("channels_last", cl)
+    if bf16 is not None:
+        unets.setdefault("bf16", bf16)
     del reference, unpacked
     gc.collect()
     return result
 
 
-def measure_at_size(unet: Any, *, size: int, runs: int, warmup: int = 1) -> dict[str, Any]:
-    """One UNet's step at another image size (its own FLOP count): the share depends on the size, since
-    at 256² a third of the FLOPs run on 8x8 and 4x4 latents, where the kernels cannot fill the cores."""
+def unet_step(unet: Any, size: int = SIZE, batch: int = 2) -> Any:
+    """One denoising step of ``unet`` at ``size`` pixels with CFG's batch, in the UNet's own dtype."""
     import torch
 
     dtype = next(unet.parameters()).dtype
     config = unet.config
-    sample = torch.randn(2, config.in_channels, size // 8, size // 8, generator=torch.Generator().manual_seed(0))
-    context = torch.randn(2, TOKENS, config.cross_attention_dim, generator=torch.Generator().manual_seed(1))
-    timestep = torch.tensor([500])
+    sample = torch.randn(batch, config.in_channels, size // 8, size // 8, generator=torch.Generator().manual_seed(0))
+    context = torch.randn(batch, TOKENS, config.cross_attention_dim, generator=torch.Generator().manual_seed(1))
+    sample, context, timestep = sample.to(dtype), context.to(dtype), torch.tensor([500])
 
     def step() -> Any:
         with torch.no_grad():
-            return unet(sample.to(dtype), timestep, encoder_hidden_states=context.to(dtype)).sample
+            return unet(sample, timestep, encoder_hidden_states=context).sample
 
-    samples = timing.interleave({"step": step}, runs=runs, warmup=warmup)["step"]
-    flops = unet_flops(dict(config), size=size)
-    summary = samples.summary()
-    summary.update(size=size, dtype=str(dtype).removeprefix("torch."), gflop=flops["gflop"],
-                   gflops=round(flops["gflop"] / samples.median, 1))
-    return summary
+    return step
 
 
 def measure_vae(vaes: dict[str, Any], *, runs: int, warmup: int = 1, size: int = SIZE) -> dict[str, Any]:
@@ -248,15 +293,6 @@ def measure_vae(vaes: dict[str, Any], *, runs: int, warmup: int = 1, size: int =
             name: round(timing.paired_ratio(samples, "NCHW fp32", name), 3) for name in samples if name != "NCHW fp32"
         },
     }
-
-
-def summarise(result: dict[str, Any], sgemm: dict[str, Any], bf16_gemm: dict[str, Any] | None) -> dict[str, Any]:
-    """Each variant's GFLOP/s as a share of the matmul rate in its precision."""
-    shares: dict[str, float] = {}
-    for name, variant in result["variants"].items():
-        limit = bf16_gemm["gflops"] if ("bf16" in name and bf16_gemm) else sgemm["gflops"]
-        shares[name] = round(variant["gflops"] / limit, 2)
-    return shares
 
 
 def median_step(result: dict[str, Any], name: str) -> float | None:

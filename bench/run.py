@@ -7,7 +7,8 @@ every comparison a paired ratio measured in one process:
                   diffusers (fp32), wall time: tiny model at 64x64 and 256x256 (4 steps),
                   SD-1.5-sized random weights at 256x256 (2 steps); same model, settings, seed.
 2. ``roofline`` - one SD-1.5-sized UNet step at 256x256 with CFG: FLOPs, achieved GFLOP/s next to
-                  a 4096x4096 matmul (fp32 and bf16), NCHW vs channels_last, threads, attention, bf16.
+                  a 4096x4096 matmul (fp32 and bf16) run in the same rounds, NCHW vs channels_last,
+                  threads, attention, bf16; the default precision's kernels alone at 256² and 512².
 3. ``few_step`` - LCM/turbo-sized: SD-1.5-sized, LCM, 4 steps, guidance 1, end to end with a new
                   prompt each run, where the time goes, and each component's dtype.
 4. ``compile``  - Compile the Model: the first Generate with an empty compile cache and again in a
@@ -69,6 +70,7 @@ import few_step
 import gpu
 import object_bake
 import insight
+import layer_times
 import model_scan
 import report
 import roofline
@@ -145,12 +147,7 @@ def section_engine(models: Models, args: argparse.Namespace, keep: dict[str, Any
 
 
 def section_roofline(models: Models, args: argparse.Namespace, keep: dict[str, Any]) -> dict[str, Any]:
-    import torch
-
-    log("roofline: matmul limits")
-    out: dict[str, Any] = {"sgemm": roofline.matmul_rate(4096, runs=3 if args.quick else 5)}
-    out["bf16_native"] = timing.bf16_native()
-    out["bf16_gemm"] = roofline.matmul_rate(4096, torch.bfloat16, runs=3 if args.quick else 5) if out["bf16_native"] else None
+    out: dict[str, Any] = {"bf16_native": timing.bf16_native()}
     if args.quick:
         from diffusers import AutoencoderKL, UNet2DConditionModel
 
@@ -169,15 +166,16 @@ def section_roofline(models: Models, args: argparse.Namespace, keep: dict[str, A
     log(f"roofline: {flops['gflop']} GFLOP per step")
     runs = 1 if args.quick else args.runs
     out.update(roofline.measure(unets, runs=runs, warmup=1, log=log, flops=flops))
-    out["share_of_matmul_limit"] = roofline.summarise(out, out["sgemm"], out["bf16_gemm"])
-    if not args.quick:
-        default = unets.get("bf16") if out["bf16_native"] else unets.get("channels_last")
-        if default is not None:
-            log("roofline: the default precision's UNet step at 512x512 (SD 1.5's own size)")
-            at_512 = roofline.measure_at_size(default, size=512, runs=runs)
-            limit = out["bf16_gemm"] if out["bf16_native"] else out["sgemm"]
-            at_512["share_of_matmul_limit"] = round(at_512["gflops"] / limit["gflops"], 2)
-            out["default_at_512"] = at_512
+    default = unets.get("bf16") if out["bf16_native"] else unets.get("channels_last")
+    if default is not None:
+        log("roofline: the default precision's step and its kernels alone")
+        out["layers"] = layer_times.measure(default, roofline.unet_step(default),
+                                            step_gflop=flops["gflop"], runs=runs)
+    if default is not None and not args.quick:
+        log("roofline: the same at 512x512 (SD 1.5's own size)")
+        gflop_512 = roofline.unet_flops(dict(default.config), size=512)["gflop"]
+        out["default_at_512"] = layer_times.measure(default, roofline.unet_step(default, 512),
+                                                    step_gflop=gflop_512, runs=runs)
     log("roofline: VAE decode")
     out["vae_decode"] = roofline.measure_vae(vaes, runs=runs, warmup=1)
     return out
