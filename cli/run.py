@@ -45,9 +45,11 @@ def _generate_one(context, job: plan.Job, index: int, total: int, progress: supp
 
 
 def run_operator(context, operator, options: dict, label: str, index: int, total: int, progress: support.Progress,
-                 *, frames: dict | None = None):
-    """One image through ``operator(**options)`` with its per-step progress; returns ``(image, recipe)``."""
+                 *, frames: dict | None = None) -> list[tuple]:
+    """One run of ``operator(**options)`` with its per-step progress; returns ``[(image, recipe), ...]``:
+    its result image, then (Whole Object) the other meshes' textures it baked."""
     settings = context.scene.latent_textures
+    images_before = {image.as_pointer() for image in bpy.data.images}
     progress.start_image(index, label)
     captured = io.StringIO()  # the operator's reports (printed on stdout): replayed on stderr
     try:
@@ -65,9 +67,26 @@ def run_operator(context, operator, options: dict, label: str, index: int, total
         raise CommandError(f"texture {index}/{total} ({label}) did not finish: {', '.join(sorted(outcome))}")
     _replay(captured.getvalue(), skip=("Info: Generated",))
     image = settings.result_image
-    recipe = image["latent_textures"].to_dict() if "latent_textures" in image else {}
+    recipe = _recipe(image)
     progress.finish_image(f"'{image.name}', seed {recipe.get('seed', settings.seed)}")
-    return image, recipe
+    return [(image, recipe)] + _other_mesh_textures(images_before, image)
+
+
+def _recipe(image) -> dict:
+    return image["latent_textures"].to_dict() if "latent_textures" in image else {}
+
+
+def _other_mesh_textures(images_before: set[int], result) -> list[tuple]:
+    """The textures a Whole Object run baked for its other meshes: its new images with a mesh in
+    their recipe, but not its kept view images (those name a view)."""
+    made = []
+    for image in sorted(bpy.data.images, key=lambda image: image.name):
+        if image.as_pointer() in images_before or image == result:
+            continue
+        recipe = _recipe(image)
+        if recipe.get("target") == "OBJECT" and recipe.get("mesh") and "view_index" not in recipe:
+            made.append((image, recipe))
+    return made
 
 
 @contextlib.contextmanager
@@ -118,7 +137,7 @@ def run_generate(args) -> int:
         results = []
         with _kept_selection(context):
             for index, job in enumerate(planned.jobs, start=1):
-                results.append(_generate_one(context, job, index, len(planned.jobs), progress, frames))
+                results += _generate_one(context, job, index, len(planned.jobs), progress, frames)
     written = write_outputs(results, planned.source, out, texture_dir, frames if args.filmstrip else None)
     for path in written:
         say(f"Wrote {path}")

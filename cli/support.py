@@ -26,6 +26,8 @@ PIXEL_FIELDS = (
     "prompt", "negative_prompt", "model", "mode", "seed", "steps", "scheduler",
     "guidance_scale", "strength", "width", "height", "seamless",
 )
+# A Whole Object run bakes one texture per mesh: these decide its pixels too, and the mesh names the file.
+OBJECT_FIELDS = ("mesh", "uv_map", "texture_size", "object_method", "object_views", "views")
 SLUG_LENGTH = 40
 
 
@@ -42,14 +44,20 @@ def recipe_digest(recipe: dict[str, Any], source: str | None = None) -> str:
     ``source`` names an image-to-image starting image (which the recipe does not hold).
     """
     key = {name: recipe.get(name) for name in PIXEL_FIELDS}
+    if recipe.get("target") == "OBJECT":
+        key.update((name, recipe.get(name)) for name in OBJECT_FIELDS)
     if source is not None:
         key["source"] = source
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:8]
 
 
 def output_stem(recipe: dict[str, Any], source: str | None = None) -> str:
-    """``<prompt slug>_<seed>_<recipe digest>``: the same recipe always gets the same name."""
-    return f"{slugify(str(recipe.get('prompt', '')))}_{recipe.get('seed')}_{recipe_digest(recipe, source)}"
+    """``<prompt slug>_<seed>_<recipe digest>``, then ``_<mesh slug>`` for a Whole Object texture:
+    the same recipe always gets the same name."""
+    stem = f"{slugify(str(recipe.get('prompt', '')))}_{recipe.get('seed')}_{recipe_digest(recipe, source)}"
+    if recipe.get("target") == "OBJECT" and recipe.get("mesh"):
+        stem += f"_{slugify(str(recipe['mesh']))}"
+    return stem
 
 
 # -- batch prompts -----------------------------------------------------------------

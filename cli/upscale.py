@@ -52,9 +52,9 @@ def run_upscale(args) -> int:
             "noise_level": args.noise_level,
         }
         progress = support.Progress(sys.stderr, 1)
-        result = run_operator(context, bpy.ops.latent_textures.upscale, options, f"{image.name} x{args.factor}", 1, 1,
-                              progress)
-    for path in write_outputs([result], None, out, texture_dir):
+        made = run_operator(context, bpy.ops.latent_textures.upscale, options, f"{image.name} x{args.factor}", 1, 1,
+                            progress)
+    for path in write_outputs(made, None, out, texture_dir):
         say(f"Wrote {path}")
     say(f"Done: 1 image in {support.format_seconds(time.monotonic() - started)}")
     return 0

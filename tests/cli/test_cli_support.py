@@ -49,6 +49,20 @@ def test_output_stem_follows_the_recipe():
         assert support.output_stem({**RECIPE, field: value}) != stem, field
 
 
+def test_whole_object_textures_are_named_per_mesh():
+    crate = {**RECIPE, "target": "OBJECT", "mesh": "Crate.001", "uv_map": "UVMap", "texture_size": 1024,
+             "object_method": "GRID", "object_views": 4, "views": [{"yaw": 0.0}]}
+    stem = support.output_stem(crate)
+    assert stem.startswith("rusty_metal_4k_42_") and stem.endswith("_crate_001")
+    assert support.output_stem({**crate, "mesh": "Barrel"}).endswith("_barrel")
+    # Two meshes whose names slug alike still get two files: the mesh is in the digest too.
+    assert support.output_stem({**crate, "mesh": "Crate_001"}) != stem
+    for field, value in (("texture_size", 2048), ("object_views", 6), ("object_method", "SEQUENTIAL"),
+                         ("uv_map", "Other"), ("views", [{"yaw": 90.0}])):
+        assert support.output_stem({**crate, field: value}) != stem, field
+    assert support.output_stem({**RECIPE, "mesh": "Crate"}) == support.output_stem(RECIPE)  # only Whole Object
+
+
 def test_parse_prompts_skips_blanks_and_comments():
     text = "\ufeffmossy stone\n\n# not this\n  red brick  \r\n#\nrust\n"
     assert support.parse_prompts(text.lstrip("\ufeff")) == ["mossy stone", "red brick", "rust"]

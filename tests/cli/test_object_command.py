@@ -8,7 +8,9 @@ import textwrap
 import pytest
 from PIL import Image
 
-from cli_harness import FAST, error_lines, files_under, run_script
+from cli_harness import FAST, REPO_ROOT, error_lines, files_under, load_by_path, run_script
+
+support = load_by_path("lt_cli_support", REPO_ROOT / "cli" / "support.py")
 
 UV_SCENE_SCRIPT = textwrap.dedent(
     """
@@ -42,10 +44,16 @@ def test_whole_object_bakes_each_mesh_and_keeps_the_views(tmp_path, run_launcher
                         "--texture-dir", str(tmp_path / "textures"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     pngs = files_under(tmp_path / "textures")
-    assert pngs  # the run's result (the first mesh's texture) with its recipe
-    with Image.open(pngs[0]) as png:
-        written = json.loads(png.text["latent_textures"])
-    assert written["target"] == "OBJECT" and len(written["views"]) == 2
+    written = {}
+    for path in pngs:  # one texture per mesh, each with its recipe, named after its mesh
+        with Image.open(path) as png:
+            recipe = json.loads(png.text["latent_textures"])
+            assert png.size == (256, 256)
+        assert recipe["target"] == "OBJECT" and len(recipe["views"]) == 2
+        assert path.stem.endswith("_" + support.slugify(recipe["mesh"]))
+        written[recipe["mesh"]] = path
+    assert len(written) == len(pngs) == 2  # Crate's and Barrel's meshes
+    assert "Done: 2 textures" in done.stdout
     images = inspect_blend(out)["images"]
     textures = {name: info for name, info in images.items()
                 if info["recipe"] and info["recipe"].get("mesh") and "view_index" not in info["recipe"]}
