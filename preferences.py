@@ -89,7 +89,7 @@ class LatentTexturesPreferences(bpy.types.AddonPreferences):
             "torch.compile the UNet (on the CPU with weight freezing). The first Generate at each image size "
             "compiles for about 3 minutes (SD 1.5 on a 2-core CPU); the compiled code is kept in the add-on's user "
             "folder, so later Blender sessions spend about 50 s loading it. Off by default: on the CPUs measured "
-            "a compiled step is 7% slower than the default, which packs the weights once without compiling; "
+            "a compiled step is 7-16% slower than the default, which packs the weights once without compiling; "
             "on NVIDIA cards make bench measures it"
         ),
         default=False,

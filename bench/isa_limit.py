@@ -10,11 +10,11 @@ is imported. The code that runs is then the AVX2 code; the cores, caches and clo
 are still this machine's, so only shares of the matmul rate *measured under the same
 limit* are comparable with a real AVX2 machine, not the GFLOP/s themselves.
 
-Measured, interleaved: a 4096² sgemm (the limit; each share is paired per round), one SD-1.5-sized UNet step at 256²
-with CFG in fp32 channels_last: ``packed`` (the engine's default there: eager with the
-convolution weights packed once, ``engine/packed_weights.py``), ``eager`` (torch's own
-convolutions, which reorder the weights at every call) and ``compiled`` with inductor +
-weight freezing (Compile the Model). Run by ``bench/run.py`` as the section
+Measured, interleaved: a 4096² sgemm (the limit; each share is paired per round), one
+SD-1.5-sized UNet step at 256² with CFG in fp32 channels_last: ``packed`` (the engine's
+default there: eager with the convolution weights packed once, ``engine/packed_weights.py``),
+``eager`` (torch's own convolutions, which reorder the weights at every call) and
+``compiled`` with inductor + weight freezing (Compile the Model). Run by ``bench/run.py`` as the section
 ``avx2`` (skipped on a CPU without AVX-512: there section 2 measures AVX2 directly).
 """
 
