@@ -38,12 +38,21 @@ def resolve_device(name: str) -> torch.device:
 BF16_CPU_FEATURES = ("avx512_bf16", "amx_bf16")
 
 
+# oneDNN's instruction-set levels below AVX512_CORE_BF16: capped to one of them with ONEDNN_MAX_CPU_ISA
+# (an administrator's setting, or a test running as an older CPU), oneDNN emulates bf16 whatever the CPU has.
+ONEDNN_ISAS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
+
+
 def cpu_features() -> dict[str, bool]:
-    """The CPU's features as torch reads them (cpuid, on every OS); {} where this torch cannot say."""
+    """The CPU's features as torch reads them (cpuid, on every OS) and oneDNN may use them (its bf16 ones
+    are off when ``ONEDNN_MAX_CPU_ISA`` caps oneDNN below them); {} where this torch cannot say."""
     try:
-        return {name: bool(value) for name, value in torch.cpu.get_capabilities().items() if isinstance(value, bool)}
+        features = {name: bool(value) for name, value in torch.cpu.get_capabilities().items() if isinstance(value, bool)}
     except (AttributeError, RuntimeError):
         return {}
+    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper() in ONEDNN_ISAS_WITHOUT_BF16:
+        features.update(dict.fromkeys(BF16_CPU_FEATURES, False))
+    return features
 
 
 def cpu_has_native_bf16(features: dict[str, bool] | None = None) -> bool:

@@ -34,6 +34,7 @@ gradient, a dtype mismatch) runs ``F.conv2d`` / ``F.linear`` as before.
 from __future__ import annotations
 
 import copy
+import functools
 import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -87,13 +88,27 @@ class _PackedWeight:
         return 0 if self.packed is None else self.packed.numel() * self.packed.element_size()
 
 
+@functools.cache
+def onednn_runs_bf16() -> bool:
+    """Does oneDNN take bf16 weights on this CPU? Not on AVX2-only CPUs (nor with ``ONEDNN_MAX_CPU_ISA``
+    capped below AVX-512): its reorders then raise, so bf16 layers keep eager torch, which emulates bf16."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch without oneDNN's bf16 query: nothing packed in bf16
+        return False
+
+
+def _packs_dtype(dtype: torch.dtype, dtypes: tuple[torch.dtype, ...]) -> bool:
+    return dtype in dtypes and (dtype != torch.bfloat16 or onednn_runs_bf16())
+
+
 def _eligible(
     x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, dtypes: tuple[torch.dtype, ...]
 ) -> bool:
     return (
         x.device.type == "cpu"
         and x.dtype == weight.dtype
-        and weight.dtype in dtypes
+        and _packs_dtype(weight.dtype, dtypes)
         and (bias is None or bias.dtype == weight.dtype)
         and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))
     )
@@ -212,7 +227,7 @@ def unpack(models: Iterable[nn.Module]) -> int:
 def _will_pack(module: nn.Module) -> bool:
     weight = getattr(module, "weight", None)
     dtypes = CONV_DTYPES if isinstance(module, nn.Conv2d) else LINEAR_DTYPES
-    return isinstance(weight, torch.Tensor) and weight.dtype in dtypes
+    return isinstance(weight, torch.Tensor) and _packs_dtype(weight.dtype, dtypes)
 
 
 def packable_bytes(models: Iterable[nn.Module], *, installed: bool = False) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 from typing import Any
 
 import pytest
@@ -33,8 +34,21 @@ def test_auto_on_this_machine_is_the_cpu_in_bf16_where_it_has_native_bf16(device
         pytest.skip("this machine has a GPU")
     device = devices.resolve_device("AUTO")
     native = bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu.get_capabilities().get("amx_bf16"))
+    native = native and os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() not in devices.ONEDNN_ISAS_WITHOUT_BF16
     assert device.type == "cpu" and devices.cpu_has_native_bf16() == native
     assert devices.resolve_dtype("AUTO", device) == (torch.bfloat16 if native else torch.float32)
+
+
+@pytest.mark.parametrize("isa", ["AVX2", "avx512_core", "AVX512_CORE_VNNI"])
+def test_onednn_capped_below_bf16_is_not_native_bf16(devices: Any, monkeypatch: pytest.MonkeyPatch, isa: str) -> None:
+    """``ONEDNN_MAX_CPU_ISA`` below AVX512_CORE_BF16 makes oneDNN emulate bf16: Precision Auto is then fp32."""
+    import torch
+
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", isa)
+    assert not devices.cpu_has_native_bf16()
+    assert devices.resolve_dtype("AUTO", torch.device("cpu")) == torch.float32
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX512_CORE_BF16")  # bf16 allowed, AMX not: the CPU's flags decide
+    assert devices.cpu_has_native_bf16() == bool(torch.cpu._is_avx512_bf16_supported())
 
 
 @pytest.mark.parametrize(
@@ -53,6 +67,7 @@ def test_auto_precision_on_the_cpu_follows_its_feature_flags(
     import torch
 
     monkeypatch.setattr(torch.cpu, "get_capabilities", lambda: dict(features, cpu_name="any", num_logical_cores=8))
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)  # the simulated CPU's flags alone, also in an emulated run
     assert devices.dtype_name(devices.resolve_dtype("AUTO", torch.device("cpu"))) == expected
     assert devices.resolve_dtype("FP32", torch.device("cpu")) == torch.float32  # one click away, everywhere
 

@@ -11,8 +11,12 @@ was measured when they were set:
 * ``channels_last`` (the CPU default) and ``torch_compile``: float rounding only,
   max |diff| <= 1e-4 (seen 2.6e-6 and 0);
 * ``precision="BF16"`` (bf16 weights and activations), and ``AUTO`` where that is bf16
-  (CPUs with native bf16): max |diff| <= 0.1 and mean <= 0.01 (seen 0.04 / 0.002);
-  a bf16 VAE adds <= 0.02 (seen 0.008);
+  (CPUs with native bf16): measured in bf16 ulps of the picture (``BF16_ULP``), never in
+  one machine's figures, because oneDNN rounds bf16 differently per CPU (AMX, AVX-512 BF16,
+  AVX2 emulation): mean |diff| <= 4 ulps (4 of 255 levels: no visible shift) and the 99th
+  percentile <= 32 ulps. Single pixels are not bounded: a random tiny model's denoising
+  amplifies some roundings (seen up to 0.11 with AVX2's emulated bf16). A bf16 VAE decode
+  alone (the same bf16 latents) moves values by at most 8 ulps (seen 2);
 * the fp32 fallback of a half-precision VAE: bit-identical to decoding in fp32.
 
 VAE tiling is not here as a speed option: it trades exactness at tile borders for
@@ -34,12 +38,16 @@ import pytest
 
 PLAIN = {"precision": "FP32", "channels_last": "OFF", "vae_precision": "FP32", "vae_tiling": "OFF", "torch_compile": False,
          "pack_weights": False}
-BF16_MAX_DIFF, BF16_MEAN_DIFF = 0.1, 0.01  # bf16 vs the plain fp32 path (values 0..1), see the module docstring
+# One bf16 rounding of the picture's largest values: the VAE writes [-1, 1] and the picture is (x + 1) / 2;
+# bf16 keeps 8 significant bits, so one ulp at magnitude 1 is 2**-7 there and 2**-8 in the picture.
+BF16_ULP = 2.0**-8
 
 
 def assert_bf16_keeps_the_picture(image: np.ndarray, plain: np.ndarray, what: str = "") -> None:
+    """A bf16 run against the plain fp32 path (values 0..1): the bound of the module docstring."""
     diff = np.abs(image - plain)
-    assert diff.max() <= BF16_MAX_DIFF and diff.mean() <= BF16_MEAN_DIFF, (what, diff.max(), diff.mean())
+    mean, p99 = float(diff.mean()), float(np.quantile(diff, 0.99))
+    assert mean <= 4 * BF16_ULP and p99 <= 32 * BF16_ULP, (what, mean / BF16_ULP, p99 / BF16_ULP)
 
 
 @pytest.fixture(params=["sd", "sdxl"])
@@ -147,33 +155,33 @@ def _packed_bytes(packed_weights: Any, pipe: Any) -> int:
 
 @pytest.mark.parametrize(("precision", "channels_last"), [("FP32", "ON"), ("BF16", "ON"), ("BF16", "OFF"), ("FP32", "OFF")])
 def test_packed_weights_keep_the_picture(
-    new_engine: Any, make_request: Any, tiny_model: Path, pipeline_of: Any, packed_weights: Any,
+    new_engine: Any, make_request: Any, tiny_model: Path, pipeline_of: Any, packed_weights: Any, plain_image: Any,
     precision: str, channels_last: str,
 ) -> None:
     """The same oneDNN kernels with the weights packed once, also seamless (its own padding).
 
-    fp32 with channels_last (the CPU default for an FP32 precision): the same bits. bf16: the packed
-    linear layers differ from eager torch's matmul kernel by one bf16 rounding step for some shapes
-    (seen max 0.016, mean 0.0009). With channels_last off (not a default) eager torch convolves some
-    NCHW inputs with other kernels: rounding (seen fp32 8.6e-6; bf16 mean 0.0027)."""
+    fp32 with channels_last (the CPU default for an FP32 precision): the same bits. fp32 NCHW (not a
+    default): eager torch convolves some NCHW inputs with other kernels, float rounding only. bf16: the
+    packed linear layers may take another matmul kernel than eager torch (one bf16 step per layer, see
+    ``test_packed_linear_follows_its_weight_and_its_module``), and which one differs per CPU, so the packed
+    picture is held to what any bf16 run is held to: the plain fp32 picture within bf16's bound."""
     options = {"precision": precision, "channels_last": channels_last, "vae_precision": "AUTO"}
     packed, unpacked = new_engine(**options), new_engine(**options, pack_weights=False)
     for fields in ({}, {"seamless": "BOTH", "width": 96}):
         image = packed.generate(make_request(tiny_model, **fields)).image
+        if precision == "BF16":
+            assert_bf16_keeps_the_picture(image, plain_image(tiny_model, **fields), f"packed {fields}")
+            continue
         expected = unpacked.generate(make_request(tiny_model, **fields)).image
-        diff = np.abs(image - expected)
-        if (precision, channels_last) == ("FP32", "ON"):
+        if channels_last == "ON":
             np.testing.assert_array_equal(image, expected)
-        elif precision == "FP32":
-            assert diff.max() <= 1e-4, diff.max()
-        elif channels_last == "ON":  # packed bf16 linears: one bf16 step in some layers
-            assert diff.max() <= 0.03 and diff.mean() <= 0.002, (diff.max(), diff.mean())
         else:
-            assert diff.mean() <= 0.005, diff.mean()
+            np.testing.assert_allclose(image, expected, atol=1e-4)
+        assert _packed_bytes(packed_weights, pipeline_of(unpacked)) == 0
     pipe = pipeline_of(packed)
-    assert _packed_bytes(packed_weights, pipe) > 0
+    # bf16 where oneDNN cannot take bf16 weights (AVX2-only CPUs): nothing packed, eager torch runs the layers
+    assert (_packed_bytes(packed_weights, pipe) > 0) == (precision == "FP32" or packed_weights.onednn_runs_bf16())
     assert packed_weights.packable_bytes((pipe.vae,), installed=True) == 0  # the UNet only: the VAE gained nothing
-    assert _packed_bytes(packed_weights, pipeline_of(unpacked)) == 0
     # seamless swapped its own padding in and gave the packed forward back
     assert all(isinstance(vars(m).get("_conv_forward"), packed_weights.PackedConvForward)
                for m in pipe.unet.modules() if packed_weights.can_pack(m) or "_conv_forward" in vars(m))
@@ -225,8 +233,10 @@ def test_packed_linear_follows_its_weight_and_its_module(packed_weights: Any) ->
             expected = F.linear(xb, module.weight, module.bias).float()
             torch.testing.assert_close(module(xb).float(), expected, rtol=0.02, atol=0.02)  # one bf16 step at most
             torch.testing.assert_close(module(xb[0]).float(), expected[0], rtol=0.02, atol=0.02)  # another shape
-        assert packed_weights.packed_bytes([linear]) == linear.weight.numel() * 2
-        assert packed_weights.packable_bytes([linear], installed=True) == linear.weight.numel() * 2
+        # where oneDNN cannot take bf16 weights (AVX2-only CPUs) the layer keeps eager torch: nothing packed
+        packed_size = linear.weight.numel() * 2 if packed_weights.onednn_runs_bf16() else 0
+        assert packed_weights.packed_bytes([linear]) == packed_size
+        assert packed_weights.packable_bytes([linear], installed=True) == packed_size
     gc.disable()
     try:
         gone = weakref.ref(linear)
@@ -432,7 +442,7 @@ def test_bf16_keeps_the_picture(new_engine: Any, make_request: Any, tiny_model: 
         assert_bf16_keeps_the_picture(image, plain, vae_precision)
     bf16_vae = new_engine(precision="BF16").generate(make_request(tiny_model)).image
     fp32_vae = new_engine(precision="BF16", vae_precision="FP32").generate(make_request(tiny_model)).image
-    assert np.abs(bf16_vae - fp32_vae).max() <= 0.02
+    assert np.abs(bf16_vae - fp32_vae).max() <= 8 * BF16_ULP  # the decode alone: the same bf16 latents
 
 
 def test_auto_precision_keeps_the_picture_and_repeats_bit_for_bit(
