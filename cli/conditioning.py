@@ -116,7 +116,7 @@ def _checked_lora(source: str, allow_pickle: bool) -> str:
     from ..engine.files import is_repo_id
 
     path = _local_path(source)
-    if not os.path.exists(path) and is_repo_id(path) and not sources._looks_like_path(path):
+    if not os.path.exists(path) and is_repo_id(path) and not sources.looks_like_path(path):
         return path  # a repo id: fetched (or found in the cache) when the generation runs
     try:
         loras.resolve(path, allow_pickle=allow_pickle, cache_dir=None, offline=True)  # local: no download

@@ -39,9 +39,9 @@ def model_cache(path: str | None):
 
 def online() -> bool:
     """Downloads allowed: Blender's online access is on and ``HF_HUB_OFFLINE`` is not set."""
-    from ..engine import sources
+    from ..engine import hub
 
-    return not sources.hub_offline(not getattr(bpy.app, "online_access", True))
+    return not hub.hub_offline(not getattr(bpy.app, "online_access", True))
 
 
 def run_models(args) -> int:
