@@ -8,7 +8,7 @@ import os
 
 import bpy
 
-from .. import properties
+from ..properties.model import DEFAULT_MODEL
 from . import support
 from .errors import UsageError, say
 
@@ -59,7 +59,7 @@ def run_models(args) -> int:
     entries, missing = scan_all(folders, [], allow_pickle=allow_pickle)  # headers only
     if missing:
         raise UsageError(f"--folder: not a folder: {', '.join(missing)}")
-    default = properties.DEFAULT_MODEL
+    default = DEFAULT_MODEL
     default_cached = any(m["repo_id"] == default and m["is_pipeline"] and m["used"] for m in listed)
     standard = caches[1][0]
     if args.json:

@@ -67,13 +67,6 @@ def file_selection(engine_api: Any) -> Any:
     return importlib.import_module(engine_api.__name__ + ".file_selection")
 
 
-@pytest.fixture(scope="module")
-def engine_hub(engine_api: Any) -> Any:
-    import importlib
-
-    return importlib.import_module(engine_api.__name__ + ".hub")
-
-
 # --- classify ----------------------------------------------------------------------------------------
 
 
@@ -573,7 +566,7 @@ class FakeHub:
 
 
 @pytest.fixture
-def fake_hub(monkeypatch: pytest.MonkeyPatch, engine_hub: Any, tiny_sd_model: Path) -> FakeHub:
+def fake_hub(monkeypatch: pytest.MonkeyPatch, engine_api: Any, tiny_sd_model: Path) -> FakeHub:
     import huggingface_hub
 
     hub = FakeHub(
@@ -584,7 +577,7 @@ def fake_hub(monkeypatch: pytest.MonkeyPatch, engine_hub: Any, tiny_sd_model: Pa
     monkeypatch.setattr(huggingface_hub.HfApi, "model_info", hub.model_info)
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", hub.hf_hub_download)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", hub.snapshot_download)
-    monkeypatch.setattr(engine_hub, "DOWNLOAD_REPORT_INTERVAL", 0.0)
+    monkeypatch.setattr(engine_api.__name__ + ".hub.DOWNLOAD_REPORT_INTERVAL", 0.0)
     return hub
 
 
