@@ -171,7 +171,7 @@ def resolve_hub_files(
     on_progress: ProgressCallback | None = None,
     cancel_event: threading.Event | None = None,
 ) -> Path:
-    """Like :func:`resolve_hub` for a repo that is not a pipeline (a ControlNet, a LoRA).
+    """Like ``sources.resolve_hub`` for a repo that is not a pipeline (a ControlNet, a LoRA).
 
     ``select`` gets the repo's file list and returns the files to download (raising a
     ``EngineError``/``UnsafeModelFormatError`` if none fit). The first cache whose snapshot holds what

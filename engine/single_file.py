@@ -59,7 +59,7 @@ def config_snapshot(
 
     Single-file checkpoints carry weights but no diffusers configs: diffusers takes those from the
     repo of the architecture it infers from the checkpoint's keys. The caches are read in
-    ``lookup_caches`` order; a download goes to ``cache_dir``.
+    ``hub.lookup_caches`` order; a download goes to ``cache_dir``.
     """
     caches = lookup_caches(cache_dir, read_cache_dirs)
     for cache in caches:
