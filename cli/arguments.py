@@ -9,6 +9,8 @@ import textwrap
 from pathlib import Path
 
 from .. import properties
+from ..properties.image import MODE_ITEMS, SEAMLESS_ITEMS, SOURCE_ITEMS, TARGET_ITEMS
+from ..properties.sampling import SCHEDULER_ITEMS
 from . import conditioning, support, whole_object
 from .errors import COMMAND_ID, CommandError, UsageError
 
@@ -135,10 +137,10 @@ def build_parser(prog: str = DEFAULT_PROG) -> argparse.ArgumentParser:
                             "pre-downloaded one on a render farm; default: the add-on preferences' Model Cache)")
 
     sampling = generate.add_argument_group("sampling")
-    sampling.add_argument("--mode", type=_upper, choices=_choices(properties.MODE_ITEMS), metavar="MODE",
-                          help=f"{_choice_help(properties.MODE_ITEMS)} (default: {_scene_default('mode')})")
-    sampling.add_argument("--source", type=_upper, choices=_choices(properties.SOURCE_ITEMS), metavar="SOURCE",
-                          help=f"the image IMG2IMG and INPAINT start from. {_choice_help(properties.SOURCE_ITEMS)} "
+    sampling.add_argument("--mode", type=_upper, choices=_choices(MODE_ITEMS), metavar="MODE",
+                          help=f"{_choice_help(MODE_ITEMS)} (default: {_scene_default('mode')})")
+    sampling.add_argument("--source", type=_upper, choices=_choices(SOURCE_ITEMS), metavar="SOURCE",
+                          help=f"the image IMG2IMG and INPAINT start from. {_choice_help(SOURCE_ITEMS)} "
                                f"(default: {_scene_default('source')})")
     sampling.add_argument("--source-image", metavar="NAME|FILE",
                           help="for --source IMAGE: an Image datablock in the .blend, or an image file to load")
@@ -154,17 +156,17 @@ def build_parser(prog: str = DEFAULT_PROG) -> argparse.ArgumentParser:
     sampling.add_argument("--guidance", type=float, metavar="F",
                           help="how strongly the prompt is followed, 0 to 30; 1 or less turns guidance off "
                                f"(default: {_scene_default('guidance_scale')})")
-    sampling.add_argument("--scheduler", type=_upper, choices=_choices(properties.SCHEDULER_ITEMS), metavar="NAME",
-                          help=f"{_choice_help(properties.SCHEDULER_ITEMS)} (default: {_scene_default('scheduler')})")
+    sampling.add_argument("--scheduler", type=_upper, choices=_choices(SCHEDULER_ITEMS), metavar="NAME",
+                          help=f"{_choice_help(SCHEDULER_ITEMS)} (default: {_scene_default('scheduler')})")
     sampling.add_argument("--seed", type=parse_seed, metavar="N|random",
                           help="noise seed, 0 to 2147483647, the same for every texture of the run; 'random' picks "
                                "a new one per texture (default: the seed saved in the scene, 0 in a new scene: "
                                "runs are repeatable unless you ask for random)")
-    sampling.add_argument("--seamless", type=_upper, choices=_choices(properties.SEAMLESS_ITEMS), metavar="AXES",
-                          help=f"tileable output: {_choice_help(properties.SEAMLESS_ITEMS)} "
+    sampling.add_argument("--seamless", type=_upper, choices=_choices(SEAMLESS_ITEMS), metavar="AXES",
+                          help=f"tileable output: {_choice_help(SEAMLESS_ITEMS)} "
                                f"(default: {_scene_default('seamless')})")
-    sampling.add_argument("--target", type=_upper, choices=_choices(properties.TARGET_ITEMS), metavar="TARGET",
-                          help=f"where each texture goes. {_choice_help(properties.TARGET_ITEMS)} "
+    sampling.add_argument("--target", type=_upper, choices=_choices(TARGET_ITEMS), metavar="TARGET",
+                          help=f"where each texture goes. {_choice_help(TARGET_ITEMS)} "
                                f"(default: {_scene_default('target')})")
 
     conditioning.add_arguments(generate, _choices, _choice_help, _upper)
@@ -201,7 +203,7 @@ def build_parser(prog: str = DEFAULT_PROG) -> argparse.ArgumentParser:
     compare.add_argument("--width", type=int, metavar="PX", help="cell width, a multiple of 8")
     compare.add_argument("--height", type=int, metavar="PX", help="cell height, a multiple of 8")
     compare.add_argument("--steps", type=int, metavar="N", help="denoising steps (rows of schedulers)")
-    compare.add_argument("--scheduler", type=_upper, choices=_choices(properties.SCHEDULER_ITEMS), metavar="NAME",
+    compare.add_argument("--scheduler", type=_upper, choices=_choices(SCHEDULER_ITEMS), metavar="NAME",
                          help="the scheduler (rows of step counts)")
     compare.add_argument("--seed", type=parse_seed, metavar="N|random", help="one seed for every cell")
     compare.add_argument("--guidance-values", metavar="LIST", default=settings_rna("compare_guidance").default,

@@ -11,7 +11,8 @@ import os
 
 import bpy
 
-from .. import properties
+from ..properties.control import CONTROL_ITEMS
+from ..properties.loras import LatentTexturesLora
 from .errors import CommandError, UsageError
 from .images import image_argument
 
@@ -32,9 +33,9 @@ def parse_lora(text: str) -> tuple[str, float | None]:
 
 def add_arguments(generate: argparse.ArgumentParser, choices, choice_help, upper) -> None:
     group = generate.add_argument_group("geometry conditioning, inpainting and LoRAs")
-    group.add_argument("--control", type=upper, choices=choices(properties.CONTROL_ITEMS), metavar="KIND",
+    group.add_argument("--control", type=upper, choices=choices(CONTROL_ITEMS), metavar="KIND",
                        help="follow the scene's geometry seen through the scene camera (a ControlNet): "
-                            f"{choice_help(properties.CONTROL_ITEMS)} (default: the scene's, NONE in a new scene)")
+                            f"{choice_help(CONTROL_ITEMS)} (default: the scene's, NONE in a new scene)")
     group.add_argument("--control-model", metavar="MODEL",
                        help="the ControlNet: a Hugging Face repo id, a diffusers folder or a .safetensors file "
                             "(default: the scene's; empty = the default for --control and the model's family)")
@@ -55,7 +56,7 @@ def add_arguments(generate: argparse.ArgumentParser, choices, choice_help, upper
 def check_numbers(args, check_number) -> None:
     check_number("--control-strength", "control_strength", args.control_strength)
     check_number("--mask-blur", "mask_blur", args.mask_blur)
-    weight = properties.LatentTexturesLora.bl_rna.properties["weight"]
+    weight = LatentTexturesLora.bl_rna.properties["weight"]
     for source, value in args.lora or ():
         if not source:
             raise UsageError("--lora needs a LoRA file or repo id before ':WEIGHT'")
@@ -116,7 +117,7 @@ def _checked_lora(source: str, allow_pickle: bool) -> str:
     from ..engine.files import is_repo_id
 
     path = _local_path(source)
-    if not os.path.exists(path) and is_repo_id(path) and not sources._looks_like_path(path):
+    if not os.path.exists(path) and is_repo_id(path) and not sources.looks_like_path(path):
         return path  # a repo id: fetched (or found in the cache) when the generation runs
     try:
         loras.resolve(path, allow_pickle=allow_pickle, cache_dir=None, offline=True)  # local: no download

@@ -8,7 +8,7 @@ import os
 
 import bpy
 
-from .. import properties
+from ..properties.model import DEFAULT_MODEL
 from . import support
 from .errors import UsageError, say
 
@@ -39,9 +39,9 @@ def model_cache(path: str | None):
 
 def online() -> bool:
     """Downloads allowed: Blender's online access is on and ``HF_HUB_OFFLINE`` is not set."""
-    from ..engine import sources
+    from ..engine import hub
 
-    return not sources.hub_offline(not getattr(bpy.app, "online_access", True))
+    return not hub.hub_offline(not getattr(bpy.app, "online_access", True))
 
 
 def run_models(args) -> int:
@@ -59,7 +59,7 @@ def run_models(args) -> int:
     entries, missing = scan_all(folders, [], allow_pickle=allow_pickle)  # headers only
     if missing:
         raise UsageError(f"--folder: not a folder: {', '.join(missing)}")
-    default = properties.DEFAULT_MODEL
+    default = DEFAULT_MODEL
     default_cached = any(m["repo_id"] == default and m["is_pipeline"] and m["used"] for m in listed)
     standard = caches[1][0]
     if args.json:

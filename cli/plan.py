@@ -126,7 +126,7 @@ def checked_model(args, settings, cache_dir: str) -> str:
 
     A file or folder must exist and be a model; a repo id must be cached when downloads are off.
     """
-    from ..engine import EngineError, sources
+    from ..engine import EngineError, hub, sources
 
     model = (args.model if args.model is not None else settings.model).strip()
     if not model:
@@ -138,7 +138,7 @@ def checked_model(args, settings, cache_dir: str) -> str:
                                   allow_pickle=preferences().allow_pickle)
         caches = [folder for folder, _label in preferences().hub_caches()]
         if source.kind == "HUB" and not online() and all(
-            sources.cached_snapshot(source.location, folder) is None for folder in caches
+            hub.cached_snapshot(source.location, folder) is None for folder in caches
         ):
             raise CommandError(
                 f"model '{model}' is not in the model caches ({', '.join(caches)}) and downloads are off (offline "

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from .. import properties
+from ..properties.whole_object import OBJECT_METHOD_ITEMS
 from .errors import CommandError, UsageError
 
 
@@ -19,8 +19,8 @@ def add_arguments(generate: argparse.ArgumentParser, choices, choice_help, upper
                             "new scene)")
     group.add_argument("--view-collection", metavar="NAME",
                        help="use this collection's cameras (in name order) as the views instead")
-    group.add_argument("--method", type=upper, choices=choices(properties.OBJECT_METHOD_ITEMS), metavar="METHOD",
-                       help=f"{choice_help(properties.OBJECT_METHOD_ITEMS)} (default: the scene's, GRID in a new "
+    group.add_argument("--method", type=upper, choices=choices(OBJECT_METHOD_ITEMS), metavar="METHOD",
+                       help=f"{choice_help(OBJECT_METHOD_ITEMS)} (default: the scene's, GRID in a new "
                             "scene)")
     group.add_argument("--texture-size", type=int, metavar="PX",
                        help="width and height of each object's baked texture, 256 to 8192 (default: the scene's, "

@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from . import control, sources
+from . import control, file_selection, hub, single_file, sources
 from .errors import EngineError, ModelNotFoundError
 from .families import ModelFamily, detect_family
 
@@ -83,13 +83,13 @@ def load(
 
     def select(filenames: list[str]) -> list[str]:
         return list(
-            sources.select_model_files(
+            file_selection.select_model_files(
                 filenames, name=name, prefer_variant=prefer_variant, allow_pickle=allow_pickle
             ).files
         )
 
     if source.kind == "HUB":
-        folder = sources.resolve_hub_files(
+        folder = hub.resolve_hub_files(
             source.location,
             select,
             cache_dir=cache_dir,
@@ -98,8 +98,8 @@ def load(
             on_progress=on_progress,
             cancel_event=cancel_event,
         )
-    selection = sources.select_model_files(
-        sources.folder_listing(folder), name=name, prefer_variant=prefer_variant, allow_pickle=allow_pickle
+    selection = file_selection.select_model_files(
+        file_selection.folder_listing(folder), name=name, prefer_variant=prefer_variant, allow_pickle=allow_pickle
     )
     missing = [f for f in selection.files if not (folder / f).exists()]
     if missing:
@@ -119,7 +119,7 @@ def single_file_config(
     """The diffusers config folder for a single-file ControlNet (the architecture diffusers infers from its keys)."""
     from diffusers.loaders.single_file_utils import DIFFUSERS_DEFAULT_PIPELINE_PATHS, infer_diffusers_model_type
 
-    shapes = sources.checkpoint_shapes(path)
+    shapes = single_file.checkpoint_shapes(path)
     model_type = infer_diffusers_model_type(shapes)
     if model_type not in _SINGLE_FILE_CONTROLNET_TYPES:
         raise EngineError(
@@ -127,8 +127,8 @@ def single_file_config(
             "ControlNet .safetensors file for control_model."
         )
     repo_id = DIFFUSERS_DEFAULT_PIPELINE_PATHS[model_type]["pretrained_model_name_or_path"]
-    return sources.config_snapshot(repo_id, path.name, ["config.json"], cache_dir=cache_dir, offline=offline,
-                                   read_cache_dirs=read_cache_dirs)
+    return single_file.config_snapshot(repo_id, path.name, ["config.json"], cache_dir=cache_dir,
+                                       offline=offline, read_cache_dirs=read_cache_dirs)
 
 
 def check_family(controlnet: Any, unet: Any, model_family: ModelFamily, name: str) -> None:

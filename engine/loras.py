@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import sources
+from . import file_selection, hub, sources
 from .errors import EngineError, ModelNotFoundError
-from .files import is_repo_id
 from .families import CROSS_ATTENTION_WIDTHS
 from .files import is_repo_id
 
@@ -76,9 +75,9 @@ def _pick_file(names: list[str], where: str, allow_pickle: bool) -> str:
             f"{where} holds several .safetensors files ({', '.join(sorted(safe)[:4])}); download the LoRA you want "
             "and choose that file."
         )
-    pickled = [n for n in top if n.lower().endswith(sources.PICKLE_SUFFIXES)]
+    pickled = [n for n in top if n.lower().endswith(file_selection.PICKLE_SUFFIXES)]
     if pickled and not allow_pickle:
-        raise sources._pickle_refusal(f"The LoRA in {where}")
+        raise file_selection.pickle_refusal(f"The LoRA in {where}")
     if len(pickled) == 1:
         return pickled[0]
     raise ModelNotFoundError(f"{where} has no LoRA weights file (.safetensors) at its top level.")
@@ -98,16 +97,16 @@ def resolve(
     text = source.strip()
     path = Path(os.path.expanduser(text))
     suffix = path.suffix.lower()
-    if suffix in sources.PICKLE_SUFFIXES and not allow_pickle:
-        raise sources._pickle_refusal(f"The LoRA {path.name}")
+    if suffix in file_selection.PICKLE_SUFFIXES and not allow_pickle:
+        raise file_selection.pickle_refusal(f"The LoRA {path.name}")
     if path.is_dir():
         names = [p.name for p in path.iterdir() if p.is_file()]
         return LoraFile(path.resolve() / _pick_file(names, str(path), allow_pickle), path.name)
     if path.is_file():
-        if suffix not in sources.MODEL_FILE_SUFFIXES:
+        if suffix not in file_selection.MODEL_FILE_SUFFIXES:
             raise ModelNotFoundError(f"{path.name} is not a LoRA file; choose a .safetensors file or a repo id.")
         return LoraFile(path.resolve(), path.name)
-    if sources._looks_like_path(text) or not is_repo_id(text):
+    if sources.looks_like_path(text) or not is_repo_id(text):
         raise ModelNotFoundError(
             f"There is no LoRA file at {path}; check the path (Blender-relative '//' paths must be made absolute), "
             "or give a Hugging Face repo id such as 'org/name'."
@@ -118,7 +117,7 @@ def resolve(
         chosen[:] = [_pick_file(names, text, allow_pickle)]
         return chosen
 
-    folder = sources.resolve_hub_files(
+    folder = hub.resolve_hub_files(
         text,
         select,
         cache_dir=cache_dir,
@@ -127,7 +126,7 @@ def resolve(
         on_progress=on_progress,
         cancel_event=cancel_event,
     )
-    name = chosen[0] if chosen else _pick_file(sources.folder_listing(folder), text, allow_pickle)
+    name = chosen[0] if chosen else _pick_file(file_selection.folder_listing(folder), text, allow_pickle)
     return LoraFile(folder / name, text, repo_id=text)
 
 

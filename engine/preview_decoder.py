@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import sources
+from . import hub
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +43,10 @@ def tiny_decoder_folder(family: str, *, cache_dir: str | None, offline: bool) ->
     repo = TINY_DECODER_REPOS.get(family)
     if repo is None:
         return None
-    cached = sources.cached_snapshot(repo, cache_dir)
+    cached = hub.cached_snapshot(repo, cache_dir)
     if cached is not None and (cached / "config.json").is_file():
         return cached
-    if sources.hub_offline(offline):
+    if hub.hub_offline(offline):
         return None
     from huggingface_hub import snapshot_download
 

@@ -2,7 +2,7 @@
 
 import bpy
 
-from ..properties import SCHEDULER_ITEMS
+from ..properties.sampling import SCHEDULER_ITEMS
 from .job_modal import JobOperator
 
 AXIS_ITEMS = (

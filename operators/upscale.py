@@ -2,7 +2,7 @@
 
 import bpy
 
-from ..properties import UPSCALE_METHOD_ITEMS
+from ..properties.upscale import UPSCALE_METHOD_ITEMS
 from .job_modal import JobOperator
 
 SEAMLESS_ITEMS = (

@@ -1,6 +1,6 @@
 """Drawing shared by the 3D View and Image Editor panels. Drawing only: no data changes."""
 
-from ..properties import GUIDANCE_WARNING_ABOVE
+from ..properties.sampling import GUIDANCE_WARNING_ABOVE
 
 
 def draw_prompt(layout, settings) -> None:

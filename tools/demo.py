@@ -36,7 +36,7 @@ sys.path.insert(0, str(TOOLS))  # tools/ is not a package on sys.path when run a
 
 import latent_textures as launcher  # noqa: E402  (tools/latent_textures.py, the launcher)
 
-DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # = properties.DEFAULT_MODEL (bpy-free copy)
+DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # = properties/model.py's DEFAULT_MODEL (bpy-free copy)
 PROMPT = "weathered red brick wall, seamless texture, photorealistic, high detail"
 NEGATIVE = "blurry, text, watermark"
 REAL = {"size": 512, "steps": 20}

@@ -204,8 +204,10 @@ def test_enabling_the_addon_scans_nothing(addon, prefs, tmp_path, monkeypatch):
     (tmp_path / "models").mkdir()
     prefs.model_folders.add().path = str(tmp_path / "models")
     reads = []
-    for name in ("scan_all", "scan_folder", "scan_file", "scan_hub_cache", "read_safetensors_header"):
+    for name in ("scan_all", "scan_folder", "scan_file", "scan_hub_cache"):
         monkeypatch.setattr(scan, name, lambda *args, name=name, **kwargs: reads.append(name))
+    monkeypatch.setattr(module("dependencies.safetensors_header"), "read_safetensors_header",
+                        lambda *args, **kwargs: reads.append("read_safetensors_header"))
     bpy.context.scene.latent_textures.model = str(tmp_path / "models" / "x.safetensors")
     draw(lambda layout: module("preferences")._draw_model_folders(prefs, layout))
     draw(module("panels.common").draw_model, bpy.context.scene.latent_textures)

@@ -15,6 +15,7 @@ import pytest
 from deps_support import import_dependencies
 
 model_scan = import_dependencies("model_scan")
+safetensors_header = import_dependencies("safetensors_header")
 hf_cache = import_dependencies("hf_cache")
 
 UNET = "model.diffusion_model."
@@ -72,8 +73,9 @@ def test_checkpoint_families_agree_with_diffusers(model_folders: dict[str, Path]
 
     expected = {"sd1": "v1", "sdxl": "xl_base", "sd2_inpaint": "inpainting_v2", "controlnet": "controlnet"}
     for name, model_type in expected.items():
-        header = model_scan.read_safetensors_header(model_folders[name])
-        shapes = {key: torch.empty(shape, device="meta") for key, shape in model_scan.tensor_shapes(header).items()}
+        header = safetensors_header.read_safetensors_header(model_folders[name])
+        shapes = {key: torch.empty(shape, device="meta")
+                  for key, shape in safetensors_header.tensor_shapes(header).items()}
         assert infer_diffusers_model_type(shapes) == model_type, name
 
 

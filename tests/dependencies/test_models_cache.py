@@ -51,8 +51,8 @@ def test_catalog_has_the_promised_models():
 
 
 def test_default_scene_model_is_in_the_catalog():
-    """properties.DEFAULT_MODEL (read as text: properties.py imports bpy) can be downloaded from the list."""
-    text = (REPO_ROOT / "properties.py").read_text(encoding="utf-8")
+    """properties.model.DEFAULT_MODEL (read as text: properties/ imports bpy) can be downloaded from the list."""
+    text = (REPO_ROOT / "properties" / "model.py").read_text(encoding="utf-8")
     assert f'DEFAULT_MODEL = "{SD15}"' in text
 
 

@@ -60,6 +60,13 @@ def sources(engine_api: Any) -> Any:
     return importlib.import_module(engine_api.__name__ + ".sources")
 
 
+@pytest.fixture(scope="module")
+def file_selection(engine_api: Any) -> Any:
+    import importlib
+
+    return importlib.import_module(engine_api.__name__ + ".file_selection")
+
+
 # --- classify ----------------------------------------------------------------------------------------
 
 
@@ -121,8 +128,9 @@ def test_engine_refuses_a_pickle_checkpoint_before_reading_it(
 # --- which files a pipeline needs --------------------------------------------------------------------
 
 
-def test_select_files_for_sd15_full_precision(sources: Any) -> None:
-    selection = sources.select_files(SD15_FILES, SD15_INDEX, name="sd15", prefer_variant=None, allow_pickle=False)
+def test_select_files_for_sd15_full_precision(file_selection: Any) -> None:
+    selection = file_selection.select_files(SD15_FILES, SD15_INDEX, name="sd15", prefer_variant=None,
+                                            allow_pickle=False)
     assert selection.variant is None
     assert sorted(selection.files) == sorted(
         SD15_CONFIGS
@@ -134,8 +142,9 @@ def test_select_files_for_sd15_full_precision(sources: Any) -> None:
     )
 
 
-def test_select_files_prefers_the_fp16_variant_when_every_component_has_it(sources: Any) -> None:
-    selection = sources.select_files(SD15_FILES, SD15_INDEX, name="sd15", prefer_variant="fp16", allow_pickle=False)
+def test_select_files_prefers_the_fp16_variant_when_every_component_has_it(file_selection: Any) -> None:
+    selection = file_selection.select_files(SD15_FILES, SD15_INDEX, name="sd15", prefer_variant="fp16",
+                                            allow_pickle=False)
     assert selection.variant == "fp16"
     weights = sorted(f for f in selection.files if f.endswith(".safetensors"))
     assert weights == [
@@ -144,11 +153,12 @@ def test_select_files_prefers_the_fp16_variant_when_every_component_has_it(sourc
         "vae/diffusion_pytorch_model.fp16.safetensors",
     ]
     without_fp16_vae = [f for f in SD15_FILES if f != "vae/diffusion_pytorch_model.fp16.safetensors"]
-    fallback = sources.select_files(without_fp16_vae, SD15_INDEX, name="x", prefer_variant="fp16", allow_pickle=False)
+    fallback = file_selection.select_files(without_fp16_vae, SD15_INDEX, name="x", prefer_variant="fp16",
+                                           allow_pickle=False)
     assert fallback.variant is None
 
 
-def test_one_file_rule_for_the_download_and_the_engine(engine_api: Any, sources: Any) -> None:
+def test_one_file_rule_for_the_download_and_the_engine(engine_api: Any, sources: Any, file_selection: Any) -> None:
     """The preferences' Download (a child process) picks exactly the files the engine loads on that device."""
     import importlib.util
     import sys
@@ -173,8 +183,8 @@ def test_one_file_rule_for_the_download_and_the_engine(engine_api: Any, sources:
         variant = download.download_variant(device, precision, probed)
         assert variant == files.variant_for(dtype), (device, precision, dtype)
         downloaded, _notes = worker.select_files(SD15_FILES, SD15_INDEX, variant)
-        loaded = sources.select_files(SD15_FILES, SD15_INDEX, name="sd15", prefer_variant=files.variant_for(dtype),
-                                      allow_pickle=False)
+        loaded = file_selection.select_files(SD15_FILES, SD15_INDEX, name="sd15",
+                                             prefer_variant=files.variant_for(dtype), allow_pickle=False)
         assert sorted(downloaded) == sorted(loaded.files)
     assert worker.files.SKIPPED_COMPONENTS == sources.SKIPPED_COMPONENTS == files.SKIPPED_COMPONENTS
     for text in ("org/name", "a" * 96 + "/b", "a" * 97 + "/b", "org--x/y", "../etc"):
@@ -187,7 +197,7 @@ def test_one_file_rule_for_the_download_and_the_engine(engine_api: Any, sources:
             assert not ok, text
 
 
-def test_select_files_keeps_shards_and_the_matching_index(sources: Any) -> None:
+def test_select_files_keeps_shards_and_the_matching_index(file_selection: Any) -> None:
     files = SD15_CONFIGS + [
         "text_encoder/model.safetensors",
         "vae/diffusion_pytorch_model.safetensors",
@@ -196,7 +206,7 @@ def test_select_files_keeps_shards_and_the_matching_index(sources: Any) -> None:
         "unet/diffusion_pytorch_model.safetensors.index.json",
         "unet/diffusion_pytorch_model.bin.index.json",
     ]
-    selection = sources.select_files(files, SD15_INDEX, name="x", prefer_variant=None, allow_pickle=False)
+    selection = file_selection.select_files(files, SD15_INDEX, name="x", prefer_variant=None, allow_pickle=False)
     unet = sorted(f for f in selection.files if f.startswith("unet/"))
     assert unet == [
         "unet/config.json",
@@ -206,19 +216,19 @@ def test_select_files_keeps_shards_and_the_matching_index(sources: Any) -> None:
     ]
 
 
-def test_select_files_refuses_pickle_only_components_unless_allowed(engine_api: Any, sources: Any) -> None:
+def test_select_files_refuses_pickle_only_components_unless_allowed(engine_api: Any, file_selection: Any) -> None:
     files = [f for f in SD15_FILES if not f.startswith("unet/diffusion_pytorch_model") or f.endswith(".bin")]
     with pytest.raises(engine_api.UnsafeModelFormatError, match="unet"):
-        sources.select_files(files, SD15_INDEX, name="x", prefer_variant=None, allow_pickle=False)
-    selection = sources.select_files(files, SD15_INDEX, name="x", prefer_variant=None, allow_pickle=True)
+        file_selection.select_files(files, SD15_INDEX, name="x", prefer_variant=None, allow_pickle=False)
+    selection = file_selection.select_files(files, SD15_INDEX, name="x", prefer_variant=None, allow_pickle=True)
     assert "unet/diffusion_pytorch_model.bin" in selection.files
     assert "vae/diffusion_pytorch_model.safetensors" in selection.files  # safetensors still preferred elsewhere
 
 
-def test_select_files_notices_missing_weights(engine_api: Any, sources: Any) -> None:
+def test_select_files_notices_missing_weights(engine_api: Any, file_selection: Any) -> None:
     files = [f for f in SD15_FILES if not f.startswith("vae/diffusion")]
     with pytest.raises(engine_api.ModelNotFoundError, match="vae"):
-        sources.select_files(files, SD15_INDEX, name="x", prefer_variant=None, allow_pickle=False)
+        file_selection.select_files(files, SD15_INDEX, name="x", prefer_variant=None, allow_pickle=False)
 
 
 @pytest.mark.parametrize(
@@ -556,7 +566,7 @@ class FakeHub:
 
 
 @pytest.fixture
-def fake_hub(monkeypatch: pytest.MonkeyPatch, sources: Any, tiny_sd_model: Path) -> FakeHub:
+def fake_hub(monkeypatch: pytest.MonkeyPatch, engine_api: Any, tiny_sd_model: Path) -> FakeHub:
     import huggingface_hub
 
     hub = FakeHub(
@@ -567,7 +577,7 @@ def fake_hub(monkeypatch: pytest.MonkeyPatch, sources: Any, tiny_sd_model: Path)
     monkeypatch.setattr(huggingface_hub.HfApi, "model_info", hub.model_info)
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", hub.hf_hub_download)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", hub.snapshot_download)
-    monkeypatch.setattr(sources, "DOWNLOAD_REPORT_INTERVAL", 0.0)
+    monkeypatch.setattr(engine_api.__name__ + ".hub.DOWNLOAD_REPORT_INTERVAL", 0.0)
     return hub
 
 

@@ -1,0 +1,34 @@
+"""Whole Object: several views around the selected objects, baked into their UV maps."""
+
+import bpy
+
+OBJECT_METHOD_ITEMS = (
+    ("GRID", "Grid", "All views tiled into one image and generated at once (one palette, one lighting)"),
+    ("SEQUENTIAL", "Sequential", "View by view, each inpainting what earlier views did not cover well"),
+)
+
+
+class WholeObjectSettings:
+    """The Whole Object rows (shown when Target is Whole Object)."""
+
+    object_views: bpy.props.IntProperty(
+        name="Views", description="Whole Object: how many views are placed around the selected objects",
+        default=6, min=1, max=16,
+    )
+    view_collection: bpy.props.PointerProperty(
+        name="View Collection", type=bpy.types.Collection,
+        description="Whole Object: use this collection's cameras (in name order) as the views instead",
+    )
+    object_method: bpy.props.EnumProperty(
+        name="Method", description="Whole Object: how the views are generated",
+        items=OBJECT_METHOD_ITEMS, default="GRID",
+    )
+    texture_size: bpy.props.IntProperty(
+        name="Texture Size", description="Whole Object: width and height of each object's baked texture",
+        default=2048, min=256, max=8192, subtype="PIXEL",
+    )
+    keep_view_images: bpy.props.BoolProperty(
+        name="Keep View Images",
+        description="Whole Object: keep each view's generated image and control image as packed images",
+        default=False,
+    )
