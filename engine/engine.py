@@ -60,10 +60,6 @@ class Engine:
         """The ``torch.dtype`` the models are loaded in."""
         return self.placement.dtype
 
-    @dtype.setter
-    def dtype(self, dtype: Any) -> None:
-        self.placement.dtype = dtype
-
     @property
     def channels_last(self) -> bool:
         """The UNet/VAE layout: ``AUTO`` is channels-last on the CPU only (measured there; not on GPUs)."""

@@ -52,9 +52,10 @@ class ModelCache:
         return entries[key]
 
     def newest(self, slot: str) -> Any | None:
-        """The slot's newest entry, or None when it is empty."""
-        entries = self._slots.get(slot)
-        return next(reversed(entries.values())) if entries else None
+        """The slot's newest entry, or None when it is empty. Safe to call without the engine's lock (the UI
+        asks what is loaded while a run frees or loads): the entries are copied in one step."""
+        entries = list(self._slots.get(slot, {}).values())
+        return entries[-1] if entries else None
 
     def entries(self, slot: str) -> Mapping[Hashable, Any]:
         """The slot's entries by key, oldest first (a read-only view)."""

@@ -11,7 +11,9 @@ a new pipeline object around the same modules, and a ControlNet is the only extr
 
 A dedicated inpainting model (9-channel UNet) runs every mode as INPAINT (TXT2IMG/IMG2IMG with
 an all-white mask); an SD 2 depth model runs every mode through its own loaded
-``StableDiffusionDepth2ImgPipeline`` (TXT2IMG at strength 1).
+``StableDiffusionDepth2ImgPipeline`` (TXT2IMG at strength 1). ``task_arguments`` gives the arguments
+each task takes (input image, mask, strength, control image); ``check_request_fits`` what only the
+loaded model can refuse.
 """
 
 from __future__ import annotations

@@ -94,8 +94,8 @@ def upscale(
     request: UpscaleRequest,
     seed: int,
     *,
-    on_progress: ProgressCallback | None = None,
-    cancel_event: threading.Event | None = None,
+    on_progress: ProgressCallback | None,
+    cancel_event: threading.Event | None,
 ) -> GenerationResult:
     """Run the validated ``request`` (``method`` X4_UPSCALER) with ``seed``; progress: tile i/n and step j/m."""
     from . import devices
