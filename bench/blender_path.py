@@ -90,7 +90,7 @@ class Probe:
         if getattr(engine, "_bench_wrapped", False):
             return
         engine._bench_wrapped = True
-        generate, load = engine.generate, engine._load
+        generate, load = engine.generate, engine.cache.load
         probe = self
 
         def timed_generate(*args: Any, **kwargs: Any) -> Any:
@@ -100,16 +100,18 @@ class Probe:
             finally:
                 probe.generate += time.perf_counter() - start
 
-        def timed_load(*args: Any, **kwargs: Any) -> Any:
+        def timed_load(slot: str, *args: Any, **kwargs: Any) -> Any:
+            if slot != "model":  # the base model's slot (engine/base_model.py); a cached one is not read again
+                return load(slot, *args, **kwargs)
             start = time.perf_counter()
-            model = load(*args, **kwargs)
+            model = load(slot, *args, **kwargs)
             probe.load += time.perf_counter() - start
             for pipe in model.pipelines.values():
                 probe.hook(pipe)
             return model
 
         engine.generate = timed_generate
-        engine._load = timed_load
+        engine.cache.load = timed_load
 
     def hook(self, pipe: Any) -> None:
         if id(pipe.unet) in self.hooked:

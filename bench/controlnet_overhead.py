@@ -78,7 +78,7 @@ def measure(model: Path, controlnet: Path, *, size: int, steps: int, runs: int, 
     for name in per_step:
         per_step[name] = per_step[name][warmup:]  # the warm-up runs are not measured
     pairs = zip(per_step["controlnet"], per_step["plain"], strict=True)
-    controlnet_params = sum(p.numel() for p in next(iter(engine._model.controlnets.values())).parameters())
+    controlnet_params = sum(p.numel() for p in next(iter(engine.cache.entries("controlnet").values())).parameters())
     unet_params = sum(p.numel() for p in engine._model.base.unet.parameters())
     engine.free()
     return {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 
 class EngineError(Exception):
     """Base class for every error the engine raises on purpose (bad input raises ``ValueError``)."""
@@ -24,3 +26,9 @@ class UnsafeModelFormatError(EngineError):
 
 class OutOfMemoryError(EngineError):
     """The device ran out of memory; the message suggests how to fit the run."""
+
+
+def check_cancel(cancel_event: threading.Event | None) -> None:
+    """Raise ``GenerationCancelled`` once ``cancel_event`` is set (checked at every step boundary)."""
+    if cancel_event is not None and cancel_event.is_set():
+        raise GenerationCancelled()

@@ -19,7 +19,7 @@ inductor's weight freezing emits) and calling the op with the packed weight:
 
 The cost is memory: one packed copy of those weights beside the module's own
 (``packable_bytes``: the engine packs only when that still leaves room, see
-``Engine._pack_weights``), and only where it pays: the UNet and ControlNets at their
+``Placement.pack_weights``), and only where it pays: the UNet and ControlNets at their
 small latents, not the VAE or the x4 upscaler (large images reuse each weight over many
 pixels: measured no faster).
 

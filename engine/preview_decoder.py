@@ -16,9 +16,11 @@ import numpy as np
 import torch
 
 from . import hub
+from .model_cache import ModelCache
 
 log = logging.getLogger(__name__)
 
+SLOT = "preview_decoder"  # the model cache's slot: one tiny decoder per (family, source)
 PREVIEW_DECODERS = ("LINEAR", "TAESD")
 TINY_DECODER_REPOS = {"SD1": "madebyollin/taesd", "SD2": "madebyollin/taesd", "SDXL": "madebyollin/taesdxl"}
 _FILES = ["config.json", "diffusion_pytorch_model.safetensors"]
@@ -58,3 +60,19 @@ def load_tiny_decoder(folder: str | Path, device: torch.device, dtype: torch.dty
 
     vae = AutoencoderTiny.from_pretrained(str(folder), torch_dtype=dtype)
     return TinyDecoderPreview(vae.to(device))
+
+
+def cached_tiny_decoder(cache: ModelCache, family: str, source: str | None) -> TinyDecoderPreview | None:
+    """The tiny decoder for ``family`` (``source``: a local ``AutoencoderTiny`` folder instead), kept in the
+    cache; None where it cannot be had (not on disk and offline): the caller previews linearly."""
+    key = (family, source)
+    decoder = cache.get(SLOT, key)
+    if decoder is not None:
+        return decoder
+    placement = cache.placement
+    options = placement.options
+    folder = source or tiny_decoder_folder(family, cache_dir=options.cache_dir, offline=options.offline)
+    if folder is None:
+        log.warning("No tiny preview decoder for %s on disk and offline: using the linear preview.", family)
+        return None
+    return cache.load(SLOT, key, lambda: load_tiny_decoder(folder, placement.device, placement.dtype), keep=None)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import math
 import numbers
+import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -345,6 +347,14 @@ class ProgressEvent:
     stage: str = "DENOISE"
     part: int = 0  # a run made of several generations (upscale tiles, object views): this one's number, 1-based
     parts: int = 0  # ... of how many; 0 = a single generation
+
+
+ProgressCallback = Callable[[ProgressEvent], None]
+
+
+def seed_or_random(seed: int | None) -> int:
+    """``seed``, or a random one for ``None`` (the result carries the seed used)."""
+    return int(seed) if seed is not None else secrets.randbelow(MAX_SEED + 1)
 
 
 @dataclass

@@ -1,11 +1,10 @@
-"""Upscale an image x2/x4: a Lanczos resize, then the model redraws overlapping tiles at its native size.
+"""Upscaling, the contract: ``UpscaleRequest``, the size limits and the recipe, shared by both methods.
 
-Each tile is an ordinary img2img generation (``Engine.generate``) at a low
-strength, conditioned by a tile ControlNet on the resized tile itself, with the
-artist's model, LoRAs and prompt; the tiles are blended with weights that sum to
-one (``tiles.py``). On wrapped (seamless) axes the tiles are placed modulo the
-size, so the result tiles along the same axes. The seed of tile k is derived
-from the seed, so a recipe reproduces the whole image.
+``TILED_DIFFUSION`` (``upscale_tiled.py``): a Lanczos resize, then the artist's model redraws
+overlapping tiles at its native size as ordinary img2img generations. ``X4_UPSCALER``
+(``upscale_x4.py``): the dedicated x4 model paints every tile from the source. Both blend the tiles
+with weights that sum to one (``tiles.py``), place them modulo the size on wrapped (seamless) axes,
+and derive the seed of tile k from the run's seed (``tile_seed``), so a recipe reproduces the whole image.
 
 Imports only numpy at module level (the request type is used by the add-on).
 """
@@ -14,19 +13,13 @@ from __future__ import annotations
 
 import hashlib
 import numbers
-import secrets
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from . import tiles, upscale_x4
-from .request import MAX_SEED, MAX_STEPS, SCHEDULERS, SEAMLESS_AXES, GenerationRequest, GenerationResult, ProgressEvent
-
-if TYPE_CHECKING:
-    from .engine import Engine
+from . import tiles
+from .request import MAX_SEED, MAX_STEPS, SCHEDULERS, SEAMLESS_AXES
 
 FACTORS = (2, 4)
 # TILED_DIFFUSION: Lanczos, then the artist's model redraws tiles; X4_UPSCALER: the dedicated x4 model (upscale_x4.py)
@@ -38,6 +31,9 @@ MAX_OUTPUT_SIDE = 16384  # pixels: beyond this Blender's packed images and most 
 # sum (RGB) and weight, the float32 RGBA result and Blender's float RGBA copy of it.
 BYTES_PER_OUTPUT_PIXEL = 3 * 4 + 3 * 8 + 8 + 4 * 4 + 4 * 4
 MEMORY_SHARE = 0.5  # of the machine's RAM
+X4_FACTOR = 4  # the dedicated upscaler's own factor; x2 is its result halved
+DEFAULT_NOISE_LEVEL = 20  # diffusers' default: how much noise the low-res input gets (0..max_noise_level)
+MAX_NOISE_LEVEL = 350  # the real model's max_noise_level; a model's own config is checked at run time
 
 
 @dataclass
@@ -83,7 +79,7 @@ class UpscaleRequest:
     loras: tuple[Any, ...] = ()
     method: str = "TILED_DIFFUSION"
     upscaler_model: str = ""
-    noise_level: int = upscale_x4.DEFAULT_NOISE_LEVEL
+    noise_level: int = DEFAULT_NOISE_LEVEL
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad field and what it accepts."""
@@ -106,9 +102,9 @@ class UpscaleRequest:
             raise ValueError(f"steps must be an integer from 1 to {MAX_STEPS}; got {self.steps!r}.")
         if self.method not in UPSCALE_METHODS:
             raise ValueError(f"method must be one of {', '.join(UPSCALE_METHODS)}; got {self.method!r}.")
-        if not isinstance(self.noise_level, int) or not 0 <= self.noise_level <= upscale_x4.MAX_NOISE_LEVEL:
+        if not isinstance(self.noise_level, int) or not 0 <= self.noise_level <= MAX_NOISE_LEVEL:
             raise ValueError(
-                f"noise_level must be an integer from 0 to {upscale_x4.MAX_NOISE_LEVEL}; got {self.noise_level!r}."
+                f"noise_level must be an integer from 0 to {MAX_NOISE_LEVEL}; got {self.noise_level!r}."
             )
         if self.method == "TILED_DIFFUSION" and self.strength and int(self.steps * self.strength) < 1:
             raise ValueError(
@@ -157,8 +153,8 @@ def check_fits(height: int, width: int, factor: int, memory: int | None = None, 
     """
     if memory is None:
         memory = _machine_memory()
-    if x4_upscaler and factor != upscale_x4.X4_FACTOR and not _fits(height, width, upscale_x4.X4_FACTOR, memory):
-        need = output_bytes(height, width, upscale_x4.X4_FACTOR) / 2**30
+    if x4_upscaler and factor != X4_FACTOR and not _fits(height, width, X4_FACTOR, memory):
+        need = output_bytes(height, width, X4_FACTOR) / 2**30
         raise ValueError(
             f"factor is too large for the x4 upscaler: it paints {width * 4}x{height * 4} pixels (~{need:.1f} GB "
             f"to hold) even for x{factor}; use the Tiled Diffusion method or a smaller image."
@@ -188,113 +184,11 @@ def tile_seed(seed: int, index: int) -> int:
     return int.from_bytes(digest[:4], "little") & MAX_SEED
 
 
-def native_tile_size(engine: Engine) -> int:
-    """The loaded model's own resolution (UNet sample size x the VAE's downsampling)."""
-    pipe = engine._model.pipelines["TXT2IMG"] if engine._model is not None else None
-    if pipe is None:
-        raise ValueError("native_tile_size needs a loaded model")
-    return int(pipe.unet.config.sample_size) * int(getattr(pipe, "vae_scale_factor", 8))
-
-
-def upscale(
-    engine: Engine,
-    request: UpscaleRequest,
-    *,
-    on_progress: Callable[[ProgressEvent], None] | None = None,
-    cancel_event: threading.Event | None = None,
-    previews: bool = True,
-) -> GenerationResult:
-    """Run ``request`` on ``engine``'s model; see the module docstring. Progress: tile i/n and step j/m."""
-    request.validate()
-    seed = int(request.seed) if request.seed is not None else secrets.randbelow(MAX_SEED + 1)
-    if request.method == "X4_UPSCALER":
-        return _upscale_x4(engine, request, seed, on_progress, cancel_event)
-    rgb = np.ascontiguousarray(request.image[..., :3], dtype=np.float32)
-    big = tiles.resize(rgb, request.factor, wrap_x=request.wrap_x, wrap_y=request.wrap_y)
-    height, width = big.shape[:2]
-    tile_size = request.tile_size
-    layout: list[tiles.Tile] = []
-    generation_recipe: dict[str, Any] = {}
-    if request.strength > 0:
-        if not tile_size:
-            engine.load(request.model, on_progress=on_progress, cancel_event=cancel_event)
-            tile_size = native_tile_size(engine)
-        overlap = min(request.tile_overlap, tile_size - 8)
-        layout = tiles.layout(height, width, tile_size, overlap, request.wrap_x, request.wrap_y)
-
-        def draw(tile: tiles.Tile, pixels: np.ndarray) -> np.ndarray:
-            generation = _tile_request(request, tile, pixels, seed, width, height)
-
-            def tile_progress(event: ProgressEvent) -> None:
-                if on_progress is not None:
-                    on_progress(replace(event, part=tile.index + 1, parts=len(layout)))
-
-            result = engine.generate(generation, on_progress=tile_progress, cancel_event=cancel_event,
-                                     previews=previews)
-            generation_recipe.update(result.recipe)
-            return result.image[: tile.height, : tile.width, :3]
-
-        big = tiles.redraw(big, layout, draw, wrap_x=request.wrap_x, wrap_y=request.wrap_y)
-    rgba = np.ones((height, width, 4), dtype=np.float32)
-    rgba[..., :3] = big
-    recipe = _recipe(request, seed, tile_size, len(layout), generation_recipe)
-    return GenerationResult(image=rgba, seed=seed, recipe=recipe)
-
-
-def _upscale_x4(
-    engine: Engine,
-    request: UpscaleRequest,
-    seed: int,
-    on_progress: Callable[[ProgressEvent], None] | None,
-    cancel_event: threading.Event | None,
-) -> GenerationResult:
-    big, fields = upscale_x4.run(engine, request, seed, on_progress=on_progress, cancel_event=cancel_event)
-    height, width = big.shape[:2]
-    rgba = np.ones((height, width, 4), dtype=np.float32)
-    rgba[..., :3] = big
-    recipe = _recipe(request, seed, fields["tile_size"], fields["tiles"], {})
-    recipe["upscale"].update(
-        method="X4_UPSCALER", control="NONE", control_model="", upscaler_model=fields["upscaler_model"],
-        noise_level=fields["noise_level"], upscaler_files=fields["model_files"],
-        upscaler_revision=fields.get("model_revision", ""),
-    )
-    ignored = []
-    if request.control != "NONE" or request.loras:
-        ignored.append("The tile ControlNet and LoRAs do not apply to the x4 upscaler: it is its own model and "
-                       "paints every tile from the source itself (Noise Level sets how freely).")
-    return GenerationResult(image=rgba, seed=seed, recipe=recipe, timings={"upscale": fields["seconds"]},
-                            ignored=ignored)
-
-
-def _tile_request(
-    request: UpscaleRequest, tile: tiles.Tile, pixels: np.ndarray, seed: int, width: int, height: int
-) -> GenerationRequest:
-    padded = tiles.pad_to_multiple(pixels)
-    seamless = tiles.own_wrap(tile, height, width, request.wrap_x, request.wrap_y)
-    fields: dict[str, Any] = {
-        "prompt": request.prompt,
-        "negative_prompt": request.negative_prompt,
-        "model": request.model,
-        "mode": "IMG2IMG",
-        "init_image": padded,
-        "strength": float(request.strength),
-        "width": padded.shape[1],
-        "height": padded.shape[0],
-        "steps": request.steps,
-        "guidance_scale": request.guidance_scale,
-        "scheduler": request.scheduler,
-        "seed": tile_seed(seed, tile.index),
-        "seamless": seamless,
-    }
-    if request.control != "NONE":
-        fields.update(control=request.control, control_image=padded, control_model=request.control_model,
-                      control_strength=request.control_strength)
-    if request.loras:
-        fields["loras"] = tuple(request.loras)
-    return GenerationRequest(**fields)
-
-
-def _recipe(request: UpscaleRequest, seed: int, tile_size: int, count: int, generation: dict[str, Any]) -> dict[str, Any]:
+def upscale_recipe(
+    request: UpscaleRequest, seed: int, tile_size: int, count: int, generation: dict[str, Any]
+) -> dict[str, Any]:
+    """The recipe of an upscale: ``upscale`` (what was asked, ``count`` tiles of ``tile_size``) and the new size;
+    ``generation``: a tile's own recipe (the ControlNet it resolved), {} where none ran."""
     return {
         "upscale": {
             "factor": request.factor,

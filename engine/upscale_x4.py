@@ -1,4 +1,4 @@
-"""The dedicated upscaler: ``stabilityai/stable-diffusion-x4-upscaler`` (``StableDiffusionUpscalePipeline``), tiled.
+"""The x4-upscaler task: ``stabilityai/stable-diffusion-x4-upscaler`` (``StableDiffusionUpscalePipeline``), tiled.
 
 The pipeline allocates its latents at the *input* size and decodes four times
 that, so one untiled run on a 1024² source needs a 4096² decode at once. Here the
@@ -9,31 +9,48 @@ weights and the wrap rule of the tiled-diffusion path (``tiles.py``): on a wrapp
 axis the tiles are placed modulo the size, so a seamless texture stays seamless.
 x2 is the x4 result averaged over 2x2 pixel blocks (exact, and wrap-safe).
 
-The upscaler is its own model in its own engine slot (``Engine.load_upscaler``):
-the artist's model stays loaded beside it.
+The upscaler is its own model in its own slot of the model cache (``SLOT``): the
+artist's model stays loaded beside it. A task module: it never imports another.
+Imports only numpy at module level (the add-on reads the defaults); torch loads with the engine.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from . import tiles
-from .request import ProgressEvent
+from . import sources, tiles
+from .errors import EngineError, check_cancel
+from .prompt_embeddings import PromptCache
+from .request import GenerationResult, ProgressCallback, ProgressEvent
+from .upscale import DEFAULT_NOISE_LEVEL  # noqa: F401 - the add-on reads the defaults here
+from .upscale import MAX_NOISE_LEVEL, X4_FACTOR, UpscaleRequest, tile_seed, upscale_recipe
 
 if TYPE_CHECKING:
-    from .engine import Engine
-    from .upscale import UpscaleRequest
+    from .model_cache import ModelCache, ModelFiles
 
-X4_FACTOR = 4
+log = logging.getLogger(__name__)
+
+SLOT = "upscaler"
 DEFAULT_UPSCALER = "stabilityai/stable-diffusion-x4-upscaler"
-DEFAULT_NOISE_LEVEL = 20  # diffusers' default: how much noise the low-res input gets (0..max_noise_level)
-MAX_NOISE_LEVEL = 350  # the real model's max_noise_level; a model's own config is checked at run time
+
+
+@dataclass
+class LoadedUpscaler:
+    """The dedicated x4 upscaler in memory, in the cache's ``upscaler`` slot beside the artist's model."""
+
+    key: tuple[str, str, str, str]
+    pipe: Any
+    where: ModelFiles
+    scheduler_config: dict[str, Any]  # as shipped: every tile's scheduler is made from it
+    prompt_cache: PromptCache = field(default_factory=PromptCache)
 
 
 def native_input_tile(pipe: Any) -> int:
@@ -72,19 +89,47 @@ def check_noise_level(noise_level: int, pipe: Any) -> None:
         raise ValueError(f"noise_level must be an integer from 0 to {limit} for this upscaler; got {noise_level!r}.")
 
 
-def run(
-    engine: Engine,
+def upscale(
+    cache: ModelCache,
     request: UpscaleRequest,
     seed: int,
     *,
-    on_progress: Callable[[ProgressEvent], None] | None,
+    on_progress: ProgressCallback | None,
+    cancel_event: threading.Event | None,
+) -> GenerationResult:
+    """Run the validated ``request`` (``method`` X4_UPSCALER) with ``seed``; progress: tile i/n and step j/m."""
+    from . import devices
+
+    with devices.oom_as_engine_error(cache.placement.device):
+        big, fields = run(cache, request, seed, on_progress=on_progress, cancel_event=cancel_event)
+    height, width = big.shape[:2]
+    rgba = np.ones((height, width, 4), dtype=np.float32)
+    rgba[..., :3] = big
+    recipe = upscale_recipe(request, seed, fields["tile_size"], fields["tiles"], {})
+    recipe["upscale"].update(
+        method="X4_UPSCALER", control="NONE", control_model="", upscaler_model=fields["upscaler_model"],
+        noise_level=fields["noise_level"], upscaler_files=fields["model_files"],
+        upscaler_revision=fields.get("model_revision", ""),
+    )
+    ignored = []
+    if request.control != "NONE" or request.loras:
+        ignored.append("The tile ControlNet and LoRAs do not apply to the x4 upscaler: it is its own model and "
+                       "paints every tile from the source itself (Noise Level sets how freely).")
+    return GenerationResult(image=rgba, seed=seed, recipe=recipe, timings={"upscale": fields["seconds"]},
+                            ignored=ignored)
+
+
+def run(
+    cache: ModelCache,
+    request: UpscaleRequest,
+    seed: int,
+    *,
+    on_progress: ProgressCallback | None,
     cancel_event: threading.Event | None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Upscale ``request.image`` x4 tile by tile (x2: then halved). Returns the RGB image and the recipe fields."""
-    from .upscale import tile_seed  # imports this module lazily
-
     source = request.upscaler_model or DEFAULT_UPSCALER
-    upscaler = engine.load_upscaler(source, on_progress=on_progress, cancel_event=cancel_event)
+    upscaler = load_upscaler(cache, source, on_progress=on_progress, cancel_event=cancel_event)
     pipe = upscaler.pipe
     check_noise_level(request.noise_level, pipe)
     rgb = np.ascontiguousarray(request.image[..., :3], dtype=np.float32)
@@ -96,7 +141,7 @@ def run(
     started = time.perf_counter()
     for tile in layout:
         pixels = tiles.extract(rgb, tile, request.wrap_x, request.wrap_y)
-        upscaled = engine.run_upscaler_tile(
+        upscaled = run_tile(
             upscaler,
             tiles.pad_to_multiple(pixels, multiple),
             prompt=request.prompt,
@@ -126,8 +171,97 @@ def run(
     return big, fields
 
 
+def load_upscaler(
+    cache: ModelCache,
+    model: str,
+    *,
+    on_progress: ProgressCallback | None = None,
+    cancel_event: threading.Event | None = None,
+) -> LoadedUpscaler:
+    """The x4 upscaler ``model`` (a ``StableDiffusionUpscalePipeline``: repo id or diffusers folder), from the
+    cache's ``upscaler`` slot, else loaded (or downloaded) into it."""
+    from .model_cache import loading, read_pipeline
+    from .prompt_embeddings import remember_prompt_embeddings
+
+    placement = cache.placement
+    source = sources.classify(model, allow_pickle=placement.options.allow_pickle)
+    key = placement.cache_key(source)
+
+    def read() -> LoadedUpscaler:
+        if source.kind == "SINGLE_FILE":
+            raise EngineError(
+                f"{source.location} is a single file; the x4 upscaler is loaded from its diffusers folder or "
+                "repo id (stabilityai/stable-diffusion-x4-upscaler)."
+            )
+        with loading(f"The upscaler {source.location}", "its files may be incomplete - download it again."):
+            pipe, where = read_pipeline(source, placement, on_progress, cancel_event, sources.UPSCALER_PIPELINES)
+        # Not packed (pack_weights): at its 128x128 latents a tile measured no faster (27.7 s vs 26.2 s, 2 steps,
+        # x4-upscaler-sized), and a packed copy would cost ~1 GB more.
+        placement.place(pipe, pack_weights=False)
+        upscaler = LoadedUpscaler(key, pipe, where, dict(pipe.scheduler.config))
+        remember_prompt_embeddings(pipe, upscaler.prompt_cache)
+        log.info("Loaded the upscaler %s on %s as %s", source.location, placement.device, placement.dtype)
+        return upscaler
+
+    return cache.load(SLOT, key, read)
+
+
+def run_tile(
+    upscaler: LoadedUpscaler,
+    pixels: np.ndarray,
+    *,
+    prompt: str,
+    negative_prompt: str,
+    steps: int,
+    guidance_scale: float,
+    scheduler: str,
+    noise_level: int,
+    seed: int,
+    wrap: str,
+    on_step: Callable[[int], None] | None,
+    cancel_event: threading.Event | None,
+) -> np.ndarray:
+    """One tile through the x4 upscaler: float32 (h, w, 3) in 0..1 -> (4h, 4w, 3). ``wrap``: the seamless axes
+    the tile wraps around itself (it spans them whole). Cancel is checked after every step."""
+    import torch
+
+    from . import devices
+    from .schedulers import make_scheduler
+    from .tiling import seamless
+
+    def on_step_end(step: int, timestep: Any, latents: Any) -> None:
+        check_cancel(cancel_event)
+        if on_step is not None:
+            on_step(step + 1)
+
+    pipe = upscaler.pipe
+    check_cancel(cancel_event)
+    pipe.scheduler = make_scheduler(scheduler, upscaler.scheduler_config, steps)
+    unet = pipe.unet
+    if wrap != "NONE" and hasattr(unet, "_orig_mod"):
+        pipe.unet = unet._orig_mod  # compiled graphs know no circular padding
+    try:
+        with seamless((pipe.unet, pipe.vae), wrap), torch.inference_mode():
+            images = pipe(
+                prompt=prompt,
+                negative_prompt=negative_prompt or None,
+                image=pixels[None],
+                num_inference_steps=steps,
+                guidance_scale=float(guidance_scale),
+                noise_level=int(noise_level),
+                generator=devices.seed_generator(seed),
+                output_type="np",
+                callback=on_step_end,
+                callback_steps=1,
+            ).images
+    finally:
+        pipe.unet = unet
+    check_cancel(cancel_event)
+    return np.ascontiguousarray(images[0], dtype=np.float32)
+
+
 def _tile_progress(
-    on_progress: Callable[[ProgressEvent], None] | None, part: int, parts: int, steps: int
+    on_progress: ProgressCallback | None, part: int, parts: int, steps: int
 ) -> Callable[[int], None] | None:
     if on_progress is None:
         return None

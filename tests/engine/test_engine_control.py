@@ -168,11 +168,11 @@ def test_the_controlnet_is_cached_beside_the_model_and_freed_with_it(
     engine = new_engine()
     fields = {"control": "DEPTH", "control_image": control_image(), "control_model": str(tiny_controlnet)}
     engine.generate(make_request(tiny_sd_model, **fields))
-    (key, controlnet), = engine._model.controlnets.items()
+    (key, controlnet), = engine.cache.entries("controlnet").items()
     dtype = str(engine.dtype).removeprefix("torch.")  # Precision AUTO: bf16 on CPUs with native bf16
     assert key[1] == str(tiny_controlnet.resolve()) and key[2:] == ("cpu", dtype)
     engine.generate(make_request(tiny_sd_model, mode="IMG2IMG", init_image=_ramp(), strength=0.5, **fields))
-    assert list(engine._model.controlnets.values()) == [controlnet] and engine.load_count == 1
+    assert list(engine.cache.entries("controlnet").values()) == [controlnet] and engine.load_count == 1
     pipe = engine._model.pipelines[("TXT2IMG", key)]
     assert pipe.controlnet is controlnet
     alive = weakref.ref(controlnet)

@@ -78,7 +78,7 @@ def test_the_upscaler_has_its_own_slot_beside_the_artists_model(engine_api, new_
     engine.upscale(_request(engine_api, tiny_x4))
     assert engine.load_count == 2  # one load each, neither evicted the other
     packed_weights = importlib.import_module(engine_api.__name__ + ".packed_weights")
-    upscaler = engine._upscaler.pipe
+    upscaler = engine.cache.newest("upscaler").pipe
     assert packed_weights.packable_bytes((upscaler.unet, upscaler.vae), installed=True) == 0  # no gain there: not packed
     engine.free()
     engine.upscale(_request(engine_api, tiny_x4))

@@ -125,9 +125,9 @@ def test_repeated_prompt_skips_the_text_encoder_and_is_bit_identical(
 def test_prompt_cache_is_bounded_and_dropped_with_the_model(
     engine_api: Any, new_engine: Any, make_request: Any, tiny_sd_model: Path, pipeline_of: Any
 ) -> None:
-    engine_module = importlib.import_module(engine_api.__name__ + ".engine")
+    prompt_embeddings = importlib.import_module(engine_api.__name__ + ".prompt_embeddings")
     engine = new_engine()
-    prompts = [f"stone {i}" for i in range(engine_module.PROMPT_CACHE_SIZE + 1)]
+    prompts = [f"stone {i}" for i in range(prompt_embeddings.PROMPT_CACHE_SIZE + 1)]
     for prompt in prompts:
         engine.generate(make_request(tiny_sd_model, prompt=prompt, steps=1))
     calls = _text_encoder_calls(pipeline_of(engine))
@@ -135,7 +135,7 @@ def test_prompt_cache_is_bounded_and_dropped_with_the_model(
     assert calls == []  # the newest is kept
     engine.generate(make_request(tiny_sd_model, prompt=prompts[0], steps=1))
     assert calls  # the oldest was dropped
-    assert len(engine._model.prompt_cache) == engine_module.PROMPT_CACHE_SIZE
+    assert len(engine._model.prompt_cache) == prompt_embeddings.PROMPT_CACHE_SIZE
     engine.free()
     engine.generate(make_request(tiny_sd_model, prompt=prompts[-1], steps=1))
     assert len(engine._model.prompt_cache) == 1
@@ -515,8 +515,8 @@ def test_non_finite_output_is_a_clear_error(
 
 
 def test_vae_tiling_auto_decides_by_memory(engine_api: Any) -> None:
-    engine_module = importlib.import_module(engine_api.__name__ + ".engine")
-    needed = engine_module.vae_tiling_needed
+    decoding = importlib.import_module(engine_api.__name__ + ".decoding")
+    needed = decoding.vae_tiling_needed
     gb = 2**30
     sd15_weights = int(4.3 * gb)
     assert not needed(2048 * 2048, 4, 64 * gb, sd15_weights)  # 12 GB decode beside 60 GB free
