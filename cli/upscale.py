@@ -11,7 +11,7 @@ import bpy
 
 from ..engine.upscale_x4 import DEFAULT_NOISE_LEVEL, DEFAULT_UPSCALER, MAX_NOISE_LEVEL
 from . import plan, support
-from .arguments import RANDOM_SEED, output_paths, parse_seed
+from .arguments import RANDOM_SEED, output_paths, parse_seed, upper
 from .errors import UsageError, say
 from .images import image_argument
 from .models import model_cache
@@ -60,7 +60,7 @@ def run_upscale(args) -> int:
     return 0
 
 
-def add_upscale_command(commands, prog: str, upper) -> None:
+def add_upscale_command(commands, prog: str) -> argparse.ArgumentParser:
     """The ``upscale`` sub-command's arguments."""
     upscale = commands.add_parser(
         "upscale",
@@ -109,3 +109,4 @@ def add_upscale_command(commands, prog: str, upper) -> None:
     upscale.add_argument("--out", metavar="OUT.blend", help="save the scene with the upscaled image packed inside")
     upscale.add_argument("--texture-dir", metavar="DIR",
                          help="also write the upscaled image as DIR/<prompt>_<seed>_<digest>.png with its recipe")
+    return upscale
