@@ -87,6 +87,11 @@ def build_parser(commands, prog: str = DEFAULT_PROG) -> argparse.ArgumentParser:
     return parser
 
 
+def add_command(commands, name: str, summary: str, description: str, **options) -> argparse.ArgumentParser:
+    """A sub-command's parser: ``summary`` in the list of commands, ``description`` (wrapped) atop its --help."""
+    return commands.add_parser(name, help=summary, description=textwrap.fill(description, width=100), **options)
+
+
 def output_paths(args) -> tuple[Path | None, Path | None]:
     if not args.out and not args.texture_dir:
         raise UsageError("nothing would be saved: give --out OUT.blend and/or --texture-dir DIR")

@@ -7,7 +7,6 @@ import contextlib
 import io
 import os
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import bpy
 
 from .. import properties
 from . import plan, support
-from .arguments import check_sampling_numbers, choices, parse_seed, scene_default, settings_rna, upper
+from .arguments import add_command, check_sampling_numbers, choices, parse_seed, scene_default, settings_rna, upper
 from .errors import CommandError, UsageError, operator_message, say
 from .models import model_cache
 from .run import _replay, _watching
@@ -92,15 +91,12 @@ def run_compare(args) -> int:
 
 
 def add_compare_command(commands, prog: str) -> argparse.ArgumentParser:
-    """The ``compare`` sub-command's arguments."""
-    compare = commands.add_parser(
-        "compare",
-        help="one labelled grid image: guidance values along the row, schedulers or step counts down the column",
-        description=textwrap.fill(
-            "Run bpy.ops.latent_textures.compare: one prompt and seed, a row of guidance values against a column "
-            "of schedulers or step counts, each cell exactly the image 'generate' makes with those settings. "
-            "Options you leave out keep the scene's value.", width=100,
-        ),
+    compare = add_command(
+        commands, "compare",
+        summary="one labelled grid image: guidance values along the row, schedulers or step counts down the column",
+        description="Run bpy.ops.latent_textures.compare: one prompt and seed, a row of guidance values against a "
+                    "column of schedulers or step counts, each cell exactly the image 'generate' makes with those "
+                    "settings. Options you leave out keep the scene's value.",
     )
     compare.add_argument("--blend", metavar="IN.blend", help="the .blend whose settings to use (default: a new scene)")
     compare.add_argument("--prompt", help="what to paint (default: the scene's prompt)")

@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import textwrap
 
 from .. import properties
 from . import conditioning, whole_object
-from .arguments import check_sampling_numbers, choice_help, choices, parse_seed, scene_default, upper
+from .arguments import add_command, check_sampling_numbers, choice_help, choices, parse_seed, scene_default, upper
 
 
 def add_generate_command(commands, prog: str) -> argparse.ArgumentParser:
-    """The ``generate`` sub-command's arguments."""
-    generate = commands.add_parser(
-        "generate",
-        help="generate textures onto objects (one per prompt; a prompts file makes a batch)",
-        description=textwrap.fill(
-            "Generate textures with bpy.ops.latent_textures.generate, the operator the panel runs. "
-            "Options you leave out keep the value saved in the scene (the add-on's defaults in a new scene). "
-            "Everything is checked before the first texture is generated, and files are written only when "
-            "every texture succeeded: on failure the exit status is non-zero, one line says why, and no "
-            "output file is written. Texture files are named from their recipe (<prompt>_<seed>_<digest>.png), "
-            "so the same command writes the same files again.", width=100,
-        ),
+    generate = add_command(
+        commands, "generate", "generate textures onto objects (one per prompt; a prompts file makes a batch)",
+        "Generate textures with bpy.ops.latent_textures.generate, the operator the panel runs. Options you leave "
+        "out keep the value saved in the scene (the add-on's defaults in a new scene). Everything is checked "
+        "before the first texture is generated, and files are written only when every texture succeeded: on "
+        "failure the exit status is non-zero, one line says why, and no output file is written. Texture files "
+        "are named from their recipe (<prompt>_<seed>_<digest>.png), so the same command writes the same files "
+        "again.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=(
             "examples:\n"
