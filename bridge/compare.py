@@ -15,9 +15,11 @@ import bpy
 
 from ..engine import MAX_SEED
 from ..engine.compare import GridPlan, compose, parse_numbers, parse_schedulers, plan_grid
-from . import results, run
+from . import results, targets
 from .insight import create_insight_image
 from .job import GenerationJob, JobEvent
+from .plan import Plan
+from .run import GenerationRun
 
 
 def plan_from_settings(context: bpy.types.Context, guidance: str, axis: str, schedulers: str, steps: str):
@@ -28,7 +30,7 @@ def plan_from_settings(context: bpy.types.Context, guidance: str, axis: str, sch
     else:
         values = parse_numbers(steps, "steps", integer=True)
     guidance_values = parse_numbers(guidance, "guidance")
-    plan = run.prepare(context, place_result=False)  # a grid records no filmstrip / attention maps
+    plan = targets.prepare(context, place_result=False)  # a grid records no filmstrip / attention maps
     if plan.request.seed is None:
         plan.request.seed = secrets.randbelow(MAX_SEED + 1)  # one seed for every cell
     grid = plan_grid(plan.request, guidance_values, axis, values)
@@ -69,10 +71,10 @@ def _denoising_steps(request) -> int:
     return int(request.steps * request.strength) if request.mode != "TXT2IMG" else request.steps
 
 
-class CompareRun(run.GenerationRun):
+class CompareRun(GenerationRun):
     """A started comparison: writes one grid image, touches nothing else."""
 
-    def __init__(self, plan: run.Plan, grid: GridPlan) -> None:
+    def __init__(self, plan: Plan, grid: GridPlan) -> None:
         super().__init__(plan, CompareJob(plan.options, grid))
         self.grid = grid
 

@@ -27,7 +27,8 @@ from . import results
 from .job import GenerationJob, JobEvent
 from .object_bake import (BakedMesh, MeshTexels, ViewPasses, auto_views, bake_mesh, bake_views, camera_recipe,
                           collection_views, mesh_texels, object_triangles, render_uv_layer, view_passes)
-from .run import GenerationRun, Plan, find_object
+from .plan import Plan, Target, find_object
+from .run import GenerationRun
 
 
 @dataclass
@@ -93,7 +94,7 @@ def target_objects(context: bpy.types.Context) -> list[str]:
     return [obj.name for obj in objects]
 
 
-def capture(context: bpy.types.Context, settings, plan: Plan) -> ObjectCapture:
+def capture(context: bpy.types.Context, settings, plan: Plan, objects: list[bpy.types.Object]) -> None:
     """Views, view passes and texels of the plan's objects; the request becomes the grid's generation.
 
     Raises ValueError with the fix for every setting Whole Object cannot use; creates nothing.
@@ -105,7 +106,6 @@ def capture(context: bpy.types.Context, settings, plan: Plan) -> ObjectCapture:
     if plan.upscale is not None:
         raise ValueError("Upscale After Generate does not apply to Whole Object (the views are baked into a "
                          "texture of Texture Size): turn it off")
-    objects = [bpy.data.objects[name] for name in plan.object_names]
     scene = context.scene
     depsgraph = context.evaluated_depsgraph_get()
     width, height = request.width, request.height
@@ -139,8 +139,8 @@ def capture(context: bpy.types.Context, settings, plan: Plan) -> ObjectCapture:
         surfaces = [[object_triangles(bpy.data.objects[name], depsgraph, mesh.uv_name) for name in mesh.object_names]
                     for mesh in meshes]
     plan.request = first
-    return ObjectCapture(settings.object_method, width, height, passes, view_recipes, meshes,
-                         settings.texture_size, settings.keep_view_images, surfaces)
+    plan.target_capture = ObjectCapture(settings.object_method, width, height, passes, view_recipes, meshes,
+                                        settings.texture_size, settings.keep_view_images, surfaces)
 
 
 class ObjectJob(GenerationJob):
@@ -148,7 +148,7 @@ class ObjectJob(GenerationJob):
 
     def __init__(self, plan: Plan, previews: bool = True) -> None:
         super().__init__(plan.options, plan.request, previews=previews)
-        self.capture: ObjectCapture | None = plan.object_capture
+        self.capture: ObjectCapture | None = plan.target_capture
         self.part_label = "View"
 
     def work(self, engine) -> ObjectResult:
@@ -244,7 +244,7 @@ class ObjectRun(GenerationRun):
 
     def create_image(self, changes: results.Changes, result: ObjectResult) -> bpy.types.Image:
         """One packed texture per mesh (the first is the run's result), and the kept view images."""
-        captured = self.plan.object_capture
+        captured = self.plan.target_capture
         recipe = dict(result.generation.recipe, target="OBJECT", width=captured.view_width,
                       height=captured.view_height, object_method=captured.method,
                       object_views=len(captured.passes), texture_size=captured.texture_size,
@@ -310,7 +310,7 @@ class ObjectRun(GenerationRun):
 
     def release_arrays(self) -> None:
         super().release_arrays()
-        self.plan.object_capture = None
+        self.plan.target_capture = None
         self.textures = []
 
 
@@ -320,3 +320,8 @@ def _keep(changes: results.Changes, name: str, array: np.ndarray) -> bpy.types.I
     image.pack()
     image.use_fake_user = True
     return image
+
+
+TARGET = Target(objects=target_objects, capture=capture, start=ObjectRun,
+                # the views are one grid image: its filmstrip/attention would not be the texture's
+                no_insight="Filmstrip and attention maps are not recorded for Whole Object (yet)")

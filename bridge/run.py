@@ -1,206 +1,24 @@
-"""One generation from the operator's point of view: plan, run, drain, write.
+"""One started generation from the operator's point of view: run, drain, write.
 
 The operator is a thin shell around this: with a UI it starts the job on a
 worker thread and calls ``tick`` from a timer; headless it runs the job in
 place and calls ``tick`` once. Both paths write the result through ``finish``.
+Where the result goes is the target's: each target's run (``image_target``,
+``material_target``, ``project_target``, ``object_target``, ``upscale``)
+writes its image and its objects through ``create_image`` and ``write_targets``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import traceback
-from dataclasses import dataclass, field
 from typing import Callable
 
 import bpy
-import numpy as np
 
-from ..preferences import get_preferences
-from . import capture, geometry, insight, masks, preview, projection, requests, results
+from . import insight, preview, results
 from .job import GenerationJob, JobEvent, current_job, set_current_job
-
-
-@dataclass
-class ProjectionCapture:
-    """The camera projection as it was at the start: what the artist moves or deletes meanwhile does not matter."""
-
-    view: np.ndarray
-    projection: np.ndarray
-    uv_name: str
-    uvs: dict[int, np.ndarray] = field(default_factory=dict)  # object identity -> per-loop UVs
-
-
-@dataclass
-class Plan:
-    """Everything checked and captured before the engine runs; nothing created yet."""
-
-    request: object
-    options: object
-    target: str
-    object_names: list[str] = field(default_factory=list)
-    object_ids: list[int] = field(default_factory=list)  # the same objects, found again after a rename
-    notes: list[str] = field(default_factory=list)
-    keep_history: bool = False
-    projection: ProjectionCapture | None = None
-    upscale: object = None  # Upscale After Generate: an UpscaleRequest without its image yet
-    mask_name: str | None = None  # INPAINT: the mask Image used (None: the source's alpha)
-    recorder: object = None  # engine.insight.InsightRecorder when the filmstrip / attention maps are asked for
-    preview_decoder: str = "LINEAR"  # the preference "Live Preview"
-    object_capture: object = None  # Whole Object: bridge.object_target.ObjectCapture
-
-
-def prepare(context: bpy.types.Context, *, place_result: bool = True) -> Plan:
-    """Check the settings and targets, capture the img2img source. Raises ValueError with a clear message.
-
-    ``place_result=False``: the result only becomes an image (comparison grids): no target is checked.
-    """
-    check_no_job_running()
-    check_engine_packages()
-    settings = context.scene.latent_textures
-    request = requests.request_from_settings(settings)
-    requests.validate_settings(request)
-    plan = Plan(request, requests.options_from_preferences(context), settings.target)
-    plan.recorder = insight.recorder_from_settings(settings) if place_result else None
-    if plan.recorder is not None and settings.target == "OBJECT":
-        plan.recorder = None  # the views are one grid image: its filmstrip/attention would not be the texture's
-        plan.notes.append("Filmstrip and attention maps are not recorded for Whole Object (yet)")
-    plan.preview_decoder = getattr(get_preferences(context), "preview_decoder", "LINEAR")
-    plan.keep_history = settings.keep_history
-    plan.upscale = requests.upscale_after_generate(settings, request) if place_result else None
-    if place_result:
-        plan.object_names = target_objects(context, settings.target)
-    objects = [bpy.data.objects[name] for name in plan.object_names]
-    plan.object_ids = [object_identity(obj) for obj in objects]
-    if settings.target == "OBJECT":  # its own views: no scene camera, no source image
-        from . import object_target
-
-        plan.object_capture = object_target.capture(context, settings, plan)
-        return plan
-    if settings.control != "NONE" and context.scene.camera is None:
-        raise ValueError(f"Control {settings.control.title()} sees the scene through its camera, but the scene "
-                         "has no camera: add one (or set Control to None)")
-    if settings.mode == "INPAINT":
-        # The mask first: a bad mask is refused before a render is spent on the source.
-        request.mask_image = _mask(settings, plan)
-        requests.validate_settings(request)
-    if place_result and settings.target == "PROJECT":
-        if settings.mode in ("IMG2IMG", "INPAINT") and settings.source == "VIEWPORT" and will_capture_viewport(context):
-            problem = capture.viewport_projection_problem(capture.viewport_area(context), context.scene)
-            if problem:
-                raise ValueError(problem)
-        plan.projection = capture_projection(context, objects, request.width, request.height, plan.keep_history)
-    if settings.mode in ("IMG2IMG", "INPAINT"):
-        try:
-            request.init_image = _capture(context, settings, plan)
-        except RuntimeError as error:
-            raise ValueError(f"Could not capture the source image: {error}") from error
-    if settings.control != "NONE":
-        request.control_image = geometry.control_image(
-            context.scene, context.evaluated_depsgraph_get(), settings.control, request.width, request.height)
-    request.validate()
-    return plan
-
-
-def _mask(settings, plan: Plan):
-    if settings.mask_image is not None:
-        plan.mask_name = settings.mask_image.name
-        return masks.mask_from_image(settings.mask_image, settings.width, settings.height)
-    if settings.source != "IMAGE":
-        raise ValueError("Inpaint without a Mask image repaints where the source image is transparent, which needs "
-                         "Source: Image; pick a Mask image (white = repaint) for a camera or viewport source")
-    return masks.mask_from_alpha(settings.source_image, settings.width, settings.height)
-
-
-def check_no_job_running() -> None:
-    if current_job() is not None:
-        raise ValueError("A generation is already running: wait for it or cancel it first")
-
-
-def check_engine_packages() -> None:
-    """Fail with the fix, not a ModuleNotFoundError, when the engine's packages are not installed.
-
-    This is also the one place the installed packages join ``sys.path``: on the
-    main thread, right before the worker first imports the engine.
-    """
-    from ..dependencies.blender import activate_engine_packages
-    from ..dependencies.requirements import STATUS_PACKAGES
-
-    activate_engine_packages()
-    missing = [name for name in STATUS_PACKAGES if importlib.util.find_spec(name) is None]
-    if missing:
-        raise ValueError(
-            f"The engine's packages are not installed ({', '.join(missing)} missing): open Preferences > "
-            "Add-ons > Latent Textures and click Install Dependencies"
-        )
-
-
-def target_objects(context: bpy.types.Context, target: str) -> list[str]:
-    if target == "MATERIAL":
-        obj = context.active_object
-        if obj is None or obj.type != "MESH":
-            raise ValueError("Target is Material but the active object is not a mesh: select a mesh object")
-        return [obj.name]
-    if target == "PROJECT":
-        if context.scene.camera is None:
-            raise ValueError("Target is Project from Camera but the scene has no camera: add one")
-        objects = [o for o in context.selected_objects if o.type == "MESH"]
-        if not objects:
-            raise ValueError("Target is Project from Camera but no mesh object is selected")
-        return [o.name for o in objects]
-    if target == "OBJECT":
-        from . import object_target
-
-        return object_target.target_objects(context)
-    return []
-
-
-def object_identity(obj: bpy.types.Object) -> int:
-    """Stays with the object through renames; never reused within a session (``session_uid``, Blender 4.2+)."""
-    return obj.session_uid
-
-
-def find_object(name: str, identity: int) -> bpy.types.Object | None:
-    """The object captured as ``name`` at the start, under whatever name it has now; None if it was deleted."""
-    obj = bpy.data.objects.get(name)
-    if obj is not None and object_identity(obj) == identity:
-        return obj
-    return next((o for o in bpy.data.objects if object_identity(o) == identity), None)
-
-
-def capture_projection(context: bpy.types.Context, objects: list[bpy.types.Object], width: int, height: int,
-                       keep_history: bool) -> ProjectionCapture:
-    """The scene camera's matrices at this frame and every object's projected UVs, before the engine runs."""
-    scene = context.scene
-    depsgraph = context.evaluated_depsgraph_get()
-    camera = geometry.view_camera(scene, scene.camera, width, height, depsgraph)
-    uv_name = projection.projection_uv_name([obj.data for obj in objects], keep_history)
-    for obj in objects:
-        if obj.data.uv_layers.get(uv_name) is None and len(obj.data.uv_layers) >= projection.MAX_UV_MAPS:
-            raise ValueError(
-                f"'{obj.name}' already has {projection.MAX_UV_MAPS} UV maps (Blender's limit) and the projection "
-                f"needs a new one ('{uv_name}'): delete a UV map (Object Data > UV Maps) or turn off Keep History"
-            )
-    captured = ProjectionCapture(np.linalg.inv(camera.world_matrix), camera.projection, uv_name)
-    for obj in objects:
-        captured.uvs[object_identity(obj)] = camera.uv(projection.loop_world_positions(obj, depsgraph))
-    return captured
-
-
-def will_capture_viewport(context: bpy.types.Context) -> bool:
-    """Source Viewport renders the viewport only with a UI; headless it is a camera render."""
-    return not bpy.app.background and capture.viewport_area(context) is not None
-
-
-def _capture(context, settings, plan: Plan):
-    width, height = settings.width, settings.height
-    if settings.source == "IMAGE":
-        return capture.capture_image(settings.source_image, width, height)
-    if settings.source == "VIEWPORT":
-        if will_capture_viewport(context):
-            return capture.capture_viewport(context, width, height)
-        plan.notes.append("No viewport in background mode: used a camera render as the source instead")
-    return capture.capture_camera(context.scene, width, height, settings.capture_quality)
+from .plan import Plan, find_object
 
 
 class GenerationRun:
@@ -300,14 +118,8 @@ class GenerationRun:
         return "FINISHED"
 
     def create_image(self, changes: results.Changes, result) -> bpy.types.Image:
-        """The new packed image with its recipe, through ``changes``."""
-        recipe = dict(result.recipe, target=self.plan.target)
-        if self.plan.request.mode == "INPAINT":
-            recipe["mask_image"] = self.plan.mask_name or ""
-        image = results.create_result_image(changes, result.image, recipe)
-        if self.plan.request.control != "NONE":
-            results.keep_control_image(changes, image, self.plan.request.control_image)
-        return image
+        """The new packed image with its recipe, through ``changes``: the target's."""
+        raise NotImplementedError
 
     def write_targets(self, image: bpy.types.Image) -> list[str]:
         """Put ``image`` on the objects captured at the start; one line per object (or failure) not written."""
@@ -318,18 +130,18 @@ class GenerationRun:
         objects = [obj for _, obj in found if obj is not None]
         changes = results.Changes()
         try:
-            if plan.target == "MATERIAL" and objects:
-                results.apply_to_material(changes, objects[0], image, keep_history=plan.keep_history)
-            elif plan.target == "PROJECT" and objects:
-                captured = plan.projection
-                pairs = [(obj, captured.uvs[object_identity(obj)]) for obj in objects]
-                problems += results.apply_projection(changes, pairs, image, captured.uv_name, plan.keep_history)
+            problems += self.write_objects(changes, objects, image)
         except Exception as error:  # the targets are left as they were; the image stays
             traceback.print_exc()
             changes.rollback()
             return [*problems, f"it could not be put on the target ({type(error).__name__}: {error})"]
         changes.commit()
         return problems
+
+    def write_objects(self, changes: results.Changes, objects: list[bpy.types.Object],
+                      image: bpy.types.Image) -> list[str]:
+        """``image`` on the objects still there, through ``changes``: the target's; the lines it could not do."""
+        return []
 
     def abandon(self) -> None:
         """Stop listening (e.g. the operator was torn down): cancel and forget the job."""
@@ -358,25 +170,6 @@ class GenerationRun:
                                                 mask_image=None)
         if self.plan.recorder is not None:
             self.plan.recorder.release()
-        if self.plan.projection is not None:
-            self.plan.projection.uvs.clear()
-
-
-class UpscaleRun(GenerationRun):
-    """A started upscale (``bridge/upscale.py``): the same job and ticks, its own result writing."""
-
-    def create_image(self, changes: results.Changes, result) -> bpy.types.Image:
-        from . import upscale
-
-        return upscale.create_image(changes, self.plan, result)
-
-    def write_targets(self, image: bpy.types.Image) -> list[str]:
-        from . import upscale
-
-        return upscale.replace_in_materials(self.plan, image)
-
-    def release_arrays(self) -> None:
-        self.plan.request = dataclasses.replace(self.plan.request, image=None)
 
 
 _live_runs: list[GenerationRun] = []

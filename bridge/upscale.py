@@ -8,6 +8,7 @@ source in every material that uses it.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 import bpy
@@ -15,6 +16,8 @@ import numpy as np
 
 from ..engine import UpscaleRequest
 from . import pixels, requests, results
+from .plan import check_engine_packages, check_no_job_running
+from .run import GenerationRun
 
 SEAMLESS_CHOICES = ("AUTO", "NONE", "X", "Y", "BOTH")
 
@@ -57,8 +60,6 @@ def prepare(context: bpy.types.Context, image_name: str, factor: int, seamless: 
             replace_in_materials: bool, *, control_model: str = "", tile_size: int = 0,
             method: str = "TILED_DIFFUSION", upscaler_model: str = "", noise_level: int = 20) -> UpscalePlan:
     """Check the request and read the source's pixels. Raises ValueError with a clear message."""
-    from .run import check_engine_packages, check_no_job_running  # run imports this module's users
-
     check_no_job_running()
     settings = context.scene.latent_textures
     image = bpy.data.images.get(image_name) if image_name else settings.result_image
@@ -94,6 +95,19 @@ def prepare(context: bpy.types.Context, image_name: str, factor: int, seamless: 
     request.validate()
     options = requests.options_from_preferences(context)
     return UpscalePlan(request, options, image.name, recipe, replace_in_materials, notes)
+
+
+class UpscaleRun(GenerationRun):
+    """A started upscale: the same job and ticks as a generation, its own result writing."""
+
+    def create_image(self, changes: results.Changes, result) -> bpy.types.Image:
+        return create_image(changes, self.plan, result)
+
+    def write_targets(self, image: bpy.types.Image) -> list[str]:
+        return replace_in_materials(self.plan, image)
+
+    def release_arrays(self) -> None:
+        self.plan.request = dataclasses.replace(self.plan.request, image=None)
 
 
 def create_image(changes: results.Changes, plan: UpscalePlan, result) -> bpy.types.Image:

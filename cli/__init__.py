@@ -9,14 +9,15 @@ In this repository's bpy-module environment (no Blender binary) the launcher
 ``tools/latent_textures.py`` loads the extension and calls :func:`main` with
 the same arguments.
 
-One job per module: ``arguments`` parses and checks the command line,
-``models`` lists the model cache, ``plan`` turns the arguments and the scene
-into generations, ``run`` runs them through ``bpy.ops.latent_textures.generate()``,
-``writer`` writes the outputs all or nothing, ``compare`` runs a comparison grid
-(``bpy.ops.latent_textures.compare()``), ``support`` holds the pure helpers
-(names, prompts files, PNG text, progress). Registration imports nothing heavy:
-only the standard library and bpy; the parser (``arguments``, which reads the add-on's
-settings) is imported when the command runs, not when the add-on is enabled.
+One job per module: ``commands`` lists the sub-commands, each with its own parser setup and
+handler; ``arguments`` is the parser they add themselves to and the argument helpers and checks they
+share. ``generate``: ``generate_arguments`` (its options), ``plan`` turns the arguments and the scene
+into generations, ``run`` runs them through ``bpy.ops.latent_textures.generate()``, ``writer`` writes
+the outputs all or nothing; ``upscale``, ``compare`` (a comparison grid through
+``bpy.ops.latent_textures.compare()``) and ``models`` (the model cache) are one module each.
+``support`` holds the pure helpers (names, prompts files, PNG text, progress). Registration imports
+nothing heavy: only the standard library and bpy; the parser and the sub-commands (which read the
+add-on's settings) are imported when the command runs, not when the add-on is enabled.
 """
 
 from __future__ import annotations
@@ -46,24 +47,6 @@ def unregister() -> None:
         _handle = None
 
 
-def _command(name: str):
-    if name == "generate":
-        from .run import run_generate
-
-        return run_generate
-    if name == "upscale":
-        from .upscale import run_upscale
-
-        return run_upscale
-    if name == "compare":
-        from .compare import run_compare
-
-        return run_compare
-    from .models import run_models
-
-    return run_models
-
-
 def main(argv: list[str], *, prog: str | None = None) -> int:
     """Run a command line (the arguments after the command id); returns the exit status.
 
@@ -72,12 +55,14 @@ def main(argv: list[str], *, prog: str | None = None) -> int:
     from .arguments import DEFAULT_PROG, ParserExit, build_parser
 
     try:
-        parser = build_parser(prog or DEFAULT_PROG)
+        from .commands import COMMANDS
+
+        parser = build_parser(COMMANDS, prog or DEFAULT_PROG)
         args = parser.parse_args(list(argv))
         if args.command is None:
             parser.print_help(sys.stderr)
             return 2
-        return _command(args.command)(args)
+        return args.run(args)
     except ParserExit as done:
         return done.status
     except UsageError as error:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import os
@@ -11,8 +12,9 @@ from pathlib import Path
 
 import bpy
 
+from ..properties.sampling import SCHEDULER_ITEMS
 from . import plan, support
-from .arguments import check_sampling_numbers
+from .arguments import add_command, check_sampling_numbers, choices, parse_seed, scene_default, settings_rna, upper
 from .errors import CommandError, UsageError, operator_message, say
 from .models import model_cache
 from .run import _replay, _watching
@@ -86,3 +88,38 @@ def run_compare(args) -> int:
         say(f"Wrote {path}")
     say(f"Done: comparison grid in {support.format_seconds(time.monotonic() - started)}")
     return 0
+
+
+def add_compare_command(commands, prog: str) -> argparse.ArgumentParser:
+    compare = add_command(
+        commands, "compare",
+        summary="one labelled grid image: guidance values along the row, schedulers or step counts down the column",
+        description="Run bpy.ops.latent_textures.compare: one prompt and seed, a row of guidance values against a "
+                    "column of schedulers or step counts, each cell exactly the image 'generate' makes with those "
+                    "settings. Options you leave out keep the scene's value.",
+    )
+    compare.add_argument("--blend", metavar="IN.blend", help="the .blend whose settings to use (default: a new scene)")
+    compare.add_argument("--prompt", help="what to paint (default: the scene's prompt)")
+    compare.add_argument("--negative-prompt", metavar="TEXT", help="what to steer away from")
+    compare.add_argument("--model", metavar="MODEL", help=f"as for generate (default: {scene_default('model')})")
+    compare.add_argument("--model-cache", metavar="DIR", help="as for generate")
+    compare.add_argument("--width", type=int, metavar="PX", help="cell width, a multiple of 8")
+    compare.add_argument("--height", type=int, metavar="PX", help="cell height, a multiple of 8")
+    compare.add_argument("--steps", type=int, metavar="N", help="denoising steps (rows of schedulers)")
+    compare.add_argument("--scheduler", type=upper, choices=choices(SCHEDULER_ITEMS), metavar="NAME",
+                         help="the scheduler (rows of step counts)")
+    compare.add_argument("--seed", type=parse_seed, metavar="N|random", help="one seed for every cell")
+    compare.add_argument("--guidance-values", metavar="LIST", default=settings_rna("compare_guidance").default,
+                         help="guidance values along the row, comma separated (default: %(default)s)")
+    compare.add_argument("--rows", type=upper, choices=["SCHEDULER", "STEPS"], default="SCHEDULER",
+                         help="what changes down the column (default: %(default)s)")
+    compare.add_argument("--schedulers", metavar="LIST", default="DPM_SOLVER_MULTISTEP, EULER, DDIM",
+                         help="--rows SCHEDULER: scheduler names, comma separated (default: %(default)s)")
+    compare.add_argument("--step-counts", metavar="LIST", default=settings_rna("compare_steps").default,
+                         help="--rows STEPS: step counts, comma separated (default: %(default)s)")
+    compare.add_argument("--out-png", metavar="GRID.png", required=True,
+                         help="write the grid here (recipe in the PNG text metadata)")
+    compare.add_argument("--out", metavar="OUT.blend", help="also save the scene with the grid packed inside")
+    compare.set_defaults(mode=None, source=None, strength=None, guidance=None, seamless=None, target=None,
+                         objects=None, source_image=None, texture_dir=None, filmstrip=False)
+    return compare

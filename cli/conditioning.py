@@ -13,6 +13,7 @@ import bpy
 
 from ..properties.control import CONTROL_ITEMS
 from ..properties.loras import LatentTexturesLora
+from .arguments import check_number, choice_help, choices, upper
 from .errors import CommandError, UsageError
 from .images import image_argument
 
@@ -31,7 +32,7 @@ def parse_lora(text: str) -> tuple[str, float | None]:
     return text.strip(), None
 
 
-def add_arguments(generate: argparse.ArgumentParser, choices, choice_help, upper) -> None:
+def add_arguments(generate: argparse.ArgumentParser) -> None:
     group = generate.add_argument_group("geometry conditioning, inpainting and LoRAs")
     group.add_argument("--control", type=upper, choices=choices(CONTROL_ITEMS), metavar="KIND",
                        help="follow the scene's geometry seen through the scene camera (a ControlNet): "
@@ -53,7 +54,7 @@ def add_arguments(generate: argparse.ArgumentParser, choices, choice_help, upper
                             "(default 1); repeat for several. Given, these replace the scene's LoRA list")
 
 
-def check_numbers(args, check_number) -> None:
+def check_numbers(args) -> None:
     check_number("--control-strength", "control_strength", args.control_strength)
     check_number("--mask-blur", "mask_blur", args.mask_blur)
     weight = LatentTexturesLora.bl_rna.properties["weight"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -106,3 +107,22 @@ def run_models(args) -> int:
 def _entry_json(entry) -> dict:
     fields = ("path", "kind", "family", "inpainting", "few_step", "size", "layout", "origin", "problem", "refused")
     return {name: getattr(entry, name) for name in fields}
+
+
+def add_models_command(commands, prog: str) -> argparse.ArgumentParser:
+    """The ``models`` sub-command's arguments."""
+    models = commands.add_parser(
+        "models",
+        help="list the models available locally (the add-on's and the shared Hugging Face cache, model folders)",
+        description="List the diffusion models in the add-on's model cache and in the standard Hugging Face cache "
+                    "(HF_HUB_CACHE / HF_HOME), each marked with its cache, and the checkpoints, LoRAs and "
+                    "ControlNets in the model folders (read from file headers only). A repo id listed here runs "
+                    "offline.",
+    )
+    models.add_argument("--model-cache", metavar="DIR",
+                        help="the cache folder to list (default: the add-on preferences' Model Cache)")
+    models.add_argument("--folder", metavar="DIR", action="append", default=[],
+                        help="also scan this folder of .safetensors files (e.g. ComfyUI's models/checkpoints; "
+                             "headers only), beside the preferences' Model Folders; repeatable")
+    models.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
+    return models

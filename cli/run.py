@@ -10,8 +10,9 @@ import time
 import bpy
 
 from . import plan, support
-from .arguments import check_numbers, file_prompts, output_paths
+from .arguments import file_prompts, output_paths
 from .errors import CommandError, operator_message, say
+from .generate_arguments import check_numbers
 from .models import model_cache
 from .writer import write_outputs
 

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-import textwrap
 import time
 
 import bpy
 
 from ..engine.upscale_x4 import DEFAULT_NOISE_LEVEL, DEFAULT_UPSCALER, MAX_NOISE_LEVEL
 from . import plan, support
-from .arguments import RANDOM_SEED, output_paths, parse_seed
+from .arguments import RANDOM_SEED, add_command, output_paths, parse_seed, upper
 from .errors import UsageError, say
 from .images import image_argument
 from .models import model_cache
@@ -60,17 +59,14 @@ def run_upscale(args) -> int:
     return 0
 
 
-def add_upscale_command(commands, prog: str, upper) -> None:
-    """The ``upscale`` sub-command's arguments."""
-    upscale = commands.add_parser(
-        "upscale",
-        help="make an image x2/x4 larger, the model redrawing it tile by tile (seamless textures stay seamless)",
-        description=textwrap.fill(
-            "Upscale with bpy.ops.latent_textures.upscale, the operator the panel runs: a Lanczos resize, then "
-            "the model redraws overlapping tiles at a low strength, each held to the picture by a tile "
-            "ControlNet; or, with --method X4_UPSCALER, the dedicated x4 upscaler model paints it large tile by "
-            "tile. Files are written only when it succeeded.", width=100,
-        ),
+def add_upscale_command(commands, prog: str) -> argparse.ArgumentParser:
+    upscale = add_command(
+        commands, "upscale",
+        "make an image x2/x4 larger, the model redrawing it tile by tile (seamless textures stay seamless)",
+        "Upscale with bpy.ops.latent_textures.upscale, the operator the panel runs: a Lanczos resize, then the "
+        "model redraws overlapping tiles at a low strength, each held to the picture by a tile ControlNet; or, "
+        "with --method X4_UPSCALER, the dedicated x4 upscaler model paints it large tile by tile. Files are "
+        "written only when it succeeded.",
         epilog=(
             "examples:\n"
             f"  {prog} upscale --image textures/wall.png --factor 4 --texture-dir textures/\n"
@@ -109,3 +105,4 @@ def add_upscale_command(commands, prog: str, upper) -> None:
     upscale.add_argument("--out", metavar="OUT.blend", help="save the scene with the upscaled image packed inside")
     upscale.add_argument("--texture-dir", metavar="DIR",
                          help="also write the upscaled image as DIR/<prompt>_<seed>_<digest>.png with its recipe")
+    return upscale

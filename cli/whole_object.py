@@ -9,10 +9,11 @@ from __future__ import annotations
 import argparse
 
 from ..properties.whole_object import OBJECT_METHOD_ITEMS
+from .arguments import check_number, choice_help, choices, upper
 from .errors import CommandError, UsageError
 
 
-def add_arguments(generate: argparse.ArgumentParser, choices, choice_help, upper) -> None:
+def add_arguments(generate: argparse.ArgumentParser) -> None:
     group = generate.add_argument_group("whole object (--target OBJECT)")
     group.add_argument("--views", type=int, metavar="N",
                        help="views placed automatically around the objects, 1 to 16 (default: the scene's, 6 in a "
@@ -29,7 +30,7 @@ def add_arguments(generate: argparse.ArgumentParser, choices, choice_help, upper
                        help="keep each view's generated image and control image in the saved file")
 
 
-def check_numbers(args, check_number) -> None:
+def check_numbers(args) -> None:
     check_number("--views", "object_views", args.views)
     check_number("--texture-size", "texture_size", args.texture_size)
 

@@ -17,15 +17,11 @@ class LATENT_TEXTURES_OT_generate(JobOperator, bpy.types.Operator):
         return context.scene is not None and hasattr(context.scene, "latent_textures")
 
     def _start(self, context):
-        from ..bridge import run
+        from ..bridge import targets
 
         try:
-            plan = run.prepare(context)
+            plan = targets.prepare(context)
         except ValueError as error:
             self.report({"ERROR"}, str(error))
             return None
-        if plan.target == "OBJECT":
-            from ..bridge import object_target
-
-            return object_target.ObjectRun(plan)
-        return run.GenerationRun(plan)
+        return targets.start(plan)

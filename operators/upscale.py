@@ -68,7 +68,7 @@ class LATENT_TEXTURES_OT_upscale(JobOperator, bpy.types.Operator):
         return context.scene is not None and hasattr(context.scene, "latent_textures")
 
     def _start(self, context):
-        from ..bridge import run, upscale
+        from ..bridge import upscale
 
         try:
             plan = upscale.prepare(context, self.image, self.factor, self.seamless, self.strength,
@@ -78,4 +78,4 @@ class LATENT_TEXTURES_OT_upscale(JobOperator, bpy.types.Operator):
         except ValueError as error:
             self.report({"ERROR"}, str(error))
             return None
-        return run.UpscaleRun(plan)
+        return upscale.UpscaleRun(plan)

@@ -355,10 +355,10 @@ def test_corrupt_weights(tiny, tiny_sd_model, tmp_path):
 
 
 def test_second_generation_while_one_runs_is_refused(tiny):
-    run_module = module("bridge.run")
+    targets = module("bridge.targets")
     active_cube()
-    plan = run_module.prepare(bpy.context)
-    run = run_module.GenerationRun(plan)
+    plan = targets.prepare(bpy.context)
+    run = targets.start(plan)
     try:
         _assert_error_leaves_no_trace("already running", job_left_running=run.job)
     finally:
@@ -381,9 +381,9 @@ def _drive(run, context, timeout=120.0):
 
 
 def test_modal_path_worker_thread_and_ticks(tiny):
-    run_module = module("bridge.run")
+    targets = module("bridge.targets")
     active_cube()
-    run = run_module.GenerationRun(run_module.prepare(bpy.context))
+    run = targets.start(targets.prepare(bpy.context))
     run.start()
     assert module("bridge.job").current_job() is run.job
     assert _drive(run, bpy.context) == "FINISHED"
@@ -393,11 +393,11 @@ def test_modal_path_worker_thread_and_ticks(tiny):
 
 
 def test_modal_path_cancel_leaves_no_trace(tiny):
-    run_module = module("bridge.run")
+    targets = module("bridge.targets")
     tiny.steps = 50
     active_cube()
     before = datablock_counts()
-    run = run_module.GenerationRun(run_module.prepare(bpy.context))
+    run = targets.start(targets.prepare(bpy.context))
     run.job.cancel()  # as ESC or latent_textures.cancel do, before the first step ends
     run.start()
     assert _drive(run, bpy.context) == "CANCELLED"
@@ -406,9 +406,9 @@ def test_modal_path_cancel_leaves_no_trace(tiny):
 
 
 def test_cancel_operator_sets_the_running_jobs_flag(tiny):
-    run_module = module("bridge.run")
+    targets = module("bridge.targets")
     active_cube()
-    run = run_module.GenerationRun(run_module.prepare(bpy.context))
+    run = targets.start(targets.prepare(bpy.context))
     assert bpy.ops.latent_textures.cancel() == {"FINISHED"}
     assert run.job.cancel_event.is_set()
     run.abandon()
@@ -446,12 +446,12 @@ def test_img2img_with_too_few_effective_steps_fails_before_any_render(tiny):
 
 def test_target_deleted_or_renamed_during_the_run_keeps_the_image(tiny):
     """Objects deleted while the engine ran are reported; renamed ones are still found; the image is kept."""
-    run_module = module("bridge.run")
+    targets = module("bridge.targets")
     tiny.target = "PROJECT"
     cube = active_cube()
     bpy.ops.mesh.primitive_plane_add(location=(3, 0, 0))
     cube.select_set(True)
-    run = run_module.GenerationRun(run_module.prepare(bpy.context))
+    run = targets.start(targets.prepare(bpy.context))
     run.run_here()
     bpy.data.objects.remove(bpy.data.objects["Plane"])
     cube.name = "Renamed Cube"
@@ -464,9 +464,9 @@ def test_target_deleted_or_renamed_during_the_run_keeps_the_image(tiny):
 
 
 def test_material_target_deleted_during_the_run_keeps_the_image(tiny):
-    run_module = module("bridge.run")
+    targets = module("bridge.targets")
     active_cube()
-    run = run_module.GenerationRun(run_module.prepare(bpy.context))
+    run = targets.start(targets.prepare(bpy.context))
     run.run_here()
     bpy.data.objects.remove(bpy.data.objects["Cube"])
     images = len(bpy.data.images)

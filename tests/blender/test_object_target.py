@@ -220,12 +220,12 @@ def test_later_sequential_views_have_their_own_seeds():
 
 
 def test_cancel_leaves_nothing_behind(whole):
-    run_module = module("bridge.run")
+    targets = module("bridge.targets")
     object_target = module("bridge.object_target")
     whole.steps = 50
     select(bpy.data.objects["Cube"])
     before = scene_state()
-    run = object_target.ObjectRun(run_module.prepare(bpy.context))
+    run = object_target.ObjectRun(targets.prepare(bpy.context))
     assert run.job.part_label == "View"
     run.job.cancel()  # as ESC does, before the first step ends
     run.run_here()
@@ -243,7 +243,7 @@ def test_overlapping_uv_islands_are_reported_as_sharing_texels(whole):
     cube.data.uv_layers.active.data.foreach_set("uv", square.ravel())  # every face on one square
     cube.data.update()  # foreach_set tags nothing: the evaluated mesh must see the new UVs
     select(cube)
-    run = module("bridge.object_target").ObjectRun(module("bridge.run").prepare(bpy.context))
+    run = module("bridge.object_target").ObjectRun(module("bridge.targets").prepare(bpy.context))
     run.run_here()
     assert run.tick(bpy.context) == "FINISHED"
     info = [message for level, message in run.reports if level == "INFO" and "overlapping" in message]

@@ -24,8 +24,8 @@ def module(name):
 
 
 def started_run(context=None):
-    run_module = module("bridge.run")
-    run = run_module.GenerationRun(run_module.prepare(context or bpy.context))
+    targets = module("bridge.targets")
+    run = targets.start(targets.prepare(context or bpy.context))
     run.start()
     return run
 
@@ -284,7 +284,7 @@ def test_a_finished_run_drops_its_large_arrays(tiny):
     assert _drive(run, bpy.context) == "FINISHED"
     assert run.plan.request.init_image is None
     assert run.job.request is None
-    assert not run.plan.projection.uvs
+    assert not run.plan.target_capture.uvs
 
 
 def test_headless_runs_compute_no_previews(tiny):

@@ -100,11 +100,11 @@ def test_detail_pass_redraws_tiles_deterministically_and_cancel_leaves_nothing(s
     assert datablock_counts()["images"] == before["images"] + 2
 
     # Cancelled (as ESC does) through the modal path's job: nothing is written.
-    run_module, upscale_module = module("bridge.run"), module("bridge.upscale")
+    upscale_module = module("bridge.upscale")
     before = datablock_counts()
     plan = upscale_module.prepare(bpy.context, generated.name, 2, "AUTO", 0.5, False,
                                   control_model=str(tile_controlnet), tile_size=96)
-    run = run_module.UpscaleRun(plan)
+    run = upscale_module.UpscaleRun(plan)
     run.job.cancel()
     run.run_here()
     assert run.tick(bpy.context) == "CANCELLED"
