@@ -83,6 +83,20 @@ SECTIONS = ("engine", "roofline", "few_step", "compile", "blender", "memory", "g
 _T0 = time.perf_counter()
 
 
+# Sections --quick leaves out unless --sections names them: each compiles for minutes.
+QUICK_LEAVES_OUT = {
+    "compile": "--quick (compiling takes minutes): name it in --sections to run it on the tiny model",
+    "avx2": "--quick (it compiles the SD-1.5-sized UNet: minutes): name it in --sections",
+}
+
+
+def left_out(section: str, args: argparse.Namespace) -> str | None:
+    """Why this run leaves ``section`` out (``--quick`` without naming it), or None."""
+    if args.quick and section in QUICK_LEAVES_OUT and section not in args.sections_given:
+        return QUICK_LEAVES_OUT[section]
+    return None
+
+
 def log(message: str) -> None:
     print(f"[{time.perf_counter() - _T0:6.0f} s] {message}", file=sys.stderr, flush=True)
 
@@ -210,8 +224,8 @@ def section_compile(models: Models, args: argparse.Namespace, scratch: Path, une
 
 
 def section_avx2(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
-    if args.quick and "avx2" not in args.sections_given:
-        return {"skipped": "--quick (it compiles the SD-1.5-sized UNet: minutes): name it in --sections"}
+    if left_out("avx2", args):
+        return {"skipped": left_out("avx2", args)}
     capability = timing.machine().get("cpu_capability")
     if capability != "AVX512":
         return {"skipped": f"this CPU runs {capability} already: section 2 measures it directly"}
@@ -384,9 +398,8 @@ def main(argv: list[str] | None = None) -> int:
                 results["sections"]["gpu"] = section_gpu(models, args)
                 write(partial=True)
             if "compile" in selected:
-                if args.quick and "compile" not in args.sections_given:
-                    results["sections"]["compile"] = {"skipped": "--quick (compiling takes minutes): "
-                                                      "name it in --sections to run it on the tiny model"}
+                if left_out("compile", args):
+                    results["sections"]["compile"] = {"skipped": left_out("compile", args)}
                 else:
                     roof = results["sections"].get("roofline") or {}
                     gflop = roof.get("flops", {}).get("gflop") if not args.quick else None
