@@ -62,6 +62,19 @@ def tiny_sd_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_tile_controlnet(tmp_path_factory: pytest.TempPathFactory, tiny_sd_model: Path) -> Path:
+    """A tiny ControlNet for ``tiny_sd_model`` (the Upscale tests' tile ControlNet), built once per session."""
+    return import_tiny_models().build_tiny_controlnet(tmp_path_factory.mktemp("tile-controlnet"), tiny_sd_model,
+                                                      seed=11)
+
+
+@pytest.fixture(scope="session")
+def tiny_x4_upscaler(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Folder of a tiny x4 upscaler pipeline (StableDiffusionUpscalePipeline), built once per session."""
+    return import_tiny_models().build_tiny_x4_upscaler(tmp_path_factory.mktemp("x4") / "tiny-x4")
+
+
+@pytest.fixture(scope="session")
 def tiny_lcm_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Folder of a tiny few-step LCM pipeline (LatentConsistencyModelPipeline + LCMScheduler), built once."""
     return import_tiny_models().build_tiny_lcm(tmp_path_factory.mktemp("models") / "tiny-lcm")

@@ -81,15 +81,11 @@ def test_bad_inputs_change_nothing(settings):
     assert datablock_counts() == before
 
 
-@pytest.fixture(scope="module")
-def tile_controlnet(tmp_path_factory, tiny_models, tiny_sd_model):
-    return tiny_models.build_tiny_controlnet(tmp_path_factory.mktemp("tile"), tiny_sd_model, seed=11)
-
-
-def test_detail_pass_redraws_tiles_deterministically_and_cancel_leaves_nothing(settings, generated, tile_controlnet):
+def test_detail_pass_redraws_tiles_deterministically_and_cancel_leaves_nothing(
+        settings, generated, tiny_tile_controlnet):
     before = datablock_counts()
     # 96-px tiles with the 64-px least overlap: 2 x 4 tiles over the 128 x 128 result (X wraps)
-    options = {"factor": 2, "strength": 0.5, "control_model": str(tile_controlnet), "tile_size": 96}
+    options = {"factor": 2, "strength": 0.5, "control_model": str(tiny_tile_controlnet), "tile_size": 96}
     assert bpy.ops.latent_textures.upscale(**options) == {"FINISHED"}
     first = settings.result_image
     recipe = first["latent_textures"].to_dict()["upscale"]
@@ -103,7 +99,7 @@ def test_detail_pass_redraws_tiles_deterministically_and_cancel_leaves_nothing(s
     upscale_module = module("bridge.upscale")
     before = datablock_counts()
     plan = upscale_module.prepare(bpy.context, generated.name, 2, "AUTO", 0.5, False,
-                                  control_model=str(tile_controlnet), tile_size=96)
+                                  control_model=str(tiny_tile_controlnet), tile_size=96)
     run = upscale_module.UpscaleRun(plan)
     run.job.cancel()
     run.run_here()
@@ -111,7 +107,8 @@ def test_detail_pass_redraws_tiles_deterministically_and_cancel_leaves_nothing(s
     assert datablock_counts() == before
 
 
-def test_upscale_after_generate_writes_the_upscaled_result_with_both_recipes(settings, tiny_sd_model, tile_controlnet):
+def test_upscale_after_generate_writes_the_upscaled_result_with_both_recipes(
+        settings, tiny_sd_model, tiny_tile_controlnet):
     settings.model = str(tiny_sd_model)
     settings.prompt = "bark"
     settings.width = settings.height = 64
@@ -121,14 +118,14 @@ def test_upscale_after_generate_writes_the_upscaled_result_with_both_recipes(set
     settings.target = "IMAGE"
     settings.upscale_after = "2"
     settings.upscale_strength = 0.5
-    settings.upscale_control_model = str(tile_controlnet)
+    settings.upscale_control_model = str(tiny_tile_controlnet)
     assert bpy.ops.latent_textures.generate() == {"FINISHED"}
     image = settings.result_image
     assert tuple(image.size) == (128, 128)
     recipe = image["latent_textures"].to_dict()
     assert recipe["prompt"] == "bark" and recipe["seed"] == 9 and recipe["steps"] == 2  # the generation's
     assert recipe["upscale"]["factor"] == 2 and recipe["upscale"]["control"] == "TILE"
-    assert recipe["upscale"]["control_model"] == str(tile_controlnet)
+    assert recipe["upscale"]["control_model"] == str(tiny_tile_controlnet)
 
 
 def test_upscale_after_generate_too_large_is_refused_before_anything_runs(settings, tiny_sd_model, monkeypatch):
@@ -144,22 +141,17 @@ def test_upscale_after_generate_too_large_is_refused_before_anything_runs(settin
     assert datablock_counts() == before
 
 
-@pytest.fixture(scope="module")
-def tiny_x4(tmp_path_factory, tiny_models):
-    return tiny_models.build_tiny_x4_upscaler(tmp_path_factory.mktemp("x4") / "tiny-x4")
-
-
-def test_the_x4_upscaler_method_paints_the_result_large_and_records_it(settings, generated, tiny_x4):
+def test_the_x4_upscaler_method_paints_the_result_large_and_records_it(settings, generated, tiny_x4_upscaler):
     before = datablock_counts()
     # 128-px output tiles (32 px in) with 64 px (16 in) of overlap over the 64x64 result: 3 rows x 4 columns (X wraps)
-    options = {"factor": 4, "method": "X4_UPSCALER", "upscaler_model": str(tiny_x4), "noise_level": 30,
+    options = {"factor": 4, "method": "X4_UPSCALER", "upscaler_model": str(tiny_x4_upscaler), "noise_level": 30,
                "tile_size": 128}
     assert bpy.ops.latent_textures.upscale(**options) == {"FINISHED"}
     image = settings.result_image
     assert tuple(image.size) == (256, 256) and image.packed_file is not None
     recipe = image["latent_textures"].to_dict()
     upscale = recipe["upscale"]
-    assert upscale["method"] == "X4_UPSCALER" and upscale["upscaler_model"] == str(tiny_x4)
+    assert upscale["method"] == "X4_UPSCALER" and upscale["upscaler_model"] == str(tiny_x4_upscaler)
     assert upscale["noise_level"] == 30 and upscale["control"] == "NONE" and upscale["seamless"] == "X"
     assert upscale["tiles"] == 12 and upscale["source"] == generated.name and recipe["prompt"] == "mossy stone"
     pixels = module("bridge.pixels").read_pixels(image)

@@ -31,13 +31,13 @@ def test_upscale_an_image_file_to_a_png_with_its_recipe(tmp_path, run_launcher):
     assert recipe["upscale"]["source"] == "wall.png"
 
 
-def test_upscale_with_the_model_redraws_tiles(tmp_path, run_launcher, tiny_model, tiny_models_module):
-    controlnet = tiny_models_module.build_tiny_controlnet(tmp_path / "tile", tiny_model, seed=1)
+def test_upscale_with_the_model_redraws_tiles(tmp_path, run_launcher, tiny_model, tiny_tile_controlnet):
     source = tmp_path / "wall.png"
     _png(source, 48, 32)
     textures = tmp_path / "textures"
     done = run_launcher("upscale", "--image", str(source), "--factor", "2", "--strength", "0.5", "--model",
-                        str(tiny_model), "--control-model", str(controlnet), "--tile-size", "80", "--seed", "4",
+                        str(tiny_model), "--control-model", str(tiny_tile_controlnet), "--tile-size", "80",
+                        "--seed", "4",
                         "--prompt", "stone", "--texture-dir", str(textures), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     (png,) = files_under(textures)
@@ -65,13 +65,13 @@ def test_bad_upscale_arguments_write_nothing(tmp_path, run_launcher):
     assert not textures.exists()
 
 
-def test_upscale_with_the_x4_upscaler(tmp_path, run_launcher, tiny_models_module):
-    upscaler = tiny_models_module.build_tiny_x4_upscaler(tmp_path / "x4")
+def test_upscale_with_the_x4_upscaler(tmp_path, run_launcher, tiny_x4_upscaler):
     source = tmp_path / "wall.png"
     _png(source, 48, 32)
     textures = tmp_path / "textures"
     done = run_launcher("upscale", "--image", str(source), "--factor", "2", "--method", "x4_upscaler",
-                        "--upscaler-model", str(upscaler), "--noise-level", "40", "--tile-size", "128", "--seed", "4",
+                        "--upscaler-model", str(tiny_x4_upscaler), "--noise-level", "40", "--tile-size", "128",
+                        "--seed", "4",
                         "--prompt", "stone", "--texture-dir", str(textures), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     (png,) = files_under(textures)
@@ -79,4 +79,4 @@ def test_upscale_with_the_x4_upscaler(tmp_path, run_launcher, tiny_models_module
         assert image.size == (96, 64)
         recipe = json.loads(image.text["latent_textures"])["upscale"]
     assert recipe["method"] == "X4_UPSCALER" and recipe["noise_level"] == 40 and recipe["tiles"] >= 2
-    assert recipe["upscaler_model"] == str(upscaler)
+    assert recipe["upscaler_model"] == str(tiny_x4_upscaler)

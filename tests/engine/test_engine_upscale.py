@@ -98,11 +98,6 @@ def test_wrapped_upscale_keeps_a_seamless_texture_seamless(engine_api, engine, t
     assert np.mean(ratios["NONE"]) > 1.5, ratios  # the metric does see a seam where there is one
 
 
-@pytest.fixture(scope="module")
-def tiny_tile_controlnet(tmp_path_factory: pytest.TempPathFactory, tiny_models: Any, tiny_sd_model: Any) -> Any:
-    return tiny_models.build_tiny_controlnet(tmp_path_factory.mktemp("tile-controlnet"), tiny_sd_model, seed=11)
-
-
 def test_tile_controlnet_conditions_every_tile_and_is_recorded(engine_api, engine, tiny_sd_model, tiny_tile_controlnet):
     plain = engine.upscale(_request(engine_api, tiny_sd_model))
     tiled = engine.upscale(_request(engine_api, tiny_sd_model, control="TILE", control_model=str(tiny_tile_controlnet)))

@@ -15,11 +15,6 @@ UPSCALER_REPO = "stabilityai/stable-diffusion-x4-upscaler"
 
 
 @pytest.fixture(scope="module")
-def tiny_x4(tmp_path_factory: pytest.TempPathFactory, tiny_models: Any) -> Path:
-    return tiny_models.build_tiny_x4_upscaler(tmp_path_factory.mktemp("x4") / "tiny-x4")
-
-
-@pytest.fixture(scope="module")
 def x4_module(engine_api: Any) -> Any:
     return importlib.import_module(engine_api.__name__ + ".upscale_x4")
 
@@ -37,72 +32,73 @@ def _request(engine_api: Any, upscaler: Any, **fields: Any) -> Any:
     return engine_api.UpscaleRequest(**values)
 
 
-def test_the_x4_upscaler_loads_and_runs_tiled_with_progress_per_tile(engine_api, new_engine, tiny_x4):
+def test_the_x4_upscaler_loads_and_runs_tiled_with_progress_per_tile(engine_api, new_engine, tiny_x4_upscaler):
     engine = new_engine(precision="FP32")
     events: list[Any] = []
-    result = engine.upscale(_request(engine_api, tiny_x4), on_progress=events.append)
-    again = engine.upscale(_request(engine_api, tiny_x4))
+    result = engine.upscale(_request(engine_api, tiny_x4_upscaler), on_progress=events.append)
+    again = engine.upscale(_request(engine_api, tiny_x4_upscaler))
     assert result.image.shape == (160, 288, 4)
     np.testing.assert_array_equal(result.image, again.image)  # the seed per tile comes from the seed
     recipe = result.recipe["upscale"]
     # 32-px input tiles (128 out) with 16 px (64 out) of overlap over 40x72: 2 rows x 4 columns
     assert recipe["method"] == "X4_UPSCALER" and recipe["tiles"] == 8 and recipe["tile_size"] == 128
-    assert recipe["upscaler_model"] == str(tiny_x4) and recipe["noise_level"] == 20
+    assert recipe["upscaler_model"] == str(tiny_x4_upscaler) and recipe["noise_level"] == 20
     assert {(e.part, e.parts) for e in events} == {(k, 8) for k in range(1, 9)}
     assert [e.step for e in events if e.part == 1] == [1, 2] and {e.total for e in events} == {2}
     assert engine.load_count == 1
-    other = engine.upscale(_request(engine_api, tiny_x4, seed=6))
+    other = engine.upscale(_request(engine_api, tiny_x4_upscaler, seed=6))
     assert not np.array_equal(result.image, other.image)
 
 
-def test_x2_is_the_x4_result_averaged_over_2x2_blocks(engine_api, engine, tiny_x4, x4_module):
-    x4 = engine.upscale(_request(engine_api, tiny_x4)).image[..., :3]
-    x2 = engine.upscale(_request(engine_api, tiny_x4, factor=2))
+def test_x2_is_the_x4_result_averaged_over_2x2_blocks(engine_api, engine, tiny_x4_upscaler, x4_module):
+    x4 = engine.upscale(_request(engine_api, tiny_x4_upscaler)).image[..., :3]
+    x2 = engine.upscale(_request(engine_api, tiny_x4_upscaler, factor=2))
     assert x2.image.shape == (80, 144, 4) and x2.recipe["upscale"]["factor"] == 2
     np.testing.assert_array_equal(x2.image[..., :3], x4_module.halve(x4))
 
 
-def test_odd_sizes_are_padded_for_the_model_and_cropped_back(engine_api, engine, tiny_x4):
-    result = engine.upscale(_request(engine_api, tiny_x4, image=_source(21, 37)))
+def test_odd_sizes_are_padded_for_the_model_and_cropped_back(engine_api, engine, tiny_x4_upscaler):
+    result = engine.upscale(_request(engine_api, tiny_x4_upscaler, image=_source(21, 37)))
     assert result.image.shape == (84, 148, 4) and np.isfinite(result.image).all()
 
 
-def test_the_upscaler_has_its_own_slot_beside_the_artists_model(engine_api, new_engine, tiny_x4, tiny_sd_model):
+def test_the_upscaler_has_its_own_slot_beside_the_artists_model(
+        engine_api, new_engine, tiny_x4_upscaler, tiny_sd_model):
     engine = new_engine()
     generation = engine_api.GenerationRequest(prompt="stone", model=str(tiny_sd_model), width=64, height=64, steps=2,
                                               seed=1)
     first = engine.generate(generation)
-    engine.upscale(_request(engine_api, tiny_x4))
+    engine.upscale(_request(engine_api, tiny_x4_upscaler))
     assert engine.loaded_model().source == str(tiny_sd_model)
     np.testing.assert_array_equal(engine.generate(generation).image, first.image)
-    engine.upscale(_request(engine_api, tiny_x4))
+    engine.upscale(_request(engine_api, tiny_x4_upscaler))
     assert engine.load_count == 2  # one load each, neither evicted the other
     packed_weights = importlib.import_module(engine_api.__name__ + ".packed_weights")
     upscaler = engine.cache.newest("upscaler").pipe
     assert packed_weights.packable_bytes((upscaler.unet, upscaler.vae), installed=True) == 0  # no gain there: not packed
     engine.free()
-    engine.upscale(_request(engine_api, tiny_x4))
+    engine.upscale(_request(engine_api, tiny_x4_upscaler))
     assert engine.load_count == 3  # free() dropped the upscaler too
 
 
-def test_wrapped_x4_upscale_keeps_a_seamless_texture_seamless(engine_api, engine, tiny_x4):
+def test_wrapped_x4_upscale_keeps_a_seamless_texture_seamless(engine_api, engine, tiny_x4_upscaler):
     """The seam metric of the engine's seamless tests: across the wrap, neighbours differ like interior ones."""
     ratios: dict[str, list[float]] = {"NONE": [], "BOTH": []}
     for seamless, values in ratios.items():
         for seed in range(3):
-            out = engine.upscale(_request(engine_api, tiny_x4, seamless=seamless, seed=seed)).image[..., :3]
+            out = engine.upscale(_request(engine_api, tiny_x4_upscaler, seamless=seamless, seed=seed)).image[..., :3]
             values.append(np.abs(out[:, -1] - out[:, 0]).mean() / np.abs(np.diff(out, axis=1)).mean())
             values.append(np.abs(out[-1] - out[0]).mean() / np.abs(np.diff(out, axis=0)).mean())
     assert np.mean(ratios["BOTH"]) <= 1.3, ratios
     assert np.mean(ratios["NONE"]) > 1.5, ratios  # the metric does see a seam where there is one
 
 
-def test_a_whole_wrapped_axis_in_one_tile_wraps_the_model_itself(engine_api, engine, tiny_x4):
+def test_a_whole_wrapped_axis_in_one_tile_wraps_the_model_itself(engine_api, engine, tiny_x4_upscaler):
     """One tile spanning the whole image: its own convolutions pad circularly (the same seed without wrap
     gives other pixels), and the result wraps as smoothly as its interior."""
     source = _source(32, 32)
-    wrapped = engine.upscale(_request(engine_api, tiny_x4, image=source, seamless="BOTH"))
-    plain = engine.upscale(_request(engine_api, tiny_x4, image=source))
+    wrapped = engine.upscale(_request(engine_api, tiny_x4_upscaler, image=source, seamless="BOTH"))
+    plain = engine.upscale(_request(engine_api, tiny_x4_upscaler, image=source))
     assert wrapped.recipe["upscale"]["tiles"] == plain.recipe["upscale"]["tiles"] == 1
     assert not np.array_equal(wrapped.image, plain.image)
     out = wrapped.image[..., :3]
@@ -110,16 +106,17 @@ def test_a_whole_wrapped_axis_in_one_tile_wraps_the_model_itself(engine_api, eng
     assert np.abs(out[-1] - out[0]).mean() <= 1.3 * np.abs(np.diff(out, axis=0)).mean()
 
 
-def test_the_default_upscaler_is_read_from_the_hub_cache_offline(engine_api, new_engine, tiny_models, tiny_x4, tmp_path):
-    tiny_models.install_in_hf_cache(tiny_x4, tmp_path, UPSCALER_REPO)
+def test_the_default_upscaler_is_read_from_the_hub_cache_offline(
+        engine_api, new_engine, tiny_models, tiny_x4_upscaler, tmp_path):
+    tiny_models.install_in_hf_cache(tiny_x4_upscaler, tmp_path, UPSCALER_REPO)
     engine = new_engine(cache_dir=str(tmp_path), offline=True)
-    result = engine.upscale(_request(engine_api, tiny_x4, upscaler_model=""))
+    result = engine.upscale(_request(engine_api, tiny_x4_upscaler, upscaler_model=""))
     recipe = result.recipe["upscale"]
     assert recipe["upscaler_model"] == UPSCALER_REPO and UPSCALER_REPO.replace("/", "--") in recipe["upscaler_files"]
     assert result.image.shape == (160, 288, 4)
 
 
-def test_cancel_stops_within_a_step(engine_api, engine, tiny_x4):
+def test_cancel_stops_within_a_step(engine_api, engine, tiny_x4_upscaler):
     cancel = threading.Event()
     events: list[Any] = []
 
@@ -128,15 +125,16 @@ def test_cancel_stops_within_a_step(engine_api, engine, tiny_x4):
         cancel.set()
 
     with pytest.raises(engine_api.GenerationCancelled):
-        engine.upscale(_request(engine_api, tiny_x4), on_progress=on_progress, cancel_event=cancel)
+        engine.upscale(_request(engine_api, tiny_x4_upscaler), on_progress=on_progress, cancel_event=cancel)
     assert len(events) == 1
 
 
 def test_the_upscaler_is_refused_as_a_base_model_and_a_base_model_as_the_upscaler(
-    engine_api, engine, tiny_x4, tiny_sd_model
+    engine_api, engine, tiny_x4_upscaler, tiny_sd_model
 ):
     with pytest.raises(engine_api.EngineError, match="StableDiffusionUpscalePipeline.*x4 upscaler model"):
-        engine.generate(engine_api.GenerationRequest(prompt="stone", model=str(tiny_x4), width=64, height=64, steps=2))
+        engine.generate(engine_api.GenerationRequest(prompt="stone", model=str(tiny_x4_upscaler), width=64, height=64,
+                                                     steps=2))
     with pytest.raises(engine_api.EngineError, match="is a StableDiffusionPipeline, not an x4 upscaler"):
         engine.upscale(_request(engine_api, tiny_sd_model))
 
@@ -149,9 +147,9 @@ def test_the_upscaler_is_refused_as_a_base_model_and_a_base_model_as_the_upscale
         ({"noise_level": 2.5}, "noise_level"),
     ],
 )
-def test_bad_x4_requests_name_the_field(engine_api, tiny_x4, fields, match):
+def test_bad_x4_requests_name_the_field(engine_api, tiny_x4_upscaler, fields, match):
     with pytest.raises(ValueError, match=match):
-        _request(engine_api, tiny_x4, **fields).validate()
+        _request(engine_api, tiny_x4_upscaler, **fields).validate()
 
 
 def test_the_x4_upscaler_needs_the_x4_image_in_memory_even_for_x2(engine_api):
