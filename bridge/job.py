@@ -40,6 +40,7 @@ class GenerationJob:
         self.preview_decoder = "LINEAR"  # the live preview's decoder (Engine.set_preview_decoder)
         self.previews = previews  # headless nobody sees them: the engine skips computing them
         self.upscale = upscale  # run on the generated image (Upscale After Generate)
+        self.upscale_failure: str | None = None  # why that upscale failed: the generation is kept without it
         self.events: queue.Queue[JobEvent] = queue.Queue()
         self.cancel_event = threading.Event()
         self.stage = "LOAD"  # LOAD, then DOWNLOAD (bytes) or DENOISE (steps)
@@ -79,7 +80,17 @@ class GenerationJob:
             return engine.upscale(self.request, **progress)
         result = engine.generate(self.request, recorder=self.recorder, **progress)
         if self.upscale is not None:
-            result = _upscaled(engine, result, self.upscale, **progress)
+            from ..engine import EngineError, GenerationCancelled
+
+            try:
+                result = _upscaled(engine, result, self.upscale, **progress)
+            except GenerationCancelled:
+                raise
+            except Exception as error:  # the finished generation is kept; the run reports why it is not upscaled
+                if not isinstance(error, EngineError):
+                    traceback.print_exc()
+                    error = f"{type(error).__name__}: {error}"
+                self.upscale_failure = str(error)
         return result
 
     def _on_progress(self, event) -> None:
@@ -125,7 +136,8 @@ def _upscaled(engine, generated, template: UpscaleRequest, **run_options):
     upscaled = engine.upscale(request, **run_options)
     recipe = dict(generated.recipe)
     recipe.update(upscaled.recipe)
-    return dataclasses.replace(upscaled, recipe=recipe, timings=generated.timings)
+    return dataclasses.replace(upscaled, recipe=recipe, timings=generated.timings,
+                               ignored=[*generated.ignored, *upscaled.ignored])
 
 
 _current_job: GenerationJob | None = None

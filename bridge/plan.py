@@ -67,7 +67,7 @@ def prepare(context: bpy.types.Context, target: Target, *, place_result: bool = 
         plan.notes.append(target.no_insight)
     plan.preview_decoder = getattr(get_preferences(context), "preview_decoder", "LINEAR")
     plan.keep_history = settings.keep_history
-    plan.upscale = requests.upscale_after_generate(settings, request) if place_result else None
+    plan.upscale = requests.upscale_after_generate(settings, request, plan.options) if place_result else None
     if place_result:
         plan.object_names = target.objects(context)
     objects = [bpy.data.objects[name] for name in plan.object_names]

@@ -82,10 +82,11 @@ def options_from_preferences(context: bpy.types.Context) -> EngineOptions:
     )
 
 
-def upscale_after_generate(settings, request: GenerationRequest) -> UpscaleRequest | None:
+def upscale_after_generate(settings, request: GenerationRequest, options: EngineOptions) -> UpscaleRequest | None:
     """Upscale After Generate: the upscale to run on the result (its image and seed filled in then), or None.
 
-    Checked now, before anything runs (factor too large for memory -> ValueError naming the largest that fits).
+    Checked now, before anything runs (factor too large for memory -> ValueError naming the largest that fits;
+    a model it reads that cannot be had, e.g. the tile ControlNet not downloaded while offline -> ValueError).
     """
     if settings.upscale_after == "NONE":
         return None
@@ -106,6 +107,19 @@ def upscale_after_generate(settings, request: GenerationRequest) -> UpscaleReque
         method=settings.upscale_method,
         upscaler_model=resolve_model_path(settings.upscale_x4_model),
         noise_level=settings.upscale_noise_level,
+        loras=request.loras,
     )
     upscale.validate()
+    check_upscale_models(upscale, options)
     return upscale
+
+
+def check_upscale_models(upscale: UpscaleRequest, options: EngineOptions) -> None:
+    """The models ``upscale`` reads can be had (read from the disk, nothing loaded), else ValueError saying which."""
+    from ..engine import EngineError
+    from ..engine.upscale_models import check_available
+
+    try:
+        check_available(upscale, options)
+    except EngineError as error:
+        raise ValueError(str(error)) from None

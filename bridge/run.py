@@ -24,6 +24,8 @@ from .plan import Plan, find_object
 class GenerationRun:
     """A started generation: its job, its reports, and what it wrote."""
 
+    writes_seed = True  # the seed used goes back to the panel (so turning Random Seed off reproduces it)
+
     def __init__(self, plan: Plan, job: GenerationJob | None = None) -> None:
         self.plan = plan
         if job is None:
@@ -95,7 +97,8 @@ class GenerationRun:
         try:
             image = self.create_image(changes, result)
             changes.set(settings, "result_image", image)
-            changes.set(settings, "seed", result.seed)
+            if self.writes_seed:
+                changes.set(settings, "seed", result.seed)
             if self.plan.recorder is not None:
                 recipe = dict(result.recipe, target=self.plan.target)
                 self.insight_images = insight.write_recorded(changes, image, self.plan.recorder, recipe)
@@ -112,6 +115,9 @@ class GenerationRun:
         if not bpy.app.background:
             preview.show_result(context, image)
         self.reports.append(("INFO", f"Generated '{image.name}' (seed {result.seed})"))
+        if self.job.upscale_failure is not None:
+            self.reports.append(("WARNING", f"'{image.name}' was generated and kept, but Upscale After Generate "
+                                            f"failed, so it is not upscaled: {self.job.upscale_failure}"))
         if self.insight_images:
             self.reports.append(("INFO", "Insight images: " + ", ".join(i.name for i in self.insight_images)))
         self.reports += [("INFO", note) for note in result.ignored]  # settings this model did not use

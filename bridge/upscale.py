@@ -15,6 +15,8 @@ import bpy
 import numpy as np
 
 from ..engine import UpscaleRequest
+from ..engine.tiles import MIN_OVERLAP
+from ..engine.upscale import MIN_TILE_SIZE
 from . import pixels, requests, results
 from .plan import check_engine_packages, check_no_job_running
 from .run import GenerationRun
@@ -68,6 +70,7 @@ def prepare(context: bpy.types.Context, image_name: str, factor: int, seamless: 
         raise ValueError(f"{what} to upscale: generate one first or name an image")
     if image.size[0] == 0 or image.size[1] == 0:
         raise ValueError(f"Image '{image.name}' has no pixels to upscale")
+    check_tile_size(tile_size)
     check_engine_packages()
     recipe = source_recipe(image)
     notes: list[str] = []
@@ -91,14 +94,28 @@ def prepare(context: bpy.types.Context, image_name: str, factor: int, seamless: 
         method=method,
         upscaler_model=requests.resolve_model_path(upscaler_model),
         noise_level=noise_level,
+        loras=requests.loras_from_settings(settings),
     )
     request.validate()
     options = requests.options_from_preferences(context)
+    requests.check_upscale_models(request, options)
     return UpscalePlan(request, options, image.name, recipe, replace_in_materials, notes)
 
 
+def check_tile_size(tile_size: int) -> None:
+    """The operator's Tile Size: 0 (the model's own size), else a multiple of 8 larger than the tiles' overlap."""
+    if tile_size and (tile_size < MIN_TILE_SIZE or tile_size % 8):
+        raise ValueError(f"Tile Size must be 0 (the model's own size) or a multiple of 8 from {MIN_TILE_SIZE} px "
+                         f"(neighbouring tiles overlap by {MIN_OVERLAP} px); got {tile_size} px")
+
+
 class UpscaleRun(GenerationRun):
-    """A started upscale: the same job and ticks as a generation, its own result writing."""
+    """A started upscale: the same job and ticks as a generation, its own result writing.
+
+    It leaves the panel's seed alone (``writes_seed``): only Generate writes back the seed it used.
+    """
+
+    writes_seed = False
 
     def create_image(self, changes: results.Changes, result) -> bpy.types.Image:
         return create_image(changes, self.plan, result)

@@ -34,6 +34,9 @@ MEMORY_SHARE = 0.5  # of the machine's RAM
 X4_FACTOR = 4  # the dedicated upscaler's own factor; x2 is its result halved
 DEFAULT_NOISE_LEVEL = 20  # diffusers' default: how much noise the low-res input gets (0..max_noise_level)
 MAX_NOISE_LEVEL = 350  # the real model's max_noise_level; a model's own config is checked at run time
+DEFAULT_UPSCALER = "stabilityai/stable-diffusion-x4-upscaler"  # X4_UPSCALER with upscaler_model ""
+# The smallest tile_size the default overlap allows: tiles overlap by tiles.MIN_OVERLAP and must be larger.
+MIN_TILE_SIZE = tiles.MIN_OVERLAP + 8
 
 
 @dataclass
@@ -188,7 +191,7 @@ def upscale_recipe(
     request: UpscaleRequest, seed: int, tile_size: int, count: int, generation: dict[str, Any]
 ) -> dict[str, Any]:
     """The recipe of an upscale: ``upscale`` (what was asked, ``count`` tiles of ``tile_size``) and the new size;
-    ``generation``: a tile's own recipe (the ControlNet it resolved), {} where none ran."""
+    ``generation``: a tile's own recipe (the ControlNet and LoRAs it resolved), {} where none ran."""
     return {
         "upscale": {
             "factor": request.factor,
@@ -200,6 +203,7 @@ def upscale_recipe(
             "tiles": count,
             "control": request.control if request.strength > 0 else "NONE",
             "control_model": generation.get("control_model", request.control_model),
+            "loras": list(generation.get("loras", [])),  # those the tiles ran with (none: no tile was redrawn)
             "seed": seed,
             "steps": request.steps,
             "prompt": request.prompt,

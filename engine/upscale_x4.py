@@ -30,7 +30,7 @@ from . import sources, tiles
 from .errors import EngineError, check_cancel
 from .prompt_embeddings import PromptCache
 from .request import GenerationResult, ProgressCallback, ProgressEvent
-from .upscale import DEFAULT_NOISE_LEVEL  # noqa: F401 - the add-on reads the defaults here
+from .upscale import DEFAULT_NOISE_LEVEL, DEFAULT_UPSCALER  # noqa: F401 - the add-on reads the defaults here
 from .upscale import MAX_NOISE_LEVEL, X4_FACTOR, UpscaleRequest, tile_seed, upscale_recipe
 
 if TYPE_CHECKING:
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SLOT = "upscaler"
-DEFAULT_UPSCALER = "stabilityai/stable-diffusion-x4-upscaler"
 
 
 @dataclass
@@ -115,6 +114,7 @@ def upscale(
     if request.control != "NONE" or request.loras:
         ignored.append("The tile ControlNet and LoRAs do not apply to the x4 upscaler: it is its own model and "
                        "paints every tile from the source itself (Noise Level sets how freely).")
+        recipe["upscale"]["not_applied"] = ignored[0]  # the recipe says so too
     return GenerationResult(image=rgba, seed=seed, recipe=recipe, timings={"upscale": fields["seconds"]},
                             ignored=ignored)
 

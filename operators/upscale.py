@@ -2,6 +2,7 @@
 
 import bpy
 
+from ..engine.upscale import MIN_TILE_SIZE
 from ..properties.upscale import UPSCALE_METHOD_ITEMS
 from .job_modal import JobOperator
 
@@ -40,8 +41,8 @@ class LATENT_TEXTURES_OT_upscale(JobOperator, bpy.types.Operator):
     )
     tile_size: bpy.props.IntProperty(
         name="Tile Size",
-        description="Side of the tiles the model redraws, in pixels (0: the model's own resolution, e.g. 512 for "
-                    "SD 1.5, 1024 for SDXL)",
+        description="Side of the tiles the model redraws, in pixels: 0 (the model's own resolution, e.g. 512 for "
+                    f"SD 1.5, 1024 for SDXL) or a multiple of 8 from {MIN_TILE_SIZE} to 2048",
         default=0, min=0, max=2048, step=8, subtype="PIXEL",
     )
     method: bpy.props.EnumProperty(name="Method", items=UPSCALE_METHOD_ITEMS, default="TILED_DIFFUSION")
