@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from .errors import EngineError, OutOfMemoryError
-from .files import run_dtype
+from .files import BF16_CPU_FEATURES, cpu_bf16_native, run_dtype
 
 
 def resolve_device(name: str) -> torch.device:
@@ -33,16 +33,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device({"CUDA": "cuda", "MPS": "mps", "CPU": "cpu"}[name])
 
 
-# The CPU instructions that do bf16 matrix maths in hardware: AVX512-BF16 (AMD Zen 4+, Intel Cooper Lake,
-# Sapphire Rapids+) and AMX-BF16 (Intel Sapphire Rapids+). Without them oneDNN emulates bf16, slower than fp32.
-BF16_CPU_FEATURES = ("avx512_bf16", "amx_bf16")
-
-
-# oneDNN's instruction-set levels below AVX512_CORE_BF16: capped to one of them with ONEDNN_MAX_CPU_ISA
-# (an administrator's setting, or a test running as an older CPU), oneDNN emulates bf16 whatever the CPU has.
-ONEDNN_ISAS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
-
-
 def cpu_features() -> dict[str, bool]:
     """The CPU's features as torch reads them (cpuid, on every OS) and oneDNN may use them (its bf16 ones
     are off when ``ONEDNN_MAX_CPU_ISA`` caps oneDNN below them); {} where this torch cannot say."""
@@ -50,7 +40,7 @@ def cpu_features() -> dict[str, bool]:
         features = {name: bool(value) for name, value in torch.cpu.get_capabilities().items() if isinstance(value, bool)}
     except (AttributeError, RuntimeError):
         return {}
-    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper() in ONEDNN_ISAS_WITHOUT_BF16:
+    if not cpu_bf16_native(BF16_CPU_FEATURES, os.environ.get("ONEDNN_MAX_CPU_ISA", "")):  # capped below bf16
         features.update(dict.fromkeys(BF16_CPU_FEATURES, False))
     return features
 
@@ -62,7 +52,7 @@ def cpu_has_native_bf16(features: dict[str, bool] | None = None) -> bool:
     plain AVX-512 (e.g. Intel Ice Lake, Zen 3 has none) only emulates bf16.
     """
     features = cpu_features() if features is None else features
-    return any(features.get(name, False) for name in BF16_CPU_FEATURES)
+    return cpu_bf16_native(name for name, on in features.items() if on)
 
 
 def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
