@@ -7,8 +7,6 @@ import gc
 import os
 import sys
 import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -138,9 +136,18 @@ def trim_heap() -> bool:
         return False
 
 
-_OOM_FIX = (
-    "try a smaller width/height, turn on attention slicing or CPU offload in the preferences, or use FP16 precision"
-)
+# What a real allocation failure says: CUDA/MPS "out of memory", CPU (c10's DefaultCPUAllocator, ENOMEM)
+# "can't allocate memory", Windows "not enough memory".
+_OOM_TEXTS = ("out of memory", "not enough memory", "can't allocate memory", "cannot allocate memory")
+
+
+def oom_fix(device: torch.device) -> str:
+    """What to change so that a run fits ``device``: the settings, then the preferences."""
+    if device.type == "cpu":
+        return ("lower Width/Height (Whole Object: fewer Views), set VAE Tiling to On or turn on Attention Slicing "
+                "in the preferences, or close other programs (CPU Offload helps only a GPU)")
+    return ("lower Width/Height (Whole Object: fewer Views), set VAE Tiling to On, turn on Attention Slicing or "
+            "CPU Offload in the preferences, or use FP16/BF16 precision")
 
 
 def is_oom(error: BaseException) -> bool:
@@ -148,23 +155,33 @@ def is_oom(error: BaseException) -> bool:
     if isinstance(error, torch.OutOfMemoryError):
         return True
     text = str(error).lower()
-    return isinstance(error, RuntimeError) and ("out of memory" in text or "not enough memory" in text)
+    return isinstance(error, RuntimeError) and any(words in text for words in _OOM_TEXTS)
 
 
-@contextmanager
-def oom_as_engine_error(device: torch.device) -> Iterator[None]:
+class oom_as_engine_error:  # noqa: N801 - used as a function: ``with oom_as_engine_error(device):``
     """Turn CUDA/MPS/CPU out-of-memory into ``OutOfMemoryError`` and give the memory back.
 
-    The failed run's frames still hold its activations through the traceback; they
-    are cleared before the cache is emptied, so a retry at a smaller size has the
-    memory even while the caller still holds the exception.
+    The failed run's frames hold its activations through the traceback (also what ``locals()`` copied
+    out of them and their functions' closures, which clearing a frame leaves): the traceback is cleared
+    and let go (the original error stays the ``__cause__``, without it) before the cache is emptied,
+    so a retry at a smaller size has the memory even while the caller still holds the exception.
+    A class, not a ``@contextmanager``: contextlib's ``__exit__`` would keep the traceback in its frame.
     """
-    try:
-        yield
-    except (torch.OutOfMemoryError, RuntimeError) as error:
-        if not is_oom(error):
-            raise
-        traceback.clear_frames(error.__traceback__)
-        empty_cache(device)
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: Any) -> bool:
+        if error is None or not is_oom(error):
+            return False
+        traceback.clear_frames(trace)
+        error.__traceback__ = trace = None
+        empty_cache(self.device)
         detail = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
-        raise OutOfMemoryError(f"The {device.type.upper()} device ran out of memory ({detail}); {_OOM_FIX}.") from error
+        raise OutOfMemoryError(
+            f"The {self.device.type.upper()} ran out of memory ({detail}). Nothing was changed; to fit the run, "
+            f"{oom_fix(self.device)}."
+        ) from error

@@ -123,6 +123,8 @@ def test_the_seed_generator_lives_on_the_cpu(devices: Any) -> None:
         ("torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 20.00 MiB')", True),
         ("RuntimeError('MPS backend out of memory (MPS allocated: 8.00 GB)')", True),
         ("RuntimeError('[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: not enough memory')", True),
+        ("RuntimeError(\"[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: "
+         "you tried to allocate 70368744177664 bytes. Error code 12 (Cannot allocate memory)\")", True),
         ("RuntimeError('mat1 and mat2 shapes cannot be multiplied')", False),
         ("ValueError('out of memory')", False),
     ],
