@@ -64,7 +64,9 @@ class GenerationJob:
             self.events.put(JobEvent("cancelled"))
         except EngineError as error:
             self.events.put(JobEvent("error", str(error)))
-        except Exception as error:  # an engine bug: keep the traceback for the console, a line for the artist
+        except BaseException as error:  # noqa: BLE001 - an engine bug, or SystemExit/KeyboardInterrupt raised in a
+            # library: this thread ends either way, so the main thread must hear of it (the traceback for the
+            # console, a line for the artist) or its modal operator would wait for ever
             traceback.print_exc()
             self.events.put(JobEvent("error", f"Generation failed ({type(error).__name__}): {error}"))
         else:

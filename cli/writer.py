@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import os
 from pathlib import Path
@@ -111,5 +112,7 @@ def write_outputs(results, source: str | None, out: Path | None, texture_dir: Pa
     except Exception as error:
         writer.rollback()
         message = operator_message(error) if isinstance(error, RuntimeError) else str(error)
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            message = f"the disk is full ({message}); free some space or write to another folder"
         raise CommandError(f"could not write the outputs (nothing was kept): {message}") from None
     return written

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from ..engine.files import run_dtype, variant_for
+from ..engine.files import cpu_bf16_native, run_dtype, variant_for
 from .hf_cache import cached_model, folder_size, repo_folder, validate_repo_id
 from .probe import format_bytes
 from .process import ProcessJob, StreamingProcess, child_environment
@@ -30,8 +30,10 @@ POLL_SECONDS = 0.5
 def download_variant(device: str, precision: str, devices: Sequence) -> str | None:
     """The weights variant the engine will load with the preferences' ``device`` and ``precision``.
 
-    ``devices``: the probed devices (``probe.Device``: type, name, capability); ``AUTO`` takes
-    CUDA, then MPS, then the CPU, as the engine does. Unprobed (empty): the CPU's choice.
+    ``devices``: the probed devices (``probe.Device``: type, name, capability, CPU features); ``AUTO`` takes
+    CUDA, then MPS, then the CPU, as the engine does; a CPU with native bf16 runs Precision Auto in bf16
+    (unless ``ONEDNN_MAX_CPU_ISA`` in Blender's environment caps oneDNN below it), as ``engine/devices.py``
+    decides. Unprobed (empty): as a CPU without native bf16 (Auto: the plain files, which run any precision).
     """
     order = {"AUTO": ("cuda", "mps", "cpu"), "CUDA": ("cuda",), "MPS": ("mps",), "CPU": ("cpu",)}[device]
     found = {d.type: d for d in reversed(devices)}  # the first of each type
@@ -39,7 +41,11 @@ def download_variant(device: str, precision: str, devices: Sequence) -> str | No
     chosen = found.get(kind)
     name = chosen.name if chosen is not None else ""
     capability = getattr(chosen, "capability", None) or ""
-    bf16_native = kind == "cuda" and capability.split(".", 1)[0].isdigit() and int(capability.split(".", 1)[0]) >= 8
+    if kind == "cuda":
+        bf16_native = capability.split(".", 1)[0].isdigit() and int(capability.split(".", 1)[0]) >= 8
+    else:
+        features = getattr(chosen, "features", None) or ()
+        bf16_native = kind == "cpu" and cpu_bf16_native(features, os.environ.get("ONEDNN_MAX_CPU_ISA", ""))
     return variant_for(run_dtype(precision, kind, name, bf16_native))
 
 

@@ -49,6 +49,7 @@ class Device:
     name: str
     memory: int | None = None  # bytes
     capability: str | None = None
+    features: tuple[str, ...] = ()  # CPU: the instruction-set features it has, as torch names them
 
 
 @dataclass(frozen=True)
@@ -130,7 +131,8 @@ def parse_probe_output(text: str, search_path: Sequence[str] = ()) -> Dependency
     )
     torch = data.get("torch") or {}
     devices = tuple(
-        Device(item["type"], item["name"], item.get("memory"), item.get("capability"))
+        Device(item["type"], item["name"], item.get("memory"), item.get("capability"),
+               tuple(item.get("features", ())))
         for item in torch.get("devices", ())
     )
     return DependencyStatus(

@@ -99,8 +99,12 @@ def torch_report() -> dict:
             report["devices"].append({"type": "mps", "index": 0, "name": cpu_name(), "memory": memory})
     except Exception as error:  # e.g. a driver/runtime mismatch: torch imports, the GPU does not answer
         report["device_error"] = f"{type(error).__name__}: {error}"
+    try:  # the CPU's features as the engine reads them (Precision Auto: bf16 where it has native bf16)
+        features = sorted(name for name, on in torch.cpu.get_capabilities().items() if on is True)
+    except (AttributeError, RuntimeError):
+        features = []
     report["devices"].append({"type": "cpu", "index": 0, "name": cpu_name(), "memory": system_memory(),
-                              "threads": torch.get_num_threads()})
+                              "threads": torch.get_num_threads(), "features": features})
     return report
 
 

@@ -7,14 +7,12 @@ import gc
 import os
 import sys
 import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import torch
 
 from .errors import EngineError, OutOfMemoryError
-from .files import run_dtype
+from .files import BF16_CPU_FEATURES, cpu_bf16_native, run_dtype
 
 
 def resolve_device(name: str) -> torch.device:
@@ -33,16 +31,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device({"CUDA": "cuda", "MPS": "mps", "CPU": "cpu"}[name])
 
 
-# The CPU instructions that do bf16 matrix maths in hardware: AVX512-BF16 (AMD Zen 4+, Intel Cooper Lake,
-# Sapphire Rapids+) and AMX-BF16 (Intel Sapphire Rapids+). Without them oneDNN emulates bf16, slower than fp32.
-BF16_CPU_FEATURES = ("avx512_bf16", "amx_bf16")
-
-
-# oneDNN's instruction-set levels below AVX512_CORE_BF16: capped to one of them with ONEDNN_MAX_CPU_ISA
-# (an administrator's setting, or a test running as an older CPU), oneDNN emulates bf16 whatever the CPU has.
-ONEDNN_ISAS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
-
-
 def cpu_features() -> dict[str, bool]:
     """The CPU's features as torch reads them (cpuid, on every OS) and oneDNN may use them (its bf16 ones
     are off when ``ONEDNN_MAX_CPU_ISA`` caps oneDNN below them); {} where this torch cannot say."""
@@ -50,7 +38,7 @@ def cpu_features() -> dict[str, bool]:
         features = {name: bool(value) for name, value in torch.cpu.get_capabilities().items() if isinstance(value, bool)}
     except (AttributeError, RuntimeError):
         return {}
-    if os.environ.get("ONEDNN_MAX_CPU_ISA", "").strip().upper() in ONEDNN_ISAS_WITHOUT_BF16:
+    if not cpu_bf16_native(BF16_CPU_FEATURES, os.environ.get("ONEDNN_MAX_CPU_ISA", "")):  # capped below bf16
         features.update(dict.fromkeys(BF16_CPU_FEATURES, False))
     return features
 
@@ -62,7 +50,7 @@ def cpu_has_native_bf16(features: dict[str, bool] | None = None) -> bool:
     plain AVX-512 (e.g. Intel Ice Lake, Zen 3 has none) only emulates bf16.
     """
     features = cpu_features() if features is None else features
-    return any(features.get(name, False) for name in BF16_CPU_FEATURES)
+    return cpu_bf16_native(name for name, on in features.items() if on)
 
 
 def resolve_dtype(precision: str, device: torch.device) -> torch.dtype:
@@ -148,9 +136,18 @@ def trim_heap() -> bool:
         return False
 
 
-_OOM_FIX = (
-    "try a smaller width/height, turn on attention slicing or CPU offload in the preferences, or use FP16 precision"
-)
+# What a real allocation failure says: CUDA/MPS "out of memory", CPU (c10's DefaultCPUAllocator, ENOMEM)
+# "can't allocate memory", Windows "not enough memory".
+_OOM_TEXTS = ("out of memory", "not enough memory", "can't allocate memory", "cannot allocate memory")
+
+
+def oom_fix(device: torch.device) -> str:
+    """What to change so that a run fits ``device``: the settings, then the preferences."""
+    if device.type == "cpu":
+        return ("lower Width/Height (Whole Object: fewer Views), set VAE Tiling to On or turn on Attention Slicing "
+                "in the preferences, or close other programs (CPU Offload helps only a GPU)")
+    return ("lower Width/Height (Whole Object: fewer Views), set VAE Tiling to On, turn on Attention Slicing or "
+            "CPU Offload in the preferences, or use FP16/BF16 precision")
 
 
 def is_oom(error: BaseException) -> bool:
@@ -158,23 +155,33 @@ def is_oom(error: BaseException) -> bool:
     if isinstance(error, torch.OutOfMemoryError):
         return True
     text = str(error).lower()
-    return isinstance(error, RuntimeError) and ("out of memory" in text or "not enough memory" in text)
+    return isinstance(error, RuntimeError) and any(words in text for words in _OOM_TEXTS)
 
 
-@contextmanager
-def oom_as_engine_error(device: torch.device) -> Iterator[None]:
+class oom_as_engine_error:  # noqa: N801 - used as a function: ``with oom_as_engine_error(device):``
     """Turn CUDA/MPS/CPU out-of-memory into ``OutOfMemoryError`` and give the memory back.
 
-    The failed run's frames still hold its activations through the traceback; they
-    are cleared before the cache is emptied, so a retry at a smaller size has the
-    memory even while the caller still holds the exception.
+    The failed run's frames hold its activations through the traceback (also what ``locals()`` copied
+    out of them and their functions' closures, which clearing a frame leaves): the traceback is cleared
+    and let go (the original error stays the ``__cause__``, without it) before the cache is emptied,
+    so a retry at a smaller size has the memory even while the caller still holds the exception.
+    A class, not a ``@contextmanager``: contextlib's ``__exit__`` would keep the traceback in its frame.
     """
-    try:
-        yield
-    except (torch.OutOfMemoryError, RuntimeError) as error:
-        if not is_oom(error):
-            raise
-        traceback.clear_frames(error.__traceback__)
-        empty_cache(device)
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: Any) -> bool:
+        if error is None or not is_oom(error):
+            return False
+        traceback.clear_frames(trace)
+        error.__traceback__ = trace = None
+        empty_cache(self.device)
         detail = str(error).splitlines()[0][:200] if str(error) else type(error).__name__
-        raise OutOfMemoryError(f"The {device.type.upper()} device ran out of memory ({detail}); {_OOM_FIX}.") from error
+        raise OutOfMemoryError(
+            f"The {self.device.type.upper()} ran out of memory ({detail}). Nothing was changed; to fit the run, "
+            f"{oom_fix(self.device)}."
+        ) from error

@@ -6,7 +6,8 @@ engine and ``dependencies/hf_cache.py`` import it. Here, and only here:
 
 * the components never loaded (``SKIPPED_COMPONENTS``);
 * what a Hugging Face repo id looks like (``REPO_ID``, ``is_repo_id``);
-* the weights variant a run wants (``variant_for``: the device and precision that will run it);
+* the weights variant a run wants (``variant_for``: the device and precision that will run it), and the
+  precision ``AUTO`` means there (``run_dtype``; on a CPU from its feature flags, ``cpu_bf16_native``);
 * the files of a pipeline (``select_files``).
 """
 
@@ -47,6 +48,24 @@ def variant_for(dtype: str) -> str | None:
     cast from them); full precision takes the plain files.
     """
     return HALF_VARIANT if dtype.lower().removeprefix("torch.") in ("float16", "bfloat16", "fp16", "bf16") else None
+
+
+# The CPU instructions that do bf16 matrix maths in hardware: AVX512-BF16 (AMD Zen 4+, Intel Cooper Lake,
+# Sapphire Rapids+) and AMX-BF16 (Intel Sapphire Rapids+); named as torch's ``cpu.get_capabilities()`` and
+# Linux's /proc/cpuinfo name them. Without them oneDNN emulates bf16, slower than fp32.
+BF16_CPU_FEATURES = ("avx512_bf16", "amx_bf16")
+# oneDNN's instruction-set levels below AVX512_CORE_BF16: capped to one of them with ONEDNN_MAX_CPU_ISA
+# (an administrator's setting, or a test running as an older CPU), oneDNN emulates bf16 whatever the CPU has.
+ONEDNN_ISAS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
+
+
+def cpu_bf16_native(features: Iterable[str], onednn_max_isa: str = "") -> bool:
+    """Does a CPU with ``features`` (the names of those it has) run bf16 in hardware for oneDNN, capped to
+    ``onednn_max_isa`` (the ``ONEDNN_MAX_CPU_ISA`` environment variable of the process that runs the engine)?"""
+    if onednn_max_isa.strip().upper() in ONEDNN_ISAS_WITHOUT_BF16:
+        return False
+    available = set(features)
+    return any(name in available for name in BF16_CPU_FEATURES)
 
 
 def run_dtype(precision: str, device_type: str, device_name: str = "", bf16_native: bool = False) -> str:

@@ -191,7 +191,9 @@ def upscale_recipe(
     request: UpscaleRequest, seed: int, tile_size: int, count: int, generation: dict[str, Any]
 ) -> dict[str, Any]:
     """The recipe of an upscale: ``upscale`` (what was asked, ``count`` tiles of ``tile_size``) and the new size;
-    ``generation``: a tile's own recipe (the ControlNet and LoRAs it resolved), {} where none ran."""
+    ``generation``: a tile's own recipe (the ControlNet and LoRAs it resolved, the device and dtype it ran in), {}
+    where none ran; the upscale's ``device`` and ``dtype`` go in ``upscale`` (the source's own stay at the top)."""
+    ran_in = {key: generation[key] for key in ("device", "dtype") if key in generation}
     return {
         "upscale": {
             "factor": request.factor,
@@ -208,6 +210,7 @@ def upscale_recipe(
             "steps": request.steps,
             "prompt": request.prompt,
             "model": request.model,
+            **ran_in,
         },
         "width": int(request.image.shape[1] * request.factor),
         "height": int(request.image.shape[0] * request.factor),

@@ -104,7 +104,8 @@ def upscale(
     height, width = big.shape[:2]
     rgba = np.ones((height, width, 4), dtype=np.float32)
     rgba[..., :3] = big
-    recipe = upscale_recipe(request, seed, fields["tile_size"], fields["tiles"], {})
+    ran_in = {"device": cache.placement.device.type, "dtype": cache.placement.dtype_name}
+    recipe = upscale_recipe(request, seed, fields["tile_size"], fields["tiles"], ran_in)
     recipe["upscale"].update(
         method="X4_UPSCALER", control="NONE", control_model="", upscaler_model=fields["upscaler_model"],
         noise_level=fields["noise_level"], upscaler_files=fields["model_files"],

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from cli_harness import FAST, REPO_ROOT, error_lines, files_under, load_by_path
+from cli_harness import FAST, LAUNCHER, REPO_ROOT, TIMEOUT, error_lines, files_under, load_by_path
 
 support = load_by_path("lt_cli_support", REPO_ROOT / "cli" / "support.py")  # pure: no bpy, no relative imports
 
@@ -268,3 +268,50 @@ def test_generate_without_a_blend_textures_blenders_startup_cube(tmp_path, run_l
     assert sorted(scene["objects"]) == ["Cube"]
     (texture,) = scene["objects"]["Cube"]["textures"]
     assert scene["images"][texture]["recipe"]["prompt"] == "slate"
+
+
+FULL_DISK_SCRIPT = """
+import builtins, errno, io, os, runpy, sys
+
+folder, launcher, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+real_open, opened = builtins.open, []
+
+
+class FullDisk(io.BufferedWriter):
+    def write(self, data):  # half of it lands, then the disk is full
+        super().write(bytes(data)[: len(data) // 2])
+        self.flush()
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.name)
+
+
+def open_on_a_full_disk(file, mode="r", *rest, **options):
+    handle = real_open(file, mode, *rest, **options)
+    if isinstance(file, (str, os.PathLike)) and str(file).startswith(folder) and "b" in mode and "w" in mode:
+        opened.append(file)
+        if len(opened) == 2:  # the first texture is written whole, the second fills the disk
+            return FullDisk(handle.detach())
+    return handle
+
+
+builtins.open = io.open = open_on_a_full_disk
+sys.argv = [launcher, *args]
+runpy.run_path(launcher, run_name="__main__")
+"""
+
+
+def test_a_full_disk_while_writing_textures_leaves_no_file(tmp_path, env, scene_blend, tiny_model):
+    """The second PNG of a batch hits a full disk (ENOSPC at its file write, half of it written): one error
+    line that says so, and neither PNG, nor a temporary file, nor the .blend is left."""
+    prompts_file = tmp_path / "prompts.txt"
+    prompts_file.write_text("mossy stone\nrusty metal plate\n", encoding="utf-8")
+    textures, out = tmp_path / "out" / "textures", tmp_path / "out" / "x.blend"
+    done = subprocess.run(
+        [sys.executable, "-c", FULL_DISK_SCRIPT, str(tmp_path / "out"), str(LAUNCHER), "generate", "--blend",
+         str(scene_blend), "--objects", "Barrel", "--prompts-file", str(prompts_file), "--model", str(tiny_model),
+         *FAST, "--seed", "3", "--out", str(out), "--texture-dir", str(textures)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=TIMEOUT,
+    )
+    assert done.returncode == 1, done.stderr[-3000:]
+    errors = error_lines(done.stderr)
+    assert len(errors) == 1 and "the disk is full" in errors[0] and "nothing was kept" in errors[0], errors
+    assert files_under(tmp_path / "out") == []

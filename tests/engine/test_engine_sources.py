@@ -175,9 +175,16 @@ def test_one_file_rule_for_the_download_and_the_engine(engine_api: Any, sources:
     gpu = [SimpleNamespace(type="cuda", name="NVIDIA GeForce RTX 4090", capability="8.9"),
            SimpleNamespace(type="cpu", name="x86_64", capability=None)]
     gtx = [SimpleNamespace(type="cuda", name="NVIDIA GeForce GTX 1660", capability="7.5")]
+    bf16_cpu = [SimpleNamespace(type="cpu", name="AMD Ryzen 9 7950X", capability=None,
+                                features=("avx2", "avx512_bf16", "avx512f"))]
+    amx_cpu = [SimpleNamespace(type="cpu", name="Intel Xeon", capability=None, features=("amx_bf16", "amx_tile"))]
+    avx2_cpu = [SimpleNamespace(type="cpu", name="Intel Core i7", capability=None, features=("avx2", "fma3"))]
     cases = [  # (device, precision, probed devices, the dtype the engine runs in there)
         ("AUTO", "AUTO", gpu, "bfloat16"), ("CPU", "AUTO", gpu, "float32"),
         ("AUTO", "AUTO", gtx, "float32"), ("AUTO", "FP16", [], "float16"), ("AUTO", "AUTO", [], "float32"),
+        ("AUTO", "AUTO", bf16_cpu, "bfloat16"), ("CPU", "AUTO", amx_cpu, "bfloat16"),
+        ("AUTO", "AUTO", avx2_cpu, "float32"), ("CPU", "FP32", bf16_cpu, "float32"),
+        ("CPU", "AUTO", gtx + bf16_cpu, "bfloat16"),
     ]
     for device, precision, probed, dtype in cases:
         variant = download.download_variant(device, precision, probed)
@@ -195,6 +202,36 @@ def test_one_file_rule_for_the_download_and_the_engine(engine_api: Any, sources:
             assert ok, text
         except ValueError:
             assert not ok, text
+
+
+def test_the_download_takes_the_files_precision_auto_loads_on_this_cpu(
+    engine_api: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The real probe (a child Python) reports this CPU; the Download's variant is the one for the dtype the
+    engine's Precision Auto resolves here, also with oneDNN capped below bf16 in Blender's environment."""
+    import importlib
+    import sys
+
+    import torch
+
+    package_loader = sys.modules["latent_textures_package_loader"]
+    probe = package_loader.import_subpackage("dependencies.probe")
+    download = package_loader.import_subpackage("dependencies.download")
+    files = importlib.import_module(engine_api.__name__ + ".files")
+    devices = importlib.import_module(engine_api.__name__ + ".devices")
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    status = probe.run_probe(sys.executable, probe.search_path_for(str(tmp_path / "site-packages"), sys.path),
+                             packages=["torch"])
+    assert status.torch_imported and status.build == "CPU"
+    cpu = torch.device("cpu")
+    for cap in ("", "AVX2"):
+        if cap:
+            monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+        auto = devices.dtype_name(devices.resolve_dtype("AUTO", cpu))
+        assert auto == ("bfloat16" if devices.cpu_has_native_bf16() else "float32")
+        for device in ("AUTO", "CPU"):
+            assert download.download_variant(device, "AUTO", status.devices) == files.variant_for(auto), (cap, auto)
+    assert auto == "float32"  # capped: oneDNN would emulate bf16
 
 
 def test_select_files_keeps_shards_and_the_matching_index(file_selection: Any) -> None:
