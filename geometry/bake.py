@@ -30,9 +30,9 @@ from .uv_raster import SurfaceTexels
 
 # Texels per chunk of the gather: its temporaries stay in the CPU's cache.
 _CHUNK_TEXELS = 1 << 16
-# A point whose normal faces away from a view is its surface seen from behind (flipped normals) only
-# where the view's own surface (from its depth) is that face: normals within 60 degrees, up to sign.
-_BACK_AGREEMENT = 0.5
+# A point is the surface a view shows only where that surface's normal (from the view's depth) is within
+# 60 degrees of the point's, up to sign (faces are two-sided).
+_NORMAL_AGREEMENT = 0.5
 
 
 @dataclass(frozen=True)
@@ -216,7 +216,6 @@ class _PreparedView:
             cosine /= np.sqrt(np.maximum(distance_squared, np.float32(1e-20)))
         hits = np.flatnonzero(np.abs(cosine) > self.cutoff)
         cosine = cosine[hits]
-        back = np.flatnonzero(cosine < 0)
         cosine = np.abs(cosine)
         projected = self.rows @ np.take(surface.position_planes, hits, axis=1) + self.offsets
         inverse_w = np.float32(1.0) / projected[2]
@@ -229,14 +228,13 @@ class _PreparedView:
         pixel = np.where(inside, row * self.width + column, 0)
         slack = (np.float32(1.0) if self.ortho else depth) * self.slack / cosine
         visible = inside & (np.abs(depth - self.depth[pixel]) <= slack)
-        if len(back):
-            # Facing away: the view sees this point only if the surface it shows there is this face from behind
-            # (not a face in front of it whose depth is close, as at a silhouette's crease).
-            normal = np.take(surface.normal, hits[back], axis=0)
-            seen = np.zeros(len(back), dtype=np.float32)
-            for axis in range(3):
-                seen += normal[:, axis] * self.surface_normal[axis].take(pixel[back])
-            visible[back] &= seen < -_BACK_AGREEMENT
+        # The surface the view shows there must be this face, from either side: not a face in front of it
+        # whose depth is close (as at a silhouette's crease, where the far side of a closed mesh meets it).
+        normal = np.take(surface.normal, hits, axis=0)
+        agreement = np.zeros(len(hits), dtype=np.float32)
+        for axis in range(3):
+            agreement += normal[:, axis] * self.surface_normal[axis].take(pixel)
+        visible &= np.abs(agreement) > _NORMAL_AGREEMENT
         view_weight = _power(cosine, self.power) * np.minimum((cosine - self.cutoff) * self.ramp, 1.0) \
             * self.confidence[pixel]
         keep = np.flatnonzero(visible & (view_weight > 0))

@@ -63,8 +63,10 @@ def triangle_tiles(uv: np.ndarray, positions: np.ndarray) -> np.ndarray:
 
 
 def _repeating(uv: np.ndarray, extent: float) -> UVTileError:
-    tiles = np.unique(np.floor(uv.reshape(-1, 2)).astype(np.int64), axis=0)
-    names = ", ".join(udim_name(tuple(tile)) for tile in tiles[:6]) + (", ..." if len(tiles) > 6 else "")
+    low = np.floor(uv.reshape(-1, 2).min(axis=0)).astype(np.int64)
+    high = np.maximum(np.ceil(uv.reshape(-1, 2).max(axis=0)).astype(np.int64) - 1, low)
+    tiles = [(u, v) for v in range(low[1], min(high[1], low[1] + 6) + 1) for u in range(low[0], min(high[0], low[0] + 6) + 1)]
+    names = ", ".join(udim_name(tile) for tile in tiles[:6]) + (", ..." if len(tiles) > 6 else "")
     return UVTileError(f"UVs span UDIM tiles {names} with an island {extent:.2f} tiles wide (a texture repeated "
                        "over the surface): Whole Object bakes one tile: scale the UVs into one tile")
 
