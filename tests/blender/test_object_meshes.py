@@ -13,6 +13,7 @@ import pytest
 from mathutils import Matrix
 
 from harness import ADDON_MODULE, datablock_counts
+from test_object_target import whole  # noqa: F401 (the fixture: the tiny model's Whole Object settings)
 
 
 def module(name):
@@ -25,19 +26,11 @@ AGREEMENT = 0.85
 
 
 @pytest.fixture
-def whole(settings, tiny_sd_model):
-    settings.model = str(tiny_sd_model)
-    settings.prompt = "weathered crate"
-    settings.width = settings.height = 64
-    settings.steps = 2
-    settings.use_random_seed = False
-    settings.seed = 7
-    settings.target = "OBJECT"
-    settings.object_views = 3
-    settings.texture_size = 256
-    settings.control = "NONE"
-    settings.keep_view_images = True
-    return settings
+def plain(whole):
+    """test_object_target's Whole Object settings, without a ControlNet, keeping the view images."""
+    whole.control = "NONE"
+    whole.keep_view_images = True
+    return whole
 
 
 def select(*objects):
@@ -134,14 +127,14 @@ def scene_state():
     return dict(datablock_counts(), objects=len(bpy.data.objects), cameras=len(bpy.data.cameras))
 
 
-def test_a_cube_with_flipped_normals_is_textured_from_every_view(whole):
+def test_a_cube_with_flipped_normals_is_textured_from_every_view(plain):
     cube = bpy.data.objects["Cube"]
     flip_normals(cube)
     views = axis_cameras()
-    whole.view_collection = views
+    plain.view_collection = views
     select(cube)
     assert bpy.ops.latent_textures.generate() == {"FINISHED"}
-    assert_every_view_matches(cube, whole, cameras_of(views))
+    assert_every_view_matches(cube, plain, cameras_of(views))
 
 
 def test_flipped_normals_with_automatic_views_take_every_face_from_the_views():
@@ -162,19 +155,19 @@ def test_flipped_normals_with_automatic_views_take_every_face_from_the_views():
     assert seen[0] > 0.75 and seen[1] == pytest.approx(seen[0], abs=1e-6)
 
 
-def test_uvs_moved_to_the_next_tile_bake_the_same_texture(whole):
+def test_uvs_moved_to_the_next_tile_bake_the_same_texture(plain):
     cube = bpy.data.objects["Cube"]
-    whole.view_collection = axis_cameras()
+    plain.view_collection = axis_cameras()
     select(cube)
     assert bpy.ops.latent_textures.generate() == {"FINISHED"}
-    first = result_texture(whole)
+    first = result_texture(plain)
     set_uvs(cube, uvs_of(cube) + [1.0, 0.0])  # UDIM tile 1002: Blender repeats the image there
     assert bpy.ops.latent_textures.generate() == {"FINISHED"}
-    np.testing.assert_allclose(result_texture(whole), first, atol=1.5 / 255)
-    assert_every_view_matches(cube, whole, cameras_of(whole.view_collection))
+    np.testing.assert_allclose(result_texture(plain), first, atol=1.5 / 255)
+    assert_every_view_matches(cube, plain, cameras_of(plain.view_collection))
 
 
-def test_uvs_spanning_udim_tiles_are_refused_naming_them_and_nothing_changes(whole):
+def test_uvs_spanning_udim_tiles_are_refused_naming_them_and_nothing_changes(plain):
     cube = bpy.data.objects["Cube"]
     uvs = uvs_of(cube)
     for polygon in list(cube.data.polygons)[:2]:  # two faces in tile 1002, the rest in 1001
@@ -184,11 +177,11 @@ def test_uvs_spanning_udim_tiles_are_refused_naming_them_and_nothing_changes(who
     before = scene_state()
     with pytest.raises(RuntimeError, match=r"'Cube': UVs span UDIM tiles 1001, 1002: "):
         bpy.ops.latent_textures.generate()
-    assert scene_state() == before and whole.result_image is None
+    assert scene_state() == before and plain.result_image is None
     np.testing.assert_array_equal(uvs_of(cube), uvs)
 
 
-def test_a_uv_square_shared_by_a_seen_and_an_unseen_face_takes_the_seen_face(whole):
+def test_a_uv_square_shared_by_a_seen_and_an_unseen_face_takes_the_seen_face(plain):
     cube = bpy.data.objects["Cube"]
     normals = np.array([polygon.normal for polygon in cube.data.polygons])
     # every face its own cell of a 3 x 2 grid, but the front (-Y) and back (+Y) faces on one cell
@@ -205,32 +198,32 @@ def test_a_uv_square_shared_by_a_seen_and_an_unseen_face_takes_the_seen_face(who
     set_uvs(cube, uvs)
     # the one view sees the front face only; the back face comes last or first, either way the front wins
     views = axis_cameras(axes=("-Y",))
-    whole.view_collection = views
+    plain.view_collection = views
     select(cube)
     run = module("bridge.object_target").ObjectRun(module("bridge.targets").prepare(bpy.context))
     run.run_here()
     assert run.tick(bpy.context) == "FINISHED"
     assert any("texels are shared" in message for level, message in run.reports if level == "INFO")
-    ((correlation, pixels),) = reprojections(cube, whole, cameras_of(views))
+    ((correlation, pixels),) = reprojections(cube, plain, cameras_of(views))
     print("front view reprojection:", correlation, pixels)
     assert pixels > 500 and correlation > AGREEMENT
 
 
 @pytest.mark.parametrize("count", [1, 3])
-def test_a_plane_with_few_automatic_views_is_textured_from_above(whole, count):
-    whole.object_views = count
+def test_a_plane_with_few_automatic_views_is_textured_from_above(plain, count):
+    plain.object_views = count
     bpy.data.objects.remove(bpy.data.objects["Cube"])
     bpy.ops.mesh.primitive_plane_add(size=2.0)
     plane = bpy.context.active_object
     select(plane)
     assert bpy.ops.latent_textures.generate() == {"FINISHED"}
-    views = whole.result_image["latent_textures"].to_dict()["views"]
+    views = plain.result_image["latent_textures"].to_dict()["views"]
     assert len(views) == count
     np.testing.assert_allclose(np.array(views[0]["matrix_world"])[:3, 2], [0.0, 0.0, 1.0], atol=1e-9)  # looks down
     object_bake = module("bridge.object_bake")
     depsgraph = bpy.context.evaluated_depsgraph_get()
     cameras = [view.camera() for view in object_bake.auto_views([plane], depsgraph, count, 64, 64)]
-    ((correlation, pixels), *_) = reprojections(plane, whole, cameras)
+    ((correlation, pixels), *_) = reprojections(plane, plain, cameras)
     print("top view reprojection:", correlation, pixels)
     assert pixels > 500 and correlation > AGREEMENT
 
@@ -245,17 +238,17 @@ def seen_fraction(obj, cameras):
     return float(baked.gathered.seen.mean())
 
 
-def test_a_cube_100_km_away_is_textured_like_one_at_the_origin(whole):
+def test_a_cube_100_km_away_is_textured_like_one_at_the_origin(plain):
     cube = bpy.data.objects["Cube"]
     at_home = seen_fraction(cube, cameras_of(axis_cameras()))
     far = (1.0e5, -0.6e5, 0.2e5)
     cube.location = far
     views = axis_cameras(centre=far)
-    whole.view_collection = views
+    plain.view_collection = views
     select(cube)
     assert bpy.ops.latent_textures.generate() == {"FINISHED"}
     cameras = cameras_of(views)
-    assert_every_view_matches(cube, whole, cameras)
+    assert_every_view_matches(cube, plain, cameras)
     away = seen_fraction(cube, cameras)
     print("texels taken from the views at the origin, 100 km away:", at_home, away)
     assert away == pytest.approx(at_home, abs=2e-3) and at_home > 0.75
