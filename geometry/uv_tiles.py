@@ -5,20 +5,23 @@ u + 1) shows the same texture as one in tile 1001. The tile of a triangle is its
 islands are the triangles connected through shared corners (same UV and same position), and an
 island belongs to the tile holding its UV centroid, so an island poking a little past a tile border
 stays whole (its texels wrap around; ``geometry.uv_raster``). UVs whose islands lie in several
-tiles are real UDIM (one image per tile), and an island wider than a tile repeats the texture over
-itself: both are refused with a ``UVTileError`` naming the tiles.
+UDIM tiles (u 0..9, v >= 0) are real UDIM (one image per tile), and an island more than two tiles wide repeats the texture
+over itself: both are refused with a ``UVTileError`` naming the tiles. (An island a little wider than a
+tile wraps onto itself: those texels are shared, as Blender shows them.)
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-# An island may be this much wider than a tile (rounding of UVs snapped to the tile border).
-_EXTENT_SLACK = 1e-3
+# An island up to this many tiles wide is baked (Blender repeats the image: its part past the border shows
+# the same texels as the part they wrap onto, which pool both); a wider one is a texture repeated over the
+# surface, refused (its texels would blend places far apart, and its rasterising would grow without bound).
+_MAX_EXTENT = 2.0
 
 
 class UVTileError(ValueError):
-    """UVs that one texture cannot hold (several UDIM tiles, or an island repeating over a tile)."""
+    """UVs that one texture cannot hold (several UDIM tiles, or an island repeating the texture over itself)."""
 
 
 def udim_name(tile: tuple[int, int]) -> str:
@@ -29,12 +32,12 @@ def udim_name(tile: tuple[int, int]) -> str:
 
 def triangle_tiles(uv: np.ndarray, positions: np.ndarray) -> np.ndarray:
     """(T, 2) int64 tile (u, v) of each triangle, the same for a whole island; ``uv`` (T, 3, 2), ``positions``
-    (T, 3, 3). Raises ``UVTileError`` for islands in several tiles or an island wider than a tile."""
+    (T, 3, 3). Raises ``UVTileError`` for islands in several tiles or an island over two tiles wide."""
     count = len(uv)
     if count == 0:
         return np.zeros((0, 2), dtype=np.int64)
     extent = uv.max(axis=1) - uv.min(axis=1)
-    if (extent > 1.0 + _EXTENT_SLACK).any():
+    if (extent > _MAX_EXTENT).any():
         raise _repeating(uv, extent.max())
     centroid = uv.mean(axis=1)
     tiles = np.floor(centroid).astype(np.int64)
@@ -52,10 +55,13 @@ def triangle_tiles(uv: np.ndarray, positions: np.ndarray) -> np.ndarray:
     high = np.full((islands, 2), -np.inf)
     np.minimum.at(low, island, uv.min(axis=1))
     np.maximum.at(high, island, uv.max(axis=1))
-    if ((high - low) > 1.0 + _EXTENT_SLACK).any():
+    if ((high - low) > _MAX_EXTENT).any():
         raise _repeating(uv, (high - low).max())
     used = np.unique(island_tile, axis=0)
-    if len(used) > 1:
+    # UDIM tiles are u 0..9, v >= 0: islands also in other tiles (u or v below 0) are a layout that relies on
+    # the image repeating (e.g. every face on a whole tile, shifted by whole tiles), baked modulo the tile.
+    udim = ((used[:, 0] >= 0) & (used[:, 0] < 10) & (used[:, 1] >= 0)).all()
+    if len(used) > 1 and udim:
         names = ", ".join(udim_name(tuple(tile)) for tile in sorted(map(tuple, used), key=lambda t: (t[1], t[0])))
         raise UVTileError(f"UVs span UDIM tiles {names}: Whole Object bakes one image, not one per tile: move the "
                           "UVs into one tile (or texture the objects of each tile separately)")

@@ -203,3 +203,20 @@ def test_outward_normals_turn_a_flipped_mesh_around():
     face = normals[:, 0]
     np.testing.assert_array_equal(outward_normals(-face, positions.mean(axis=1), np.zeros(3)), face)
     np.testing.assert_array_equal(outward_normals(face, positions.mean(axis=1), np.zeros(3)), face)
+
+
+def test_an_island_a_little_wider_than_a_tile_wraps_onto_itself():
+    # u 0.1 .. 1.35: the part past 1 shows the texels of u 0.1 .. 0.35, as Blender repeats the image there
+    texels = rasterize_uv_triangles(*_quad(0.1, 0.2, 1.35, 0.6), 64)
+    rows, columns = np.divmod(texels.index, 64)
+    assert set(np.unique(columns)) == set(range(64))
+    assert len(texels.extra_owner) > 0.9 * 16 * 26  # the wrapped part: every texel a second surface point
+
+
+def test_faces_on_whole_tiles_below_zero_repeat_the_image_and_are_not_udim():
+    # each face on a whole tile, in tiles (-1, -1), (-1, 0), (0, 0): no UDIM image has tiles below 0
+    parts = [_quad(-1.0, -1.0, 0.0, 0.0), _quad(-1.0, 0.0, 0.0, 1.0, z=1.0), _quad(0.0, 0.0, 1.0, 1.0, z=2.0)]
+    uv, positions, normals = (np.concatenate(arrays) for arrays in zip(*parts))
+    texels = rasterize_uv_triangles(uv, positions, normals, 16)
+    assert len(texels.index) == 16 * 16
+    assert (np.bincount(texels.extra_owner, minlength=256) >= 2).all()  # every texel: all three faces pooled
