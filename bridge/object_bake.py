@@ -31,7 +31,8 @@ from ..engine import control as control_images
 from ..geometry import ViewCamera, rasterize, view_normals
 from ..geometry.bake import BakeSettings, BakeView, GatheredTexels, finish_texture, gather_views, merge_gathered
 from ..geometry.uv_raster import SurfaceTexels, rasterize_uv_triangles
-from ..geometry.views import ViewSettings, bounding_sphere, place_views
+from ..geometry.uv_tiles import UVTileError
+from ..geometry.views import ViewSettings, bounding_sphere, outward_normals, place_views
 from .geometry import CONTROLS, scene_triangles, view_camera
 
 
@@ -95,7 +96,10 @@ def object_texels(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph, size: i
                   uv_name: str | None = None) -> SurfaceTexels:
     """Every covered texel of a ``size``^2 texture in the object's render UV map: world position and normal."""
     uv, positions, normals = object_triangles(obj, depsgraph, uv_name)
-    return rasterize_uv_triangles(uv, positions, normals, size)
+    try:
+        return rasterize_uv_triangles(uv, positions, normals, size)
+    except UVTileError as error:  # UDIM: refused before anything is created
+        raise ValueError(f"Mesh object '{obj.name}': {error}") from error
 
 
 def auto_views(objects: list[bpy.types.Object], depsgraph: bpy.types.Depsgraph, count: int, width: int,
@@ -108,7 +112,10 @@ def auto_views(objects: list[bpy.types.Object], depsgraph: bpy.types.Depsgraph, 
         cross = np.cross(positions[:, 1] - positions[:, 0], positions[:, 2] - positions[:, 0])
         area = np.linalg.norm(cross, axis=1)
         corners.append(positions.reshape(-1, 3))
-        normals.append(cross / np.maximum(area, 1e-20)[:, None])
+        # faces are two-sided in the bake: a mesh with flipped normals is placed for as if they were not
+        own_centre, _ = bounding_sphere(positions.reshape(-1, 3)) if len(positions) else (np.zeros(3), 0.0)
+        normals.append(outward_normals(cross / np.maximum(area, 1e-20)[:, None], positions.mean(axis=1), own_centre,
+                                       area))
         areas.append(area)
     if not corners or not sum(len(c) for c in corners):
         raise ValueError("The selected objects have no surface to place views around")

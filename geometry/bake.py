@@ -3,11 +3,14 @@
 For every texel (``geometry.uv_raster.SurfaceTexels``) and every view: project its world
 position into the view; it is visible when inside the frame and its view depth matches
 the view's depth image (so any object in front occludes it); its weight is how
-frontally the view sees it (cos of the angle between the surface normal and the view
-ray, to a power, zero past a cut-off angle), faded near the frame edge and near depth
-discontinuities (silhouettes, where a bilinear sample would take in the background);
-the colour is the bilinear sample of the view's image; the texel's colour is the
-weighted average over the views. All numpy, vectorised over texels.
+frontally the view sees it (|cos| of the angle between the surface normal and the view
+ray, to a power, zero past a cut-off angle: faces are two-sided, as a render shows them,
+so flipped or inconsistent normals bake as the views saw them), faded near the frame edge
+and near depth discontinuities (silhouettes, where a bilinear sample would take in the
+background); the colour is the bilinear sample of the view's image; the texel's colour is
+the weighted average over the views, pooled over every surface point the texel shows
+(shared UV texels: the views that see any of them). All numpy, vectorised over texels, in
+coordinates relative to the texels' origin (float32 stays exact far from the world origin).
 
 View images and depth images are (height, width, ...) with the top row first, in the
 pixel frame of ``geometry.camera.ViewCamera.project``; depth is the view depth along the
@@ -27,6 +30,9 @@ from .uv_raster import SurfaceTexels
 
 # Texels per chunk of the gather: its temporaries stay in the CPU's cache.
 _CHUNK_TEXELS = 1 << 16
+# A point is the surface a view shows only where that surface's normal (from the view's depth) is within
+# 60 degrees of the point's, up to sign (faces are two-sided).
+_NORMAL_AGREEMENT = 0.5
 
 
 @dataclass(frozen=True)
@@ -88,17 +94,27 @@ def gather_views(texels: SurfaceTexels, views: list[BakeView], settings: BakeSet
     channels = views[0].image.shape[2]
     if any(view.image.shape[2] != channels for view in views):
         raise ValueError("views must all have images with the same number of channels")
-    count = len(texels.index)
+    prepared = [_PreparedView(view, settings, texels.origin) for view in views]
+    gathered = _gather_points(texels.position, texels.normal, prepared, channels)
+    if len(texels.extra_owner):
+        extra = _gather_points(texels.extra_position, texels.extra_normal, prepared, channels)
+        gathered = _pool(gathered, extra, texels.extra_owner)
+    return gathered
+
+
+def _gather_points(position: np.ndarray, normal: np.ndarray, prepared: list[_PreparedView],
+                   channels: int) -> GatheredTexels:
+    """What the views see at each surface point (positions relative to the views' origin)."""
+    count = len(position)
     colour = np.zeros((count, channels), dtype=np.float32)
     weight = np.zeros(count, dtype=np.float32)
     best_view = np.full(count, -1, dtype=np.int16)
     best_cosine = np.zeros(count, dtype=np.float32)
-    prepared = [_PreparedView(view, settings) for view in views]
     # Texels in cache-sized chunks: every step below is a pass over arrays of the chunk's length;
     # colours are planar (one 1D array per channel): 1D gathers and scatters are numpy's fast ones.
     for start in range(0, count, _CHUNK_TEXELS):
         chunk = slice(start, min(start + _CHUNK_TEXELS, count))
-        surface = _ChunkSurface(texels.position[chunk], texels.normal[chunk])
+        surface = _ChunkSurface(position[chunk], normal[chunk])
         length = chunk.stop - start
         chunk_best_view = best_view[chunk]
         chunk_best_cosine = best_cosine[chunk]
@@ -123,6 +139,27 @@ def gather_views(texels: SurfaceTexels, views: list[BakeView], settings: BakeSet
     return GatheredTexels(colour=colour, weight=weight, best_view=best_view, best_cosine=best_cosine)
 
 
+def _pool(texels: GatheredTexels, extra: GatheredTexels, owner: np.ndarray) -> GatheredTexels:
+    """The texels' gathers with their extra surface points' pooled in (``owner``: the texel of each point):
+    every view that sees any of a texel's points contributes with its weight; the best view is the most
+    frontal over all of them."""
+    count = len(texels.weight)
+    weight = texels.weight.astype(np.float64) + np.bincount(owner, weights=extra.weight, minlength=count)
+    seen = weight > 0
+    colour = np.zeros_like(texels.colour)
+    for channel in range(colour.shape[1]):
+        total = texels.colour[:, channel] * texels.weight.astype(np.float64) \
+            + np.bincount(owner, weights=extra.colour[:, channel] * extra.weight, minlength=count)
+        colour[seen, channel] = total[seen] / weight[seen]
+    best_cosine = texels.best_cosine.copy()
+    np.maximum.at(best_cosine, owner, extra.best_cosine)
+    best_view = texels.best_view.copy()
+    wins = (extra.best_cosine > texels.best_cosine[owner]) & (extra.best_cosine == best_cosine[owner])
+    best_view[owner[wins]] = extra.best_view[wins]
+    return GatheredTexels(colour=colour, weight=weight.astype(np.float32), best_view=best_view,
+                          best_cosine=best_cosine)
+
+
 class _ChunkSurface:
     """A chunk of texels' positions and normals, with the view-independent products every view needs."""
 
@@ -137,20 +174,22 @@ class _ChunkSurface:
 class _PreparedView:
     """A view with what every chunk of texels needs from it computed once."""
 
-    def __init__(self, view: BakeView, settings: BakeSettings) -> None:
+    def __init__(self, view: BakeView, settings: BakeSettings, origin: np.ndarray) -> None:
         camera = view.camera
+        origin = np.asarray(origin, dtype=np.float64)
         self.width, self.height = camera.width, camera.height
         self.ortho = camera.ortho
         self.forward = camera.forward.astype(np.float32)
-        self.location = camera.location.astype(np.float32)
+        self.location = (camera.location - origin).astype(np.float32)  # relative to the texels' origin
         world_to_clip = camera.projection @ camera.view_matrix
         x_row, y_row, w_row = world_to_clip[0], world_to_clip[1], world_to_clip[3]
         # Rows giving (pixel x * w, pixel y * w, w, view depth) in one product; pixel = row / w, the frame
         # of ViewCamera.pixels_from_ndc: x = (ndc x + 1) * width / 2, y = (1 - ndc y) * height / 2.
+        # Positions are relative to ``origin``: its product goes into the offsets, in float64.
         rows = np.stack([0.5 * self.width * (x_row + w_row), 0.5 * self.height * (w_row - y_row), w_row,
                          -camera.view_matrix[2]])
         self.rows = np.ascontiguousarray(rows[:, :3], dtype=np.float32)
-        self.offsets = rows[:, 3].astype(np.float32)[:, None]
+        self.offsets = (rows[:, :3] @ origin + rows[:, 3]).astype(np.float32)[:, None]
         footprint = 2.0 / (abs(camera.projection[0, 0]) * camera.width)
         # Depth test slack: the texel and the pixel centre are up to ~1 pixel apart across a surface whose
         # depth changes by tan(angle) per unit across; 1 + tan <= 2 / cos bounds it.
@@ -159,12 +198,14 @@ class _PreparedView:
         self.confidence = _confidence(view, settings).ravel()
         self.planes = [np.ascontiguousarray(view.image[..., c], dtype=np.float32).ravel()
                        for c in range(view.image.shape[2])]
+        self.surface_normal = _depth_normals(camera, view.depth)
         self.cutoff = np.float32(np.cos(np.radians(settings.cutoff_degrees)))
         self.ramp = np.float32(1.0 / max(settings.cutoff_ramp, 1e-6))
         self.power = settings.cosine_power
 
     def gather(self, surface: _ChunkSurface):
         """(texel indices seen, their weights, their cos, their bilinear colour samples) for a chunk."""
+        # |cos|: a face is seen from whichever side the view is on (the depth test decides what is hidden)
         if self.ortho:
             cosine = surface.normal @ -self.forward
         else:
@@ -173,8 +214,9 @@ class _PreparedView:
             distance_squared = surface.position_squared - 2.0 * (surface.position @ self.location) \
                 + np.float32(self.location @ self.location)
             cosine /= np.sqrt(np.maximum(distance_squared, np.float32(1e-20)))
-        hits = np.flatnonzero(cosine > self.cutoff)
+        hits = np.flatnonzero(np.abs(cosine) > self.cutoff)
         cosine = cosine[hits]
+        cosine = np.abs(cosine)
         projected = self.rows @ np.take(surface.position_planes, hits, axis=1) + self.offsets
         inverse_w = np.float32(1.0) / projected[2]
         x = projected[0] * inverse_w
@@ -186,11 +228,48 @@ class _PreparedView:
         pixel = np.where(inside, row * self.width + column, 0)
         slack = (np.float32(1.0) if self.ortho else depth) * self.slack / cosine
         visible = inside & (np.abs(depth - self.depth[pixel]) <= slack)
+        # The surface the view shows there must be this face, from either side: not a face in front of it
+        # whose depth is close (as at a silhouette's crease, where the far side of a closed mesh meets it).
+        normal = np.take(surface.normal, hits, axis=0)
+        agreement = np.zeros(len(hits), dtype=np.float32)
+        for axis in range(3):
+            agreement += normal[:, axis] * self.surface_normal[axis].take(pixel)
+        visible &= np.abs(agreement) > _NORMAL_AGREEMENT
         view_weight = _power(cosine, self.power) * np.minimum((cosine - self.cutoff) * self.ramp, 1.0) \
             * self.confidence[pixel]
         keep = np.flatnonzero(visible & (view_weight > 0))
         return hits[keep], view_weight[keep], cosine[keep], _bilinear(self.planes, self.width, self.height,
                                                                        x[keep], y[keep])
+
+
+def _depth_normals(camera: ViewCamera, depth: np.ndarray) -> list[np.ndarray]:
+    """Per pixel, the unit normal (facing the camera) of the surface the view shows, from its depth: three flat
+    float32 arrays (x, y, z), zero where unknown. Each pixel takes the shorter of its two differences per
+    axis, so a crease or silhouette next to it does not bend it."""
+    origin, direction = camera.pixel_rays()
+    along = np.maximum(direction @ camera.forward, 1e-12)
+    # Points relative to the camera (float64), so far from the world origin they keep their precision.
+    points = (origin - camera.location) + direction * (np.where(np.isfinite(depth), depth, np.nan) / along)[..., None]
+
+    def shorter(axis: int) -> np.ndarray:
+        step = np.diff(points, axis=axis)
+        length = np.linalg.norm(step, axis=-1)
+        length = np.where(np.isfinite(length), length, np.inf)
+        pad = [(0, 0)] * 3
+        pad[axis] = (1, 0)
+        before = np.pad(step, pad, constant_values=np.nan)
+        before_length = np.pad(length, pad[:2], constant_values=np.inf)
+        pad[axis] = (0, 1)
+        after = np.pad(step, pad, constant_values=np.nan)
+        after_length = np.pad(length, pad[:2], constant_values=np.inf)
+        return np.where((before_length <= after_length)[..., None], before, after)
+
+    normal = np.cross(shorter(1), shorter(0))
+    normal = np.nan_to_num(normal, nan=0.0, posinf=0.0, neginf=0.0)
+    length = np.linalg.norm(normal, axis=-1, keepdims=True)
+    normal = normal / np.where(length > 0, length, 1.0)
+    normal *= np.where(np.einsum("hwk,hwk->hw", normal, direction) > 0, -1.0, 1.0)[..., None]
+    return [np.ascontiguousarray(normal[..., axis], dtype=np.float32).ravel() for axis in range(3)]
 
 
 def _power(base: np.ndarray, exponent: float) -> np.ndarray:

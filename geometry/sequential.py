@@ -75,8 +75,9 @@ def repaint_mask(camera: ViewCamera, hits: SurfaceHits, uv: np.ndarray, corner_n
     normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)
     _, direction = camera.pixel_rays()
     here = np.abs(np.einsum("nd,nd->n", normal, direction[covered]))  # both sides of a face render
-    column = np.clip((coordinates[covered, 0] * size).astype(np.int64), 0, size - 1)
-    row = np.clip(((1.0 - coordinates[covered, 1]) * size).astype(np.int64), 0, size - 1)
+    # the texel under the pixel, wrapping like the texture (UVs in any tile)
+    column = np.floor(coordinates[covered, 0] * size).astype(np.int64) % size
+    row = np.floor((1.0 - coordinates[covered, 1]) * size).astype(np.int64) % size
     before = best_cosine[row, column]
     mask = np.zeros(covered.shape, dtype=np.float32)
     mask[covered] = ((here > cutoff_cosine) & (before < better_ratio * here)).astype(np.float32)

@@ -5,13 +5,21 @@ outside Blender (``bridge/pixels.py`` flips rows at the Blender boundary); UV v 
 the bottom row. A texel is covered when its centre lies inside a UV triangle (the
 rule Blender's bake uses); the texels around the islands are the gutter, filled
 later (``geometry.fill``).
+
+UVs anywhere: texels are found modulo the UV tile (Blender repeats the image outside 0..1).
+Each triangle is moved by its island's tile (``geometry.uv_tiles``) and its texel coordinates
+wrap around the texture, so an island poking past a tile border is not cut. A texel inside
+several triangles (mirrored halves, stacked islands) keeps every surface point it shows: one
+as the texel's own, the others as ``extra_*`` fragments that the bake pools into it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+
+from .uv_tiles import triangle_tiles
 
 # Barycentric slack so texel centres exactly on a shared edge belong to a triangle.
 _EDGE_EPSILON = 1e-7
@@ -25,10 +33,13 @@ class SurfaceTexels:
 
     ``index``: flat indices into the (size*size) top-row-first texture, in triangle order (texels
     near each other on the surface are near each other in these arrays);
-    ``position``/``normal``: (M, 3) float32 world position and unit normal;
-    ``triangle``: (M,) the UV triangle each texel came from;
-    ``shared``: how many texels lie inside more than one triangle (overlapping or
-    mirrored UV islands; the last triangle wins).
+    ``position``/``normal``: (M, 3) float32 position relative to ``origin`` (float64 world; float32
+    keeps its precision near the object, however far it is from the world origin) and unit normal;
+    ``triangle``: (M,) the UV triangle each texel came from (the last one covering it);
+    ``shared``: how many texels lie well inside more than one triangle (overlapping or mirrored UV
+    islands); ``extra_owner`` (K,) / ``extra_position`` / ``extra_normal`` / ``extra_triangle``:
+    the other surface points of texels covered more than once, by the texel (index into these
+    arrays) they belong to.
     """
 
     size: int
@@ -38,6 +49,16 @@ class SurfaceTexels:
     triangle: np.ndarray
     shared: int
     spacing: float
+    origin: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    extra_owner: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    extra_position: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), dtype=np.float32))
+    extra_normal: np.ndarray = field(default_factory=lambda: np.zeros((0, 3), dtype=np.float32))
+    extra_triangle: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int32))
+
+    @property
+    def world_position(self) -> np.ndarray:
+        """(M, 3) float64 world position of each texel."""
+        return self.position + self.origin
 
     @property
     def mask(self) -> np.ndarray:
@@ -68,13 +89,17 @@ def rasterize_uv_triangles(
     if int(size) < 1:
         raise ValueError(f"size must be a positive number of texels, got {size}")
     size = int(size)
+    flat_positions = positions.reshape(-1, 3)
+    origin = 0.5 * (flat_positions.min(axis=0) + flat_positions.max(axis=0)) if len(uv) else np.zeros(3)
+    positions = positions - origin
 
     # Texel (x, y) has its centre at uv = ((x + 0.5) / size, (y + 0.5) / size), y counted from the bottom,
-    # so in these "texel" coordinates texel centres are the integer points.
-    corners = uv * size - 0.5
+    # so in these "texel" coordinates texel centres are the integer points. Each triangle is moved into
+    # tile 1001 by its island's tile; texel coordinates outside 0..size wrap around (the image repeats).
+    corners = (uv - triangle_tiles(uv, positions)[:, None, :]) * size - 0.5
     barycentric = _barycentric_planes(corners)  # (T, 3 weights, 3 coefficients of x, y, 1)
-    low = np.clip(np.ceil(corners.min(axis=1) - 1e-9), 0, size).astype(np.int64)
-    high = np.clip(np.floor(corners.max(axis=1) + 1e-9), -1, size - 1).astype(np.int64)
+    low = np.clip(np.ceil(corners.min(axis=1) - 1e-9), -size, 2 * size).astype(np.int64)
+    high = np.clip(np.floor(corners.max(axis=1) + 1e-9), -size - 1, 2 * size - 1).astype(np.int64)
     valid = np.isfinite(barycentric).all(axis=(1, 2)) & (high >= low).all(axis=1)
     triangles = np.flatnonzero(valid)
     rows_per_triangle = (high[triangles, 1] - low[triangles, 1] + 1)
@@ -92,26 +117,39 @@ def rasterize_uv_triangles(
     generated = int(span_length.sum())
     span_start = np.cumsum(span_length) - span_length
     column = np.arange(generated, dtype=np.int32) + np.repeat((first - span_start).astype(np.int32), span_length)
-    flat = np.repeat(((size - 1 - span_row) * size).astype(np.int32), span_length) + column
+    flat = np.repeat(((size - 1 - span_row % size) * size).astype(np.int32), span_length) + column % size
     position = _affine_attribute(positions, barycentric, span_triangle, span_row, span_length, column)
     normal = _affine_attribute(normals, barycentric, span_triangle, span_row, span_length, column)
     triangle = np.repeat(span_triangle.astype(np.int32), span_length)
     covered = np.zeros(size * size, dtype=bool)
     covered[flat] = True
+    _normalise(normal)
     shared = 0
+    extra = {}
     if np.count_nonzero(covered) < generated:
-        # Texels inside several triangles: the last triangle wins.
+        # Texels inside several triangles: the last triangle's point is the texel's own, the others are
+        # kept as extra fragments of it (the bake pools them all).
         slot = np.full(size * size, -1, dtype=np.int32)
         slot[flat] = np.arange(generated, dtype=np.int32)
         span = np.repeat(np.arange(len(span_length), dtype=np.int32), span_length)
         shared = _shared_texels(barycentric, span_triangle, span_row, span, column, flat, slot)
-        winners = np.flatnonzero(slot[flat] == np.arange(generated, dtype=np.int32))
+        is_winner = slot[flat] == np.arange(generated, dtype=np.int32)
+        winners, losers = np.flatnonzero(is_winner), np.flatnonzero(~is_winner)
+        texel_of = np.full(size * size, -1, dtype=np.int64)
+        texel_of[flat[winners]] = np.arange(len(winners))
+        extra = dict(extra_owner=texel_of[flat[losers]], extra_position=position[losers],
+                     extra_normal=normal[losers], extra_triangle=triangle[losers])
         flat, position, normal, triangle = flat[winners], position[winners], normal[winners], triangle[winners]
     index = flat.astype(np.int64)
+    return SurfaceTexels(size=size, index=index, position=position, normal=normal, triangle=triangle,
+                         shared=shared, spacing=_mean_spacing(positions, planes=barycentric, triangle=triangle),
+                         origin=origin, **extra)
+
+
+def _normalise(normal: np.ndarray) -> None:
+    """Unit length in place (zero normals stay zero)."""
     length = np.sqrt(np.einsum("ij,ij->i", normal, normal))[:, None]
     normal /= np.where(length > 1e-12, length, np.float32(1.0))
-    return SurfaceTexels(size=size, index=index, position=position, normal=normal, triangle=triangle,
-                         shared=shared, spacing=_mean_spacing(positions, planes=barycentric, triangle=triangle))
 
 
 def _mean_spacing(positions: np.ndarray, planes: np.ndarray, triangle: np.ndarray) -> float:

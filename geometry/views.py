@@ -3,8 +3,11 @@
 ``place_views`` puts ``count`` cameras on a sphere around the objects' bounding sphere: a
 ring a little above the horizon, plus a top and a bottom view as the count allows; the
 front view (Blender's: from -Y looking along +Y) comes first, then each next one is the
-view that sees the most surface not yet seen well. Every camera frames the bounding
-sphere with a small margin.
+view that sees the most surface not yet seen well. With fewer than 4 views (no top or
+bottom in the ring) a top or bottom view replaces the front when it sees more of the
+surface well (a floor, a plane: 1-3 views include the top view). Every camera frames the
+bounding sphere with a small margin. ``outward_normals`` turns flipped faces outwards
+for this count (faces are two-sided in the bake).
 
 ``projection_matrix`` reproduces ``Object.calc_matrix_camera`` for a camera with
 sensor fit AUTO and no shift (what auto-placed views use), so no camera datablock is
@@ -144,6 +147,8 @@ def place_views(centre: np.ndarray, radius: float, count: int, width: int, heigh
     directions = view_directions(count)
     if normals is None:
         normals = _fibonacci_sphere(_PROXY_SAMPLES)
+    elif count < 4:
+        directions = _with_caps(directions, normals, weights, count)
     directions = directions[order_by_coverage(directions, normals, weights)]
     framed = radius * (1.0 + margin)
     aspect = min(width, height) / max(width, height)
@@ -162,6 +167,35 @@ def place_views(centre: np.ndarray, radius: float, count: int, width: int, heigh
                      clip_end=clip_end, width=int(width), height=int(height))
         for direction in directions
     ]
+
+
+def _with_caps(ring: np.ndarray, normals: np.ndarray, weights: np.ndarray | None, count: int) -> np.ndarray:
+    """The ring of ``count`` < 4 views, or - when the top or bottom view sees more surface well than the front
+    (a flat object) - that view first, then the ring's best by coverage."""
+    caps = np.array([[0.0, 0.0, 1.0], [0.0, 0.0, -1.0]])
+    candidates = np.concatenate([caps, ring])
+    normals = np.asarray(normals, dtype=np.float64).reshape(-1, 3)
+    weights = np.ones(len(normals)) if weights is None else np.asarray(weights, dtype=np.float64)
+    seen = weights @ ((normals @ candidates.T) > np.cos(np.radians(_WELL_SEEN_DEGREES)))
+    if seen[:2].max() <= seen[2]:
+        return ring
+    first, other = (0, 1) if seen[0] >= seen[1] else (1, 0)
+    candidates = np.concatenate([caps[[first]], ring, caps[[other]]])
+    return candidates[order_by_coverage(candidates, normals, weights)[:count]]
+
+
+def outward_normals(normals: np.ndarray, centroids: np.ndarray, centre: np.ndarray,
+                    weights: np.ndarray | None = None) -> np.ndarray:
+    """(N, 3) face normals of a mesh whose faces mostly point towards ``centre`` (flipped normals) turned around,
+    for ``place_views`` (the bake sees faces from both sides); faces through the centre (a plane) point up (+Z)."""
+    normals = np.asarray(normals, dtype=np.float64).reshape(-1, 3)
+    weights = np.ones(len(normals)) if weights is None else np.asarray(weights, dtype=np.float64)
+    offset = np.asarray(centroids, dtype=np.float64) - centre
+    outward = np.einsum("ij,ij->i", normals, offset)
+    through = np.abs(outward) <= 1e-6 * max(float(np.abs(offset).max(initial=0.0)), 1e-12)
+    flipped = weights[~through] @ np.sign(outward[~through]) < 0
+    sign = np.where(through, np.where(normals[:, 2] < 0, -1.0, 1.0), -1.0 if flipped else 1.0)
+    return normals * sign[:, None]
 
 
 def look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:

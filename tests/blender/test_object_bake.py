@@ -299,7 +299,7 @@ def test_texels_of_a_modified_mesh_match_blenders_own_bake(object_bake):
     rank[texels.index] = np.arange(len(texels.index))
     mine = rank[both]
     # the same surface point per texel, to float32 precision (Cycles' colours are float32 through the shader)
-    distance = np.linalg.norm(texels.position[mine] - baked_position[both], axis=1)
+    distance = np.linalg.norm(texels.world_position[mine] - baked_position[both], axis=1)
     assert np.percentile(distance, 99) < 0.01 * texels.spacing and distance.max() < 0.05 * texels.spacing
     cosine = (texels.normal[mine] * baked_normal[both]).sum(axis=1) / np.linalg.norm(baked_normal[both], axis=1)
     assert np.percentile(cosine, 1) > np.cos(np.radians(0.5))

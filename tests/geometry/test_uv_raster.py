@@ -26,9 +26,9 @@ def test_positions_are_the_affine_map_of_each_texel_centre():
     v = (size - 1 - rows + 0.5) / size  # top row first: the last row is v near 0
     expected_x = (u - 0.25) / 0.5
     expected_y = (v - 0.125) / 0.75
-    np.testing.assert_allclose(texels.position[:, 0], expected_x, atol=1e-6)
-    np.testing.assert_allclose(texels.position[:, 1], expected_y, atol=1e-6)
-    np.testing.assert_allclose(texels.position[:, 2], 2.0)
+    np.testing.assert_allclose(texels.world_position[:, 0], expected_x, atol=1e-6)
+    np.testing.assert_allclose(texels.world_position[:, 1], expected_y, atol=1e-6)
+    np.testing.assert_allclose(texels.world_position[:, 2], 2.0)
     # exactly the texel centres inside [0.25, 0.75] x [0.125, 0.875]: 32 x 48
     assert len(texels.index) == 32 * 48
     assert texels.mask[size - 1 - 8 - 47 : size - 8, 16:48].all()
@@ -42,7 +42,7 @@ def test_normals_interpolate_and_are_unit_length():
     texels = rasterize_uv_triangles(uv, positions, normals, 32)
     np.testing.assert_allclose(np.linalg.norm(texels.normal, axis=1), 1.0, atol=1e-6)
     # the normal's direction is the barycentric mix: its components are proportional to (w0, w1, w2)
-    w1, w2 = texels.position[:, 0], texels.position[:, 1]
+    w1, w2 = texels.world_position[:, 0], texels.world_position[:, 1]
     weights = np.stack([1 - w1 - w2, w1, w2], axis=1)
     weights /= np.linalg.norm(weights, axis=1, keepdims=True)
     np.testing.assert_allclose(texels.normal, weights, atol=1e-5)
@@ -60,7 +60,7 @@ def test_shared_edges_leave_no_hole_and_count_no_overlap():
     assert texels.mask.all()
     assert texels.shared == 0
     rows, columns = np.divmod(texels.index, 100)
-    np.testing.assert_allclose(texels.position[:, 0], (columns + 0.5) / 100, atol=1e-5)
+    np.testing.assert_allclose(texels.world_position[:, 0], (columns + 0.5) / 100, atol=1e-5)
 
 
 def test_overlapping_islands_are_counted():
