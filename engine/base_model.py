@@ -39,8 +39,8 @@ class LoadedModel:
     prompt_cache: PromptCache = field(default_factory=PromptCache)
     vae_fp32: bool = False  # a half-precision decode overflowed: this model's VAE decodes in fp32
     weight_bytes: int = 0  # what the weights take on the device (VAE tiling AUTO)
-    # LoRA file path -> (adapter name, recipe entry without weight), oldest first (lora_adapters.py)
-    lora_adapters: dict[str, tuple[str, LoraFile]] = field(default_factory=dict)
+    # (LoRA file path, its sha256) -> (adapter name, the file), oldest first (lora_adapters.py)
+    lora_adapters: dict[tuple[str, str], tuple[str, LoraFile]] = field(default_factory=dict)
     lora_state: tuple[tuple[str, float], ...] = ()  # the adapters and weights now active
     adapters_made: int = 0
 

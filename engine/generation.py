@@ -114,9 +114,11 @@ def generate(
         hook = pipe.unet.register_forward_pre_hook(clock.on_unet_call)
         model.prompt_cache.on_encoded = clock.on_encoded
         patched_controlnet = (pipe.controlnet,) if controlnet_key is not None else ()
+        packed = False
         try:
             patched = (pipe.unet, *patched_controlnet) + (() if wrap_decode != "NONE" else (pipe.vae,))
-            with seamless(patched, request.seamless):
+            packed = request.seamless != "NONE" and placement.packs_seamless(patched, model.weight_bytes)
+            with seamless(patched, request.seamless, packed=packed):
                 insight = contextlib.nullcontext()
                 if recorder is not None:
                     insight = recorder.attach(pipe, kwargs, request.height, request.width)
@@ -148,6 +150,8 @@ def generate(
             hook.remove()
             if pipe.unet is not unet:
                 pipe.unet = unet
+            if packed:  # the seamless copies of packed weights stay: they count as resident weights from now on
+                model.weight_bytes = placement.resident_bytes(model.base)
     check_cancel(cancel_event)
 
     rgba = np.ones((request.height, request.width, 4), dtype=np.float32)

@@ -27,7 +27,7 @@ from .files import is_repo_id
 
 PREFERRED_FILE = "pytorch_lora_weights.safetensors"  # what diffusers' save_lora_weights writes
 _DOWN = re.compile(r"(lora_down|lora_A|lora\.down)(\.[A-Za-z0-9_]+)?\.weight$")
-_hash_cache: dict[tuple[str, int, int], str] = {}
+_hash_cache: dict[tuple[str, int, int, int, int], str] = {}
 
 
 @dataclass(frozen=True)
@@ -49,9 +49,11 @@ class LoraFile:
 
 
 def file_sha256(path: Path) -> str:
-    """The file's sha256 (remembered per path, size and modification time)."""
+    """The file's sha256, remembered while the file is unchanged: the same path, size, inode, modification and
+    status-change times (a file written again, or replaced by another, gets a new ctime or inode even where a
+    trainer keeps the size and sets the modification time back)."""
     stat = path.stat()
-    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    key = (str(path), stat.st_size, stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns)
     digest = _hash_cache.get(key)
     if digest is None:
         sha = hashlib.sha256()

@@ -123,6 +123,7 @@ class PackedConvForward:
         self.dilation = list(conv.dilation)
         self.groups = conv.groups
         self.weight = _PackedWeight()
+        self.seamless: PackedConvForward | None = None  # the unpadded twin ``tiling.seamless`` runs, once made
 
     def __call__(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         if x.dim() != 4 or not _eligible(x, weight, bias, CONV_DTYPES):
@@ -134,15 +135,21 @@ class PackedConvForward:
         )
 
     def unpadded(self) -> PackedConvForward:
-        """The same convolution without its zero padding, for an input padded beforehand (``tiling.seamless``)."""
-        fresh = self.__deepcopy__({})
-        fresh.padding = [0, 0]
-        return fresh
+        """The same convolution without its zero padding, for an input padded beforehand (``tiling.seamless``).
+
+        Made once and kept (``seamless``): oneDNN packs a weight for one padding, so a seamless run needs its
+        own packed copy, and every later seamless run reuses it (its bytes count in ``packed_bytes`` and
+        ``packable_bytes(installed=True)``; ``seamless_bytes`` says what making the twins would add)."""
+        if self.seamless is None:
+            self.seamless = self.__deepcopy__({})
+            self.seamless.padding = [0, 0]
+        return self.seamless
 
     def __deepcopy__(self, memo: dict[int, Any]) -> PackedConvForward:
         """A copied module packs its own weights (a packed oneDNN tensor cannot be deep-copied)."""
         fresh = copy.copy(self)
         fresh.weight = _PackedWeight()
+        fresh.seamless = None
         return fresh
 
 
@@ -230,20 +237,43 @@ def _will_pack(module: nn.Module) -> bool:
     return isinstance(weight, torch.Tensor) and _packs_dtype(weight.dtype, dtypes)
 
 
+def _copies(forward: Any) -> int:
+    """How many packed copies an installed forward holds once run: its own, and a seamless twin once made."""
+    return 1 + (getattr(forward, "seamless", None) is not None)
+
+
 def packable_bytes(models: Iterable[nn.Module], *, installed: bool = False) -> int:
     """Memory the packed copies will take once every layer ran in its present dtype: of those ``pack``
-    would give a packed forward (``installed=True``: of those it gave one)."""
+    would give a packed forward (``installed=True``: of those it gave one, seamless twins made included)."""
+    total = 0
+    for model in models:
+        for module in model.modules():
+            forward = _installed(module)
+            if (forward is not None if installed else can_pack(module)) and _will_pack(module):
+                copies = _copies(forward) if installed else 1
+                total += copies * module.weight.numel() * module.weight.element_size()
+    return total
+
+
+def seamless_bytes(models: Iterable[nn.Module]) -> int:
+    """Memory a seamless run would add to ``packable_bytes(installed=True)``: the unpadded twins of the packed
+    padded convolutions (``PackedConvForward.unpadded``) not made yet."""
     return sum(
         module.weight.numel() * module.weight.element_size()
         for model in models
         for module in model.modules()
-        if (_installed(module) is not None if installed else can_pack(module)) and _will_pack(module)
+        if isinstance(forward := _installed(module), PackedConvForward)
+        and forward.seamless is None and any(forward.padding) and _will_pack(module)
     )
 
 
 def packed_bytes(models: Iterable[nn.Module]) -> int:
-    """Memory the packed copies take now (only layers that have run are packed)."""
-    return sum(
-        forward.weight.bytes for model in models for module in model.modules()
-        if (forward := _installed(module)) is not None
-    )
+    """Memory the packed copies take now (only layers that have run are packed), seamless twins included."""
+    total = 0
+    for model in models:
+        for module in model.modules():
+            forward = _installed(module)
+            if forward is not None:
+                twin = getattr(forward, "seamless", None)
+                total += forward.weight.bytes + (twin.weight.bytes if twin is not None else 0)
+    return total

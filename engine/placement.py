@@ -98,17 +98,25 @@ class Placement:
         else:
             modules = [m for m in pipe.components.values() if isinstance(m, torch.nn.Module)]
         weights = sum(p.numel() * p.element_size() for m in modules for p in m.parameters())
-        return weights + packed_weights.packable_bytes(modules, installed=True)
+        return weights + packed_weights.packable_bytes(modules, installed=True)  # seamless copies made included
 
     def pack_weights(self, modules: tuple[Any, ...], resident_bytes: int) -> None:
         """Pack the convolution and linear weights of ``modules`` (``packed_weights``) where the RAM holds the copy:
         ``resident_bytes`` (what is loaded now) plus the packed copies within ``PACKED_WEIGHTS_MEMORY_SHARE``."""
-        if not self.packs_weights:
-            return
-        extra = packed_weights.packable_bytes(modules)
+        if self.packs_weights and self._room_for(packed_weights.packable_bytes(modules), resident_bytes, "Weights"):
+            packed_weights.pack(modules)
+
+    def packs_seamless(self, modules: tuple[Any, ...], resident_bytes: int) -> bool:
+        """May a seamless run of ``modules`` use packed convolutions? Their unpadded copies are packed once and
+        kept (``packed_weights.seamless_bytes``): yes where those already exist or still fit the RAM share beside
+        ``resident_bytes``; no: the padded convolutions run unpacked while seamless."""
+        extra = packed_weights.seamless_bytes(modules)
+        return extra == 0 or self._room_for(extra, resident_bytes, "Seamless weights")
+
+    def _room_for(self, extra: int, resident_bytes: int, what: str) -> bool:
         total = devices.total_memory(self.device)
         if total is not None and resident_bytes + extra > PACKED_WEIGHTS_MEMORY_SHARE * total:
-            log.info("Weights not packed: %.1f GB more would leave too little of %.1f GB of RAM.",
-                     extra / 1e9, total / 1e9)
-            return
-        packed_weights.pack(modules)
+            log.info("%s not packed: %.1f GB more would leave too little of %.1f GB of RAM.",
+                     what, extra / 1e9, total / 1e9)
+            return False
+        return True

@@ -15,9 +15,10 @@ from .packed_weights import PackedConvForward
 _ConvForward = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
 
-def _conv_forward(module: nn.Conv2d, wrap_x: bool, wrap_y: bool, previous: object) -> _ConvForward:
+def _conv_forward(module: nn.Conv2d, wrap_x: bool, wrap_y: bool, previous: object, packed: bool) -> _ConvForward:
     """A replacement for ``module._conv_forward`` that pads per axis itself, then convolves unpadded
-    (with packed weights when ``previous``, the forward it replaces, packs them)."""
+    (with packed weights when ``packed`` and ``previous``, the forward it replaces, packs them: its unpadded
+    twin, packed at the first seamless run and kept)."""
     pad_y, pad_x = cast(tuple[int, int], module.padding)  # a tuple: checked by seamless()
     # F.pad takes (left, right, top, bottom) for the last two dimensions.
     x_pad = (pad_x, pad_x, 0, 0)
@@ -25,12 +26,12 @@ def _conv_forward(module: nn.Conv2d, wrap_x: bool, wrap_y: bool, previous: objec
     x_mode = "circular" if wrap_x else "constant"
     y_mode = "circular" if wrap_y else "constant"
 
-    packed = previous.unpadded() if isinstance(previous, PackedConvForward) else None
+    twin = previous.unpadded() if packed and isinstance(previous, PackedConvForward) else None
 
     def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         padded = F.pad(F.pad(x, x_pad, mode=x_mode), y_pad, mode=y_mode)
-        if packed is not None:
-            return packed(padded, weight, bias)
+        if twin is not None:
+            return twin(padded, weight, bias)
         return F.conv2d(padded, weight, bias, module.stride, 0, module.dilation, module.groups)
 
     forward.wraps = True  # type: ignore[attr-defined]
@@ -38,8 +39,9 @@ def _conv_forward(module: nn.Conv2d, wrap_x: bool, wrap_y: bool, previous: objec
 
 
 @contextmanager
-def seamless(models: Iterable[nn.Module], axes: str) -> Iterator[int]:
-    """Make ``models`` wrap around along ``axes`` (``X``, ``Y``, ``BOTH``; ``NONE`` does nothing).
+def seamless(models: Iterable[nn.Module], axes: str, *, packed: bool = True) -> Iterator[int]:
+    """Make ``models`` wrap around along ``axes`` (``X``, ``Y``, ``BOTH``; ``NONE`` does nothing);
+    ``packed``: packed convolutions run packed (``Placement.packs_seamless``), else with ``F.conv2d``.
 
     Every ``nn.Conv2d`` with symmetric integer zero padding gets an instance-level
     ``_conv_forward`` that pads circularly along the chosen axes and with zeros
@@ -65,7 +67,7 @@ def seamless(models: Iterable[nn.Module], axes: str) -> Iterator[int]:
                         previous = vars(module).get("_conv_forward")
                         if getattr(previous, "wraps", False):
                             continue  # already seamless (a nested call)
-                        module._conv_forward = _conv_forward(module, wrap_x, wrap_y, previous)  # type: ignore[method-assign, assignment]
+                        module._conv_forward = _conv_forward(module, wrap_x, wrap_y, previous, packed)  # type: ignore[method-assign, assignment]
                         patched.append((module, previous))
         yield len(patched)
     finally:

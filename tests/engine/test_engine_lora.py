@@ -3,7 +3,9 @@ weights, several at once, family check, pickles, hub cache, LCM-LoRA-style use w
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -88,6 +90,65 @@ def test_a_refused_lora_list_leaves_no_lora_active(
     with pytest.raises(engine_api.EngineError, match=r"loras\[1\]"):
         engine.generate(make_request(tiny_sd_model, loras=(lora(str(tiny_lora)), lora(str(tiny_lora_sdxl)))))
     np.testing.assert_array_equal(engine.generate(make_request(tiny_sd_model)).image, base)
+
+
+def test_a_lora_file_written_again_at_the_same_path_gives_its_new_pixels(
+    new_engine: Any, make_request: Any, lora: Any, tiny_models: Any, tiny_sd_model: Path, tiny_lora: Path,
+    tmp_path: Path,
+) -> None:
+    """Trainers overwrite ``last.safetensors``: the adapter is cached per contents, not per path. The new file
+    keeps the size (same shapes) and even gets its old modification time back: written again, it is read again."""
+    path = tmp_path / "last.safetensors"
+    shutil.copyfile(tiny_lora, path)
+    engine = new_engine()
+    old = engine.generate(make_request(tiny_sd_model, loras=(lora(str(path)),))).image
+    newer = tiny_models.build_tiny_lora(tmp_path / "epoch-2", tiny_sd_model, seed=5)
+    before = path.stat()
+    shutil.copyfile(newer, path)  # in place: the same inode
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_size == before.st_size and path.stat().st_mtime_ns == before.st_mtime_ns
+    result = engine.generate(make_request(tiny_sd_model, loras=(lora(str(path)),)))
+    np.testing.assert_array_equal(
+        result.image, new_engine().generate(make_request(tiny_sd_model, loras=(lora(str(path)),))).image
+    )
+    assert not np.array_equal(result.image, old)
+    assert result.recipe["loras"][0]["sha256"] == hashlib.sha256(newer.read_bytes()).hexdigest()
+    assert [a for a, _ in engine._model.lora_adapters.values()] == ["lora_2"]  # the old contents' adapter is gone
+    assert engine.load_count == 1
+
+
+def test_loras_under_compile_and_plain_runs_after_them_are_the_plain_picture(
+    monkeypatch: pytest.MonkeyPatch, new_engine: Any, make_request: Any, lora: Any, tiny_sd_model: Path,
+    tiny_lora: Path, pipeline_of: Any,
+) -> None:
+    """Compile the Model + a LoRA: the adapters go onto the UNet inside the compiled wrapper (diffusers' adapter
+    calls skip the wrapper), and a plain run after a LoRA run is the plain picture, bit for bit, compiled or not.
+    The eager backend runs dynamo's graph capture and guards (what makes a new adapter set compile again) in
+    seconds, on the same torch ops as eager: exact. Inductor costs one compile per adapter set (tiny model, 64 px:
+    one graph each, see ``lora_adapters``)."""
+    import torch
+
+    plain = make_request(tiny_sd_model, steps=2)
+    styled = make_request(tiny_sd_model, steps=2, loras=(lora(str(tiny_lora)),))
+    eager = new_engine(precision="FP32")
+    eager_plain = eager.generate(plain).image
+    eager_lora = eager.generate(styled).image
+    np.testing.assert_array_equal(eager.generate(plain).image, eager_plain)
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))
+    try:
+        compiled = new_engine(precision="FP32", torch_compile=True)
+        first = compiled.generate(plain).image
+        result = compiled.generate(styled)
+        assert hasattr(pipeline_of(compiled).unet, "_orig_mod")  # still the compiled wrapper
+        assert [e["name"] for e in result.recipe["loras"]] == [tiny_lora.name]
+        np.testing.assert_array_equal(result.image, eager_lora)
+        after = compiled.generate(plain)
+        assert after.recipe["loras"] == []
+        np.testing.assert_array_equal(after.image, first)
+        np.testing.assert_array_equal(compiled.generate(styled).image, eager_lora)  # the cached adapter again
+        np.testing.assert_array_equal(first, eager_plain)
+    finally:
+        torch._dynamo.reset()
 
 
 def test_the_family_names_of_real_widths(engine_api: Any) -> None:

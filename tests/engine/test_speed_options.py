@@ -307,6 +307,58 @@ def test_packing_leaves_room_in_memory(
     assert tight._model.weight_bytes == params
 
 
+def test_seamless_packs_its_copies_once_and_counts_them(
+    engine_api: Any, monkeypatch: pytest.MonkeyPatch, new_engine: Any, make_request: Any, tiny_sd_model: Path,
+    pipeline_of: Any, packed_weights: Any,
+) -> None:
+    """oneDNN packs a weight for one padding: a seamless run (unpadded convolutions on a wrapped input) packs a
+    copy of each padded convolution once, every later run reuses it, and it counts as resident weights; where
+    it does not fit, seamless runs those convolutions unpacked. FP32 with channels_last: the same bits as
+    unpacked (``test_packed_weights_keep_the_picture``), so every comparison here is exact."""
+    import torch
+
+    reorders: list[tuple[int, ...]] = []
+    reorder = torch.ops.mkldnn._reorder_convolution_weight
+
+    def counted(weight: Any, *args: Any) -> Any:
+        reorders.append(tuple(weight.shape))
+        return reorder(weight, *args)
+
+    monkeypatch.setattr(torch.ops.mkldnn, "_reorder_convolution_weight", counted)
+    engine = new_engine(precision="FP32")
+    plain = engine.generate(make_request(tiny_sd_model)).image
+    unet = pipeline_of(engine).unet
+    base_bytes, packed = engine._model.weight_bytes, packed_weights.packed_bytes((unet,))
+    padded = [m for m in unet.modules() if isinstance(m, torch.nn.Conv2d) and any(m.padding)]
+    twin_bytes = sum(m.weight.numel() * m.weight.element_size() for m in padded)
+    assert packed_weights.seamless_bytes((unet,)) == twin_bytes > 0
+    reorders.clear()
+    first = engine.generate(make_request(tiny_sd_model, seamless="BOTH")).image
+    assert len(reorders) == len(padded)  # each padded convolution's unpadded copy, packed once
+    assert packed_weights.packed_bytes((unet,)) == packed + twin_bytes and packed_weights.seamless_bytes((unet,)) == 0
+    assert engine._model.weight_bytes == base_bytes + twin_bytes  # counted against the memory share
+    reorders.clear()
+    second = engine.generate(make_request(tiny_sd_model, seamless="X")).image
+    np.testing.assert_array_equal(engine.generate(make_request(tiny_sd_model, seamless="BOTH")).image, first)
+    np.testing.assert_array_equal(engine.generate(make_request(tiny_sd_model)).image, plain)
+    assert reorders == []  # nothing packed again, seamless or not
+    assert engine._model.weight_bytes == base_bytes + twin_bytes
+    unpacked = new_engine(precision="FP32", pack_weights=False)
+    np.testing.assert_array_equal(first, unpacked.generate(make_request(tiny_sd_model, seamless="BOTH")).image)
+    np.testing.assert_array_equal(second, unpacked.generate(make_request(tiny_sd_model, seamless="X")).image)
+    # no room for the copies beside what is resident: seamless runs the padded convolutions unpacked
+    devices = importlib.import_module(engine_api.__name__ + ".devices")
+    share = importlib.import_module(engine_api.__name__ + ".placement").PACKED_WEIGHTS_MEMORY_SHARE
+    monkeypatch.setattr(devices, "total_memory", lambda device: int((base_bytes + twin_bytes // 2) / share))
+    tight = new_engine(precision="FP32", vae_tiling="OFF")  # AUTO would tile in so little memory
+    tight.generate(make_request(tiny_sd_model))
+    assert tight._model.weight_bytes == base_bytes  # the plain copies fit
+    reorders.clear()
+    np.testing.assert_array_equal(tight.generate(make_request(tiny_sd_model, seamless="BOTH")).image, first)
+    assert reorders == [] and tight._model.weight_bytes == base_bytes
+    assert packed_weights.seamless_bytes((pipeline_of(tight).unet,)) == twin_bytes
+
+
 def test_packing_is_for_the_cpu_without_compile(new_engine: Any) -> None:
     import torch
 
