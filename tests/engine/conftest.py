@@ -36,19 +36,6 @@ def _empty_standard_hub_cache(tmp_path_factory: pytest.TempPathFactory, monkeypa
     return folder
 
 
-@pytest.fixture(scope="package", autouse=True)
-def _one_torch_thread() -> Any:
-    """Tiny models gain nothing from threads, and on a busy 2-core machine OpenMP threads
-    competing with other processes made every step 5-20x slower (measured). One thread keeps
-    the suite fast and its timing stable; the results are bit-identical run to run either way."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def engine(engine_api: Any) -> Any:
     """One CPU engine shared by tests that do not count loads."""
