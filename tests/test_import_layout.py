@@ -155,3 +155,12 @@ def test_lazy_imports_count_and_close_a_circle(tmp_path):
     graph = import_graph(root)
     assert graph["b"] == {"a"} and "tests.test_x" not in graph
     assert circles(graph) == [["a", "b"]]
+
+
+def test_test_modules_have_unique_names() -> None:
+    """The test folders have no ``__init__.py``: pytest imports each test module by its file name alone, so two
+    of one name collide whenever a pytest-xdist worker collects both (which one does varies run to run)."""
+    names: dict[str, list[str]] = {}
+    for path in (REPO_ROOT / "tests").rglob("test_*.py"):
+        names.setdefault(path.name, []).append(str(path.relative_to(REPO_ROOT)))
+    assert not {name: paths for name, paths in names.items() if len(paths) > 1}
