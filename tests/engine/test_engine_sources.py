@@ -158,10 +158,14 @@ def test_select_files_prefers_the_fp16_variant_when_every_component_has_it(file_
     assert fallback.variant is None
 
 
-def test_one_file_rule_for_the_download_and_the_engine(engine_api: Any, sources: Any, file_selection: Any) -> None:
+def test_one_file_rule_for_the_download_and_the_engine(
+    engine_api: Any, sources: Any, file_selection: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The preferences' Download (a child process) picks exactly the files the engine loads on that device."""
     import importlib.util
     import sys
+
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)  # the simulated CPUs' flags alone, also in an emulated run
 
     package_loader = sys.modules["latent_textures_package_loader"]  # tests/conftest.py loaded it
     files = importlib.import_module(engine_api.__name__ + ".files")
