@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import traceback
 from dataclasses import dataclass, field
 
 import bpy
@@ -23,7 +24,7 @@ from ..engine import GenerationCancelled, GenerationResult
 from ..engine.request import ProgressEvent
 from ..geometry import grid, rasterize
 from ..geometry.sequential import render_texture, repaint_mask
-from . import results
+from . import object_materials, results
 from .job import GenerationJob, JobEvent
 from .object_bake import (BakedMesh, MeshTexels, ViewPasses, auto_views, bake_mesh, bake_views, camera_recipe,
                           collection_views, mesh_texels, object_triangles, render_uv_layer, view_passes)
@@ -272,39 +273,17 @@ class ObjectRun(GenerationRun):
         return first
 
     def write_targets(self, image: bpy.types.Image) -> list[str]:
-        """Each mesh's texture on its objects' materials, through a UV Map node naming its render UV map."""
+        """Each mesh's texture on every material its objects' faces use, through a UV Map node naming its render
+        UV map (``object_materials``); on an error nothing is changed."""
         plan = self.plan
-        identities = dict(zip(plan.object_names, plan.object_ids))
-        problems: list[str] = []
+        objects = {name: find_object(name, identity) for name, identity in zip(plan.object_names, plan.object_ids)}
         changes = results.Changes()
-        wired: dict[str, bpy.types.Image] = {}
         try:
-            for texture, baked in self.textures:
-                new_material: list[bpy.types.Material] = []
-
-                def shared_new_material() -> bpy.types.Material:
-                    if not new_material:
-                        new_material.append(changes.new_material(results.MATERIAL_NAME))
-                    return new_material[0]
-
-                for name in baked.object_names:
-                    obj = find_object(name, identities[name])
-                    if obj is None:
-                        problems.append(f"'{name}' was deleted while generating: it did not get the texture")
-                        continue
-                    material = results.target_material(changes, obj, shared_new_material)
-                    if material.name in wired:
-                        if wired[material.name] != texture:
-                            problems.append(f"'{obj.name}' shares material '{material.name}' with an object of "
-                                            f"another mesh: it shows '{wired[material.name].name}' (give it a "
-                                            "material of its own)")
-                        continue
-                    results.add_image_to_base_color(changes, material, texture, uv_map=baked.uv_name,
-                                                    keep_history=plan.keep_history)
-                    wired[material.name] = texture
+            problems = object_materials.wire_textures(changes, self.textures, objects, plan.keep_history)
         except Exception as error:  # the targets are left as they were; the images stay
+            traceback.print_exc()
             changes.rollback()
-            return [*problems, f"it could not be put on the objects ({type(error).__name__}: {error})"]
+            return [f"it could not be put on the objects ({type(error).__name__}: {error})"]
         changes.commit()
         return problems
 
