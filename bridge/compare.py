@@ -24,6 +24,9 @@ from .run import GenerationRun
 
 def plan_from_settings(context: bpy.types.Context, guidance: str, axis: str, schedulers: str, steps: str):
     """The generation plan (checked, source captured) and the grid's requests. Raises ValueError, nothing created."""
+    if context.scene.latent_textures.target == "OBJECT":
+        raise ValueError("Compare makes flat images (a grid of settings), not a Whole Object texture: set Target to "
+                         "Image to compare settings, then set it back to Whole Object and Generate")
     values: list[Any]
     if axis == "SCHEDULER":
         values = parse_schedulers(schedulers)

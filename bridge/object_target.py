@@ -3,8 +3,9 @@ their geometry and baked into each mesh's own render UV map (issue 11).
 
 Main thread (``capture``): the views (a View Collection's cameras or numpy cameras placed around the
 objects: nothing is added to the scene), each view's depth and control image, every mesh's texels.
-Worker (``ObjectJob.work``): numpy and the engine only — the views' control images tiled into one
-grid (``geometry.grid``), one generation, the grid cut back into views and baked
+Worker (``ObjectJob.work``): numpy and the engine only — the views' control images tiled into grids
+(``geometry.grid.plan_grids``: each of Width x Height, at most four views to a grid, sharing seed and prompt),
+one generation per grid, the grids cut back into views and baked
 (``bridge.object_bake.bake_mesh``). Main thread again (``ObjectRun``): one packed image per mesh,
 wired into its material through a UV Map node naming its render UV map (``results.add_image_to_base_color``,
 the same node reused on a re-run); the UV map itself is never written.
@@ -14,16 +15,19 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import traceback
 from dataclasses import dataclass, field
 
 import bpy
 import numpy as np
 
+from ..dependencies.model_scan import FAMILY_LABELS
 from ..engine import GenerationCancelled, GenerationResult
-from ..engine.request import ProgressEvent
+from ..engine.families import native_size, smallest_grid_cell
+from ..engine.request import MIN_SIZE, ProgressEvent
 from ..geometry import grid, rasterize
 from ..geometry.sequential import render_texture, repaint_mask
-from . import results
+from . import object_materials, results
 from .job import GenerationJob, JobEvent
 from .object_bake import (BakedMesh, MeshTexels, ViewPasses, auto_views, bake_mesh, bake_views, camera_recipe,
                           collection_views, mesh_texels, object_triangles, render_uv_layer, view_passes)
@@ -45,6 +49,7 @@ class ObjectCapture:
     keep_view_images: bool
     # SEQUENTIAL: per mesh (as ``meshes``), per object using it: (uv, positions, normals) of its triangles
     surfaces: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = field(default_factory=list)
+    grids: grid.GridPlan | None = None  # GRID: which views each grid generation holds, and the cell size
 
 
 @dataclass
@@ -80,9 +85,43 @@ def work_estimate(settings) -> tuple[str | None, str]:
         return "Whole Object needs Mode Text to Image", ""
     if settings.object_method == "SEQUENTIAL":
         return None, f"{views} views × {settings.steps} steps: {views} generations of {settings.width}×{settings.height}"
-    rows, columns = grid.grid_shape(views)
-    return None, (f"{views} views × {settings.steps} steps: one {columns * settings.width}×"
-                  f"{rows * settings.height} image")
+    grids = plan_grids(views, settings.width, settings.height)
+    width, height = grids.size(0)
+    counts = [len(group) for group in grids.groups]
+    if len(counts) == 1:
+        work = f"one {width}×{height} grid"
+    elif len(set(counts)) == 1:
+        work = f"{len(counts)} grids of {width}×{height}"
+    else:
+        work = f"{len(counts)} grids ({' + '.join(map(str, counts))} views)"
+    return None, f"{views} views × {settings.steps} steps: {work}, cells {grids.cell[0]}×{grids.cell[1]}"
+
+
+def plan_grids(views: int, width: int, height: int) -> grid.GridPlan:
+    """The grid generations of ``views`` views at Width x Height (``geometry.grid.plan_grids``), none under the
+    engine's smallest size."""
+    return grid.plan_grids(views, width, height, smallest=MIN_SIZE)
+
+
+def grid_warnings(settings, family: tuple[str, str] | None) -> list[str]:
+    """What the panel warns of before a GRID run: cells smaller than the model's family draws (``family``:
+    (name, prediction type), None where unknown: no such warning), and views that ignore the shape."""
+    views = view_count(settings)
+    if settings.object_method != "GRID" or views == 0:
+        return []
+    warnings = []
+    cell = plan_grids(views, settings.width, settings.height).cell
+    if family is not None:
+        smallest = smallest_grid_cell(*family)
+        if min(cell) < smallest:
+            label = FAMILY_LABELS.get(family[0], family[0]) + (" v-prediction" if family[1] == "v_prediction" else "")
+            size = native_size(*family)
+            warnings.append(f"Cells of {cell[0]}×{cell[1]} are too small for {label} (it draws from {smallest} px): "
+                            f"set Size X/Y to {size}×{size} (Use Recommended Settings)")
+    if settings.control == "NONE":
+        warnings.append("Grid with Control None: the views ignore the object's shape and will not meet at the seams: "
+                        "set Control to Depth")
+    return warnings
 
 
 def target_objects(context: bpy.types.Context) -> list[str]:
@@ -95,7 +134,8 @@ def target_objects(context: bpy.types.Context) -> list[str]:
 
 
 def capture(context: bpy.types.Context, settings, plan: Plan, objects: list[bpy.types.Object]) -> None:
-    """Views, view passes and texels of the plan's objects; the request becomes the grid's generation.
+    """Views, view passes and texels of the plan's objects; the request becomes the first grid generation (or
+    view 1).
 
     Raises ValueError with the fix for every setting Whole Object cannot use; creates nothing.
     """
@@ -108,7 +148,11 @@ def capture(context: bpy.types.Context, settings, plan: Plan, objects: list[bpy.
                          "texture of Texture Size): turn it off")
     scene = context.scene
     depsgraph = context.evaluated_depsgraph_get()
+    grids = None
     width, height = request.width, request.height
+    if settings.object_method == "GRID":  # every view is a cell of a grid of Width x Height
+        grids = plan_grids(max(view_count(settings), 1), width, height)  # no camera: refused below, by name
+        width, height = grids.cell
     if settings.view_collection is not None:
         cameras_objects = sorted((obj for obj in settings.view_collection.all_objects if obj.type == "CAMERA"),
                                  key=lambda obj: obj.name)
@@ -119,17 +163,13 @@ def capture(context: bpy.types.Context, settings, plan: Plan, objects: list[bpy.
         cameras = [view.camera() for view in views]
         view_recipes = [view.recipe() for view in views]
     passes = view_passes(cameras, depsgraph, request.control)
-    if settings.object_method == "GRID":
-        rows, columns = grid.grid_shape(len(cameras))
-        first = dataclasses.replace(request, width=columns * width, height=rows * height)
-        if request.control != "NONE":
-            first.control_image = grid.tile([view.control_image for view in passes])
+    if grids is not None:
+        first = grid_request(request, grids, passes, 0)
         try:
             first.validate()
         except ValueError as error:
-            raise ValueError(f"{len(cameras)} views of {width}x{height} make a {columns * width}x{rows * height} "
-                             f"grid, too large to generate ({error}): use fewer views or a smaller Width/Height",
-                             ) from error
+            raise ValueError(f"{len(cameras)} views make grids of {first.width}x{first.height}, which cannot be "
+                             f"generated ({error}): use a smaller Width/Height") from error
     else:  # SEQUENTIAL: view 1 as asked; the later views inpaint (``ObjectJob.sequential``)
         first = dataclasses.replace(request, control_image=passes[0].control_image)
         first.validate()
@@ -139,26 +179,35 @@ def capture(context: bpy.types.Context, settings, plan: Plan, objects: list[bpy.
         surfaces = [[object_triangles(bpy.data.objects[name], depsgraph, mesh.uv_name) for name in mesh.object_names]
                     for mesh in meshes]
     plan.request = first
-    plan.target_capture = ObjectCapture(settings.object_method, width, height, passes, view_recipes, meshes,
-                                        settings.texture_size, settings.keep_view_images, surfaces)
+    plan.target_capture = ObjectCapture(settings.object_method, request.width, request.height, passes, view_recipes,
+                                        meshes, settings.texture_size, settings.keep_view_images, surfaces, grids)
+
+
+def grid_request(request, grids: grid.GridPlan, passes: list[ViewPasses], group: int):
+    """The request of grid generation ``group``: its size, and its views' control images tiled."""
+    width, height = grids.size(group)
+    tiled = dataclasses.replace(request, width=width, height=height)
+    if request.control != "NONE":
+        tiled.control_image = grid.tile([passes[index].control_image for index in grids.groups[group]],
+                                        layout=grids.shape(group))
+    return tiled
 
 
 class ObjectJob(GenerationJob):
-    """One grid generation of every view, then the bake (numpy) of every mesh; no bpy."""
+    """The grid generations (or the views one by one), then the bake (numpy) of every mesh; no bpy."""
 
     def __init__(self, plan: Plan, previews: bool = True) -> None:
         super().__init__(plan.options, plan.request, previews=previews)
         self.capture: ObjectCapture | None = plan.target_capture
-        self.part_label = "View"
+        grids = self.capture.grids if self.capture is not None else None
+        self.part_label = "Grid" if grids is not None and len(grids.groups) > 1 else "View"
 
     def work(self, engine) -> ObjectResult:
         captured = self.capture
         if captured.method == "SEQUENTIAL":
             generation, views = self.sequential(engine, captured)
         else:
-            generation = engine.generate(self.request, on_progress=self._on_progress,
-                                         cancel_event=self.cancel_event, previews=self.previews)
-            views = grid.untile(generation.image[..., :3], len(captured.passes))
+            generation, views = self.grids(engine, captured)
         baked = self.bake(captured, views, report=True)
         self.capture = None
         return ObjectResult(generation, views, baked)
@@ -176,6 +225,35 @@ class ObjectJob(GenerationJob):
             baked.append(bake_mesh(mesh, bake, allow_unseen=not report))
         return baked
 
+    def generate_part(self, engine, request, part: int, parts: int) -> GenerationResult:
+        """One generation of the run, its progress events marked as part ``part`` of ``parts`` (0/0: the only one);
+        a cancel since the last one stops here."""
+        if self.cancel_event.is_set():
+            raise GenerationCancelled("cancelled between generations")
+
+        def on_progress(event):
+            self._on_progress(dataclasses.replace(event, part=part, parts=parts))
+
+        return engine.generate(request, on_progress=on_progress, cancel_event=self.cancel_event,
+                               previews=self.previews)
+
+    def grids(self, engine, captured: ObjectCapture) -> tuple[GenerationResult, list[np.ndarray]]:
+        """Each grid generation in turn, with the first one's seed and the same prompt; the grids cut back into
+        the views, in view order."""
+        grids = captured.grids
+        views: list[np.ndarray | None] = [None] * len(captured.passes)
+        first = None
+        for group, indices in enumerate(grids.groups):
+            request = self.request
+            if group:
+                request = dataclasses.replace(grid_request(request, grids, captured.passes, group), seed=first.seed)
+            several = len(grids.groups) > 1  # one grid: plain steps, as any single generation
+            result = self.generate_part(engine, request, group + 1 if several else 0, len(grids.groups) * several)
+            first = first or result
+            for index, view in zip(indices, grid.untile(result.image[..., :3], len(indices), grids.shape(group))):
+                views[index] = view
+        return first, views
+
     def sequential(self, engine, captured: ObjectCapture) -> tuple[GenerationResult, list[np.ndarray]]:
         """View 1 generated; every later view inpaints what the views before it did not see well (feathered
         ``repaint_mask``) over the texture baked so far drawn into it (``render_texture``)."""
@@ -183,8 +261,6 @@ class ObjectJob(GenerationJob):
         views: list[np.ndarray] = []
         first = None
         for index, passes in enumerate(captured.passes):
-            if self.cancel_event.is_set():
-                raise GenerationCancelled("cancelled between views")
             request = self.request
             if index:
                 so_far = self.bake(captured, views)
@@ -195,12 +271,7 @@ class ObjectJob(GenerationJob):
                 request = dataclasses.replace(request, mode="INPAINT", init_image=image, mask_image=mask,
                                               strength=1.0, control_image=passes.control_image,
                                               seed=view_seed(first.seed, index))
-
-            def on_progress(event, part=index + 1):
-                self._on_progress(dataclasses.replace(event, part=part, parts=count))
-
-            result = engine.generate(request, on_progress=on_progress, cancel_event=self.cancel_event,
-                                     previews=self.previews)
+            result = self.generate_part(engine, request, index + 1, count)
             first = first or result
             views.append(result.image[..., :3])
         return first, views
@@ -249,6 +320,8 @@ class ObjectRun(GenerationRun):
                       height=captured.view_height, object_method=captured.method,
                       object_views=len(captured.passes), texture_size=captured.texture_size,
                       views=captured.view_recipes)
+        if captured.grids is not None:
+            recipe["grid"] = captured.grids.recipe()
         base = results.image_name(recipe.get("prompt", ""), result.seed)
         self.textures = []
         for baked in result.baked:
@@ -272,39 +345,17 @@ class ObjectRun(GenerationRun):
         return first
 
     def write_targets(self, image: bpy.types.Image) -> list[str]:
-        """Each mesh's texture on its objects' materials, through a UV Map node naming its render UV map."""
+        """Each mesh's texture on every material its objects' faces use, through a UV Map node naming its render
+        UV map (``object_materials``); on an error nothing is changed."""
         plan = self.plan
-        identities = dict(zip(plan.object_names, plan.object_ids))
-        problems: list[str] = []
+        objects = {name: find_object(name, identity) for name, identity in zip(plan.object_names, plan.object_ids)}
         changes = results.Changes()
-        wired: dict[str, bpy.types.Image] = {}
         try:
-            for texture, baked in self.textures:
-                new_material: list[bpy.types.Material] = []
-
-                def shared_new_material() -> bpy.types.Material:
-                    if not new_material:
-                        new_material.append(changes.new_material(results.MATERIAL_NAME))
-                    return new_material[0]
-
-                for name in baked.object_names:
-                    obj = find_object(name, identities[name])
-                    if obj is None:
-                        problems.append(f"'{name}' was deleted while generating: it did not get the texture")
-                        continue
-                    material = results.target_material(changes, obj, shared_new_material)
-                    if material.name in wired:
-                        if wired[material.name] != texture:
-                            problems.append(f"'{obj.name}' shares material '{material.name}' with an object of "
-                                            f"another mesh: it shows '{wired[material.name].name}' (give it a "
-                                            "material of its own)")
-                        continue
-                    results.add_image_to_base_color(changes, material, texture, uv_map=baked.uv_name,
-                                                    keep_history=plan.keep_history)
-                    wired[material.name] = texture
+            problems = object_materials.wire_textures(changes, self.textures, objects, plan.keep_history)
         except Exception as error:  # the targets are left as they were; the images stay
+            traceback.print_exc()
             changes.rollback()
-            return [*problems, f"it could not be put on the objects ({type(error).__name__}: {error})"]
+            return [f"it could not be put on the objects ({type(error).__name__}: {error})"]
         changes.commit()
         return problems
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import bpy
 import numpy as np
 
-from ..engine import EngineOptions, GenerationRequest, LoraSpec, UpscaleRequest
+from ..engine import EngineOptions, GenerationRequest, LoraSpec, UpscaleRequest, loaded_engine
 from ..preferences import compile_cache_dir, get_preferences
 
 
@@ -46,6 +47,17 @@ def resolve_model_path(model: str) -> str:
     if model.startswith("//"):
         return bpy.path.abspath(model)
     return model
+
+
+def model_in_memory(model: str):
+    """The engine's ``loaded_model()`` info when the Model setting ``model`` names the model in memory, else None
+    (loads and reads nothing)."""
+    location = resolve_model_path(model)
+    engine = loaded_engine()
+    info = engine.loaded_model() if engine is not None else None
+    if info is not None and info.source in (location, os.path.abspath(os.path.expanduser(location))):
+        return info
+    return None
 
 
 def validate_settings(request: GenerationRequest) -> None:

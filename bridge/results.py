@@ -291,14 +291,15 @@ def _shared_mesh(obj: bpy.types.Object) -> bool:
     return sum(1 for other in bpy.data.objects if other.data == obj.data) > 1
 
 
-def assign_to_active_slot(changes: Changes, obj: bpy.types.Object, material: bpy.types.Material) -> None:
-    """``material`` into ``obj``'s active slot only; the other slots keep their materials."""
+def assign_to_active_slot(changes: Changes, obj: bpy.types.Object, material: bpy.types.Material,
+                          slot_index: int | None = None) -> None:
+    """``material`` into ``obj``'s active slot (or slot ``slot_index``) only; the other slots keep their materials."""
     if len(obj.material_slots) == 0:
         mesh = obj.data
         mesh.materials.append(material)
         changes.on_rollback(lambda: mesh.materials.pop(index=len(mesh.materials) - 1))
         return
-    slot = obj.material_slots[obj.active_material_index]
+    slot = obj.material_slots[obj.active_material_index if slot_index is None else slot_index]
     if slot.link == "DATA" and _shared_mesh(obj):
         changes.set(slot, "link", "OBJECT")  # the other objects using this mesh keep their material
     changes.set(slot, "material", material)
@@ -311,9 +312,15 @@ def target_material(changes: Changes, obj: bpy.types.Object,
     if material is None:
         material = new_material()
         assign_to_active_slot(changes, obj, material)
-    elif material.node_tree is None or (bpy.app.version < (5, 0, 0) and not material.use_nodes):
-        changes.set(material, "use_nodes", True)
+    else:
+        use_nodes(changes, material)
     return material
+
+
+def use_nodes(changes: Changes, material: bpy.types.Material) -> None:
+    """A material without a node tree (or, before Blender 5, with nodes off) gets one."""
+    if material.node_tree is None or (bpy.app.version < (5, 0, 0) and not material.use_nodes):
+        changes.set(material, "use_nodes", True)
 
 
 def apply_to_material(changes: Changes, obj: bpy.types.Object | None, image: bpy.types.Image,

@@ -101,9 +101,21 @@ def recommended_settings(family: ModelFamily) -> dict[str, Any]:
     models (LCM, turbo, lightning) want 1-4 steps without guidance; the LCM scheduler
     runs them all. Others: 25 steps, guidance 7.5, DPM++ 2M.
     """
-    size = 1024 if family.name == "SDXL" else 768 if family.prediction_type == "v_prediction" else 512
+    size = native_size(family.name, family.prediction_type)
     if family.few_step:
         sampling = {"steps": 4, "guidance_scale": 1.0, "scheduler": "LCM"}
     else:
         sampling = {"steps": 25, "guidance_scale": 7.5, "scheduler": "DPM_SOLVER_MULTISTEP"}
     return {"width": size, "height": size, **sampling}
+
+
+def native_size(name: str, prediction_type: str = "epsilon") -> int:
+    """The side of the square images a family is trained at: SDXL 1024, SD 2.x v-prediction 768 (SD 2 base,
+    epsilon, is 512), SD 1.x 512."""
+    return 1024 if name == "SDXL" else 768 if name == "SD2" and prediction_type == "v_prediction" else 512
+
+
+def smallest_grid_cell(name: str, prediction_type: str = "epsilon") -> int:
+    """The smallest side of a Whole Object grid cell a family still draws an object view in: half its native
+    size (256 px for SD 1.x and SD 2 base, 384 for SD 2.x v-prediction, 512 for SDXL)."""
+    return native_size(name, prediction_type) // 2

@@ -12,17 +12,15 @@ def model_family(context, model: str):
 
     Returns (family or None, why it is unknown).
     """
-    from ..bridge.requests import resolve_model_path
+    from ..bridge.requests import model_in_memory, resolve_model_path
     from ..dependencies.hf_cache import cached_model
-    from ..engine import loaded_engine
     from ..engine.families import ModelFamily, family_from_folder
     from ..engine.files import is_repo_id
     from ..preferences import get_preferences
 
     location = resolve_model_path(model)
-    engine = loaded_engine()
-    info = engine.loaded_model() if engine is not None else None
-    if info is not None and info.source in (location, os.path.abspath(os.path.expanduser(location))):
+    info = model_in_memory(model)
+    if info is not None:
         return ModelFamily(info.family, info.prediction_type, info.few_step), ""
     folder = os.path.expanduser(location)
     if os.path.isdir(folder):

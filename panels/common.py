@@ -41,7 +41,7 @@ def draw_input(layout, settings) -> None:
 
 def draw_whole_object(layout, settings) -> None:
     """The Whole Object settings and, before clicking, how much work they make."""
-    from ..bridge.object_target import work_estimate
+    from ..bridge.object_target import grid_warnings, work_estimate
 
     col = layout.column(align=True)
     col.template_ID(settings, "view_collection")
@@ -53,6 +53,23 @@ def draw_whole_object(layout, settings) -> None:
     layout.prop(settings, "keep_view_images")
     problem, estimate = work_estimate(settings)
     layout.label(text=problem or estimate, icon="ERROR" if problem else "INFO")
+    if problem is None:
+        for warning in grid_warnings(settings, known_family(settings)):
+            layout.label(text=warning, icon="ERROR")
+
+
+def known_family(settings) -> tuple[str, str] | None:
+    """(family, prediction type) of the Model setting as far as the add-on knows without loading or reading
+    anything: the model in memory, else the last model scan (which does not read the prediction type: an SD 2.x
+    model counts as the 512 px base); None where unknown."""
+    from ..bridge.requests import model_in_memory
+    from ..dependencies.model_scan import SCAN
+
+    info = model_in_memory(settings.model)
+    if info is not None:
+        return info.family, info.prediction_type
+    entry = SCAN.find(settings.model)
+    return (entry.family, "epsilon") if entry is not None and entry.family is not None else None
 
 
 def draw_sampling(layout, settings) -> None:

@@ -3,7 +3,8 @@
 import bpy
 
 OBJECT_METHOD_ITEMS = (
-    ("GRID", "Grid", "All views tiled into one image and generated at once (one palette, one lighting)"),
+    ("GRID", "Grid", "The views tiled into grids of Size X x Y, at most four to a grid, each generated at once "
+                     "(one palette, one lighting)"),
     ("SEQUENTIAL", "Sequential", "View by view, each inpainting what earlier views did not cover well"),
 )
 

@@ -167,7 +167,7 @@ def test_whole_object_shows_its_settings_and_the_work_before_clicking(settings):
     log = draw("VIEW3D_PT_latent_textures")
     names = {entry[1] for entry in log if entry[0] in ("prop", "template_ID")}
     assert {"object_views", "view_collection", "object_method", "texture_size", "keep_view_images"} <= names
-    assert ("label", "5 views × 20 steps: one 1536×1024 image", "INFO") in log
+    assert ("label", "5 views × 20 steps: 2 grids (3 + 2 views), cells 296×296", "INFO") in log
     settings.object_method = "SEQUENTIAL"
     assert ("label", "5 views × 20 steps: 5 generations of 512×512", "INFO") in draw("VIEW3D_PT_latent_textures")
     settings.mode = "IMG2IMG"
@@ -182,3 +182,61 @@ def test_a_running_whole_object_job_names_the_view():
     assert job.describe() == "View 2/6 · step 1/4"
     job.stage = "BAKE"
     assert job.describe() == "Baking into the UV maps…"
+
+
+def whole_object_warnings():
+    return [e[1] for e in draw("VIEW3D_PT_latent_textures") if e[0] == "label" and e[2] == "ERROR"]
+
+
+def test_whole_object_grid_shows_the_cell_size_and_the_grid_count(settings):
+    settings.target = "OBJECT"
+    settings.steps = 25
+    settings.width = settings.height = 512
+    for views, text in ((4, "4 views × 25 steps: one 512×512 grid, cells 256×256"),
+                        (6, "6 views × 25 steps: 2 grids of 888×296, cells 296×296"),
+                        (9, "9 views × 25 steps: 3 grids of 888×296, cells 296×296"),
+                        (16, "16 views × 25 steps: 4 grids of 512×512, cells 256×256")):
+        settings.object_views = views
+        assert ("label", text, "INFO") in draw("VIEW3D_PT_latent_textures")
+
+
+def test_whole_object_warns_of_cells_too_small_for_the_model_and_of_control_none(settings, tiny_sd_model):
+    """The family comes from the model in memory or the last model scan, never from loading it in the panel;
+    unknown: no cell warning."""
+    scan = sys.modules[f"{ADDON_MODULE}.dependencies.model_scan"]
+    engine_module = __import__(f"{ADDON_MODULE}.engine", fromlist=["_"])
+    settings.target = "OBJECT"
+    settings.object_views = 6
+    settings.width = settings.height = 512
+    settings.model = "/nowhere/unknown-model"  # neither loaded nor scanned
+    assert whole_object_warnings() == ["Grid with Control None: the views ignore the object's shape and will not "
+                                       "meet at the seams: set Control to Depth"]
+    settings.control = "DEPTH"
+    assert whole_object_warnings() == []
+    # An SDXL checkpoint the last scan saw: 296 px cells are under the 512 px SDXL draws from.
+    path = "/models/sdxl-base.safetensors"
+    scan.SCAN.by_path[scan._key(path)] = scan.ModelEntry(path, "CHECKPOINT", "SDXL")
+    try:
+        settings.model = path
+        assert whole_object_warnings() == ["Cells of 296×296 are too small for SDXL (it draws from 512 px): set "
+                                           "Size X/Y to 1024×1024 (Use Recommended Settings)"]
+        settings.width = settings.height = 1024  # cells of 592 px
+        assert whole_object_warnings() == []
+    finally:
+        scan.SCAN.by_path.pop(scan._key(path))
+    # The tiny SD 1.x model in memory (loaded by a generation): 296 px cells are fine, 144 px ones are not.
+    settings.model = str(tiny_sd_model)
+    settings.width = settings.height = 64
+    settings.steps = 1
+    settings.target, settings.control = "IMAGE", "NONE"
+    assert bpy.ops.latent_textures.generate() == {"FINISHED"}
+    loads = engine_module.loaded_engine().load_count
+    settings.target, settings.control = "OBJECT", "DEPTH"
+    settings.width = settings.height = 512
+    assert whole_object_warnings() == []
+    settings.width = settings.height = 256
+    assert whole_object_warnings() == ["Cells of 144×144 are too small for SD 1.x (it draws from 256 px): set Size "
+                                       "X/Y to 512×512 (Use Recommended Settings)"]
+    settings.object_method = "SEQUENTIAL"  # each view at full size: no cells
+    assert whole_object_warnings() == []
+    assert engine_module.loaded_engine().load_count == loads  # drawing loaded nothing
