@@ -31,9 +31,9 @@ from ..engine import control as control_images
 from ..geometry import ViewCamera, rasterize, view_normals
 from ..geometry.bake import BakeSettings, BakeView, GatheredTexels, finish_texture, gather_views, merge_gathered
 from ..geometry.uv_raster import SurfaceTexels, rasterize_uv_triangles
-from ..geometry.uv_tiles import UVTileError
+from ..geometry.uv_tiles import UVTileError, triangle_tiles
 from ..geometry.views import ViewSettings, bounding_sphere, outward_normals, place_views
-from .geometry import CONTROLS, scene_triangles, view_camera
+from .geometry import CONTROLS, SceneTriangles, scene_triangles, view_camera
 
 
 def render_uv_layer(obj: bpy.types.Object) -> bpy.types.MeshUVLoopLayer:
@@ -106,9 +106,16 @@ def auto_views(objects: list[bpy.types.Object], depsgraph: bpy.types.Depsgraph, 
                height: int, *, ortho: bool = False, lens: float = 50.0, margin: float = 0.1) -> list[ViewSettings]:
     """``count`` views around the objects' bounding sphere, front first, then by the surface each sees first
     (``geometry.views.place_views``); numpy cameras only, nothing is added to the scene."""
+    positions = [_evaluated_triangles(obj, depsgraph, None)[1] for obj in objects]
+    return place_auto_views(positions, count, width, height, ortho=ortho, lens=lens, margin=margin)
+
+
+def place_auto_views(objects_positions: list[np.ndarray], count: int, width: int, height: int, *,
+                     ortho: bool = False, lens: float = 50.0, margin: float = 0.1) -> list[ViewSettings]:
+    """``auto_views`` from each object's world triangles ((T, 3, 3), in selection order): numpy only, so it
+    runs on the worker."""
     corners, normals, areas = [], [], []
-    for obj in objects:
-        _, positions, _ = _evaluated_triangles(obj, depsgraph, None)
+    for positions in objects_positions:
         cross = np.cross(positions[:, 1] - positions[:, 0], positions[:, 2] - positions[:, 0])
         area = np.linalg.norm(cross, axis=1)
         corners.append(positions.reshape(-1, 3))
@@ -170,9 +177,18 @@ class ViewPasses:
 def view_passes(cameras: list[ViewCamera], depsgraph: bpy.types.Depsgraph, control: str = "NONE") -> list[ViewPasses]:
     """Depth and the ``control`` (DEPTH / NORMAL / NONE) image of the evaluated scene for each camera,
     reading the scene once (the same images ``bridge.geometry.control_image`` makes for the scene camera)."""
+    check_control(control)
+    return passes_of(cameras, scene_triangles(depsgraph), control)
+
+
+def check_control(control: str) -> None:
     if control != "NONE" and control not in CONTROLS:
         raise ValueError(f"control must be NONE or one of {CONTROLS}; got {control!r}")
-    triangles = scene_triangles(depsgraph)
+
+
+def passes_of(cameras: list[ViewCamera], triangles: SceneTriangles, control: str = "NONE") -> list[ViewPasses]:
+    """``view_passes`` from the scene's triangles read before (``scene_triangles``): numpy only, so it runs on the
+    worker."""
     passes = []
     for camera in cameras:
         hits = rasterize(camera, triangles.corners)
@@ -196,6 +212,7 @@ class BakedMesh:
     texture: np.ndarray  # (size, size, C) top row first
     gathered: GatheredTexels
     shared_texels: int  # texels inside two UV triangles (overlapping / mirrored islands)
+    png: bytes | None = None  # the texture encoded (``pixels.encode_png``, on the worker): packed as it is
 
 
 @dataclass
@@ -209,24 +226,51 @@ class MeshTexels:
     texels: list[SurfaceTexels]
 
 
-def mesh_texels(objects: list[bpy.types.Object], depsgraph: bpy.types.Depsgraph, size: int) -> list[MeshTexels]:
-    """The texels of every mesh of ``objects`` (objects sharing one mesh are grouped: one texture).
+@dataclass
+class MeshSurfaces:
+    """One mesh datablock as read on the main thread (``mesh_surfaces``): the (uv, positions, normals) world
+    triangles of each object using it, UV tiles checked; ``texels`` (numpy only) runs on the worker."""
 
-    Raises ValueError (naming the object) for a mesh without a UV map, before any work.
-    """
+    mesh_name: str
+    uv_name: str
+    object_names: list[str]
+    triangles: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+    def texels(self, size: int) -> MeshTexels:
+        """Every covered texel of a ``size``^2 texture, per object (``geometry.uv_raster``)."""
+        return MeshTexels(self.mesh_name, self.uv_name, list(self.object_names),
+                          [rasterize_uv_triangles(uv, positions, normals, size)
+                           for uv, positions, normals in self.triangles])
+
+
+def mesh_surfaces(objects: list[bpy.types.Object], depsgraph: bpy.types.Depsgraph) -> list[MeshSurfaces]:
+    """The triangles of every mesh of ``objects`` (objects sharing one mesh are grouped: one texture), read in
+    one pass (``foreach_get``). Raises ValueError (naming the object) for a mesh without a UV map, UVs over
+    several UDIM tiles, or instances whose modifiers change the UVs differently, before any work."""
     groups: dict[str, list[bpy.types.Object]] = {}
     for obj in objects:
-        render_uv_layer(obj)  # refuse a mesh without UVs before baking anything
+        render_uv_layer(obj)  # refuse a mesh without UVs before reading anything
         groups.setdefault(obj.data.name, []).append(obj)
     meshes = []
     for mesh_name, instances in groups.items():
         uv_name = render_uv_layer(instances[0]).name
-        texels = [object_texels(obj, depsgraph, size, uv_name) for obj in instances]
-        if any(len(t.index) != len(texels[0].index) for t in texels):
+        triangles = [object_triangles(obj, depsgraph, uv_name) for obj in instances]
+        for obj, (uv, positions, _) in zip(instances, triangles):
+            try:
+                triangle_tiles(uv, positions)
+            except UVTileError as error:  # UDIM: refused before anything is created
+                raise ValueError(f"Mesh object '{obj.name}': {error}") from error
+        first_uv = triangles[0][0]
+        if any(uv.shape != first_uv.shape or not np.array_equal(uv, first_uv) for uv, _, _ in triangles):
             raise ValueError(f"The objects using mesh '{mesh_name}' have modifiers that change it differently: "
                              "bake them one at a time")
-        meshes.append(MeshTexels(mesh_name, uv_name, [obj.name for obj in instances], texels))
+        meshes.append(MeshSurfaces(mesh_name, uv_name, [obj.name for obj in instances], triangles))
     return meshes
+
+
+def mesh_texels(objects: list[bpy.types.Object], depsgraph: bpy.types.Depsgraph, size: int) -> list[MeshTexels]:
+    """The texels of every mesh of ``objects`` (``mesh_surfaces``, then ``MeshSurfaces.texels``), all here."""
+    return [mesh.texels(size) for mesh in mesh_surfaces(objects, depsgraph)]
 
 
 def bake_views(passes: list[ViewPasses], images: list[np.ndarray]) -> list[BakeView]:

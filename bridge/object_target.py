@@ -1,13 +1,14 @@
 """``target = 'OBJECT'`` (Whole Object): several views of the selected objects, generated conditioned on
 their geometry and baked into each mesh's own render UV map (issue 11).
 
-Main thread (``capture``): the views (a View Collection's cameras or numpy cameras placed around the
-objects: nothing is added to the scene), each view's depth and control image, every mesh's texels.
-Worker (``ObjectJob.work``): numpy and the engine only — the views' control images tiled into one
-grid (``geometry.grid``), one generation, the grid cut back into views and baked
-(``bridge.object_bake.bake_mesh``). Main thread again (``ObjectRun``): one packed image per mesh,
-wired into its material through a UV Map node naming its render UV map (``results.add_image_to_base_color``,
-the same node reused on a re-run); the UV map itself is never written.
+Main thread (``capture``): the settings checked, and the scene's and meshes' triangles copied out of Blender
+in one pass (``foreach_get``; a View Collection's cameras too). Nothing else: a 63k-triangle mesh's capture
+would freeze the UI for seconds (issue 23). Worker (``ObjectJob.work``): numpy and the engine only — the views
+placed, each view's depth and control image, every mesh's texels (``ObjectCapture.prepare``), the views'
+control images tiled into one grid (``geometry.grid``), one generation, the grid cut back into views and baked
+(``bridge.object_bake.bake_mesh``), each texture encoded as a PNG. Main thread again (``ObjectRun``): one
+image per mesh packed from that PNG, wired into its material through a UV Map node naming its render UV map
+(``results.add_image_to_base_color``, the same node reused on a re-run); the UV map itself is never written.
 """
 
 from __future__ import annotations
@@ -21,30 +22,61 @@ import numpy as np
 
 from ..engine import GenerationCancelled, GenerationResult
 from ..engine.request import ProgressEvent
-from ..geometry import grid, rasterize
+from ..geometry import ViewCamera, grid, rasterize
 from ..geometry.sequential import render_texture, repaint_mask
 from . import results
+from .geometry import SceneTriangles, scene_triangles
 from .job import GenerationJob, JobEvent
-from .object_bake import (BakedMesh, MeshTexels, ViewPasses, auto_views, bake_mesh, bake_views, camera_recipe,
-                          collection_views, mesh_texels, object_triangles, render_uv_layer, view_passes)
+from .object_bake import (BakedMesh, MeshSurfaces, MeshTexels, ViewPasses, bake_mesh, bake_views, camera_recipe,
+                          check_control, collection_views, mesh_surfaces, passes_of, place_auto_views,
+                          render_uv_layer)
+from .pixels import encode_png
 from .plan import Plan, Target, find_object
 from .run import GenerationRun
 
 
 @dataclass
 class ObjectCapture:
-    """Everything the worker needs, captured before the engine runs (numpy only, nothing in bpy.data)."""
+    """Everything the worker needs, read before the engine runs (numpy only, nothing in bpy.data).
+
+    ``prepare`` (worker) fills ``passes``, ``meshes`` and, for placed views, ``cameras`` and ``view_recipes``.
+    """
 
     method: str
     view_width: int
     view_height: int
-    passes: list[ViewPasses]
+    view_count: int
+    cameras: list[ViewCamera] | None  # a View Collection's; None: placed around the objects on the worker
     view_recipes: list[dict]
-    meshes: list[MeshTexels]
+    scene: SceneTriangles | None  # every rendered triangle: what the views' depth sees
+    surfaces: list[MeshSurfaces]  # per mesh, the triangles of each object using it
+    object_positions: list[np.ndarray]  # world triangles of each selected object, in selection order
     texture_size: int
     keep_view_images: bool
-    # SEQUENTIAL: per mesh (as ``meshes``), per object using it: (uv, positions, normals) of its triangles
-    surfaces: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = field(default_factory=list)
+    passes: list[ViewPasses] = field(default_factory=list)
+    meshes: list[MeshTexels] = field(default_factory=list)
+
+    def prepare(self, request, cancel_event=None):
+        """The views, their passes and every mesh's texels (worker, numpy only); returns ``request`` with its
+        control image (the grid's, or view 1's)."""
+        if self.cameras is None:
+            views = place_auto_views(self.object_positions, self.view_count, self.view_width, self.view_height)
+            self.cameras = [view.camera() for view in views]
+            self.view_recipes = [view.recipe() for view in views]
+        self.object_positions = []
+        self.passes = passes_of(self.cameras, self.scene, request.control)
+        self.scene = None
+        for surfaces in self.surfaces:
+            if cancel_event is not None and cancel_event.is_set():
+                raise GenerationCancelled("cancelled while reading the meshes")
+            self.meshes.append(surfaces.texels(self.texture_size))
+        if self.method != "SEQUENTIAL":
+            self.surfaces = []  # only SEQUENTIAL draws the texture so far into the next view
+        if request.control == "NONE":
+            return request
+        control = (grid.tile([view.control_image for view in self.passes]) if self.method == "GRID"
+                   else self.passes[0].control_image)
+        return dataclasses.replace(request, control_image=control)
 
 
 @dataclass
@@ -109,38 +141,39 @@ def capture(context: bpy.types.Context, settings, plan: Plan, objects: list[bpy.
     scene = context.scene
     depsgraph = context.evaluated_depsgraph_get()
     width, height = request.width, request.height
+    check_control(request.control)
+    cameras, view_recipes = None, []
     if settings.view_collection is not None:
         cameras_objects = sorted((obj for obj in settings.view_collection.all_objects if obj.type == "CAMERA"),
                                  key=lambda obj: obj.name)
         cameras = collection_views(scene, settings.view_collection, depsgraph, width, height)
         view_recipes = [camera_recipe(camera, width, height) for camera in cameras_objects]
-    else:
-        views = auto_views(objects, depsgraph, settings.object_views, width, height)
-        cameras = [view.camera() for view in views]
-        view_recipes = [view.recipe() for view in views]
-    passes = view_passes(cameras, depsgraph, request.control)
+    count = len(cameras) if cameras is not None else settings.object_views
+    # the control images are made on the worker: validated here with a blank one of their size
     if settings.object_method == "GRID":
-        rows, columns = grid.grid_shape(len(cameras))
+        rows, columns = grid.grid_shape(count)
         first = dataclasses.replace(request, width=columns * width, height=rows * height)
         if request.control != "NONE":
-            first.control_image = grid.tile([view.control_image for view in passes])
+            first.control_image = np.zeros((rows * height, columns * width, 3), dtype=np.float32)
         try:
             first.validate()
         except ValueError as error:
-            raise ValueError(f"{len(cameras)} views of {width}x{height} make a {columns * width}x{rows * height} "
+            raise ValueError(f"{count} views of {width}x{height} make a {columns * width}x{rows * height} "
                              f"grid, too large to generate ({error}): use fewer views or a smaller Width/Height",
                              ) from error
     else:  # SEQUENTIAL: view 1 as asked; the later views inpaint (``ObjectJob.sequential``)
-        first = dataclasses.replace(request, control_image=passes[0].control_image)
+        blank = np.zeros((height, width, 3), dtype=np.float32) if request.control != "NONE" else None
+        first = dataclasses.replace(request, control_image=blank)
         first.validate()
-    meshes = mesh_texels(objects, depsgraph, settings.texture_size)
-    surfaces = []
-    if settings.object_method == "SEQUENTIAL":
-        surfaces = [[object_triangles(bpy.data.objects[name], depsgraph, mesh.uv_name) for name in mesh.object_names]
-                    for mesh in meshes]
+    surfaces = mesh_surfaces(objects, depsgraph)
+    by_name = {name: triangles[1] for mesh in surfaces for name, triangles in zip(mesh.object_names, mesh.triangles)}
+    positions = [by_name[obj.name] for obj in objects]
+    if cameras is None and not sum(len(p) for p in positions):
+        raise ValueError("The selected objects have no surface to place views around")
     plan.request = first
-    plan.target_capture = ObjectCapture(settings.object_method, width, height, passes, view_recipes, meshes,
-                                        settings.texture_size, settings.keep_view_images, surfaces)
+    plan.target_capture = ObjectCapture(settings.object_method, width, height, count, cameras, view_recipes,
+                                        scene_triangles(depsgraph), surfaces, positions, settings.texture_size,
+                                        settings.keep_view_images)
 
 
 class ObjectJob(GenerationJob):
@@ -153,6 +186,7 @@ class ObjectJob(GenerationJob):
 
     def work(self, engine) -> ObjectResult:
         captured = self.capture
+        self.request = captured.prepare(self.request, self.cancel_event)
         if captured.method == "SEQUENTIAL":
             generation, views = self.sequential(engine, captured)
         else:
@@ -173,7 +207,10 @@ class ObjectJob(GenerationJob):
                 raise GenerationCancelled("cancelled while baking")
             if report:  # straight onto the queue: the command line's step listeners only know DENOISE, DOWNLOAD
                 self.events.put(JobEvent("progress", ProgressEvent(index, len(captured.meshes), stage="BAKE")))
-            baked.append(bake_mesh(mesh, bake, allow_unseen=not report))
+            done = bake_mesh(mesh, bake, allow_unseen=not report)
+            if report:  # the final texture: encoded here, so the main thread only packs the bytes
+                done.png = encode_png(done.texture)
+            baked.append(done)
         return baked
 
     def sequential(self, engine, captured: ObjectCapture) -> tuple[GenerationResult, list[np.ndarray]]:
@@ -228,7 +265,7 @@ def _render_so_far(captured: ObjectCapture, baked: list[BakedMesh],
         best = np.zeros(size * size, dtype=np.float32)
         best[mesh.texels[0].index] = done.gathered.best_cosine
         best = best.reshape(size, size)
-        for uv, positions, normals in surfaces:
+        for uv, positions, normals in surfaces.triangles:
             hits = rasterize(camera, positions)
             drawn, covered = render_texture(hits, uv, done.texture[..., :3], passes.depth)
             image[covered] = drawn[covered]
@@ -254,7 +291,8 @@ class ObjectRun(GenerationRun):
         for baked in result.baked:
             name = base if len(result.baked) == 1 else f"{base} {baked.mesh_name}"
             image = results.create_result_image(changes, baked.texture,
-                                                dict(recipe, mesh=baked.mesh_name, uv_map=baked.uv_name), name=name)
+                                                dict(recipe, mesh=baked.mesh_name, uv_map=baked.uv_name), name=name,
+                                                png=baked.png)
             self.textures.append((image, baked))
             if baked.shared_texels:
                 self.reports.append(("INFO", f"The UV map '{baked.uv_name}' of '{baked.mesh_name}' has overlapping "
