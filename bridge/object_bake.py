@@ -31,7 +31,7 @@ from ..engine import control as control_images
 from ..geometry import ViewCamera, rasterize, view_normals
 from ..geometry.bake import BakeSettings, BakeView, GatheredTexels, finish_texture, gather_views, merge_gathered
 from ..geometry.uv_raster import SurfaceTexels, rasterize_uv_triangles
-from ..geometry.uv_tiles import UVTileError, triangle_tiles
+from ..geometry.uv_tiles import UVTileError
 from ..geometry.views import ViewSettings, bounding_sphere, outward_normals, place_views
 from .geometry import CONTROLS, SceneTriangles, scene_triangles, view_camera
 
@@ -229,7 +229,7 @@ class MeshTexels:
 @dataclass
 class MeshSurfaces:
     """One mesh datablock as read on the main thread (``mesh_surfaces``): the (uv, positions, normals) world
-    triangles of each object using it, UV tiles checked; ``texels`` (numpy only) runs on the worker."""
+    triangles of each object using it; ``texels`` (numpy only) runs on the worker."""
 
     mesh_name: str
     uv_name: str
@@ -238,15 +238,19 @@ class MeshSurfaces:
 
     def texels(self, size: int) -> MeshTexels:
         """Every covered texel of a ``size``^2 texture, per object (``geometry.uv_raster``)."""
-        return MeshTexels(self.mesh_name, self.uv_name, list(self.object_names),
-                          [rasterize_uv_triangles(uv, positions, normals, size)
-                           for uv, positions, normals in self.triangles])
+        texels = []
+        for name, (uv, positions, normals) in zip(self.object_names, self.triangles):
+            try:
+                texels.append(rasterize_uv_triangles(uv, positions, normals, size))
+            except UVTileError as error:  # UDIM: refused before anything is generated or created
+                raise ValueError(f"Mesh object '{name}': {error}") from error
+        return MeshTexels(self.mesh_name, self.uv_name, list(self.object_names), texels)
 
 
 def mesh_surfaces(objects: list[bpy.types.Object], depsgraph: bpy.types.Depsgraph) -> list[MeshSurfaces]:
     """The triangles of every mesh of ``objects`` (objects sharing one mesh are grouped: one texture), read in
-    one pass (``foreach_get``). Raises ValueError (naming the object) for a mesh without a UV map, UVs over
-    several UDIM tiles, or instances whose modifiers change the UVs differently, before any work."""
+    one pass (``foreach_get``). Raises ValueError (naming the object) for a mesh without a UV map or instances
+    whose modifiers change the UVs differently, before any work (UVs over several UDIM tiles: ``texels``)."""
     groups: dict[str, list[bpy.types.Object]] = {}
     for obj in objects:
         render_uv_layer(obj)  # refuse a mesh without UVs before reading anything
@@ -255,11 +259,6 @@ def mesh_surfaces(objects: list[bpy.types.Object], depsgraph: bpy.types.Depsgrap
     for mesh_name, instances in groups.items():
         uv_name = render_uv_layer(instances[0]).name
         triangles = [object_triangles(obj, depsgraph, uv_name) for obj in instances]
-        for obj, (uv, positions, _) in zip(instances, triangles):
-            try:
-                triangle_tiles(uv, positions)
-            except UVTileError as error:  # UDIM: refused before anything is created
-                raise ValueError(f"Mesh object '{obj.name}': {error}") from error
         first_uv = triangles[0][0]
         if any(uv.shape != first_uv.shape or not np.array_equal(uv, first_uv) for uv, _, _ in triangles):
             raise ValueError(f"The objects using mesh '{mesh_name}' have modifiers that change it differently: "

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import bpy
 import numpy as np
 
-from ..engine import GenerationCancelled, GenerationResult
+from ..engine import EngineError, GenerationCancelled, GenerationResult
 from ..engine.request import ProgressEvent
 from ..geometry import ViewCamera, grid, rasterize
 from ..geometry.sequential import render_texture, repaint_mask
@@ -186,7 +186,10 @@ class ObjectJob(GenerationJob):
 
     def work(self, engine) -> ObjectResult:
         captured = self.capture
-        self.request = captured.prepare(self.request, self.cancel_event)
+        try:
+            self.request = captured.prepare(self.request, self.cancel_event)
+        except ValueError as error:  # a mesh Whole Object cannot bake (UVs over UDIM tiles): before generating
+            raise EngineError(str(error)) from error
         if captured.method == "SEQUENTIAL":
             generation, views = self.sequential(engine, captured)
         else:

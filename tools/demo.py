@@ -99,8 +99,29 @@ def build_tiny(folder: Path) -> Path:
     return build_tiny_sd(folder, seed=0)
 
 
+# The cube's unwrap: each face its own square island, upright as seen from outside (a 3 x 2 layout, a margin
+# around each). Keyed by the face's outward normal: (column, row) of its cell.
+FACE_CELLS = {(1, 0, 0): (0, 0), (0, 1, 0): (1, 0), (-1, 0, 0): (2, 0),
+              (0, -1, 0): (0, 1), (0, 0, 1): (1, 1), (0, 0, -1): (2, 1)}
+CELL = 1.0 / 3.0
+CELL_MARGIN = 0.02
+
+
+def face_uv(normal: tuple[int, int, int], corner: tuple[float, float, float]) -> tuple[float, float]:
+    """The UV of a corner (cube of size 2 at its origin) of the face with outward ``normal``: the face's cell,
+    its up the world's +Z (top and bottom: +Y and -Y), its right as seen from outside."""
+    up = (0, 1, 0) if normal[2] == 1 else (0, -1, 0) if normal[2] == -1 else (0, 0, 1)
+    right = (up[1] * normal[2] - up[2] * normal[1], up[2] * normal[0] - up[0] * normal[2],
+             up[0] * normal[1] - up[1] * normal[0])
+    u = (sum(a * b for a, b in zip(corner, right)) + 1.0) / 2.0
+    v = (sum(a * b for a, b in zip(corner, up)) + 1.0) / 2.0
+    column, row = FACE_CELLS[normal]
+    inner = CELL - 2 * CELL_MARGIN
+    return column * CELL + CELL_MARGIN + u * inner, row * CELL + CELL_MARGIN + v * inner
+
+
 def build_demo_scene():
-    """An empty file with a cube (one full UV square per face), a ground plane, a camera and a sun.
+    """An empty file with a cube (unwrapped: six islands, ``face_uv``), a ground plane, a camera and a sun.
 
     Renders with Cycles on the CPU (16 samples, denoised), so ``bpy.ops.render.render``
     gives a quick look at the textured cube.
@@ -116,10 +137,9 @@ def build_demo_scene():
     bm = bmesh.new()
     bmesh.ops.create_cube(bm, size=2.0)
     uv_layer = bm.loops.layers.uv.new("UVMap")
-    corners = ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0))
     for face in bm.faces:
-        for loop, uv in zip(face.loops, corners):
-            loop[uv_layer].uv = uv
+        for loop in face.loops:
+            loop[uv_layer].uv = face_uv(tuple(round(c) for c in face.normal), tuple(loop.vert.co))
     bm.to_mesh(mesh)
     bm.free()
     cube = bpy.data.objects.new(DEMO_OBJECT_NAME, mesh)
