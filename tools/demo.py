@@ -10,7 +10,7 @@ the textured cube with Cycles on the CPU. Writes into the output folder:
 * ``demo.blend`` - the scene, texture packed, material wired;
 * ``<prompt>_<seed>_<digest>.png`` - the texture, its recipe in the PNG text metadata;
 * ``render.png`` - a Cycles render of the textured cube;
-* a second texture: the cube textured whole (``--target OBJECT``: four views around it, each
+* a second texture: the cube textured whole (``--target OBJECT``: five views around it, each
   conditioned on the cube's depth, baked into its own UV map), saved as ``<prompt>_<seed>_<digest>.png``,
   and ``render_whole_object.png``, rendered from the demo camera, which none of the views used.
 
@@ -44,7 +44,7 @@ TINY = {"size": 256, "steps": 4}
 DEMO_OBJECT_NAME = "Latent Textures Demo Cube"
 RENDER_NAME = "render.png"
 WHOLE_RENDER_NAME = "render_whole_object.png"
-WHOLE_OBJECT_VIEWS = 4
+WHOLE_OBJECT_VIEWS = 5  # four around (one facing each side) and one above
 BLEND_NAME = "demo.blend"
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from harness import ADDON_MODULE
+from test_object_target import whole  # noqa: F401 (the fixture: the tiny model's Whole Object settings)
 
 
 def module(name):
@@ -28,21 +29,9 @@ def monkey():
     return obj
 
 
-@pytest.fixture
-def whole(settings, tiny_sd_model):
-    settings.model = str(tiny_sd_model)
-    settings.prompt = "weathered crate"
-    settings.width = settings.height = 64
-    settings.steps = 2
-    settings.target = "OBJECT"
-    settings.object_views = 4
-    settings.texture_size = 512
-    settings.control = "DEPTH"
-    return settings
-
-
 def _captured(settings):
-    """The plan of a Whole Object run (main thread) and the seconds it took."""
+    """The plan of a Whole Object run of 4 views, 512² (main thread), and the seconds it took."""
+    settings.object_views, settings.texture_size = 4, 512
     plan_module, object_target = module("bridge.plan"), module("bridge.object_target")
     start = time.perf_counter()
     plan = plan_module.prepare(bpy.context, object_target.TARGET)
