@@ -1,6 +1,6 @@
 """The bpy side of baking views into an object's own UV map (issue 11; the math is ``geometry/``).
 
-Main thread only. Reads the evaluated objects (modifiers, armatures applied) and the
+Reads the evaluated objects on the main thread (modifiers, armatures applied) and the
 cameras; creates nothing in ``bpy.data`` (auto-placed views are numpy cameras, never
 camera objects), so nothing needs cleaning up.
 
@@ -15,9 +15,11 @@ How the pieces fit (what the ``OBJECT`` target calls, main thread unless said)::
     baked = bake_objects(objects, depsgraph, passes, images, texture_size)   # one BakedMesh per mesh
     image = new_display_image(name, baked[0].texture)                   # bridge/pixels.py
 
-``bake_objects`` reads the meshes (``mesh_texels``) and then does only numpy (``bake_mesh``):
-to keep a 2048^2 bake off the UI thread, call ``mesh_texels`` on the main thread and
-``bake_views`` / ``bake_mesh`` on the worker (``bridge/object_target.py`` does).
+Each step has a bpy-free half for the worker, so the main thread only copies data out of Blender
+(issue 23: a 63k-triangle mesh's capture froze the UI for seconds): ``mesh_surfaces`` (main: the
+triangles, ``foreach_get``) then ``MeshSurfaces.texels``; ``scene_triangles`` (main) then
+``passes_of``; the objects' triangles then ``place_auto_views``; ``bake_views`` / ``bake_mesh``
+(``bridge/object_target.py``'s ``ObjectCapture.prepare`` and ``ObjectJob`` do this).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from ..geometry.bake import BakeSettings, BakeView, GatheredTexels, finish_textu
 from ..geometry.uv_raster import SurfaceTexels, rasterize_uv_triangles
 from ..geometry.uv_tiles import UVTileError
 from ..geometry.views import ViewSettings, bounding_sphere, outward_normals, place_views
-from .geometry import CONTROLS, SceneTriangles, scene_triangles, view_camera
+from .geometry import CONTROLS, SceneTriangles, mesh_triangles, scene_triangles, view_camera
 
 
 def render_uv_layer(obj: bpy.types.Object) -> bpy.types.MeshUVLoopLayer:
@@ -65,30 +67,16 @@ def _evaluated_triangles(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph,
     evaluated = obj.evaluated_get(depsgraph)
     mesh = evaluated.to_mesh()
     try:
-        layer = mesh.uv_layers.get(uv_name) if uv_name else None
-        if uv_name and layer is None:
+        if uv_name and mesh.uv_layers.get(uv_name) is None:
             raise ValueError(f"The modifiers of '{obj.name}' drop its UV map '{uv_name}': nothing to bake into")
-        mesh.calc_loop_triangles()
-        count = len(mesh.loop_triangles)
-        vertices = np.empty(count * 3, dtype=np.int32)
-        mesh.loop_triangles.foreach_get("vertices", vertices)
-        normals = np.empty(count * 9, dtype=np.float32)
-        mesh.loop_triangles.foreach_get("split_normals", normals)
-        co = np.empty(len(mesh.vertices) * 3, dtype=np.float32)
-        mesh.vertices.foreach_get("co", co)
-        uv = None
-        if layer is not None:
-            loops = np.empty(count * 3, dtype=np.int32)
-            mesh.loop_triangles.foreach_get("loops", loops)
-            loop_uv = np.empty(len(mesh.loops) * 2, dtype=np.float32)
-            layer.data.foreach_get("uv", loop_uv)
-            uv = loop_uv.reshape(-1, 2).astype(np.float64)[loops].reshape(count, 3, 2)
+        corners, normals, uv = mesh_triangles(mesh, uv_name or None)
     finally:
         evaluated.to_mesh_clear()
     matrix = np.array(evaluated.matrix_world, dtype=np.float64)
-    positions = co.reshape(-1, 3).astype(np.float64)[vertices] @ matrix[:3, :3].T + matrix[:3, 3]
+    count = len(corners)
+    positions = corners.reshape(-1, 3) @ matrix[:3, :3].T + matrix[:3, 3]
     # Normals move by the inverse transpose (non-uniform scale); the rasteriser normalises them.
-    world_normals = normals.reshape(-1, 3).astype(np.float64) @ np.linalg.inv(matrix[:3, :3])
+    world_normals = normals.reshape(-1, 3) @ np.linalg.inv(matrix[:3, :3])
     return uv, positions.reshape(count, 3, 3), world_normals.reshape(count, 3, 3)
 
 
