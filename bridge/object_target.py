@@ -186,6 +186,7 @@ class ObjectJob(GenerationJob):
 
     def work(self, engine) -> ObjectResult:
         captured = self.capture
+        self.events.put(JobEvent("progress", ProgressEvent(0, 1, stage="GEOMETRY")))  # as BAKE: for the UI only
         try:
             self.request = captured.prepare(self.request, self.cancel_event)
         except ValueError as error:  # a mesh Whole Object cannot bake (UVs over UDIM tiles): before generating
