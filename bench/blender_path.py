@@ -17,6 +17,7 @@ and forward hooks installed from here, nothing in the add-on changed):
   overhead, and "before the first denoising step" beyond the text encoder;
 * the pixel bridge (``bridge/pixels.py``) at 1024² and 2048², and writing a
   result image (new image + pixels + pack) at 512² and 1024²;
+* a Whole Object run's time on the main thread, before and after issue 23 (``object_main_thread.py``);
 * memory: RSS after import/enable, peak RSS of a generate, RSS after
   ``free_model`` (tiny model; with ``--sd-model`` also an SD-1.5-sized one).
 """
@@ -50,6 +51,7 @@ def _load(name: str, path: Path) -> Any:
 
 
 timing = _load("lt_bench_timing", BENCH / "timing.py")
+object_main_thread = _load("lt_bench_object_main_thread", BENCH / "object_main_thread.py")
 loader = _load("lt_bench_extension_loader", REPO_ROOT / "tools" / "extension_loader.py")
 ADDON = loader.addon_module(REPO_MODULE)
 
@@ -285,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=2)
     parser.add_argument("--enable-only", action="store_true", help="only time enabling the add-on, cold")
+    parser.add_argument("--object-sizes", default="2048:6,4096:8", help="Whole Object main-thread figures: "
+                        "texture size:views, comma-separated")
+    parser.add_argument("--object-levels", type=int, default=3, help="Suzanne's subdivision levels (3: 63k triangles)")
     args = parser.parse_args(argv)
 
     bpy, import_s = _import_bpy()
@@ -319,6 +324,10 @@ def main(argv: list[str] | None = None) -> int:
     result["memory_tiny"]["rss_after_free_mb"] = timing.rss_mb()
 
     result["pixels"] = _pixels(bpy, args.runs)
+    sizes = tuple(tuple(int(n) for n in pair.split(":")) for pair in args.object_sizes.split(","))
+    result["whole_object_main_thread"] = object_main_thread.measure(
+        bpy, ADDON, sizes, levels=args.object_levels, view_size=512 if args.object_levels >= 3 else 128,
+        runs=min(args.runs, 3))
     if args.sd_model:
         result["memory_sd15"] = _sd_memory(bpy, probe, str(Path(args.sd_model).resolve()))
     Path(args.out).write_text(json.dumps(result, indent=1))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import object_main_thread  # bench/ is on sys.path (bench/run.py)
+
 
 def _case_label(case: dict[str, Any]) -> str:
     model = "SD-1.5-sized" if case["model"].startswith("SD-1.5") else "tiny"
@@ -342,7 +344,8 @@ def _blender(section: dict[str, Any]) -> list[str]:
         f"1024² {px['result_image_1024_ms']['median']:.0f} ms."),
         "",
     ]
-    return lines
+    return lines + object_main_thread.report_lines(section.get("whole_object_main_thread"))
+
 
 
 def _memory(section: dict[str, Any]) -> list[str]:

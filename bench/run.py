@@ -255,6 +255,8 @@ def section_blender(models: Models, args: argparse.Namespace, memory: bool, scra
                "--runs", str(3 if args.quick else max(args.runs * 2, 7))]
     if memory and not args.quick:
         command += ["--sd-model", str(models.sd15)]
+    if args.quick:  # the Whole Object main-thread figures' code path on a small mesh and texture
+        command += ["--object-sizes", "256:3", "--object-levels", "1"]
     result = _run_json(command, path, 900)
     result["enable_cold_s"] = {
         "median": round(statistics.median(e["enable_s"] for e in enables), 4),

@@ -107,18 +107,42 @@ def _local_triangles(obj: bpy.types.Object) -> tuple[np.ndarray, np.ndarray]:
     try:
         if mesh is None:
             return np.empty((0, 3, 3)), np.empty((0, 3, 3))
-        mesh.calc_loop_triangles()
-        count = len(mesh.loop_triangles)
-        positions = np.empty(len(mesh.vertices) * 3, dtype=np.float32)
-        mesh.vertices.foreach_get("co", positions)
-        vertices = np.empty(count * 3, dtype=np.int32)
-        mesh.loop_triangles.foreach_get("vertices", vertices)
-        split_normals = np.empty(count * 9, dtype=np.float32)
-        mesh.loop_triangles.foreach_get("split_normals", split_normals)
-        corners = positions.reshape(-1, 3).astype(np.float64)[vertices].reshape(count, 3, 3)
-        return corners, split_normals.reshape(count, 3, 3).astype(np.float64)
+        corners, normals, _ = mesh_triangles(mesh)
+        return corners, normals
     finally:
         obj.to_mesh_clear()
+
+
+def mesh_triangles(mesh: bpy.types.Mesh, uv_name: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(corners, corner shading normals, UVs of ``uv_name`` or None), (T, 3, 3|3|2) float64, of ``mesh``'s
+    triangles in object space: shading normals as the mesh says (smooth, flat, sharp edges, custom).
+
+    Read through the attribute arrays (``foreach_get`` on ``position``, ``.corner_vert``, the UV map's
+    vectors, ``corner_normals``): a 63k-triangle mesh in a few ms, where the per-triangle properties
+    (``loop_triangles`` ``vertices`` / ``split_normals``) took about ten times longer.
+    """
+    mesh.calc_loop_triangles()
+    count = len(mesh.loop_triangles)
+    loops = np.empty(count * 3, dtype=np.int32)
+    mesh.loop_triangles.foreach_get("loops", loops)
+    positions = np.empty(len(mesh.vertices) * 3, dtype=np.float32)
+    mesh.attributes["position"].data.foreach_get("vector", positions)
+    corner_vertex = np.empty(len(mesh.loops), dtype=np.int32)
+    corner_verts = mesh.attributes.get(".corner_vert")
+    if corner_verts is not None:
+        corner_verts.data.foreach_get("value", corner_vertex)
+    else:
+        mesh.loops.foreach_get("vertex_index", corner_vertex)
+    corner_normals = np.empty(len(mesh.loops) * 3, dtype=np.float32)
+    mesh.corner_normals.foreach_get("vector", corner_normals)
+    uv = None
+    if uv_name is not None:
+        corner_uv = np.empty(len(mesh.loops) * 2, dtype=np.float32)
+        mesh.attributes[uv_name].data.foreach_get("vector", corner_uv)
+        uv = corner_uv.reshape(-1, 2).astype(np.float64)[loops].reshape(count, 3, 2)
+    corners = positions.reshape(-1, 3).astype(np.float64)[corner_vertex[loops]].reshape(count, 3, 3)
+    normals = corner_normals.reshape(-1, 3).astype(np.float64)[loops].reshape(count, 3, 3)
+    return corners, normals, uv
 
 
 @dataclass(frozen=True)

@@ -112,6 +112,8 @@ class GenerationJob:
             return f"{self.part_label} {self.part}/{self.parts} · {steps.lower()}" if self.parts else steps
         if self.stage == "BAKE":
             return "Baking into the UV maps…"
+        if self.stage == "GEOMETRY":
+            return "Preparing the views and UV maps…"
         return "Loading model…"
 
     def drain(self) -> list[JobEvent]:

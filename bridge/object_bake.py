@@ -1,6 +1,6 @@
 """The bpy side of baking views into an object's own UV map (issue 11; the math is ``geometry/``).
 
-Main thread only. Reads the evaluated objects (modifiers, armatures applied) and the
+Reads the evaluated objects on the main thread (modifiers, armatures applied) and the
 cameras; creates nothing in ``bpy.data`` (auto-placed views are numpy cameras, never
 camera objects), so nothing needs cleaning up.
 
@@ -15,9 +15,11 @@ How the pieces fit (what the ``OBJECT`` target calls, main thread unless said)::
     baked = bake_objects(objects, depsgraph, passes, images, texture_size)   # one BakedMesh per mesh
     image = new_display_image(name, baked[0].texture)                   # bridge/pixels.py
 
-``bake_objects`` reads the meshes (``mesh_texels``) and then does only numpy (``bake_mesh``):
-to keep a 2048^2 bake off the UI thread, call ``mesh_texels`` on the main thread and
-``bake_views`` / ``bake_mesh`` on the worker (``bridge/object_target.py`` does).
+Each step has a bpy-free half for the worker, so the main thread only copies data out of Blender
+(issue 23: a 63k-triangle mesh's capture froze the UI for seconds): ``mesh_surfaces`` (main: the
+triangles, ``foreach_get``) then ``MeshSurfaces.texels``; ``scene_triangles`` (main) then
+``passes_of``; the objects' triangles then ``place_auto_views``; ``bake_views`` / ``bake_mesh``
+(``bridge/object_target.py``'s ``ObjectCapture.prepare`` and ``ObjectJob`` do this).
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from ..geometry.bake import BakeSettings, BakeView, GatheredTexels, finish_textu
 from ..geometry.uv_raster import SurfaceTexels, rasterize_uv_triangles
 from ..geometry.uv_tiles import UVTileError
 from ..geometry.views import ViewSettings, bounding_sphere, outward_normals, place_views
-from .geometry import CONTROLS, scene_triangles, view_camera
+from .geometry import CONTROLS, SceneTriangles, mesh_triangles, scene_triangles, view_camera
 
 
 def render_uv_layer(obj: bpy.types.Object) -> bpy.types.MeshUVLoopLayer:
@@ -65,30 +67,16 @@ def _evaluated_triangles(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph,
     evaluated = obj.evaluated_get(depsgraph)
     mesh = evaluated.to_mesh()
     try:
-        layer = mesh.uv_layers.get(uv_name) if uv_name else None
-        if uv_name and layer is None:
+        if uv_name and mesh.uv_layers.get(uv_name) is None:
             raise ValueError(f"The modifiers of '{obj.name}' drop its UV map '{uv_name}': nothing to bake into")
-        mesh.calc_loop_triangles()
-        count = len(mesh.loop_triangles)
-        vertices = np.empty(count * 3, dtype=np.int32)
-        mesh.loop_triangles.foreach_get("vertices", vertices)
-        normals = np.empty(count * 9, dtype=np.float32)
-        mesh.loop_triangles.foreach_get("split_normals", normals)
-        co = np.empty(len(mesh.vertices) * 3, dtype=np.float32)
-        mesh.vertices.foreach_get("co", co)
-        uv = None
-        if layer is not None:
-            loops = np.empty(count * 3, dtype=np.int32)
-            mesh.loop_triangles.foreach_get("loops", loops)
-            loop_uv = np.empty(len(mesh.loops) * 2, dtype=np.float32)
-            layer.data.foreach_get("uv", loop_uv)
-            uv = loop_uv.reshape(-1, 2).astype(np.float64)[loops].reshape(count, 3, 2)
+        corners, normals, uv = mesh_triangles(mesh, uv_name or None)
     finally:
         evaluated.to_mesh_clear()
     matrix = np.array(evaluated.matrix_world, dtype=np.float64)
-    positions = co.reshape(-1, 3).astype(np.float64)[vertices] @ matrix[:3, :3].T + matrix[:3, 3]
+    count = len(corners)
+    positions = corners.reshape(-1, 3) @ matrix[:3, :3].T + matrix[:3, 3]
     # Normals move by the inverse transpose (non-uniform scale); the rasteriser normalises them.
-    world_normals = normals.reshape(-1, 3).astype(np.float64) @ np.linalg.inv(matrix[:3, :3])
+    world_normals = normals.reshape(-1, 3) @ np.linalg.inv(matrix[:3, :3])
     return uv, positions.reshape(count, 3, 3), world_normals.reshape(count, 3, 3)
 
 
@@ -106,9 +94,16 @@ def auto_views(objects: list[bpy.types.Object], depsgraph: bpy.types.Depsgraph, 
                height: int, *, ortho: bool = False, lens: float = 50.0, margin: float = 0.1) -> list[ViewSettings]:
     """``count`` views around the objects' bounding sphere, front first, then by the surface each sees first
     (``geometry.views.place_views``); numpy cameras only, nothing is added to the scene."""
+    positions = [_evaluated_triangles(obj, depsgraph, None)[1] for obj in objects]
+    return place_auto_views(positions, count, width, height, ortho=ortho, lens=lens, margin=margin)
+
+
+def place_auto_views(objects_positions: list[np.ndarray], count: int, width: int, height: int, *,
+                     ortho: bool = False, lens: float = 50.0, margin: float = 0.1) -> list[ViewSettings]:
+    """``auto_views`` from each object's world triangles ((T, 3, 3), in selection order): numpy only, so it
+    runs on the worker."""
     corners, normals, areas = [], [], []
-    for obj in objects:
-        _, positions, _ = _evaluated_triangles(obj, depsgraph, None)
+    for positions in objects_positions:
         cross = np.cross(positions[:, 1] - positions[:, 0], positions[:, 2] - positions[:, 0])
         area = np.linalg.norm(cross, axis=1)
         corners.append(positions.reshape(-1, 3))
@@ -170,9 +165,18 @@ class ViewPasses:
 def view_passes(cameras: list[ViewCamera], depsgraph: bpy.types.Depsgraph, control: str = "NONE") -> list[ViewPasses]:
     """Depth and the ``control`` (DEPTH / NORMAL / NONE) image of the evaluated scene for each camera,
     reading the scene once (the same images ``bridge.geometry.control_image`` makes for the scene camera)."""
+    check_control(control)
+    return passes_of(cameras, scene_triangles(depsgraph), control)
+
+
+def check_control(control: str) -> None:
     if control != "NONE" and control not in CONTROLS:
         raise ValueError(f"control must be NONE or one of {CONTROLS}; got {control!r}")
-    triangles = scene_triangles(depsgraph)
+
+
+def passes_of(cameras: list[ViewCamera], triangles: SceneTriangles, control: str = "NONE") -> list[ViewPasses]:
+    """``view_passes`` from the scene's triangles read before (``scene_triangles``): numpy only, so it runs on the
+    worker."""
     passes = []
     for camera in cameras:
         hits = rasterize(camera, triangles.corners)
@@ -196,6 +200,7 @@ class BakedMesh:
     texture: np.ndarray  # (size, size, C) top row first
     gathered: GatheredTexels
     shared_texels: int  # texels inside two UV triangles (overlapping / mirrored islands)
+    png: bytes | None = None  # the texture encoded (``pixels.encode_png``, on the worker): packed as it is
 
 
 @dataclass
@@ -209,24 +214,50 @@ class MeshTexels:
     texels: list[SurfaceTexels]
 
 
-def mesh_texels(objects: list[bpy.types.Object], depsgraph: bpy.types.Depsgraph, size: int) -> list[MeshTexels]:
-    """The texels of every mesh of ``objects`` (objects sharing one mesh are grouped: one texture).
+@dataclass
+class MeshSurfaces:
+    """One mesh datablock as read on the main thread (``mesh_surfaces``): the (uv, positions, normals) world
+    triangles of each object using it; ``texels`` (numpy only) runs on the worker."""
 
-    Raises ValueError (naming the object) for a mesh without a UV map, before any work.
-    """
+    mesh_name: str
+    uv_name: str
+    object_names: list[str]
+    triangles: list[tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+    def texels(self, size: int) -> MeshTexels:
+        """Every covered texel of a ``size``^2 texture, per object (``geometry.uv_raster``)."""
+        texels = []
+        for name, (uv, positions, normals) in zip(self.object_names, self.triangles):
+            try:
+                texels.append(rasterize_uv_triangles(uv, positions, normals, size))
+            except UVTileError as error:  # UDIM: refused before anything is generated or created
+                raise ValueError(f"Mesh object '{name}': {error}") from error
+        return MeshTexels(self.mesh_name, self.uv_name, list(self.object_names), texels)
+
+
+def mesh_surfaces(objects: list[bpy.types.Object], depsgraph: bpy.types.Depsgraph) -> list[MeshSurfaces]:
+    """The triangles of every mesh of ``objects`` (objects sharing one mesh are grouped: one texture), read in
+    one pass (``foreach_get``). Raises ValueError (naming the object) for a mesh without a UV map or instances
+    whose modifiers change the UVs differently, before any work (UVs over several UDIM tiles: ``texels``)."""
     groups: dict[str, list[bpy.types.Object]] = {}
     for obj in objects:
-        render_uv_layer(obj)  # refuse a mesh without UVs before baking anything
+        render_uv_layer(obj)  # refuse a mesh without UVs before reading anything
         groups.setdefault(obj.data.name, []).append(obj)
     meshes = []
     for mesh_name, instances in groups.items():
         uv_name = render_uv_layer(instances[0]).name
-        texels = [object_texels(obj, depsgraph, size, uv_name) for obj in instances]
-        if any(len(t.index) != len(texels[0].index) for t in texels):
+        triangles = [object_triangles(obj, depsgraph, uv_name) for obj in instances]
+        first_uv = triangles[0][0]
+        if any(uv.shape != first_uv.shape or not np.array_equal(uv, first_uv) for uv, _, _ in triangles):
             raise ValueError(f"The objects using mesh '{mesh_name}' have modifiers that change it differently: "
                              "bake them one at a time")
-        meshes.append(MeshTexels(mesh_name, uv_name, [obj.name for obj in instances], texels))
+        meshes.append(MeshSurfaces(mesh_name, uv_name, [obj.name for obj in instances], triangles))
     return meshes
+
+
+def mesh_texels(objects: list[bpy.types.Object], depsgraph: bpy.types.Depsgraph, size: int) -> list[MeshTexels]:
+    """The texels of every mesh of ``objects`` (``mesh_surfaces``, then ``MeshSurfaces.texels``), all here."""
+    return [mesh.texels(size) for mesh in mesh_surfaces(objects, depsgraph)]
 
 
 def bake_views(passes: list[ViewPasses], images: list[np.ndarray]) -> list[BakeView]:

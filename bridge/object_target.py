@@ -1,14 +1,15 @@
 """``target = 'OBJECT'`` (Whole Object): several views of the selected objects, generated conditioned on
 their geometry and baked into each mesh's own render UV map (issue 11).
 
-Main thread (``capture``): the views (a View Collection's cameras or numpy cameras placed around the
-objects: nothing is added to the scene), each view's depth and control image, every mesh's texels.
-Worker (``ObjectJob.work``): numpy and the engine only — the views' control images tiled into grids
-(``geometry.grid.plan_grids``: each of Width x Height, at most four views to a grid, sharing seed and prompt),
-one generation per grid, the grids cut back into views and baked
-(``bridge.object_bake.bake_mesh``). Main thread again (``ObjectRun``): one packed image per mesh,
-wired into its material through a UV Map node naming its render UV map (``results.add_image_to_base_color``,
-the same node reused on a re-run); the UV map itself is never written.
+Main thread (``capture``): the settings checked, and the scene's and meshes' triangles copied out of Blender
+in one pass (``foreach_get``; a View Collection's cameras too). Nothing else: a 63k-triangle mesh's capture
+would freeze the UI for seconds (issue 23). Worker (``ObjectJob.work``): numpy and the engine only — the views
+placed, each view's depth and control image, every mesh's texels (``ObjectCapture.prepare``), the views'
+control images tiled into grids (``geometry.grid.plan_grids``: each of Width x Height, at most four views to a
+grid, sharing seed and prompt), one generation per grid, the grids cut back into views and baked
+(``bridge.object_bake.bake_mesh``), each texture encoded as a PNG. Main thread again (``ObjectRun``): one
+image per mesh packed from that PNG, wired into its material through a UV Map node naming its render UV map
+(``results.add_image_to_base_color``, the same node reused on a re-run); the UV map itself is never written.
 """
 
 from __future__ import annotations
@@ -22,34 +23,65 @@ import bpy
 import numpy as np
 
 from ..dependencies.model_scan import FAMILY_LABELS
-from ..engine import GenerationCancelled, GenerationResult
+from ..engine import EngineError, GenerationCancelled, GenerationResult
 from ..engine.families import native_size, smallest_grid_cell
 from ..engine.request import MIN_SIZE, ProgressEvent
-from ..geometry import grid, rasterize
+from ..geometry import ViewCamera, grid, rasterize
 from ..geometry.sequential import render_texture, repaint_mask
 from . import object_materials, results
+from .geometry import SceneTriangles, scene_triangles
 from .job import GenerationJob, JobEvent
-from .object_bake import (BakedMesh, MeshTexels, ViewPasses, auto_views, bake_mesh, bake_views, camera_recipe,
-                          collection_views, mesh_texels, object_triangles, render_uv_layer, view_passes)
+from .object_bake import (BakedMesh, MeshSurfaces, MeshTexels, ViewPasses, bake_mesh, bake_views, camera_recipe,
+                          check_control, collection_views, mesh_surfaces, passes_of, place_auto_views,
+                          render_uv_layer)
+from .pixels import encode_png
 from .plan import Plan, Target, find_object
 from .run import GenerationRun
 
 
 @dataclass
 class ObjectCapture:
-    """Everything the worker needs, captured before the engine runs (numpy only, nothing in bpy.data)."""
+    """Everything the worker needs, read before the engine runs (numpy only, nothing in bpy.data).
+
+    ``prepare`` (worker) fills ``passes``, ``meshes`` and, for placed views, ``cameras`` and ``view_recipes``.
+    """
 
     method: str
     view_width: int
     view_height: int
-    passes: list[ViewPasses]
+    view_count: int
+    cameras: list[ViewCamera] | None  # a View Collection's; None: placed around the objects on the worker
     view_recipes: list[dict]
-    meshes: list[MeshTexels]
+    scene: SceneTriangles | None  # every rendered triangle: what the views' depth sees
+    surfaces: list[MeshSurfaces]  # per mesh, the triangles of each object using it
+    object_positions: list[np.ndarray]  # world triangles of each selected object, in selection order
     texture_size: int
     keep_view_images: bool
-    # SEQUENTIAL: per mesh (as ``meshes``), per object using it: (uv, positions, normals) of its triangles
-    surfaces: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = field(default_factory=list)
     grids: grid.GridPlan | None = None  # GRID: which views each grid generation holds, and the cell size
+    passes: list[ViewPasses] = field(default_factory=list)
+    meshes: list[MeshTexels] = field(default_factory=list)
+
+    def prepare(self, request, cancel_event=None):
+        """The views, their passes and every mesh's texels (worker, numpy only); returns ``request`` with its
+        control image (the first grid generation's, or view 1's)."""
+        if self.cameras is None:
+            views = place_auto_views(self.object_positions, self.view_count, self.view_width, self.view_height)
+            self.cameras = [view.camera() for view in views]
+            self.view_recipes = [view.recipe() for view in views]
+        self.object_positions = []
+        self.passes = passes_of(self.cameras, self.scene, request.control)
+        self.scene = None
+        for surfaces in self.surfaces:
+            if cancel_event is not None and cancel_event.is_set():
+                raise GenerationCancelled("cancelled while reading the meshes")
+            self.meshes.append(surfaces.texels(self.texture_size))
+        if self.method != "SEQUENTIAL":
+            self.surfaces = []  # only SEQUENTIAL draws the texture so far into the next view
+        if self.grids is not None:
+            return grid_request(request, self.grids, self.passes, 0)
+        if request.control == "NONE":
+            return request
+        return dataclasses.replace(request, control_image=self.passes[0].control_image)
 
 
 @dataclass
@@ -148,39 +180,43 @@ def capture(context: bpy.types.Context, settings, plan: Plan, objects: list[bpy.
                          "texture of Texture Size): turn it off")
     scene = context.scene
     depsgraph = context.evaluated_depsgraph_get()
-    grids = None
     width, height = request.width, request.height
+    check_control(request.control)
+    grids = None
     if settings.object_method == "GRID":  # every view is a cell of a grid of Width x Height
         grids = plan_grids(max(view_count(settings), 1), width, height)  # no camera: refused below, by name
         width, height = grids.cell
+    cameras, view_recipes = None, []
     if settings.view_collection is not None:
         cameras_objects = sorted((obj for obj in settings.view_collection.all_objects if obj.type == "CAMERA"),
                                  key=lambda obj: obj.name)
         cameras = collection_views(scene, settings.view_collection, depsgraph, width, height)
         view_recipes = [camera_recipe(camera, width, height) for camera in cameras_objects]
-    else:
-        views = auto_views(objects, depsgraph, settings.object_views, width, height)
-        cameras = [view.camera() for view in views]
-        view_recipes = [view.recipe() for view in views]
-    passes = view_passes(cameras, depsgraph, request.control)
+    count = len(cameras) if cameras is not None else settings.object_views
+    # the control images are made on the worker: validated here with a blank one of their size
     if grids is not None:
-        first = grid_request(request, grids, passes, 0)
+        grid_width, grid_height = grids.size(0)
+        first = dataclasses.replace(request, width=grid_width, height=grid_height)
+        if request.control != "NONE":
+            first.control_image = np.zeros((grid_height, grid_width, 3), dtype=np.float32)
         try:
             first.validate()
         except ValueError as error:
-            raise ValueError(f"{len(cameras)} views make grids of {first.width}x{first.height}, which cannot be "
+            raise ValueError(f"{count} views make grids of {grid_width}x{grid_height}, which cannot be "
                              f"generated ({error}): use a smaller Width/Height") from error
     else:  # SEQUENTIAL: view 1 as asked; the later views inpaint (``ObjectJob.sequential``)
-        first = dataclasses.replace(request, control_image=passes[0].control_image)
+        blank = np.zeros((height, width, 3), dtype=np.float32) if request.control != "NONE" else None
+        first = dataclasses.replace(request, control_image=blank)
         first.validate()
-    meshes = mesh_texels(objects, depsgraph, settings.texture_size)
-    surfaces = []
-    if settings.object_method == "SEQUENTIAL":
-        surfaces = [[object_triangles(bpy.data.objects[name], depsgraph, mesh.uv_name) for name in mesh.object_names]
-                    for mesh in meshes]
+    surfaces = mesh_surfaces(objects, depsgraph)
+    by_name = {name: triangles[1] for mesh in surfaces for name, triangles in zip(mesh.object_names, mesh.triangles)}
+    positions = [by_name[obj.name] for obj in objects]
+    if cameras is None and not sum(len(p) for p in positions):
+        raise ValueError("The selected objects have no surface to place views around")
     plan.request = first
-    plan.target_capture = ObjectCapture(settings.object_method, request.width, request.height, passes, view_recipes,
-                                        meshes, settings.texture_size, settings.keep_view_images, surfaces, grids)
+    plan.target_capture = ObjectCapture(settings.object_method, width, height, count, cameras, view_recipes,
+                                        scene_triangles(depsgraph), surfaces, positions, settings.texture_size,
+                                        settings.keep_view_images, grids)
 
 
 def grid_request(request, grids: grid.GridPlan, passes: list[ViewPasses], group: int):
@@ -204,6 +240,11 @@ class ObjectJob(GenerationJob):
 
     def work(self, engine) -> ObjectResult:
         captured = self.capture
+        self.events.put(JobEvent("progress", ProgressEvent(0, 1, stage="GEOMETRY")))  # as BAKE: for the UI only
+        try:
+            self.request = captured.prepare(self.request, self.cancel_event)
+        except ValueError as error:  # a mesh Whole Object cannot bake (UVs over UDIM tiles): before generating
+            raise EngineError(str(error)) from error
         if captured.method == "SEQUENTIAL":
             generation, views = self.sequential(engine, captured)
         else:
@@ -222,7 +263,10 @@ class ObjectJob(GenerationJob):
                 raise GenerationCancelled("cancelled while baking")
             if report:  # straight onto the queue: the command line's step listeners only know DENOISE, DOWNLOAD
                 self.events.put(JobEvent("progress", ProgressEvent(index, len(captured.meshes), stage="BAKE")))
-            baked.append(bake_mesh(mesh, bake, allow_unseen=not report))
+            done = bake_mesh(mesh, bake, allow_unseen=not report)
+            if report:  # the final texture: encoded here, so the main thread only packs the bytes
+                done.png = encode_png(done.texture)
+            baked.append(done)
         return baked
 
     def generate_part(self, engine, request, part: int, parts: int) -> GenerationResult:
@@ -299,7 +343,7 @@ def _render_so_far(captured: ObjectCapture, baked: list[BakedMesh],
         best = np.zeros(size * size, dtype=np.float32)
         best[mesh.texels[0].index] = done.gathered.best_cosine
         best = best.reshape(size, size)
-        for uv, positions, normals in surfaces:
+        for uv, positions, normals in surfaces.triangles:
             hits = rasterize(camera, positions)
             drawn, covered = render_texture(hits, uv, done.texture[..., :3], passes.depth)
             image[covered] = drawn[covered]
@@ -327,7 +371,8 @@ class ObjectRun(GenerationRun):
         for baked in result.baked:
             name = base if len(result.baked) == 1 else f"{base} {baked.mesh_name}"
             image = results.create_result_image(changes, baked.texture,
-                                                dict(recipe, mesh=baked.mesh_name, uv_map=baked.uv_name), name=name)
+                                                dict(recipe, mesh=baked.mesh_name, uv_map=baked.uv_name), name=name,
+                                                png=baked.png)
             self.textures.append((image, baked))
             if baked.shared_texels:
                 self.reports.append(("INFO", f"The UV map '{baked.uv_name}' of '{baked.mesh_name}' has overlapping "

@@ -7,10 +7,14 @@ colourspace (sRGB for colour textures), float images hold scene-linear values.
 """
 
 import os
+import struct
 import tempfile
+import zlib
 
 import bpy
 import numpy as np
+
+from ..cli.support import PNG_SIGNATURE, png_chunk
 
 # Byte images in these colourspaces store display-ready values as they are.
 _DISPLAY_READY_BYTE_COLORSPACES = {"sRGB", "Non-Color"}
@@ -48,6 +52,37 @@ def new_display_image(name: str, array: np.ndarray) -> bpy.types.Image:
     try:
         image.colorspace_settings.name = "sRGB"
         write_pixels(image, array)
+    except Exception:
+        bpy.data.images.remove(image)
+        raise
+    return image
+
+
+def encode_png(array: np.ndarray, level: int = 1) -> bytes:
+    """A (h, w, 3|4) top-row-first array in 0..1 as the bytes of an 8-bit RGBA PNG: the byte values Blender's
+    ``pixels.foreach_set`` stores in a byte image (clamped, x * 255 + 0.5 truncated). Numpy and zlib only,
+    so it runs on a worker thread; zlib level 1: the fastest, a little larger than Blender's own PNG."""
+    height, width = array.shape[:2]
+    if array.ndim != 3 or array.shape[2] not in (3, 4):
+        raise ValueError(f"array must have shape (h, w, 3|4), got {array.shape}")
+    rows = np.zeros((height, 1 + width * 4), dtype=np.uint8)  # filter byte 0 (None) before each row
+    rgba = rows[:, 1:].reshape(height, width, 4)
+    rgba[..., :array.shape[2]] = (np.clip(array, 0.0, 1.0) * np.float32(255.0) + np.float32(0.5)).astype(np.uint8)
+    if array.shape[2] == 3:
+        rgba[..., 3] = 255
+    header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)  # 8-bit RGBA, no interlace
+    return (PNG_SIGNATURE + png_chunk(b"IHDR", header) + png_chunk(b"IDAT", zlib.compress(rows.data, level))
+            + png_chunk(b"IEND", b""))
+
+
+def new_packed_png_image(name: str, png: bytes) -> bpy.types.Image:
+    """A byte sRGB image packed from PNG bytes (``encode_png``): nothing is encoded here, and Blender decodes the
+    PNG when the image is first drawn or read. The same pixels as ``new_display_image`` of the array, packed."""
+    image = bpy.data.images.new(name, width=1, height=1, alpha=True, float_buffer=False)
+    try:
+        image.colorspace_settings.name = "sRGB"
+        image.pack(data=png, data_len=len(png))
+        image.source = "FILE"  # its pixels: the packed PNG
     except Exception:
         bpy.data.images.remove(image)
         raise

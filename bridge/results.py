@@ -38,8 +38,9 @@ class Changes:
         """Run ``action`` on ``commit`` only: removals that a rollback could not undo."""
         self._when_done.append(action)
 
-    def new_image(self, name: str, array: np.ndarray) -> bpy.types.Image:
-        image = pixels.new_display_image(name, array)
+    def new_image(self, name: str, array: np.ndarray, png: bytes | None = None) -> bpy.types.Image:
+        """A byte sRGB image of ``array``; with ``png`` (``pixels.encode_png`` of it): packed from those bytes."""
+        image = pixels.new_packed_png_image(name, png) if png is not None else pixels.new_display_image(name, array)
         self.on_rollback(lambda: bpy.data.images.remove(image))
         return image
 
@@ -132,11 +133,14 @@ def image_name(prompt: str, seed: int) -> str:
     return f"LT_{stem}_{seed}"
 
 
-def create_result_image(changes: Changes, array: np.ndarray, recipe: dict, name: str | None = None) -> bpy.types.Image:
-    image = changes.new_image(name or image_name(recipe.get("prompt", ""), recipe["seed"]), array)
+def create_result_image(changes: Changes, array: np.ndarray, recipe: dict, name: str | None = None,
+                        png: bytes | None = None) -> bpy.types.Image:
+    """The packed result image; ``png``: ``array`` encoded already (on the worker), packed as it is."""
+    image = changes.new_image(name or image_name(recipe.get("prompt", ""), recipe["seed"]), array, png)
     image[RECIPE_PROPERTY] = recipe
     # Packed so it survives save + reload; a generated image is otherwise lost on save.
-    image.pack()
+    if png is None:
+        image.pack()
     return image
 
 

@@ -118,7 +118,8 @@ def _chunks(data: bytes) -> list[tuple[bytes, bytes]]:
     return chunks
 
 
-def _chunk(kind: bytes, body: bytes) -> bytes:
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    """One PNG chunk: length, kind, body, CRC."""
     return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
 
 
@@ -141,9 +142,9 @@ def png_with_text(data: bytes, text: dict[str, str]) -> bytes:
     """``data`` (a PNG) with ``text`` as text chunks right after IHDR; same-keyword chunks are replaced."""
     chunks = [(kind, body) for kind, body in _chunks(data)
               if not (kind in _TEXT_CHUNKS and _chunk_keyword(body) in text)]
-    out = [PNG_SIGNATURE, _chunk(*chunks[0])]
-    out += [_chunk(*_text_body(key, value)) for key, value in text.items()]
-    out += [_chunk(kind, body) for kind, body in chunks[1:]]
+    out = [PNG_SIGNATURE, png_chunk(*chunks[0])]
+    out += [png_chunk(*_text_body(key, value)) for key, value in text.items()]
+    out += [png_chunk(kind, body) for kind, body in chunks[1:]]
     return b"".join(out)
 
 

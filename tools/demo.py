@@ -10,7 +10,7 @@ the textured cube with Cycles on the CPU. Writes into the output folder:
 * ``demo.blend`` - the scene, texture packed, material wired;
 * ``<prompt>_<seed>_<digest>.png`` - the texture, its recipe in the PNG text metadata;
 * ``render.png`` - a Cycles render of the textured cube;
-* a second texture: the cube textured whole (``--target OBJECT``: four views around it, each
+* a second texture: the cube textured whole (``--target OBJECT``: five views around it, each
   conditioned on the cube's depth, baked into its own UV map), saved as ``<prompt>_<seed>_<digest>.png``,
   and ``render_whole_object.png``, rendered from the demo camera, which none of the views used.
 
@@ -44,7 +44,7 @@ TINY = {"size": 256, "steps": 4}
 DEMO_OBJECT_NAME = "Latent Textures Demo Cube"
 RENDER_NAME = "render.png"
 WHOLE_RENDER_NAME = "render_whole_object.png"
-WHOLE_OBJECT_VIEWS = 4
+WHOLE_OBJECT_VIEWS = 5  # four around (one facing each side) and one above
 BLEND_NAME = "demo.blend"
 
 
@@ -99,8 +99,29 @@ def build_tiny(folder: Path) -> Path:
     return build_tiny_sd(folder, seed=0)
 
 
+# The cube's unwrap: each face its own square island, upright as seen from outside (a 3 x 2 layout, a margin
+# around each). Keyed by the face's outward normal: (column, row) of its cell.
+FACE_CELLS = {(1, 0, 0): (0, 0), (0, 1, 0): (1, 0), (-1, 0, 0): (2, 0),
+              (0, -1, 0): (0, 1), (0, 0, 1): (1, 1), (0, 0, -1): (2, 1)}
+CELL = 1.0 / 3.0
+CELL_MARGIN = 0.02
+
+
+def face_uv(normal: tuple[int, int, int], corner: tuple[float, float, float]) -> tuple[float, float]:
+    """The UV of a corner (cube of size 2 at its origin) of the face with outward ``normal``: the face's cell,
+    its up the world's +Z (top and bottom: +Y and -Y), its right as seen from outside."""
+    up = (0, 1, 0) if normal[2] == 1 else (0, -1, 0) if normal[2] == -1 else (0, 0, 1)
+    right = (up[1] * normal[2] - up[2] * normal[1], up[2] * normal[0] - up[0] * normal[2],
+             up[0] * normal[1] - up[1] * normal[0])
+    u = (sum(a * b for a, b in zip(corner, right)) + 1.0) / 2.0
+    v = (sum(a * b for a, b in zip(corner, up)) + 1.0) / 2.0
+    column, row = FACE_CELLS[normal]
+    inner = CELL - 2 * CELL_MARGIN
+    return column * CELL + CELL_MARGIN + u * inner, row * CELL + CELL_MARGIN + v * inner
+
+
 def build_demo_scene():
-    """An empty file with a cube (one full UV square per face), a ground plane, a camera and a sun.
+    """An empty file with a cube (unwrapped: six islands, ``face_uv``), a ground plane, a camera and a sun.
 
     Renders with Cycles on the CPU (16 samples, denoised), so ``bpy.ops.render.render``
     gives a quick look at the textured cube.
@@ -116,10 +137,9 @@ def build_demo_scene():
     bm = bmesh.new()
     bmesh.ops.create_cube(bm, size=2.0)
     uv_layer = bm.loops.layers.uv.new("UVMap")
-    corners = ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0))
     for face in bm.faces:
-        for loop, uv in zip(face.loops, corners):
-            loop[uv_layer].uv = uv
+        for loop in face.loops:
+            loop[uv_layer].uv = face_uv(tuple(round(c) for c in face.normal), tuple(loop.vert.co))
     bm.to_mesh(mesh)
     bm.free()
     cube = bpy.data.objects.new(DEMO_OBJECT_NAME, mesh)

@@ -73,6 +73,8 @@ def check_blender(results: dict) -> None:
     blender = results["sections"]["blender"]
     assert blender["warm"]["before_first_step_beyond_text_encoder_s"] is not None
     assert blender["pixels"]["write_byte_2048_ms"]["runs"] >= 1
+    (whole,) = blender["whole_object_main_thread"]["sizes"].values()
+    assert whole["before_main_s"] > 0 and whole["after_main_s"] > 0 and whole["worker_s"] > 0
     geometry = results["sections"]["geometry"]["sizes"]["128"]
     assert geometry["depth_agreement_with_zbuffer"]["cycles"] > 0.99  # the same frame and depth as a render
     bake = results["sections"]["bake"]

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from geometry.uv_raster import rasterize_uv_triangles
+from geometry.uv_raster import _expanded_index, rasterize_uv_triangles
 
 
 def _quad(uv_low, uv_high, z=0.0):
@@ -79,3 +79,10 @@ def test_bad_input_names_the_argument(bad):
     kwargs[bad] = {"uv": uv[..., :1], "positions": positions[:1], "size": 0}[bad]
     with pytest.raises(ValueError, match=bad):
         rasterize_uv_triangles(**kwargs)
+
+
+def test_spans_expand_to_texels_as_np_repeat_would():
+    """The texels' span index: np.repeat's result, built so that the worker releases the GIL (issue 23)."""
+    counts = np.array([1, 3, 1, 7, 2])
+    np.testing.assert_array_equal(_expanded_index(counts), np.repeat(np.arange(5), counts))
+    assert _expanded_index(np.array([], dtype=np.int64)).shape == (0,)
