@@ -47,6 +47,7 @@ class ObjectCapture:
     """
 
     method: str
+    size: tuple[int, int]  # Width x Height as set, the recipe's (GRID: each grid's; the views are its cells)
     view_width: int
     view_height: int
     view_count: int
@@ -214,7 +215,8 @@ def capture(context: bpy.types.Context, settings, plan: Plan, objects: list[bpy.
     if cameras is None and not sum(len(p) for p in positions):
         raise ValueError("The selected objects have no surface to place views around")
     plan.request = first
-    plan.target_capture = ObjectCapture(settings.object_method, width, height, count, cameras, view_recipes,
+    plan.target_capture = ObjectCapture(settings.object_method, (request.width, request.height), width, height,
+                                        count, cameras, view_recipes,
                                         scene_triangles(depsgraph), surfaces, positions, settings.texture_size,
                                         settings.keep_view_images, grids)
 
@@ -360,8 +362,8 @@ class ObjectRun(GenerationRun):
     def create_image(self, changes: results.Changes, result: ObjectResult) -> bpy.types.Image:
         """One packed texture per mesh (the first is the run's result), and the kept view images."""
         captured = self.plan.target_capture
-        recipe = dict(result.generation.recipe, target="OBJECT", width=captured.view_width,
-                      height=captured.view_height, object_method=captured.method,
+        recipe = dict(result.generation.recipe, target="OBJECT", width=captured.size[0],
+                      height=captured.size[1], object_method=captured.method,
                       object_views=len(captured.passes), texture_size=captured.texture_size,
                       views=captured.view_recipes)
         if captured.grids is not None:

@@ -48,7 +48,8 @@ def test_the_worker_makes_the_same_views_passes_and_texels_as_the_main_thread_di
     request = captured.prepare(plan.request)  # what ObjectJob.work does first, on the worker
     # The previous path, all on the main thread, from the same scene.
     depsgraph = bpy.context.evaluated_depsgraph_get()
-    views = object_bake.auto_views([monkey], depsgraph, 4, 64, 64)
+    size = (captured.view_width, captured.view_height)  # GRID: the grid's cell
+    views = object_bake.auto_views([monkey], depsgraph, 4, *size)
     passes = object_bake.view_passes([view.camera() for view in views], depsgraph, "DEPTH")
     (texels,) = object_bake.mesh_texels([monkey], depsgraph, 512)
     assert captured.view_recipes == [view.recipe() for view in views]
@@ -59,10 +60,14 @@ def test_the_worker_makes_the_same_views_passes_and_texels_as_the_main_thread_di
     for field in ("index", "position", "normal"):
         np.testing.assert_array_equal(getattr(mesh.texels[0], field), getattr(texels.texels[0], field))
     grid = module("geometry.grid")
-    expected = (grid.tile([p.control_image for p in passes]) if method == "GRID" else passes[0].control_image)
+    if method == "GRID":  # the first grid generation's views
+        group = captured.grids.groups[0]
+        expected = grid.tile([passes[index].control_image for index in group], layout=captured.grids.shape(0))
+    else:
+        expected = passes[0].control_image
     np.testing.assert_array_equal(request.control_image, expected)
     # and the bake of the same views is the same texture
-    images = [np.random.default_rng(index).random((64, 64, 3), dtype=np.float32) for index in range(4)]
+    images = [np.random.default_rng(index).random((size[1], size[0], 3), dtype=np.float32) for index in range(4)]
     new_bake = object_bake.bake_mesh(mesh, object_bake.bake_views(captured.passes, images))
     old_bake = object_bake.bake_mesh(texels, object_bake.bake_views(passes, images))
     np.testing.assert_array_equal(new_bake.texture, old_bake.texture)
