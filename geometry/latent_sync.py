@@ -1,0 +1,134 @@
+"""``object_method = SYNC`` (issue 29): where each view's *latent* pixels land in one shared latent texture.
+
+A view of ``W x H`` pixels has ``W/8 x H/8`` latents. SYNC keeps one latent texture (``size x size``
+texels, ``channels`` deep, top row first like every texture here) in the object's UV map; at every
+synchronised step each view's predicted clean latents are baked into it and rendered back.
+
+Per view and latent pixel (``LatentView``): the texel it sees (nearest: the texel whose square holds
+the pixel centre's UV; UVs wrap like Blender's Repeat extension, so a UV tile is read modulo 1), whether
+the object is visible there (covered by the object and, with ``scene_depth``, not behind other scene
+geometry) and ``|cos|`` of the angle between the shading normal and the pixel's ray (faces are two-sided,
+as in the RGB bake). The bake weight is ``visibility x cos^k`` (``engine/sync.py``).
+
+Latent texture size rule (``latent_texture_size``): start from the texture's own latent scale
+(``texture_size / 8``, what the VAE would make of the final texture) and double it until no two latent
+pixels of any one view read the same texel - the views' texel density decides, so a view that sees a
+small UV island large gets the texels it needs. Capped at ``MAX_LATENT_TEXTURE``; past that, the size is
+refused by name. Nearest lookup and unique reads keep rendered noise N(0, 1) in every view: an
+interpolated or duplicated read would shrink or correlate it (``render_nearest``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .camera import ViewCamera
+from .normals import view_normals
+from .raster import rasterize
+from .sequential import pixel_uv, visible_in_scene
+
+MAX_LATENT_TEXTURE = 4096
+LATENT_SCALE = 8  # pixels per latent pixel (the SD / SDXL VAE)
+
+
+@dataclass(frozen=True)
+class LatentSurface:
+    """What one view sees at latent resolution, before a texture size is chosen."""
+
+    uv: np.ndarray  # (h, w, 2) float32 UV of the surface at each latent pixel centre
+    visible: np.ndarray  # (h, w) bool
+    cosine: np.ndarray  # (h, w) float32 |cos| of the view angle, 0 where not visible
+
+
+@dataclass(frozen=True)
+class LatentView:
+    """One view's correspondence with a latent texture of ``size x size`` texels."""
+
+    texel: np.ndarray  # (h, w) int64: row * size + column of the texel each latent pixel sees; -1 = background
+    cosine: np.ndarray  # (h, w) float32 |cos| of the view angle, 0 on background
+    size: int
+
+    @property
+    def visible(self) -> np.ndarray:
+        return self.texel >= 0
+
+    def duplicate_reads(self) -> int:
+        """How many visible latent pixels read a texel that another latent pixel of this view reads too."""
+        texels = self.texel[self.texel >= 0]
+        return int(len(texels) - len(np.unique(texels)))
+
+
+def latent_surface(camera: ViewCamera, triangles_world: np.ndarray, uv: np.ndarray, *,
+                   corner_normals_world: np.ndarray | None = None,
+                   scene_depth: np.ndarray | None = None) -> LatentSurface:
+    """Rasterise ``triangles_world`` (n, 3, 3) with UVs ``uv`` (n, 3, 2) through ``camera`` - a camera at the
+    *latent* size (the view's pixel size / 8). ``scene_depth`` (h, w): the whole scene's depth at that size."""
+    triangles = np.asarray(triangles_world, dtype=np.float64)
+    uv = np.asarray(uv, dtype=np.float64)
+    if triangles.ndim != 3 or triangles.shape[1:] != (3, 3):
+        raise ValueError(f"triangles_world must be (n, 3, 3); got {triangles.shape}")
+    if uv.shape != triangles.shape[:2] + (2,):
+        raise ValueError(f"uv must be (n, 3, 2) like triangles_world; got {uv.shape}")
+    hits = rasterize(camera, triangles)
+    coordinates, visible = pixel_uv(hits, uv)
+    if scene_depth is not None:
+        if scene_depth.shape != visible.shape:
+            raise ValueError(f"scene_depth must be {visible.shape} (the latent size); got {scene_depth.shape}")
+        visible = visible & visible_in_scene(hits, scene_depth)
+    normals = view_normals(camera, triangles, hits, corner_normals_world)
+    _, direction = camera.pixel_rays()
+    direction_camera = direction @ camera.world_matrix[:3, :3]  # world -> camera space (rotation only)
+    cosine = np.abs(np.einsum("hwd,hwd->hw", normals.astype(np.float64), direction_camera)).astype(np.float32)
+    cosine = np.where(visible, np.minimum(cosine, 1.0), 0.0).astype(np.float32)
+    return LatentSurface(uv=coordinates, visible=visible, cosine=cosine)
+
+
+def latent_view(surface: LatentSurface, size: int) -> LatentView:
+    """The nearest texel of a ``size x size`` latent texture under each visible latent pixel."""
+    if int(size) < 1:
+        raise ValueError(f"size must be positive; got {size}")
+    size = int(size)
+    u = surface.uv[..., 0].astype(np.float64)
+    v = surface.uv[..., 1].astype(np.float64)
+    column = np.floor(u * size).astype(np.int64) % size
+    row = np.floor((1.0 - v) * size).astype(np.int64) % size
+    texel = np.where(surface.visible, row * size + column, -1)
+    return LatentView(texel=texel, cosine=surface.cosine, size=size)
+
+
+def latent_texture_size(surfaces: list[LatentSurface], texture_size: int, *,
+                        maximum: int = MAX_LATENT_TEXTURE) -> int:
+    """The latent texture's side: ``texture_size / 8`` (at least 8), doubled until every view reads each texel
+    at most once (see the module's rule). ValueError naming ``texture_size`` if that needs more than ``maximum``."""
+    if int(texture_size) < 1:
+        raise ValueError(f"texture_size must be positive; got {texture_size}")
+    size = max(8, int(texture_size) // LATENT_SCALE)
+    while True:
+        if all(latent_view(surface, size).duplicate_reads() == 0 for surface in surfaces):
+            return size
+        if size * 2 > maximum:
+            raise ValueError(
+                f"texture_size {texture_size}: the views see the UV map so densely that a latent texture of "
+                f"{maximum}² texels still has latent pixels sharing a texel (UV islands far too small for the "
+                "views); scale the UV islands up or use fewer, wider views")
+        size *= 2
+
+
+def render_nearest(texture: np.ndarray, views: list[LatentView], background: np.ndarray) -> np.ndarray:
+    """(V, C, h, w): each view's visible latent pixels read their texel of ``texture`` (C, size*size) - never
+    interpolated - and every other pixel keeps ``background`` (V, C, h, w), the view's own values."""
+    texture = np.asarray(texture)
+    background = np.asarray(background)
+    if background.ndim != 4 or background.shape[0] != len(views):
+        raise ValueError(f"background must be (views={len(views)}, C, h, w); got {background.shape}")
+    result = background.copy()
+    for index, view in enumerate(views):
+        if texture.shape != (background.shape[1], view.size * view.size):
+            raise ValueError(f"texture must be ({background.shape[1]}, {view.size}²); got {texture.shape}")
+        if view.texel.shape != background.shape[2:]:
+            raise ValueError(f"background views must be {view.texel.shape}; got {background.shape[2:]}")
+        visible = view.texel >= 0
+        result[index][:, visible] = texture[:, view.texel[visible]]
+    return result
