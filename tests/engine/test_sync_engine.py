@@ -14,18 +14,15 @@ STEPS = 3
 
 
 @pytest.fixture(scope="module")
-def sync(engine_api: Any) -> Any:
-    return importlib.import_module(engine_api.__name__ + ".sync")
+def parts(engine_api: Any, geometry_api: Any) -> tuple[Any, Any, Any]:
+    """(engine.sync, geometry.latent_sync, engine.schedulers)."""
+    return tuple(importlib.import_module(name) for name in (
+        engine_api.__name__ + ".sync", geometry_api.__name__ + ".latent_sync", engine_api.__name__ + ".schedulers"))
 
 
-@pytest.fixture(scope="module")
-def latent_sync(geometry_api: Any) -> Any:
-    return importlib.import_module(geometry_api.__name__ + ".latent_sync")
-
-
-@pytest.fixture(scope="module")
-def schedulers(engine_api: Any) -> Any:
-    return importlib.import_module(engine_api.__name__ + ".schedulers")
+sync = pytest.fixture(scope="module", name="sync")(lambda parts: parts[0])
+latent_sync = pytest.fixture(scope="module", name="latent_sync")(lambda parts: parts[1])
+schedulers = pytest.fixture(scope="module", name="schedulers")(lambda parts: parts[2])
 
 
 @pytest.fixture(scope="module")
@@ -252,3 +249,26 @@ def test_views_agree_with_a_controlnet_pipeline(tiny_sd_model, tiny_controlnet, 
                                   control_images=[torch.from_numpy(d).permute(2, 0, 1)[None] for d in depth])
     assert agreed == [True] * STEPS
     assert final.shape == (2, 4, SIDE, SIDE)
+
+
+@pytest.mark.parametrize("kind,name", [("sd2v", "DDIM"), ("sd2v", "EULER"), ("sd2v", "DPM_SOLVER_MULTISTEP_KARRAS"),
+                                       ("sdxl", "EULER"), ("sdxl", "UNIPC")])
+def test_v_prediction_and_sdxl_one_view_equals_the_plain_generation(request, sync, latent_sync, schedulers, kind,
+                                                                    name):
+    from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
+
+    if kind == "sd2v":
+        pipe = StableDiffusionPipeline.from_pretrained(str(request.getfixturevalue("tiny_sd2_v_model")),
+                                                       safety_checker=None, requires_safety_checker=False)
+    else:
+        pipe = StableDiffusionXLPipeline.from_pretrained(str(request.getfixturevalue("tiny_sdxl_model")))
+    pipe.set_progress_bar_config(disable=True)
+    plan = sync.make_plan([_one_to_one(latent_sync)])
+    _set_scheduler(pipe, schedulers, name)
+    synced = sync.generate_latents(pipe, plan, prompt="a chair", generator=_generator(), steps=STEPS,
+                                   guidance_scale=6.0, fraction=1.0)
+    _set_scheduler(pipe, schedulers, name)
+    plain = pipe(prompt=["a chair"], num_inference_steps=STEPS, guidance_scale=6.0,
+                 latents=sync.consistent_noise(plan, 4, _generator()), output_type="latent",
+                 height=SIDE * 8, width=SIDE * 8).images
+    np.testing.assert_allclose(synced.numpy(), plain.numpy(), rtol=0, atol=2e-5 * float(plain.abs().max()))
