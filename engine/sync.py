@@ -267,3 +267,49 @@ def generate_latents(pipe: Any, plan: SyncPlan, *, prompt: str | Sequence[str], 
         arguments["image"] = list(control_images)
     with synchronised(pipe, plan, synchronised_steps(steps, fraction), observer):
         return pipe(**arguments).images
+
+
+class SyncViews:
+    """The views of one SYNC run, for ``generation.generate(views=...)`` (``Engine.generate_sync``): it turns the
+    one-view call into the batch of views (a prompt per view, the consistent noise from the run's generator,
+    a control image per view), synchronises the call's steps and receives every decoded view (``images``)."""
+
+    def __init__(self, views: Sequence[Any], *, fraction: float = DEFAULT_FRACTION,
+                 weight_exponent: float = DEFAULT_WEIGHT_EXPONENT, control_images: Sequence[np.ndarray] | None = None,
+                 observer: Observer | None = None) -> None:
+        self.plan = make_plan(views, weight_exponent)
+        self.fraction = float(fraction)
+        self.weight_exponent = float(weight_exponent)
+        self.control_images = None if control_images is None else [np.asarray(i, np.float32) for i in control_images]
+        if self.control_images is not None and len(self.control_images) != self.plan.views:
+            raise ValueError(f"control_images must be one per view ({self.plan.views}); got {len(control_images)}")
+        self.observer = observer
+        self.steps = 0
+        self.images: np.ndarray | None = None  # (V, h, w, 3) after the run
+
+    def check(self, width: int, height: int, steps: int) -> None:
+        """ValueError naming what does not fit the request, before anything runs."""
+        synchronised_steps(steps, self.fraction)
+        if (height // 8, width // 8) != (self.plan.height, self.plan.width):
+            raise ValueError(f"views must be at the latent size of {width}x{height} "
+                             f"({width // 8}x{height // 8}); got {self.plan.width}x{self.plan.height}")
+        self.steps = int(steps)
+
+    def arguments(self, pipe: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        views = self.plan.views
+        kwargs = dict(kwargs)
+        kwargs["prompt"] = [kwargs["prompt"]] * views
+        if kwargs.get("negative_prompt") is not None:
+            kwargs["negative_prompt"] = [kwargs["negative_prompt"]] * views
+        noise = consistent_noise(self.plan, int(pipe.unet.config.in_channels), kwargs["generator"])
+        kwargs["latents"] = noise.to(pipe.unet.device, pipe.unet.dtype)
+        if self.control_images is not None and "image" in kwargs:
+            kwargs["image"] = np.ascontiguousarray(np.stack(self.control_images))
+        return kwargs
+
+    def around(self, pipe: Any) -> Any:
+        return synchronised(pipe, self.plan, synchronised_steps(self.steps, self.fraction), self.observer)
+
+    def recipe(self) -> dict[str, Any]:
+        return {"fraction": self.fraction, "weight_exponent": self.weight_exponent,
+                "latent_texture_size": self.plan.size, "attention": "none"}
