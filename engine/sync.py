@@ -64,7 +64,8 @@ class SyncPlan:
 
     texel: Any  # (V, h*w) int64 texel index into the latent texture, -1 = background
     weight: Any  # (V, h*w) float32 visibility x |cos|^k (0 on background)
-    size: int  # latent texture side
+    size: int  # latent texture side (the largest mesh's)
+    texels: int  # texels of every mesh's latent texture together
     height: int
     width: int
 
@@ -81,15 +82,15 @@ def make_plan(views: Sequence[Any], weight_exponent: float = DEFAULT_WEIGHT_EXPO
         raise ValueError("views must not be empty")
     if not float(weight_exponent) >= 0.0:
         raise ValueError(f"weight_exponent must be at least 0; got {weight_exponent}")
-    shape, size = views[0].texel.shape, int(views[0].size)
+    shape, size, texels = views[0].texel.shape, int(views[0].size), int(views[0].texels)
     for view in views:
-        if view.texel.shape != shape or int(view.size) != size:
+        if view.texel.shape != shape or int(view.texels) != texels:
             raise ValueError("views must share one latent size and one latent texture size")
     texel = np.stack([np.asarray(view.texel, dtype=np.int64).reshape(-1) for view in views])
     cosine = np.stack([np.asarray(view.cosine, dtype=np.float64).reshape(-1) for view in views])
     weight = np.where(texel >= 0, np.power(np.clip(cosine, 0.0, 1.0), float(weight_exponent)), 0.0)
     return SyncPlan(texel=torch.from_numpy(texel), weight=torch.from_numpy(weight.astype(np.float32)),
-                    size=size, height=int(shape[0]), width=int(shape[1]))
+                    size=size, texels=texels, height=int(shape[0]), width=int(shape[1]))
 
 
 def consistent_noise(plan: SyncPlan, channels: int, generator: Any) -> Any:
@@ -98,7 +99,7 @@ def consistent_noise(plan: SyncPlan, channels: int, generator: Any) -> Any:
     draw their own. The texture is drawn first, then the background, from ``generator`` (CPU)."""
     import torch
 
-    texture = torch.randn((channels, plan.size * plan.size), generator=generator, dtype=torch.float32)
+    texture = torch.randn((channels, plan.texels), generator=generator, dtype=torch.float32)
     noise = torch.randn((plan.views, channels, plan.height * plan.width), generator=generator, dtype=torch.float32)
     for index in range(plan.views):
         seen = plan.texel[index] >= 0
@@ -119,11 +120,11 @@ def synchronise(x0: Any, plan: SyncPlan) -> Any:
     texels = plan.texel[used]  # (M,)
     weights = plan.weight[used]  # (M,)
     values = flat.permute(1, 0, 2)[:, used]  # (C, M)
-    total = torch.zeros((channels, plan.size * plan.size), dtype=torch.float32)
+    total = torch.zeros((channels, plan.texels), dtype=torch.float32)
     total.index_add_(1, texels, values * weights)
-    weight_sum = torch.zeros(plan.size * plan.size, dtype=torch.float32)
+    weight_sum = torch.zeros(plan.texels, dtype=torch.float32)
     weight_sum.index_add_(0, texels, weights)
-    readers = torch.zeros(plan.size * plan.size, dtype=torch.int64)
+    readers = torch.zeros(plan.texels, dtype=torch.int64)
     readers.index_add_(0, texels, torch.ones_like(texels))
     texture = total / torch.where(weight_sum > 0, weight_sum, torch.ones_like(weight_sum))
     result = flat.clone()

@@ -48,7 +48,12 @@ class LatentView:
 
     texel: np.ndarray  # (h, w) int64: row * size + column of the texel each latent pixel sees; -1 = background
     cosine: np.ndarray  # (h, w) float32 |cos| of the view angle, 0 on background
-    size: int
+    size: int  # the latent texture's side (the largest one's for several meshes, see ``combine_meshes``)
+    count: int = 0  # texels in all; 0 = size * size
+
+    @property
+    def texels(self) -> int:
+        return int(self.count) or int(self.size) * int(self.size)
 
     @property
     def visible(self) -> np.ndarray:
@@ -125,10 +130,36 @@ def render_nearest(texture: np.ndarray, views: list[LatentView], background: np.
         raise ValueError(f"background must be (views={len(views)}, C, h, w); got {background.shape}")
     result = background.copy()
     for index, view in enumerate(views):
-        if texture.shape != (background.shape[1], view.size * view.size):
-            raise ValueError(f"texture must be ({background.shape[1]}, {view.size}²); got {texture.shape}")
+        if texture.shape != (background.shape[1], view.texels):
+            raise ValueError(f"texture must be ({background.shape[1]}, {view.texels}); got {texture.shape}")
         if view.texel.shape != background.shape[2:]:
             raise ValueError(f"background views must be {view.texel.shape}; got {background.shape[2:]}")
         visible = view.texel >= 0
         result[index][:, visible] = texture[:, view.texel[visible]]
     return result
+
+
+def merge_objects(views: list[LatentView]) -> LatentView:
+    """One view of several objects that share a mesh (and so one latent texture): each latent pixel from the
+    object it sees (their visibility is depth-tested against the whole scene, so at most one does)."""
+    texel, cosine = views[0].texel.copy(), views[0].cosine.copy()
+    for view in views[1:]:
+        if view.size != views[0].size:
+            raise ValueError("views must share one latent texture size")
+        take = (texel < 0) & (view.texel >= 0)
+        texel[take], cosine[take] = view.texel[take], view.cosine[take]
+    return LatentView(texel=texel, cosine=cosine, size=views[0].size)
+
+
+def combine_meshes(per_mesh: list[LatentView]) -> LatentView:
+    """One view's latent pixels over several meshes, each with its own latent texture: the textures laid end to
+    end (mesh m's texels after those of meshes 0..m-1, flat), so one bake and one render serve them all."""
+    texel = np.full(per_mesh[0].texel.shape, -1, dtype=np.int64)
+    cosine = np.zeros(per_mesh[0].cosine.shape, dtype=np.float32)
+    offset = 0
+    for view in per_mesh:
+        take = (texel < 0) & (view.texel >= 0)
+        texel[take] = view.texel[take] + offset
+        cosine[take] = view.cosine[take]
+        offset += view.texels
+    return LatentView(texel=texel, cosine=cosine, size=max(view.size for view in per_mesh), count=offset)

@@ -162,7 +162,7 @@ def test_a_denoiser_that_knows_the_texture_converges_to_it_through_the_synchroni
         object.__setattr__(view, "cosine", np.where(view.texel >= 0, 1.0, 0.0).astype(np.float32))
     plan = sync.make_plan(views)
     # inside DDIM's clip range (the tiny model's config clips x0 to [-1, 1]) even with the biases
-    texture = (0.3 * torch.randn((4, plan.size * plan.size), generator=_generator(3))).clamp(-0.45, 0.45)
+    texture = (0.3 * torch.randn((4, plan.texels), generator=_generator(3))).clamp(-0.45, 0.45)
     shared = torch.zeros((2, SIDE, SIDE), dtype=torch.bool)
     for index, view in enumerate(views):
         other = views[1 - index].texel
