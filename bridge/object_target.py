@@ -27,6 +27,7 @@ from . import results
 from .job import GenerationJob, JobEvent
 from .object_bake import (BakedMesh, MeshTexels, ViewPasses, auto_views, bake_mesh, bake_views, camera_recipe,
                           collection_views, mesh_texels, object_triangles, render_uv_layer, view_passes)
+from .object_sync import latent_views, scheduler_problem
 from .plan import Plan, Target, find_object
 from .run import GenerationRun
 
@@ -45,6 +46,9 @@ class ObjectCapture:
     keep_view_images: bool
     # SEQUENTIAL: per mesh (as ``meshes``), per object using it: (uv, positions, normals) of its triangles
     surfaces: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = field(default_factory=list)
+    # SYNC: each view's latent pixels -> the meshes' latent texels (``object_sync.latent_views``)
+    latent_views: list = field(default_factory=list)
+    sync_fraction: float = 0.8
 
 
 @dataclass
@@ -78,6 +82,10 @@ def work_estimate(settings) -> tuple[str | None, str]:
         return f"'{settings.view_collection.name}' holds no cameras", ""
     if settings.mode != "TXT2IMG":
         return "Whole Object needs Mode Text to Image", ""
+    if settings.object_method == "SYNC":
+        problem = scheduler_problem(settings.scheduler)
+        return problem, "" if problem else (f"{views} views × {settings.steps} steps: {views} views of "
+                                            f"{settings.width}×{settings.height} denoised together")
     if settings.object_method == "SEQUENTIAL":
         return None, f"{views} views × {settings.steps} steps: {views} generations of {settings.width}×{settings.height}"
     rows, columns = grid.grid_shape(views)
@@ -130,6 +138,12 @@ def capture(context: bpy.types.Context, settings, plan: Plan, objects: list[bpy.
             raise ValueError(f"{len(cameras)} views of {width}x{height} make a {columns * width}x{rows * height} "
                              f"grid, too large to generate ({error}): use fewer views or a smaller Width/Height",
                              ) from error
+    elif settings.object_method == "SYNC":  # every view in one batch; the request carries view 1's control
+        problem = scheduler_problem(request.scheduler)
+        if problem:
+            raise ValueError(problem)
+        first = dataclasses.replace(request, control_image=passes[0].control_image)
+        first.validate()
     else:  # SEQUENTIAL: view 1 as asked; the later views inpaint (``ObjectJob.sequential``)
         first = dataclasses.replace(request, control_image=passes[0].control_image)
         first.validate()
@@ -138,9 +152,11 @@ def capture(context: bpy.types.Context, settings, plan: Plan, objects: list[bpy.
     if settings.object_method == "SEQUENTIAL":
         surfaces = [[object_triangles(bpy.data.objects[name], depsgraph, mesh.uv_name) for name in mesh.object_names]
                     for mesh in meshes]
+    latent = latent_views(passes, meshes, depsgraph, settings.texture_size) if settings.object_method == "SYNC" else []
     plan.request = first
     plan.target_capture = ObjectCapture(settings.object_method, width, height, passes, view_recipes, meshes,
-                                        settings.texture_size, settings.keep_view_images, surfaces)
+                                        settings.texture_size, settings.keep_view_images, surfaces, latent,
+                                        settings.sync_fraction)
 
 
 class ObjectJob(GenerationJob):
@@ -155,6 +171,12 @@ class ObjectJob(GenerationJob):
         captured = self.capture
         if captured.method == "SEQUENTIAL":
             generation, views = self.sequential(engine, captured)
+        elif captured.method == "SYNC":
+            controls = [view.control_image for view in captured.passes] if self.request.control != "NONE" else None
+            generation, images = engine.generate_sync(
+                self.request, captured.latent_views, fraction=captured.sync_fraction, control_images=controls,
+                on_progress=self._on_progress, cancel_event=self.cancel_event, previews=self.previews)
+            views = list(images)
         else:
             generation = engine.generate(self.request, on_progress=self._on_progress,
                                          cancel_event=self.cancel_event, previews=self.previews)

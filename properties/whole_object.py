@@ -5,6 +5,8 @@ import bpy
 OBJECT_METHOD_ITEMS = (
     ("GRID", "Grid", "All views tiled into one image and generated at once (one palette, one lighting)"),
     ("SEQUENTIAL", "Sequential", "View by view, each inpainting what earlier views did not cover well"),
+    ("SYNC", "Sync", "All views denoised together through one latent texture in UV space: they agree where they "
+                     "meet (DPM++ 2M, DDIM, Euler or UniPC)"),
 )
 
 
@@ -22,6 +24,11 @@ class WholeObjectSettings:
     object_method: bpy.props.EnumProperty(
         name="Method", description="Whole Object: how the views are generated",
         items=OBJECT_METHOD_ITEMS, default="GRID",
+    )
+    sync_fraction: bpy.props.FloatProperty(
+        name="Sync Fraction", min=0.0, max=1.0, default=0.8, subtype="FACTOR",
+        description="Whole Object, Method Sync: the first round(this x Steps) denoising steps are synchronised; "
+                    "the rest are ordinary per-view steps",
     )
     texture_size: bpy.props.IntProperty(
         name="Texture Size", description="Whole Object: width and height of each object's baked texture",

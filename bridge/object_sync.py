@@ -1,0 +1,53 @@
+"""``object_method = SYNC`` on the Whole Object target (issue 29): the latent correspondence captured on the
+main thread, the synchronised generation of every view on the worker (``engine.Engine.generate_sync``).
+
+Main thread (``latent_views``): each view's camera at its latent size (the same projection: it depends
+on the aspect only), the whole scene's depth at that size, every textured object's surface through it
+(``geometry.latent_sync``), one latent texture per mesh (sized by the rule documented there; objects
+sharing a mesh share it), the meshes' textures laid end to end. The decoded views are then baked with
+the RGB bake, as GRID's are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import bpy
+
+from ..engine.sync import REFUSED_SCHEDULERS, SYNC_SCHEDULERS
+from ..geometry.latent_sync import (LATENT_SCALE, LatentView, combine_meshes, latent_surface, latent_texture_size,
+                                    latent_view, merge_objects)
+from .object_bake import MeshTexels, ViewPasses, object_triangles, view_depths
+
+
+def scheduler_problem(scheduler: str) -> str | None:
+    """Why SYNC cannot run ``scheduler`` (for the panel and the capture), or None."""
+    if scheduler in SYNC_SCHEDULERS:
+        return None
+    why = REFUSED_SCHEDULERS.get(scheduler, "it is not one SYNC knows")
+    return f"Method Sync cannot use the scheduler {scheduler} ({why}): choose DPM++ 2M, DDIM, Euler or UniPC"
+
+
+def latent_views(passes: list[ViewPasses], meshes: list[MeshTexels], depsgraph: bpy.types.Depsgraph,
+                 texture_size: int) -> list[LatentView]:
+    """Every view's latent pixels -> texels of the meshes' latent textures (see the module's docstring)."""
+    cameras = []
+    for view in passes:
+        camera = view.camera
+        if camera.width % LATENT_SCALE or camera.height % LATENT_SCALE:
+            raise ValueError(f"Width and Height must be multiples of {LATENT_SCALE} for Method Sync; got "
+                             f"{camera.width}x{camera.height}")
+        cameras.append(dataclasses.replace(camera, width=camera.width // LATENT_SCALE,
+                                           height=camera.height // LATENT_SCALE))
+    depths = view_depths(cameras, depsgraph)
+    per_mesh = []
+    for mesh in meshes:
+        triangles = [object_triangles(bpy.data.objects[name], depsgraph, mesh.uv_name) for name in mesh.object_names]
+        surfaces = [[latent_surface(camera, positions, uv, corner_normals_world=normals, scene_depth=depth)
+                     for uv, positions, normals in triangles] for camera, depth in zip(cameras, depths)]
+        try:
+            size = latent_texture_size([s for view in surfaces for s in view], texture_size)
+        except ValueError as error:
+            raise ValueError(f"Mesh '{mesh.mesh_name}': {error}") from error
+        per_mesh.append([merge_objects([latent_view(s, size) for s in view]) for view in surfaces])
+    return [combine_meshes([views[index] for views in per_mesh]) for index in range(len(passes))]
