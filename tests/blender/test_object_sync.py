@@ -76,3 +76,21 @@ def test_a_scheduler_sync_cannot_step_is_refused_by_name_and_nothing_changes(syn
     with pytest.raises(RuntimeError, match=f"scheduler {scheduler}"):
         bpy.ops.latent_textures.generate()
     assert datablock_counts() == before and synced.result_image is None
+
+
+def test_esc_after_the_first_synchronised_step_stops_the_run_and_leaves_nothing(synced):
+    synced.steps = 6
+    select(bpy.data.objects["Cube"])
+    before = datablock_counts()
+    run = module("bridge.object_target").ObjectRun(module("bridge.targets").prepare(bpy.context))
+    seen = []
+
+    def on_step(event):
+        seen.append(event.step)
+        run.job.cancel()  # as ESC does, from the first step on
+
+    with module("bridge.job").progress_listener(on_step):
+        run.run_here()
+    assert run.tick(bpy.context) == "CANCELLED"
+    assert seen == [1]
+    assert datablock_counts() == before and synced.result_image is None
