@@ -8,37 +8,16 @@ import bpy
 import numpy as np
 import pytest
 
-from harness import ADDON_MODULE, datablock_counts
-
-
-def module(name):
-    return __import__(f"{ADDON_MODULE}.{name}", fromlist=["_"])
+from harness import datablock_counts
+from test_object_target import module, select, whole  # noqa: F401 (the Whole Object fixture and helpers)
 
 
 @pytest.fixture
-def synced(settings, tiny_sd_model, tiny_controlnet):
-    settings.model = str(tiny_sd_model)
-    settings.prompt = "weathered crate"
-    settings.width = settings.height = 64
-    settings.steps = 2
-    settings.use_random_seed = False
-    settings.seed = 7
-    settings.target = "OBJECT"
-    settings.object_views = 3
-    settings.texture_size = 256
-    settings.control = "DEPTH"
-    settings.control_model = str(tiny_controlnet)
-    settings.object_method = "SYNC"
-    settings.scheduler = "DPM_SOLVER_MULTISTEP"
-    settings.keep_view_images = True
-    return settings
-
-
-def select(*objects):
-    bpy.ops.object.select_all(action="DESELECT")
-    for obj in objects:
-        obj.select_set(True)
-    bpy.context.view_layer.objects.active = objects[0]
+def synced(whole):
+    whole.object_method = "SYNC"
+    whole.scheduler = "DPM_SOLVER_MULTISTEP"
+    whole.keep_view_images = True
+    return whole
 
 
 def test_sync_bakes_every_mesh_and_records_its_parameters_and_reproduces(synced):
