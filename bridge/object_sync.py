@@ -4,7 +4,8 @@ main thread, the synchronised generation of every view on the worker (``engine.E
 Main thread (``latent_views``): each view's camera at its latent size (the same projection: it depends
 on the aspect only), the whole scene's depth at that size, every textured object's surface through it
 (``geometry.latent_sync``), one latent texture per mesh (sized by the rule documented there; objects
-sharing a mesh share it), the meshes' textures laid end to end. The decoded views are then baked with
+sharing a mesh share it), the meshes' textures laid end to end, and the texels of each latent texture for
+the bake that gathers the views' latents into them at every synchronised step (``LatentBake``). The decoded views are then baked with
 the RGB bake, as GRID's are.
 """
 
@@ -15,8 +16,10 @@ import dataclasses
 import bpy
 
 from ..engine.sync import REFUSED_SCHEDULERS, SYNC_SCHEDULERS
-from ..geometry.latent_sync import (LATENT_SCALE, LatentView, combine_meshes, latent_surface, latent_texture_size,
-                                    latent_view, merge_objects)
+from ..geometry.latent_sync import (LATENT_SCALE, LatentBake, LatentView, combine_meshes, latent_surface,
+                                    latent_texture_size, latent_view, merge_objects)
+from ..geometry.uv_raster import rasterize_uv_triangles
+from ..geometry.uv_tiles import UVTileError
 from .object_bake import MeshTexels, ViewPasses, object_triangles, view_depths
 
 
@@ -29,8 +32,9 @@ def scheduler_problem(scheduler: str) -> str | None:
 
 
 def latent_views(passes: list[ViewPasses], meshes: list[MeshTexels], depsgraph: bpy.types.Depsgraph,
-                 texture_size: int) -> list[LatentView]:
-    """Every view's latent pixels -> texels of the meshes' latent textures (see the module's docstring)."""
+                 texture_size: int) -> tuple[list[LatentView], LatentBake]:
+    """(every view's latent pixels -> texels of the meshes' latent textures, the bake that gathers the views'
+    latents into those texels), see the module's docstring."""
     cameras = []
     for view in passes:
         camera = view.camera
@@ -40,7 +44,7 @@ def latent_views(passes: list[ViewPasses], meshes: list[MeshTexels], depsgraph: 
         cameras.append(dataclasses.replace(camera, width=camera.width // LATENT_SCALE,
                                            height=camera.height // LATENT_SCALE))
     depths = view_depths(cameras, depsgraph)
-    per_mesh = []
+    per_mesh, texels = [], []
     for mesh in meshes:
         triangles = [object_triangles(bpy.data.objects[name], depsgraph, mesh.uv_name) for name in mesh.object_names]
         surfaces = [[latent_surface(camera, positions, uv, corner_normals_world=normals, scene_depth=depth)
@@ -50,4 +54,9 @@ def latent_views(passes: list[ViewPasses], meshes: list[MeshTexels], depsgraph: 
         except ValueError as error:
             raise ValueError(f"Mesh '{mesh.mesh_name}': {error}") from error
         per_mesh.append([merge_objects([latent_view(s, size) for s in view]) for view in surfaces])
-    return [combine_meshes([views[index] for views in per_mesh]) for index in range(len(passes))]
+        try:
+            texels.append([rasterize_uv_triangles(uv, positions, normals, size) for uv, positions, normals in triangles])
+        except UVTileError as error:  # UDIM: refused before anything is created
+            raise ValueError(f"Mesh '{mesh.mesh_name}': {error}") from error
+    views = [combine_meshes([views[index] for views in per_mesh]) for index in range(len(passes))]
+    return views, LatentBake(cameras, depths, texels)

@@ -48,6 +48,7 @@ class ObjectCapture:
     surfaces: list[list[tuple[np.ndarray, np.ndarray, np.ndarray]]] = field(default_factory=list)
     # SYNC: each view's latent pixels -> the meshes' latent texels (``object_sync.latent_views``)
     latent_views: list = field(default_factory=list)
+    latent_bake: object = None  # SYNC: ``geometry.latent_sync.LatentBake``
     sync_fraction: float = 0.8
 
 
@@ -152,10 +153,11 @@ def capture(context: bpy.types.Context, settings, plan: Plan, objects: list[bpy.
     if settings.object_method == "SEQUENTIAL":
         surfaces = [[object_triangles(bpy.data.objects[name], depsgraph, mesh.uv_name) for name in mesh.object_names]
                     for mesh in meshes]
-    latent = latent_views(passes, meshes, depsgraph, settings.texture_size) if settings.object_method == "SYNC" else []
+    latent, bake = latent_views(passes, meshes, depsgraph, settings.texture_size) if settings.object_method == "SYNC" \
+        else ([], None)
     plan.request = first
     plan.target_capture = ObjectCapture(settings.object_method, width, height, passes, view_recipes, meshes,
-                                        settings.texture_size, settings.keep_view_images, surfaces, latent,
+                                        settings.texture_size, settings.keep_view_images, surfaces, latent, bake,
                                         settings.sync_fraction)
 
 
@@ -175,7 +177,7 @@ class ObjectJob(GenerationJob):
             controls = [view.control_image for view in captured.passes] if self.request.control != "NONE" else None
             generation, images = engine.generate_sync(
                 self.request, captured.latent_views, fraction=captured.sync_fraction, control_images=controls,
-                on_progress=self._on_progress, cancel_event=self.cancel_event, previews=self.previews)
+                bake=captured.latent_bake, on_progress=self._on_progress, cancel_event=self.cancel_event, previews=self.previews)
             views = list(images)
         else:
             generation = engine.generate(self.request, on_progress=self._on_progress,

@@ -68,14 +68,17 @@ class SyncPlan:
     texels: int  # texels of every mesh's latent texture together
     height: int
     width: int
+    # (V, h, w, C) float32 x0 -> ((texels, C) baked values, (texels,) weight sums); None: each pixel into its texel
+    bake: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
 
     @property
     def views(self) -> int:
         return int(self.texel.shape[0])
 
 
-def make_plan(views: Sequence[Any], weight_exponent: float = DEFAULT_WEIGHT_EXPONENT) -> SyncPlan:
-    """``views``: ``geometry.latent_sync.LatentView`` of one latent size and one texture size."""
+def make_plan(views: Sequence[Any], weight_exponent: float = DEFAULT_WEIGHT_EXPONENT, bake: Any = None) -> SyncPlan:
+    """``views``: ``geometry.latent_sync.LatentView`` of one latent size and one texture size; ``bake``: see
+    ``SyncPlan`` (e.g. ``geometry.latent_sync.LatentBake``, which weighs the views itself)."""
     import torch
 
     if not views:
@@ -90,7 +93,7 @@ def make_plan(views: Sequence[Any], weight_exponent: float = DEFAULT_WEIGHT_EXPO
     cosine = np.stack([np.asarray(view.cosine, dtype=np.float64).reshape(-1) for view in views])
     weight = np.where(texel >= 0, np.power(np.clip(cosine, 0.0, 1.0), float(weight_exponent)), 0.0)
     return SyncPlan(texel=torch.from_numpy(texel), weight=torch.from_numpy(weight.astype(np.float32)),
-                    size=size, texels=texels, height=int(shape[0]), width=int(shape[1]))
+                    size=size, texels=texels, height=int(shape[0]), width=int(shape[1]), bake=bake)
 
 
 def consistent_noise(plan: SyncPlan, channels: int, generator: Any) -> Any:
@@ -109,13 +112,15 @@ def consistent_noise(plan: SyncPlan, channels: int, generator: Any) -> Any:
 
 def synchronise(x0: Any, plan: SyncPlan) -> Any:
     """The views' ``x0`` (V, C, h, w) baked into the latent texture (weighted mean per texel over every view
-    that sees it) and rendered back by nearest lookup; pixels whose texel no weighted view saw keep their x0."""
+    that sees it: ``plan.bake`` where set and it saw the texel, else the mean of the latent pixels that land in
+    the texel) and rendered back by nearest lookup; pixels whose texel no weighted view saw keep their x0.
+    fp32 on the CPU, returned on ``x0``'s device in fp32."""
     import torch
 
     views, channels = int(x0.shape[0]), int(x0.shape[1])
     if views != plan.views or tuple(x0.shape[2:]) != (plan.height, plan.width):
         raise ValueError(f"x0 must be ({plan.views}, C, {plan.height}, {plan.width}); got {tuple(x0.shape)}")
-    flat = x0.to(torch.float32).reshape(views, channels, -1)
+    flat = x0.detach().to("cpu", torch.float32).reshape(views, channels, -1)
     used = plan.weight > 0
     texels = plan.texel[used]  # (M,)
     weights = plan.weight[used]  # (M,)
@@ -127,6 +132,14 @@ def synchronise(x0: Any, plan: SyncPlan) -> Any:
     readers = torch.zeros(plan.texels, dtype=torch.int64)
     readers.index_add_(0, texels, torch.ones_like(texels))
     texture = total / torch.where(weight_sum > 0, weight_sum, torch.ones_like(weight_sum))
+    if plan.bake is not None:  # the gathered texels; those it misses keep the pixels' own (splatted) mean
+        colour, gathered = plan.bake(flat.reshape(x0.shape).permute(0, 2, 3, 1).numpy())
+        if colour.shape != (plan.texels, channels) or gathered.shape != (plan.texels,):
+            raise ValueError(f"the bake must give ({plan.texels}, {channels}) values and ({plan.texels},) weights")
+        seen = torch.from_numpy(np.asarray(gathered) > 0)
+        texture[:, seen] = torch.from_numpy(np.ascontiguousarray(colour.T, dtype=np.float32))[:, seen]
+        weight_sum = torch.where(seen, torch.ones_like(weight_sum), weight_sum)
+        readers = torch.where(seen, torch.full_like(readers, 2), readers)
     result = flat.clone()
     for index in range(views):
         texel = plan.texel[index]
@@ -135,7 +148,7 @@ def synchronise(x0: Any, plan: SyncPlan) -> Any:
         shared = (readers[safe] > 1) | ((readers[safe] == 1) & (plan.weight[index] <= 0))
         reads = (texel >= 0) & (weight_sum[safe] > 0) & shared
         result[index][:, reads] = texture[:, texel[reads]]
-    return result.reshape(x0.shape)
+    return result.reshape(x0.shape).to(x0.device)
 
 
 class SynchronisedScheduler:
@@ -277,8 +290,8 @@ class SyncViews:
 
     def __init__(self, views: Sequence[Any], *, fraction: float = DEFAULT_FRACTION,
                  weight_exponent: float = DEFAULT_WEIGHT_EXPONENT, control_images: Sequence[np.ndarray] | None = None,
-                 observer: Observer | None = None) -> None:
-        self.plan = make_plan(views, weight_exponent)
+                 observer: Observer | None = None, bake: Any = None) -> None:
+        self.plan = make_plan(views, weight_exponent, bake)
         self.fraction = float(fraction)
         self.weight_exponent = float(weight_exponent)
         self.control_images = None if control_images is None else [np.asarray(i, np.float32) for i in control_images]

@@ -24,10 +24,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .bake import BakeSettings, BakeView, gather_views, merge_gathered
 from .camera import ViewCamera
 from .normals import view_normals
 from .raster import rasterize
 from .sequential import pixel_uv, visible_in_scene
+from .uv_raster import SurfaceTexels
 
 MAX_LATENT_TEXTURE = 4096
 LATENT_SCALE = 8  # pixels per latent pixel (the SD / SDXL VAE)
@@ -163,3 +165,43 @@ def combine_meshes(per_mesh: list[LatentView]) -> LatentView:
         cosine[take] = view.cosine[take]
         offset += view.texels
     return LatentView(texel=texel, cosine=cosine, size=max(view.size for view in per_mesh), count=offset)
+
+
+class LatentBake:
+    """The views' latents baked into the meshes' latent textures by *gathering*, like the RGB bake: every texel
+    a view sees takes the bilinear sample of that view's latents where the texel projects (``geometry.bake``:
+    depth test, |cos|^k weights, two-sided faces, shared texels pooled), so a texel finer than a latent pixel
+    still hears every view that sees its surface. (Splatting each latent pixel into its nearest texel would
+    only mix views whose pixels happen to land in one texel.) Callable on (V, h, w, C) float32 latents:
+    ((texels, C) the weighted mean, (texels,) the weight sum, 0 = no view saw it), texels laid end to end
+    per mesh as ``combine_meshes`` lays them."""
+
+    def __init__(self, cameras: list[ViewCamera], depths: list[np.ndarray], meshes: list[list[SurfaceTexels]],
+                 weight_exponent: float = 1.0) -> None:
+        if len(cameras) != len(depths):
+            raise ValueError(f"depths must be one per camera ({len(cameras)}); got {len(depths)}")
+        for camera, depth in zip(cameras, depths):
+            if depth.shape != (camera.height, camera.width):
+                raise ValueError(f"depths must be at the cameras' (latent) size; got {depth.shape}")
+        self.cameras, self.depths, self.meshes = cameras, depths, meshes
+        # latent pixels are 8 image pixels wide: fades of about one latent pixel, the depth slack of the RGB bake
+        self.settings = BakeSettings(cosine_power=float(weight_exponent), frame_fade_pixels=1.0,
+                                     silhouette_fade_pixels=1.0)
+        self.offsets = np.cumsum([0] + [texels[0].size ** 2 for texels in meshes])
+
+    @property
+    def texels(self) -> int:
+        return int(self.offsets[-1])
+
+    def __call__(self, latents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        latents = np.asarray(latents, dtype=np.float32)
+        if latents.ndim != 4 or latents.shape[0] != len(self.cameras):
+            raise ValueError(f"latents must be (views={len(self.cameras)}, h, w, C); got {latents.shape}")
+        views = [BakeView(camera, image, depth) for camera, image, depth in zip(self.cameras, latents, self.depths)]
+        colour = np.zeros((self.texels, latents.shape[3]), dtype=np.float32)
+        weight = np.zeros(self.texels, dtype=np.float32)
+        for offset, texels in zip(self.offsets, self.meshes):
+            gathered = merge_gathered([gather_views(part, views, self.settings) for part in texels])
+            colour[offset + texels[0].index] = gathered.colour
+            weight[offset + texels[0].index] = gathered.weight
+        return colour, weight

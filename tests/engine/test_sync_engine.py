@@ -292,3 +292,25 @@ def test_final_latents_agree_at_shared_pixels_only_when_synchronised(sd_pipe, sy
         disagreement[fraction] = float((first - second).abs().mean())
     assert disagreement[0.0] > 0.05
     assert disagreement[1.0] == 0.0
+
+
+def test_a_gathering_bake_decides_the_texels_it_saw_and_the_splat_the_rest(sync, latent_sync):
+    import torch
+
+    views = _two_sharing(latent_sync)
+    calls = []
+
+    def bake(latents: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        calls.append(latents.shape)
+        colour = np.full((16 * 16, 4), 7.0, np.float32)
+        weight = np.zeros(16 * 16, np.float32)
+        weight[:16 * 4] = 1.0  # the bake saw the first four rows of texels only
+        return colour, weight
+
+    plan = sync.make_plan(views, bake=bake)
+    x0 = torch.randn((2, 4, SIDE, SIDE), generator=_generator(1))
+    synced = sync.synchronise(x0, plan)
+    assert calls == [(2, SIDE, SIDE, 4)]
+    assert bool((synced[0, :, :4] == 7.0).all()) and bool((synced[1, :, 2:4] == 7.0).all())
+    splat = sync.synchronise(x0, sync.make_plan(views))
+    assert torch.equal(synced[:, :, 4:], splat[:, :, 4:])

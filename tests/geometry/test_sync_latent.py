@@ -12,14 +12,16 @@ from geometry_frames import look_at, orthographic, perspective
 from scenes import box_uv_mesh
 
 LATENT = 32  # a 256 px view
+# around the box, each seeing three faces, neighbours sharing two
+EYES = [(5, 5, 3), (-5, 5, 3.5), (-5, -5, 3), (5, -5, 2.5), (0.5, 0.3, 7.5), (0.3, -0.6, -7.5)]
 
 
 def _cube_views(count: int = 6):
     uv, positions, normals = box_uv_mesh()
-    eyes = [(4, 0.5, 1.0), (-0.5, 4, 1.2), (-4, -0.3, 0.8), (0.4, -4, 1.4), (0.3, 0.2, 4.5), (0.2, -0.4, -4.5)]
+    eyes = EYES
     surfaces = []
     for eye in eyes[:count]:
-        camera = ViewCamera(look_at(eye, (0, 0, 0), up=(0, 0, 1) if abs(eye[2]) < 4 else (0, 1, 0)),
+        camera = ViewCamera(look_at(eye, (0, 0, 0), up=(0, 0, 1) if abs(eye[2]) < 5 else (0, 1, 0)),
                             perspective(50.0, 36.0, LATENT, LATENT), LATENT, LATENT, False)
         surfaces.append(latent_surface(camera, positions, uv, corner_normals_world=normals))
     return surfaces
@@ -81,3 +83,52 @@ def test_an_ortho_view_of_a_uv_plane_reads_each_texel_once_in_pixel_order_with_c
     view = latent_view(latent_surface(camera, positions, uv), size)
     np.testing.assert_array_equal(view.texel, np.arange(size * size).reshape(size, size))
     np.testing.assert_allclose(view.cosine, 1.0, atol=1e-6)
+
+
+def _cube_scene(count: int = 6):
+    """(cameras at latent size, depths, views, texels) of the box seen from ``count`` sides."""
+    from geometry.latent_sync import LatentBake  # noqa: F401 (imported where used)
+    from geometry.raster import rasterize
+    from geometry.uv_raster import rasterize_uv_triangles
+
+    uv, positions, normals = box_uv_mesh()
+    eyes = EYES
+    cameras = [ViewCamera(look_at(eye, (0, 0, 0), up=(0, 0, 1) if abs(eye[2]) < 5 else (0, 1, 0)),
+                          perspective(50.0, 36.0, LATENT, LATENT), LATENT, LATENT, False) for eye in eyes[:count]]
+    surfaces = [latent_surface(camera, positions, uv, corner_normals_world=normals) for camera in cameras]
+    size = latent_texture_size(surfaces, 512)
+    views = [latent_view(surface, size) for surface in surfaces]
+    depths = [rasterize(camera, positions).depth for camera in cameras]
+    hits = [rasterize(camera, positions) for camera in cameras]
+    points = [np.einsum("hwc,hwcd->hwd", h.barycentric, positions[np.maximum(h.triangle, 0)]) for h in hits]
+    return cameras, depths, views, rasterize_uv_triangles(uv, positions, normals, size), points
+
+
+def test_the_gather_bake_hears_every_view_that_sees_a_texel_and_gives_a_smooth_field_back():
+    from geometry.latent_sync import LatentBake
+
+    cameras, depths, views, texels, points = _cube_scene()
+    bake = LatentBake(cameras, depths, [[texels]], weight_exponent=1.0)
+    assert bake.texels == views[0].texels
+    # a smooth field over space, seen by every view where it looks: baked and rendered back, nearly itself
+    field = [np.stack([np.sin(1.3 * p[..., 0] + 0.4 * p[..., 2]), np.cos(0.9 * p[..., 1]),
+                       p[..., 2] * 0.3, np.sin(p[..., 0] - p[..., 1])], axis=-1).astype(np.float32) for p in points]
+    colour, weight = bake(np.stack(field))
+    assert colour.shape == (bake.texels, 4) and weight.shape == (bake.texels,)
+    rendered = render_nearest(colour.T, views, np.stack(field).transpose(0, 3, 1, 2))
+    coverage = []
+    for index, view in enumerate(views):
+        seen = view.visible & (weight[np.maximum(view.texel, 0)] > 0)
+        coverage.append(seen.sum() / view.visible.sum())
+        error = np.abs(rendered[index].transpose(1, 2, 0)[seen] - field[index][seen])
+        assert error.mean() < 0.1
+    # measured 0.80-0.86 at 32² latents (0.89-0.96 at 64²), the bottom view 0.50: one latent pixel along the
+    # box's edges and its very oblique faces fail the RGB bake's depth-normal test at latent resolution
+    assert min(coverage) > 0.45 and np.mean(coverage) > 0.75, coverage
+    # every view paints its own constant: a texel mixes every view that sees its surface, not only the views
+    # whose latent pixels happen to land in it
+    constants = np.stack([np.full((LATENT, LATENT, 1), float(index), np.float32) for index in range(len(views))])
+    colour, weight = bake(constants)
+    rendered = render_nearest(colour.T, views, constants.transpose(0, 3, 1, 2))
+    mixed = [float(np.mean(rendered[i, 0][view.visible] != i)) for i, view in enumerate(views)]
+    assert min(mixed) > 0.3, mixed
