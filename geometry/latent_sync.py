@@ -205,3 +205,22 @@ class LatentBake:
             colour[offset + texels[0].index] = gathered.colour
             weight[offset + texels[0].index] = gathered.weight
         return colour, weight
+
+
+def view_disagreement(texels: list[SurfaceTexels], views: list[BakeView],
+                      settings: BakeSettings = BakeSettings()) -> float:
+    """How much the views disagree about one mesh (the consistency metric of issue 29): each view gathered alone
+    into the texels (``texels``: one ``SurfaceTexels`` per object using the mesh), then the mean absolute
+    difference of two views' values over the texels both see, over every pair of views and every channel."""
+    if len(views) < 2:
+        raise ValueError(f"views must hold at least two views; got {len(views)}")
+    alone = [merge_gathered([gather_views(part, [view], settings) for part in texels]) for view in views]
+    total, count = 0.0, 0
+    for first in range(len(alone)):
+        for second in range(first + 1, len(alone)):
+            both = alone[first].seen & alone[second].seen
+            total += float(np.abs(alone[first].colour[both] - alone[second].colour[both]).sum())
+            count += int(both.sum()) * alone[first].colour.shape[1]
+    if count == 0:
+        raise ValueError("views share no surface: nothing to compare")
+    return total / count
