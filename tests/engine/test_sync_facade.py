@@ -44,3 +44,9 @@ def test_generate_sync_refuses_a_scheduler_it_cannot_step_before_loading(new_eng
 def test_generate_sync_refuses_views_of_another_size(engine, make_request, tiny_sd_model, geometry_api):
     with pytest.raises(ValueError, match="views"):
         engine.generate_sync(make_request(tiny_sd_model, width=128), _views(geometry_api))
+
+
+def test_generate_sync_runs_an_sdxl_model(engine, make_request, tiny_sdxl_model, geometry_api):
+    result, images = engine.generate_sync(make_request(tiny_sdxl_model, scheduler="EULER", steps=2),
+                                          _views(geometry_api), fraction=1.0)
+    assert images.shape == (2, 64, 64, 3) and result.recipe["sync"]["latent_texture_size"] == 16
