@@ -5,8 +5,8 @@ Main thread (``latent_views``): each view's camera at its latent size (the same 
 on the aspect only), the whole scene's depth at that size, every textured object's surface through it
 (``geometry.latent_sync``), one latent texture per mesh (sized by the rule documented there; objects
 sharing a mesh share it), the meshes' textures laid end to end, and the texels of each latent texture for
-the bake that gathers the views' latents into them at every synchronised step (``LatentBake``). The decoded views are then baked with
-the RGB bake, as GRID's are.
+the bake that gathers the views' latents into them at every synchronised step (``LatentBake``). The
+decoded views are then baked with the RGB bake, as GRID's are.
 """
 
 from __future__ import annotations
@@ -55,7 +55,8 @@ def latent_views(passes: list[ViewPasses], meshes: list[MeshTexels], depsgraph: 
             raise ValueError(f"Mesh '{mesh.mesh_name}': {error}") from error
         per_mesh.append([merge_objects([latent_view(s, size) for s in view]) for view in surfaces])
         try:
-            texels.append([rasterize_uv_triangles(uv, positions, normals, size) for uv, positions, normals in triangles])
+            texels.append([rasterize_uv_triangles(uv, positions, normals, size)
+                           for uv, positions, normals in triangles])
         except UVTileError as error:  # UDIM: refused before anything is created
             raise ValueError(f"Mesh '{mesh.mesh_name}': {error}") from error
     views = [combine_meshes([views[index] for views in per_mesh]) for index in range(len(passes))]

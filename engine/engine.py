@@ -200,7 +200,8 @@ class Engine:
         the request's latent size) denoised in one batch, the first round(``fraction`` x steps) steps synchronised
         through one latent texture. ``control_images``: one per view when ``request.control`` is set (view 1's
         is ``request.control_image``). ``bake``: how x0 goes into the latent texture (``sync.SyncPlan.bake``; the
-        Whole Object target passes ``geometry.latent_sync.LatentBake``). Returns (the result, view 1's image; the (V, h, w, 3) decoded views).
+        Whole Object target passes ``geometry.latent_sync.LatentBake``). Returns (the result, view 1's image;
+        the (V, h, w, 3) decoded views).
 
         Raises ValueError naming ``scheduler`` (one SYNC cannot step), ``views``, ``sync_fraction`` or
         ``control_images`` before anything runs; otherwise as ``generate``."""
