@@ -34,6 +34,7 @@ from .job import GenerationJob, JobEvent
 from .object_bake import (BakedMesh, MeshSurfaces, MeshTexels, ViewPasses, bake_mesh, bake_views, camera_recipe,
                           check_control, collection_views, mesh_surfaces, passes_of, place_auto_views,
                           render_uv_layer)
+from .object_sync import latent_views, scheduler_problem
 from .pixels import encode_png
 from .plan import Plan, Target, find_object
 from .run import GenerationRun
@@ -59,8 +60,12 @@ class ObjectCapture:
     texture_size: int
     keep_view_images: bool
     grids: grid.GridPlan | None = None  # GRID: which views each grid generation holds, and the cell size
+    sync_fraction: float = 0.8  # SYNC: the share of the steps synchronised
     passes: list[ViewPasses] = field(default_factory=list)
     meshes: list[MeshTexels] = field(default_factory=list)
+    # SYNC: each view's latent pixels -> the meshes' latent texels, and the bake of the views' latents into them
+    latent_views: list = field(default_factory=list)
+    latent_bake: object = None  # ``geometry.latent_sync.LatentBake``
 
     def prepare(self, request, cancel_event=None):
         """The views, their passes and every mesh's texels (worker, numpy only); returns ``request`` with its
@@ -71,6 +76,9 @@ class ObjectCapture:
             self.view_recipes = [view.recipe() for view in views]
         self.object_positions = []
         self.passes = passes_of(self.cameras, self.scene, request.control)
+        if self.method == "SYNC":
+            self.latent_views, self.latent_bake = latent_views(self.passes, self.surfaces, self.scene,
+                                                               self.texture_size)
         self.scene = None
         for surfaces in self.surfaces:
             if cancel_event is not None and cancel_event.is_set():
@@ -116,6 +124,10 @@ def work_estimate(settings) -> tuple[str | None, str]:
         return f"'{settings.view_collection.name}' holds no cameras", ""
     if settings.mode != "TXT2IMG":
         return "Whole Object needs Mode Text to Image", ""
+    if settings.object_method == "SYNC":
+        problem = scheduler_problem(settings.scheduler)
+        return problem, "" if problem else (f"{views} views × {settings.steps} steps: {views} views of "
+                                            f"{settings.width}×{settings.height} denoised together")
     if settings.object_method == "SEQUENTIAL":
         return None, f"{views} views × {settings.steps} steps: {views} generations of {settings.width}×{settings.height}"
     grids = plan_grids(views, settings.width, settings.height)
@@ -205,7 +217,11 @@ def capture(context: bpy.types.Context, settings, plan: Plan, objects: list[bpy.
         except ValueError as error:
             raise ValueError(f"{count} views make grids of {grid_width}x{grid_height}, which cannot be "
                              f"generated ({error}): use a smaller Width/Height") from error
-    else:  # SEQUENTIAL: view 1 as asked; the later views inpaint (``ObjectJob.sequential``)
+    else:  # SEQUENTIAL: view 1 as asked, the later views inpaint (``ObjectJob.sequential``); SYNC: every view
+        if settings.object_method == "SYNC":  # in one batch, the request carrying view 1's control image
+            problem = scheduler_problem(request.scheduler)
+            if problem:
+                raise ValueError(problem)
         blank = np.zeros((height, width, 3), dtype=np.float32) if request.control != "NONE" else None
         first = dataclasses.replace(request, control_image=blank)
         first.validate()
@@ -218,7 +234,7 @@ def capture(context: bpy.types.Context, settings, plan: Plan, objects: list[bpy.
     plan.target_capture = ObjectCapture(settings.object_method, (request.width, request.height), width, height,
                                         count, cameras, view_recipes,
                                         scene_triangles(depsgraph), surfaces, positions, settings.texture_size,
-                                        settings.keep_view_images, grids)
+                                        settings.keep_view_images, grids, settings.sync_fraction)
 
 
 def grid_request(request, grids: grid.GridPlan, passes: list[ViewPasses], group: int):
@@ -249,6 +265,13 @@ class ObjectJob(GenerationJob):
             raise EngineError(str(error)) from error
         if captured.method == "SEQUENTIAL":
             generation, views = self.sequential(engine, captured)
+        elif captured.method == "SYNC":
+            controls = [view.control_image for view in captured.passes] if self.request.control != "NONE" else None
+            generation, images = engine.generate_sync(
+                self.request, captured.latent_views, fraction=captured.sync_fraction, control_images=controls,
+                bake=captured.latent_bake, on_progress=self._on_progress, cancel_event=self.cancel_event,
+                previews=self.previews)
+            views = list(images)
         else:
             generation, views = self.grids(engine, captured)
         baked = self.bake(captured, views, report=True)

@@ -23,6 +23,9 @@ def add_arguments(generate: argparse.ArgumentParser) -> None:
     group.add_argument("--method", type=upper, choices=choices(OBJECT_METHOD_ITEMS), metavar="METHOD",
                        help=f"{choice_help(OBJECT_METHOD_ITEMS)} (default: the scene's, GRID in a new "
                             "scene)")
+    group.add_argument("--sync-fraction", type=float, metavar="F",
+                       help="--method SYNC: the first round(F x steps) denoising steps are synchronised, 0 to 1 "
+                            "(default: the scene's, 0.8 in a new scene)")
     group.add_argument("--texture-size", type=int, metavar="PX",
                        help="width and height of each object's baked texture, 256 to 8192 (default: the scene's, "
                             "2048 in a new scene)")
@@ -33,6 +36,7 @@ def add_arguments(generate: argparse.ArgumentParser) -> None:
 def check_numbers(args) -> None:
     check_number("--views", "object_views", args.views)
     check_number("--texture-size", "texture_size", args.texture_size)
+    check_number("--sync-fraction", "sync_fraction", args.sync_fraction)
 
 
 def apply(args, context) -> None:
@@ -40,6 +44,7 @@ def apply(args, context) -> None:
     settings = context.scene.latent_textures
     given = [option for option, value in (("--views", args.views), ("--view-collection", args.view_collection),
                                           ("--method", args.method), ("--texture-size", args.texture_size),
+                                          ("--sync-fraction", args.sync_fraction),
                                           ("--keep-view-images", args.keep_view_images or None))
              if value is not None]
     if given and settings.target != "OBJECT":
@@ -56,5 +61,7 @@ def apply(args, context) -> None:
         settings.object_method = args.method
     if args.texture_size is not None:
         settings.texture_size = args.texture_size
+    if args.sync_fraction is not None:
+        settings.sync_fraction = args.sync_fraction
     if args.keep_view_images:
         settings.keep_view_images = True

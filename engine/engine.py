@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from . import base_model, decoding, devices, generation, upscale_tiled, upscale_x4
+from . import base_model, decoding, devices, generation, sync, upscale_tiled, upscale_x4
 from .errors import EngineError
 from .model_cache import ModelCache
 from .placement import Placement
@@ -182,6 +182,41 @@ class Engine:
                 tiny_preview=self.preview_decoder == "TAESD",
                 tiny_preview_source=self._preview_source,
             )
+
+    def generate_sync(
+        self,
+        request: GenerationRequest,
+        views: Any,
+        *,
+        fraction: float = sync.DEFAULT_FRACTION,
+        weight_exponent: float = sync.DEFAULT_WEIGHT_EXPONENT,
+        control_images: Any = None,
+        bake: Any = None,
+        on_progress: ProgressCallback | None = None,
+        cancel_event: threading.Event | None = None,
+        previews: bool = True,
+    ) -> tuple[GenerationResult, Any]:
+        """Whole Object SYNC (``engine/sync.py``): every view of ``views`` (``geometry.latent_sync.LatentView`` at
+        the request's latent size) denoised in one batch, the first round(``fraction`` x steps) steps synchronised
+        through one latent texture. ``control_images``: one per view when ``request.control`` is set (view 1's
+        is ``request.control_image``). ``bake``: how x0 goes into the latent texture (``sync.SyncPlan.bake``; the
+        Whole Object target passes ``geometry.latent_sync.LatentBake``). Returns (the result, view 1's image;
+        the (V, h, w, 3) decoded views).
+
+        Raises ValueError naming ``scheduler`` (one SYNC cannot step), ``views``, ``sync_fraction`` or
+        ``control_images`` before anything runs; otherwise as ``generate``."""
+        request.validate()
+        sync.check_scheduler(request.scheduler)
+        if request.mode != "TXT2IMG":
+            raise ValueError(f"mode must be TXT2IMG for SYNC; got {request.mode}")
+        batch = sync.SyncViews(views, fraction=fraction, weight_exponent=weight_exponent,
+                               control_images=control_images if request.control != "NONE" else None, bake=bake)
+        batch.check(request.width, request.height, request.steps)
+        seed = seed_or_random(request.seed)
+        with self._lock:
+            result = generation.generate(self.cache, request, seed, on_progress=on_progress,
+                                         cancel_event=cancel_event, previews=previews, views=batch)
+        return result, batch.images
 
     def upscale(
         self,

@@ -74,9 +74,12 @@ def generate(
     recorder: Any = None,
     tiny_preview: bool = False,
     tiny_preview_source: str | None = None,
+    views: Any = None,
 ) -> GenerationResult:
     """Run the validated ``request`` with ``seed`` on the cached model (loading or downloading it first).
 
+    ``views``: SYNC's views (``sync.SyncViews``, passed by the facade): the call becomes their batch, its steps
+    synchronised; every decoded view lands in ``views.images``, the result image is view 1.
     ``tiny_preview``: previews from the family's tiny VAE (``preview_decoder.py``; ``tiny_preview_source``:
     a local one) where it can be had, else the linear preview. The rest as ``Engine.generate``.
     """
@@ -106,6 +109,8 @@ def generate(
         kwargs = _call_arguments(pipe, model, request, seed, on_progress, cancel_event, clock, previews, tiny)
         kwargs.update(pipelines.task_arguments(request, task, mask, controlled=controlnet_key is not None))
         kwargs = {k: v for k, v in kwargs.items() if k in inspect.signature(pipe.__call__).parameters}
+        if views is not None:
+            kwargs = views.arguments(pipe, kwargs)
         unet = pipe.unet
         eager = request.seamless != "NONE" or (recorder is not None and recorder.attention)
         if eager and hasattr(unet, "_orig_mod"):
@@ -122,12 +127,14 @@ def generate(
                 insight = contextlib.nullcontext()
                 if recorder is not None:
                     insight = recorder.attach(pipe, kwargs, request.height, request.width)
-                with insight:
+                with insight, (views.around(pipe) if views is not None else contextlib.nullcontext()):
                     latents = pipe(**kwargs).images
                 check_cancel(cancel_event)
                 decode_start = time.perf_counter()
                 images = decoding.decode(pipe, model, placement, latents, wrap=wrap_decode)
                 clock.decode = time.perf_counter() - decode_start
+                if views is not None:
+                    views.images = images
                 if recorder is not None:
                     recorder.finish(
                         images[0],
@@ -170,6 +177,8 @@ def generate(
         mask_blur=int(request.mask_blur),
         **model.where.recipe_fields(),
     )
+    if views is not None:
+        recipe["sync"] = views.recipe()
     return GenerationResult(image=rgba, seed=seed, recipe=recipe, timings=clock.timings(),
                             ignored=_ignored(pipe, model, request))
 

@@ -49,6 +49,8 @@ def draw_whole_object(layout, settings) -> None:
     sub.active = settings.view_collection is None
     sub.prop(settings, "object_views")
     layout.prop(settings, "object_method")
+    if settings.object_method == "SYNC":
+        layout.prop(settings, "sync_fraction")
     layout.prop(settings, "texture_size")
     layout.prop(settings, "keep_view_images")
     problem, estimate = work_estimate(settings)

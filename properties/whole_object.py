@@ -6,6 +6,8 @@ OBJECT_METHOD_ITEMS = (
     ("GRID", "Grid", "The views tiled into grids of Size X x Y, at most four to a grid, each generated at once "
                      "(one palette, one lighting)"),
     ("SEQUENTIAL", "Sequential", "View by view, each inpainting what earlier views did not cover well"),
+    ("SYNC", "Sync", "All views denoised together through one latent texture in UV space: they agree where they "
+                     "meet (DPM++ 2M, DDIM, Euler or UniPC)"),
 )
 
 
@@ -23,6 +25,11 @@ class WholeObjectSettings:
     object_method: bpy.props.EnumProperty(
         name="Method", description="Whole Object: how the views are generated",
         items=OBJECT_METHOD_ITEMS, default="GRID",
+    )
+    sync_fraction: bpy.props.FloatProperty(
+        name="Sync Fraction", min=0.0, max=1.0, default=0.8, subtype="FACTOR",
+        description="Whole Object, Method Sync: the first round(this x Steps) denoising steps are synchronised; "
+                    "the rest are ordinary per-view steps",
     )
     texture_size: bpy.props.IntProperty(
         name="Texture Size", description="Whole Object: width and height of each object's baked texture",

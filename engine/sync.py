@@ -1,0 +1,329 @@
+"""Task: ``object_method = SYNC`` (issue 29) - every view denoised together through one latent texture.
+
+Layout B of ``shared/notes/sync.md``: each view keeps its own latents; at every synchronised step the
+views' predicted clean latents x0 (CFG already applied by the pipeline) are baked into the latent texture
+(per texel, the mean of the latent pixels that see it, weighted by visibility x |cos|^k), rendered back
+by nearest lookup, turned back into the model output the scheduler expects (eps, v or the sample itself,
+following the scheduler's ``prediction_type``) and handed to the unchanged scheduler's ``step`` - once
+per timestep for the whole batch of views. Nothing edits the latents between two steps, so multistep
+histories (DPM-Solver++'s ``model_outputs``, UniPC's corrector) hold synchronised x0 by themselves and
+the unsynchronised tail is the scheduler's ordinary steps.
+
+Where alpha_t and sigma_t come from: the scheduler's own ``sigmas`` at its step index for DPM-Solver++
+(also with Karras sigmas), UniPC and Euler (Euler's sample lives in sigma space: x = x_vp / alpha_t);
+``alphas_cumprod[t]`` for DDIM. PNDM (extrapolates from four past outputs, one step run twice), Euler
+Ancestral and LCM (noise drawn inside ``step()``) are refused by name before anything runs.
+
+Imports the core only (no other task); torch and diffusers load lazily. The sync math runs in fp32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+SYNC_SCHEDULERS = ("DDIM", "EULER", "DPM_SOLVER_MULTISTEP", "DPM_SOLVER_MULTISTEP_KARRAS", "UNIPC")
+REFUSED_SCHEDULERS = {
+    "PNDM": "its step extrapolates from its last four outputs and runs one step twice",
+    "EULER_ANCESTRAL": "it draws fresh noise inside its step, per view",
+    "LCM": "it draws fresh noise inside its step, per view",
+}
+DEFAULT_FRACTION = 0.8
+DEFAULT_WEIGHT_EXPONENT = 1.0  # plain cosine (SyncMVD's paper); not yet measured against its 0 -> 6 ramp
+
+# (step index, synchronised x0 (V, C, h, w), the x0 the scheduler's step reported) after every synchronised step
+Observer = Callable[[int, Any, Any], None]
+
+
+def check_scheduler(name: str) -> None:
+    """ValueError naming ``scheduler`` for a scheduler SYNC cannot step correctly."""
+    if name in SYNC_SCHEDULERS:
+        return
+    why = REFUSED_SCHEDULERS.get(name, "it is not one SYNC knows")
+    raise ValueError(f"scheduler {name} cannot run Whole Object SYNC ({why}); "
+                     f"choose one of {', '.join(SYNC_SCHEDULERS)}.")
+
+
+def synchronised_steps(steps: int, fraction: float) -> int:
+    """How many of the first ``steps`` denoising steps are synchronised: round(fraction x steps), halves up."""
+    if not 0.0 <= float(fraction) <= 1.0:
+        raise ValueError(f"sync_fraction must be within 0..1; got {fraction}")
+    if int(steps) < 1:
+        raise ValueError(f"steps must be positive; got {steps}")
+    return min(int(steps), int(math.floor(float(fraction) * int(steps) + 0.5)))
+
+
+@dataclass(frozen=True)
+class SyncPlan:
+    """The views' correspondence as torch tensors, ready for every step."""
+
+    texel: Any  # (V, h*w) int64 texel index into the latent texture, -1 = background
+    weight: Any  # (V, h*w) float32 visibility x |cos|^k (0 on background)
+    size: int  # latent texture side (the largest mesh's)
+    texels: int  # texels of every mesh's latent texture together
+    height: int
+    width: int
+    # (V, h, w, C) float32 x0 -> ((texels, C) baked values, (texels,) weight sums); None: each pixel into its texel
+    bake: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
+
+    @property
+    def views(self) -> int:
+        return int(self.texel.shape[0])
+
+
+def make_plan(views: Sequence[Any], weight_exponent: float = DEFAULT_WEIGHT_EXPONENT, bake: Any = None) -> SyncPlan:
+    """``views``: ``geometry.latent_sync.LatentView`` of one latent size and one texture size; ``bake``: see
+    ``SyncPlan`` (e.g. ``geometry.latent_sync.LatentBake``, which weighs the views itself)."""
+    import torch
+
+    if not views:
+        raise ValueError("views must not be empty")
+    if not float(weight_exponent) >= 0.0:
+        raise ValueError(f"weight_exponent must be at least 0; got {weight_exponent}")
+    shape, size, texels = views[0].texel.shape, int(views[0].size), int(views[0].texels)
+    for view in views:
+        if view.texel.shape != shape or int(view.texels) != texels:
+            raise ValueError("views must share one latent size and one latent texture size")
+    texel = np.stack([np.asarray(view.texel, dtype=np.int64).reshape(-1) for view in views])
+    cosine = np.stack([np.asarray(view.cosine, dtype=np.float64).reshape(-1) for view in views])
+    weight = np.where(texel >= 0, np.power(np.clip(cosine, 0.0, 1.0), float(weight_exponent)), 0.0)
+    return SyncPlan(texel=torch.from_numpy(texel), weight=torch.from_numpy(weight.astype(np.float32)),
+                    size=size, texels=texels, height=int(shape[0]), width=int(shape[1]), bake=bake)
+
+
+def consistent_noise(plan: SyncPlan, channels: int, generator: Any) -> Any:
+    """(V, C, h, w) float32 initial noise: N(0, 1) per texel of the latent texture, rendered into every view
+    by nearest lookup (the same surface point starts from the same noise in every view); background pixels
+    draw their own. The texture is drawn first, then the background, from ``generator`` (CPU)."""
+    import torch
+
+    texture = torch.randn((channels, plan.texels), generator=generator, dtype=torch.float32)
+    noise = torch.randn((plan.views, channels, plan.height * plan.width), generator=generator, dtype=torch.float32)
+    for index in range(plan.views):
+        seen = plan.texel[index] >= 0
+        noise[index][:, seen] = texture[:, plan.texel[index][seen]]
+    return noise.reshape(plan.views, channels, plan.height, plan.width)
+
+
+def synchronise(x0: Any, plan: SyncPlan) -> Any:
+    """The views' ``x0`` (V, C, h, w) baked into the latent texture (weighted mean per texel over every view
+    that sees it: ``plan.bake`` where set and it saw the texel, else the mean of the latent pixels that land in
+    the texel) and rendered back by nearest lookup; pixels whose texel no weighted view saw keep their x0.
+    fp32 on the CPU, returned on ``x0``'s device in fp32."""
+    import torch
+
+    views, channels = int(x0.shape[0]), int(x0.shape[1])
+    if views != plan.views or tuple(x0.shape[2:]) != (plan.height, plan.width):
+        raise ValueError(f"x0 must be ({plan.views}, C, {plan.height}, {plan.width}); got {tuple(x0.shape)}")
+    flat = x0.detach().to("cpu", torch.float32).reshape(views, channels, -1)
+    used = plan.weight > 0
+    texels = plan.texel[used]  # (M,)
+    weights = plan.weight[used]  # (M,)
+    values = flat.permute(1, 0, 2)[:, used]  # (C, M)
+    total = torch.zeros((channels, plan.texels), dtype=torch.float32)
+    total.index_add_(1, texels, values * weights)
+    weight_sum = torch.zeros(plan.texels, dtype=torch.float32)
+    weight_sum.index_add_(0, texels, weights)
+    readers = torch.zeros(plan.texels, dtype=torch.int64)
+    readers.index_add_(0, texels, torch.ones_like(texels))
+    texture = total / torch.where(weight_sum > 0, weight_sum, torch.ones_like(weight_sum))
+    if plan.bake is not None:  # the gathered texels; those it misses keep the pixels' own (splatted) mean
+        colour, gathered = plan.bake(flat.reshape(x0.shape).permute(0, 2, 3, 1).numpy())
+        if colour.shape != (plan.texels, channels) or gathered.shape != (plan.texels,):
+            raise ValueError(f"the bake must give ({plan.texels}, {channels}) values and ({plan.texels},) weights")
+        seen = torch.from_numpy(np.asarray(gathered) > 0)
+        texture[:, seen] = torch.from_numpy(np.ascontiguousarray(colour.T, dtype=np.float32))[:, seen]
+        weight_sum = torch.where(seen, torch.ones_like(weight_sum), weight_sum)
+        readers = torch.where(seen, torch.full_like(readers, 2), readers)
+    result = flat.clone()
+    for index in range(views):
+        texel = plan.texel[index]
+        safe = texel.clamp_min(0)
+        # a texel only this pixel sees keeps the pixel's own x0 bit for bit (w x0 / w may round)
+        shared = (readers[safe] > 1) | ((readers[safe] == 1) & (plan.weight[index] <= 0))
+        reads = (texel >= 0) & (weight_sum[safe] > 0) & shared
+        result[index][:, reads] = texture[:, texel[reads]]
+    return result.reshape(x0.shape).to(x0.device)
+
+
+class SynchronisedScheduler:
+    """Stands in for the pipeline's scheduler: every attribute is the real scheduler's; ``step`` synchronises
+    x0 for the first ``synced`` steps, then passes the model output through unchanged."""
+
+    def __init__(self, scheduler: Any, plan: SyncPlan, synced: int, observer: Observer | None = None) -> None:
+        from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+        from diffusers import UniPCMultistepScheduler
+
+        kinds = {DDIMScheduler: "alphas", EulerDiscreteScheduler: "sigma_space",
+                 DPMSolverMultistepScheduler: "sigmas", UniPCMultistepScheduler: "sigmas"}
+        kind = kinds.get(type(scheduler))
+        if kind is None:
+            raise ValueError(f"scheduler {type(scheduler).__name__} cannot run Whole Object SYNC; "
+                             f"choose one of {', '.join(SYNC_SCHEDULERS)}.")
+        config = scheduler.config
+        if kind == "sigmas" and getattr(config, "algorithm_type", "dpmsolver++") not in ("dpmsolver++",):
+            raise ValueError(f"scheduler {type(scheduler).__name__} with algorithm_type {config.algorithm_type} "
+                             "cannot run Whole Object SYNC; only dpmsolver++ (the add-on's).")
+        if getattr(config, "thresholding", False):  # per-view dynamic thresholds would part the views again
+            raise ValueError("scheduler: SYNC needs thresholding off (the SD / SDXL default).")
+        object.__setattr__(self, "_inner", scheduler)
+        object.__setattr__(self, "_kind", kind)
+        object.__setattr__(self, "_plan", plan)
+        object.__setattr__(self, "_synced", int(synced))
+        object.__setattr__(self, "_observer", observer)
+        object.__setattr__(self, "_calls", 0)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(object.__getattribute__(self, "_inner"), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._inner, name, value)
+
+    @property
+    def inner(self) -> Any:
+        return self._inner
+
+    def _alpha_sigma(self, timestep: Any) -> tuple[float, float]:
+        """(alpha_t, sigma_t) of the VP form x_t = alpha_t x0 + sigma_t eps at this step."""
+        inner = self._inner
+        if self._kind == "alphas":
+            cumulative = float(inner.alphas_cumprod[int(timestep)])
+            return math.sqrt(cumulative), math.sqrt(1.0 - cumulative)
+        index = inner.step_index
+        if index is None:
+            index = inner.begin_index if inner.begin_index is not None else inner.index_for_timestep(timestep)
+        sigma = float(inner.sigmas[index])
+        alpha = 1.0 / math.sqrt(sigma * sigma + 1.0)
+        return alpha, sigma * alpha
+
+    def step(self, model_output: Any, timestep: Any, sample: Any, *args: Any, **kwargs: Any) -> Any:
+        calls = self._calls
+        object.__setattr__(self, "_calls", calls + 1)
+        if calls >= self._synced:
+            return self._inner.step(model_output, timestep, sample, *args, **kwargs)
+        import torch
+
+        alpha, sigma = self._alpha_sigma(timestep)
+        prediction = self._inner.config.prediction_type
+        x = sample.to(torch.float32)
+        x_vp = x * alpha if self._kind == "sigma_space" else x
+        out = model_output.to(torch.float32)
+        if prediction == "epsilon":
+            x0 = (x_vp - sigma * out) / alpha
+        elif prediction == "v_prediction":
+            x0 = alpha * x_vp - sigma * out
+        elif prediction == "sample":
+            x0 = out
+        else:
+            raise ValueError(f"prediction_type {prediction!r} cannot run Whole Object SYNC")
+        synced = synchronise(x0, self._plan)
+        if prediction == "epsilon":
+            converted = (x_vp - alpha * synced) / sigma
+        elif prediction == "v_prediction":
+            converted = (alpha * x_vp - synced) / sigma
+        else:
+            converted = synced
+        return_dict = kwargs.pop("return_dict", True)
+        result = self._inner.step(converted.to(model_output.dtype), timestep, sample, *args, return_dict=True,
+                                  **kwargs)
+        if self._observer is not None:
+            reported = getattr(result, "pred_original_sample", None)
+            if reported is None:
+                reported = self._inner.model_outputs[-1]
+            config = self._inner.config
+            if getattr(config, "clip_sample", False):  # DDIM clips x0 itself (its eps direction stays unclipped)
+                synced = synced.clamp(-config.clip_sample_range, config.clip_sample_range)
+            self._observer(calls, synced, reported)
+        return result if return_dict else (result.prev_sample,)
+
+
+@contextlib.contextmanager
+def synchronised(pipe: Any, plan: SyncPlan, synced: int, observer: Observer | None = None) -> Iterator[Any]:
+    """``pipe``'s scheduler stands in synchronised for the block; the real one is back afterwards (also after an
+    error). Yields the stand-in."""
+    scheduler = pipe.scheduler
+    stand_in = SynchronisedScheduler(scheduler, plan, synced, observer)
+    # past DiffusionPipeline.__setattr__: the pipeline's config keeps naming the real scheduler
+    object.__setattr__(pipe, "scheduler", stand_in)
+    try:
+        yield stand_in
+    finally:
+        object.__setattr__(pipe, "scheduler", scheduler)
+
+
+def generate_latents(pipe: Any, plan: SyncPlan, *, prompt: str | Sequence[str], generator: Any, steps: int,
+                     guidance_scale: float, fraction: float = DEFAULT_FRACTION, negative_prompt: str | None = None,
+                     control_images: Any = None, observer: Observer | None = None,
+                     **call_arguments: Any) -> Any:
+    """Run ``pipe`` (its scheduler already set) on every view at once, synchronised for the first
+    round(``fraction`` x ``steps``) steps: (V, C, h, w) final latents. ``prompt``: one for all views or one
+    per view; ``control_images``: one ControlNet image per view (a ControlNet pipeline)."""
+    views = plan.views
+    prompts = [prompt] * views if isinstance(prompt, str) else list(prompt)
+    if len(prompts) != views:
+        raise ValueError(f"prompt must be one string or one per view ({views}); got {len(prompts)}")
+    channels = int(pipe.unet.config.in_channels)
+    latents = consistent_noise(plan, channels, generator)
+    arguments: dict[str, Any] = dict(call_arguments)
+    arguments.update(prompt=prompts, num_inference_steps=int(steps), guidance_scale=float(guidance_scale),
+                     latents=latents.to(pipe.unet.device, pipe.unet.dtype), output_type="latent",
+                     height=plan.height * 8, width=plan.width * 8)
+    if negative_prompt is not None:
+        arguments["negative_prompt"] = [negative_prompt] * views
+    if control_images is not None:
+        if len(control_images) != views:
+            raise ValueError(f"control_images must be one per view ({views}); got {len(control_images)}")
+        arguments["image"] = list(control_images)
+    with synchronised(pipe, plan, synchronised_steps(steps, fraction), observer):
+        return pipe(**arguments).images
+
+
+class SyncViews:
+    """The views of one SYNC run, for ``generation.generate(views=...)`` (``Engine.generate_sync``): it turns the
+    one-view call into the batch of views (a prompt per view, the consistent noise from the run's generator,
+    a control image per view), synchronises the call's steps and receives every decoded view (``images``)."""
+
+    def __init__(self, views: Sequence[Any], *, fraction: float = DEFAULT_FRACTION,
+                 weight_exponent: float = DEFAULT_WEIGHT_EXPONENT, control_images: Sequence[np.ndarray] | None = None,
+                 observer: Observer | None = None, bake: Any = None) -> None:
+        self.plan = make_plan(views, weight_exponent, bake)
+        self.fraction = float(fraction)
+        self.weight_exponent = float(weight_exponent)
+        self.control_images = None if control_images is None else [np.asarray(i, np.float32) for i in control_images]
+        if self.control_images is not None and len(self.control_images) != self.plan.views:
+            raise ValueError(f"control_images must be one per view ({self.plan.views}); got {len(control_images)}")
+        self.observer = observer
+        self.steps = 0
+        self.images: np.ndarray | None = None  # (V, h, w, 3) after the run
+
+    def check(self, width: int, height: int, steps: int) -> None:
+        """ValueError naming what does not fit the request, before anything runs."""
+        synchronised_steps(steps, self.fraction)
+        if (height // 8, width // 8) != (self.plan.height, self.plan.width):
+            raise ValueError(f"views must be at the latent size of {width}x{height} "
+                             f"({width // 8}x{height // 8}); got {self.plan.width}x{self.plan.height}")
+        self.steps = int(steps)
+
+    def arguments(self, pipe: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+        views = self.plan.views
+        kwargs = dict(kwargs)
+        kwargs["prompt"] = [kwargs["prompt"]] * views
+        if kwargs.get("negative_prompt") is not None:
+            kwargs["negative_prompt"] = [kwargs["negative_prompt"]] * views
+        noise = consistent_noise(self.plan, int(pipe.unet.config.in_channels), kwargs["generator"])
+        kwargs["latents"] = noise.to(pipe.unet.device, pipe.unet.dtype)
+        if self.control_images is not None and "image" in kwargs:
+            kwargs["image"] = np.ascontiguousarray(np.stack(self.control_images))
+        return kwargs
+
+    def around(self, pipe: Any) -> Any:
+        return synchronised(pipe, self.plan, synchronised_steps(self.steps, self.fraction), self.observer)
+
+    def recipe(self) -> dict[str, Any]:
+        return {"fraction": self.fraction, "weight_exponent": self.weight_exponent,
+                "latent_texture_size": self.plan.size, "attention": "none"}

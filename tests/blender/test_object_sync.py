@@ -1,0 +1,75 @@
+"""Whole Object ``object_method = 'SYNC'`` through ``bpy.ops.latent_textures.generate()`` (issue 29): every view
+denoised together through one latent texture per mesh, then baked like GRID's views.
+
+Tiny offline models; 64 px views, 256 px textures, 2 steps.
+"""
+
+import bpy
+import numpy as np
+import pytest
+
+from harness import datablock_counts
+from test_object_target import module, select, whole  # noqa: F401 (the Whole Object fixture and helpers)
+
+
+@pytest.fixture
+def synced(whole):
+    whole.object_method = "SYNC"
+    whole.scheduler = "DPM_SOLVER_MULTISTEP"
+    whole.keep_view_images = True
+    return whole
+
+
+def test_sync_bakes_every_mesh_and_records_its_parameters_and_reproduces(synced):
+    cube = bpy.data.objects["Cube"]
+    bpy.ops.mesh.primitive_uv_sphere_add(segments=12, ring_count=6, radius=0.8, location=(2.5, 0, 0))
+    sphere = bpy.context.active_object
+    select(cube, sphere)
+    assert synced.sync_fraction == pytest.approx(0.8)
+    synced.sync_fraction = 1.0
+    assert bpy.ops.latent_textures.generate() == {"FINISHED"}
+    textures = [image for image in bpy.data.images
+                if "latent_textures" in image and image["latent_textures"].get("mesh")]
+    assert sorted(image["latent_textures"]["mesh"] for image in textures) == sorted([cube.data.name,
+                                                                                     sphere.data.name])
+    recipe = synced.result_image["latent_textures"].to_dict()
+    assert recipe["object_method"] == "SYNC" and len(recipe["views"]) == 3
+    assert recipe["sync"]["fraction"] == 1.0 and recipe["sync"]["attention"] == "none"
+    assert recipe["sync"]["weight_exponent"] == 1.0 and recipe["sync"]["latent_texture_size"] >= 32
+    pixels = module("bridge.pixels").read_pixels(synced.result_image)
+    assert pixels[..., :3].std() > 0.01
+    name = synced.result_image.name
+    for index in (1, 2, 3):
+        assert tuple(bpy.data.images[f"{name} view {index}"].size) == (64, 64)
+    assert bpy.ops.latent_textures.generate() == {"FINISHED"}
+    np.testing.assert_array_equal(module("bridge.pixels").read_pixels(synced.result_image), pixels)
+
+
+@pytest.mark.parametrize("scheduler", ["PNDM", "EULER_ANCESTRAL"])
+def test_a_scheduler_sync_cannot_step_is_refused_by_name_and_nothing_changes(synced, scheduler):
+    synced.scheduler = scheduler
+    select(bpy.data.objects["Cube"])
+    problem, _ = module("bridge.object_target").work_estimate(synced)
+    assert scheduler in problem  # the panel says so before clicking
+    before = datablock_counts()
+    with pytest.raises(RuntimeError, match=f"scheduler {scheduler}"):
+        bpy.ops.latent_textures.generate()
+    assert datablock_counts() == before and synced.result_image is None
+
+
+def test_esc_after_the_first_synchronised_step_stops_the_run_and_leaves_nothing(synced):
+    synced.steps = 6
+    select(bpy.data.objects["Cube"])
+    before = datablock_counts()
+    run = module("bridge.object_target").ObjectRun(module("bridge.targets").prepare(bpy.context))
+    seen = []
+
+    def on_step(event):
+        seen.append(event.step)
+        run.job.cancel()  # as ESC does, from the first step on
+
+    with module("bridge.job").progress_listener(on_step):
+        run.run_here()
+    assert run.tick(bpy.context) == "CANCELLED"
+    assert seen == [1]
+    assert datablock_counts() == before and synced.result_image is None

@@ -1,0 +1,52 @@
+"""``Engine.generate_sync`` (SYNC through the engine: load, ControlNet, scheduler, decode, recipe)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+import numpy as np
+import pytest
+
+
+def _views(geometry_api: Any) -> list[Any]:
+    latent_sync = importlib.import_module(geometry_api.__name__ + ".latent_sync")
+    rows, columns = np.mgrid[0:8, 0:8]
+    first, second = rows * 16 + columns, rows * 16 + columns + 4
+    cosine = np.ones((8, 8), np.float32)
+    return [latent_sync.LatentView(texel=first, cosine=cosine, size=16),
+            latent_sync.LatentView(texel=second, cosine=cosine, size=16)]
+
+
+def test_generate_sync_runs_every_view_with_its_control_image_and_records_the_sync(
+        engine, make_request, tiny_sd_model, tiny_controlnet, geometry_api):
+    depth = [np.random.default_rng(i).random((64, 64, 3)).astype(np.float32) for i in range(2)]
+    request = make_request(tiny_sd_model, control="DEPTH", control_image=depth[0], control_model=str(tiny_controlnet),
+                           scheduler="UNIPC", steps=2)
+    result, images = engine.generate_sync(request, _views(geometry_api), fraction=1.0, control_images=depth)
+    assert images.shape == (2, 64, 64, 3)
+    np.testing.assert_array_equal(result.image[..., :3], images[0])
+    assert result.recipe["sync"] == {"fraction": 1.0, "weight_exponent": 1.0, "latent_texture_size": 16,
+                                     "attention": "none"}
+    again, images_again = engine.generate_sync(request, _views(geometry_api), fraction=1.0, control_images=depth)
+    np.testing.assert_array_equal(images, images_again)  # same seed: bit-identical
+
+
+@pytest.mark.parametrize("scheduler", ["PNDM", "EULER_ANCESTRAL", "LCM"])
+def test_generate_sync_refuses_a_scheduler_it_cannot_step_before_loading(new_engine, make_request, scheduler,
+                                                                         geometry_api, tmp_path):
+    eng = new_engine()
+    request = make_request(tmp_path / "no-such-model", scheduler=scheduler)
+    with pytest.raises(ValueError, match="scheduler"):
+        eng.generate_sync(request, _views(geometry_api))
+
+
+def test_generate_sync_refuses_views_of_another_size(engine, make_request, tiny_sd_model, geometry_api):
+    with pytest.raises(ValueError, match="views"):
+        engine.generate_sync(make_request(tiny_sd_model, width=128), _views(geometry_api))
+
+
+def test_generate_sync_runs_an_sdxl_model(engine, make_request, tiny_sdxl_model, geometry_api):
+    result, images = engine.generate_sync(make_request(tiny_sdxl_model, scheduler="EULER", steps=2),
+                                          _views(geometry_api), fraction=1.0)
+    assert images.shape == (2, 64, 64, 3) and result.recipe["sync"]["latent_texture_size"] == 16
