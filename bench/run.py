@@ -289,7 +289,7 @@ def section_gpu(models: Models, args: argparse.Namespace) -> dict[str, Any]:
         log(f"gpu: skipped - {reason}")
         return {"skipped": reason}
     log("gpu: " + ("dry run on the CPU with the tiny model" if reason else "raw vs engine on CUDA"))
-    return gpu.run(scratch=models.folder, quick=args.quick, runs=2 if args.quick else max(args.runs, 3),
+    return gpu.run(scratch=models.folder, quick=args.quick, runs=1 if args.quick else max(args.runs, 3),
                    compile_=not args.quick or reason is not None, dry_run=reason is not None, log=log)
 
 

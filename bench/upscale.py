@@ -39,8 +39,10 @@ def _source(size: int) -> Any:
     return np.clip(np.stack([x, y, 0.5 + 0.3 * np.sin(20 * x)], axis=-1), 0, 1).astype(np.float32)
 
 
-def measure(kind: str, model: str, size: int, factor: int, tile: int, steps: int) -> dict[str, Any]:
-    """In this process: one warm-up and one timed run of ``kind`` (``tiled``/``untiled``/``blend``)."""
+def measure(kind: str, model: str, size: int, factor: int, tile: int, steps: int,
+            warm_up: bool = True) -> dict[str, Any]:
+    """In this process: one warm-up (``--quick``: none, the time then includes loading) and one timed run of
+    ``kind`` (``tiled``/``untiled``/``blend``/``x4_tiled``/``x4_untiled``)."""
     import torch
 
     engine_api = timing.import_engine()
@@ -76,7 +78,8 @@ def measure(kind: str, model: str, size: int, factor: int, tile: int, steps: int
     run = {"tiled": tiled, "untiled": untiled, "blend": blend_only,
            "x4_tiled": lambda: x4(tile), "x4_untiled": lambda: x4(out_size)}[kind]
     torch.manual_seed(0)
-    run()  # warm-up: load, first-step costs
+    if warm_up:
+        run()  # load, first-step costs
     timing.reset_peak_rss()
     start = time.perf_counter()
     run()
@@ -92,9 +95,10 @@ def measure(kind: str, model: str, size: int, factor: int, tile: int, steps: int
             "peak_rss_mb": None if peak is None else round(peak)}
 
 
-def _child(kind: str, model: str, size: int, factor: int, tile: int, steps: int) -> dict[str, Any]:
+def _child(kind: str, model: str, size: int, factor: int, tile: int, steps: int,
+           warm_up: bool = True) -> dict[str, Any]:
     code = (f"import sys; sys.path.insert(0, {str(BENCH)!r}); import json, upscale; "
-            f"print(json.dumps(upscale.measure({kind!r}, {model!r}, {size}, {factor}, {tile}, {steps})))")
+            f"print(json.dumps(upscale.measure({kind!r}, {model!r}, {size}, {factor}, {tile}, {steps}, {warm_up})))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     if done.returncode:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"}
@@ -108,7 +112,7 @@ def run(models_folder: Path, quick: bool, sd15: Path | None = None) -> dict[str,
         timing.import_tiny_models().build_tiny_sd(tiny)
     figures: dict[str, Any] = {"tiny": {}}
     for kind in ("tiled", "untiled", "blend"):
-        figures["tiny"][kind] = _child(kind, str(tiny), 128, 2, 128, 4)
+        figures["tiny"][kind] = _child(kind, str(tiny), 128, 2, 128, 4, warm_up=not quick)
     tiled, blend = figures["tiny"]["tiled"], figures["tiny"]["blend"]
     if "seconds" in tiled and "seconds" in blend:
         figures["tiny"]["blend_share_of_tiled"] = round(blend["seconds"] / tiled["seconds"], 4)
@@ -117,7 +121,8 @@ def run(models_folder: Path, quick: bool, sd15: Path | None = None) -> dict[str,
     tiny_x4 = models_folder / "tiny-x4"
     if not (tiny_x4 / "model_index.json").is_file():
         timing.import_tiny_models().build_tiny_x4_upscaler(tiny_x4)
-    figures["tiny x4 upscaler"] = {kind: _child(kind, str(tiny_x4), 64, 4, 128, 4) for kind in ("x4_tiled", "x4_untiled")}
+    figures["tiny x4 upscaler"] = {kind: _child(kind, str(tiny_x4), 64, 4, 128, 4, warm_up=not quick)
+                                   for kind in ("x4_tiled", "x4_untiled")}
     if not quick:
         sized_x4 = models_folder / "x4-upscaler-sized"
         if not (sized_x4 / "model_index.json").is_file():
