@@ -97,6 +97,13 @@ def measure(kind: str, model: str, size: int, factor: int, tile: int, steps: int
 
 def _child(kind: str, model: str, size: int, factor: int, tile: int, steps: int,
            warm_up: bool = True) -> dict[str, Any]:
+    """``measure`` in a process of its own (its peak RSS alone); ``--quick`` (no warm-up: a smoke run, its
+    figures not the headline ones) runs it here, sparing each kind a process start (torch and diffusers)."""
+    if not warm_up:
+        try:
+            return measure(kind, model, size, factor, tile, steps, warm_up=False)
+        except Exception as error:  # noqa: BLE001 - one kind failing must not lose the rest, as in a child
+            return {"error": f"{type(error).__name__}: {error}"}
     code = (f"import sys; sys.path.insert(0, {str(BENCH)!r}); import json, upscale; "
             f"print(json.dumps(upscale.measure({kind!r}, {model!r}, {size}, {factor}, {tile}, {steps}, {warm_up})))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
