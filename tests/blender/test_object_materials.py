@@ -24,7 +24,9 @@ def two_material_cube():
     """The startup cube with 'Material' on three faces, 'Paint' on the other three and an unused 'Spare' slot."""
     cube = bpy.data.objects["Cube"]
     for name in ("Paint", "Spare"):
-        cube.data.materials.append(bpy.data.materials.new(name))
+        material = bpy.data.materials.new(name)
+        material.use_nodes = True  # as Blender 5 makes every new material (4.2 LTS makes them without a node tree)
+        cube.data.materials.append(material)
     cube.data.polygons.foreach_set("material_index", np.array([0, 1, 0, 1, 0, 1], dtype=np.int32))
     cube.data.update()
     return cube
