@@ -215,7 +215,9 @@ class Engine:
         seed = seed_or_random(request.seed)
         with self._lock:
             result = generation.generate(self.cache, request, seed, on_progress=on_progress,
-                                         cancel_event=cancel_event, previews=previews, views=batch)
+                                         cancel_event=cancel_event, previews=previews, views=batch,
+                                         tiny_preview=self.preview_decoder == "TAESD",
+                                         tiny_preview_source=self._preview_source)
         return result, batch.images
 
     def upscale(

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-from . import loras
+from . import devices, loras
 from .base_model import LoadedModel
 from .errors import EngineError, check_cancel
 from .request import EngineOptions, LoraSpec, ProgressCallback
@@ -134,6 +134,8 @@ def _load_lora(model: LoadedModel, lora: loras.LoraFile, key: tuple[str, str], f
     except (ValueError, RuntimeError, KeyError, TypeError) as error:
         with contextlib.suppress(Exception):  # take back whatever part of it was injected
             base.delete_adapters(adapter)
+        if devices.is_oom(error):  # memory ran out, the LoRA may fit: devices.oom_as_engine_error says so
+            raise
         raise EngineError(
             f"{field_name}: the LoRA {lora.name} does not fit the model {model.source.location} "
             f"({type(error).__name__}: {str(error).strip().splitlines()[0][:200] if str(error).strip() else ''})."

@@ -39,9 +39,10 @@ def _conv_forward(module: nn.Conv2d, wrap_x: bool, wrap_y: bool, previous: objec
 
 
 @contextmanager
-def seamless(models: Iterable[nn.Module], axes: str, *, packed: bool = True) -> Iterator[int]:
+def seamless(models: Iterable[nn.Module], axes: str, *, packed: bool = False) -> Iterator[int]:
     """Make ``models`` wrap around along ``axes`` (``X``, ``Y``, ``BOTH``; ``NONE`` does nothing);
-    ``packed``: packed convolutions run packed (``Placement.packs_seamless``), else with ``F.conv2d``.
+    ``packed``: packed convolutions run packed (only where ``Placement.packs_seamless`` said their copies fit),
+    else with ``F.conv2d``.
 
     Every ``nn.Conv2d`` with symmetric integer zero padding gets an instance-level
     ``_conv_forward`` that pads circularly along the chosen axes and with zeros
