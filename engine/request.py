@@ -83,6 +83,38 @@ class LoraSpec:
             )
 
 
+@dataclass(frozen=True)
+class ReferenceSpec:
+    """An image prompt (IP-Adapter) that runs beside the text prompt.
+
+    Args:
+        image: the reference picture, float32 ``(h, w, 3)`` display-referred sRGB in 0..1, top row
+            first; any size (the adapter's image encoder resizes it).
+        strength: the adapter scale in [0, 1]; 0 = exactly as without a reference.
+        model: the IP-Adapter: a ``.safetensors`` file, a folder or ``repo_id/subfolder/weight_name``;
+            "" = the default for the loaded model's family.
+    """
+
+    image: np.ndarray = field(repr=False)
+    strength: float = 0.6
+    model: str = ""
+
+    def validate(self, name: str = "reference") -> None:
+        image = self.image
+        if not isinstance(image, np.ndarray) or image.dtype != np.float32 or image.ndim != 3 or image.shape[2] != 3:
+            shape = getattr(image, "shape", type(image).__name__)
+            raise ValueError(f"{name}.image must be a float32 array of shape (h, w, 3) in 0..1; got {shape}.")
+        if image.shape[0] < 1 or image.shape[1] < 1:
+            raise ValueError(f"{name}.image has no pixels (shape {image.shape}).")
+        if not np.isfinite(image).all() or float(image.min()) < 0.0 or float(image.max()) > 1.0:
+            raise ValueError(f"{name}.image must hold finite values in 0..1 (display-referred sRGB).")
+        strength = self.strength
+        if not _is_real(strength) or math.isnan(strength) or not 0 <= strength <= 1:
+            raise ValueError(f"{name}.strength must be a number from 0 to 1; got {strength!r}.")
+        if not isinstance(self.model, str):
+            raise ValueError(f"{name}.model must be an IP-Adapter file, folder or repo id, or \"\" for the default.")
+
+
 @dataclass
 class GenerationRequest:
     """Everything one generation needs. ``validate()`` checks every field.
@@ -117,6 +149,7 @@ class GenerationRequest:
             default for ``control`` and the model's family (``engine.control.DEFAULT_CONTROL_MODELS``).
         control_strength: ControlNet conditioning scale in [0, 2]; 0 = exactly as without control.
         loras: LoRAs applied on top of the model (``LoraSpec``), in order; each source at most once.
+        reference: an image prompt (``ReferenceSpec``, IP-Adapter) beside the text prompt; None = off.
     """
 
     prompt: str
@@ -139,6 +172,7 @@ class GenerationRequest:
     control_model: str = ""
     control_strength: float = 1.0
     loras: tuple[LoraSpec, ...] = ()
+    reference: ReferenceSpec | None = None
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad field and what it accepts."""
@@ -185,6 +219,10 @@ class GenerationRequest:
             self._validate_mask()
         self._validate_control()
         self._validate_loras()
+        if self.reference is not None:
+            if not isinstance(self.reference, ReferenceSpec):
+                raise ValueError(f"reference must be a ReferenceSpec or None; got {type(self.reference).__name__}.")
+            self.reference.validate()
 
     def _validate_init_image(self) -> None:
         _check_image("init_image", self.init_image, self.height, self.width, (3, 4), f"for {self.mode}")
