@@ -15,8 +15,7 @@ import bpy
 import numpy as np
 
 from ..engine import UpscaleRequest
-from ..engine.tiles import MIN_OVERLAP
-from ..engine.upscale import MIN_TILE_SIZE
+from ..engine.upscale import check_tile_size
 from . import pixels, requests, results
 from .plan import check_engine_packages, check_no_job_running
 from .run import GenerationRun
@@ -101,12 +100,6 @@ def prepare(context: bpy.types.Context, image_name: str, factor: int, seamless: 
     requests.check_upscale_models(request, options)
     return UpscalePlan(request, options, image.name, recipe, replace_in_materials, notes)
 
-
-def check_tile_size(tile_size: int) -> None:
-    """The operator's Tile Size: 0 (the model's own size), else a multiple of 8 larger than the tiles' overlap."""
-    if tile_size and (tile_size < MIN_TILE_SIZE or tile_size % 8):
-        raise ValueError(f"Tile Size must be 0 (the model's own size) or a multiple of 8 from {MIN_TILE_SIZE} px "
-                         f"(neighbouring tiles overlap by {MIN_OVERLAP} px); got {tile_size} px")
 
 
 class UpscaleRun(GenerationRun):

@@ -8,6 +8,7 @@ import time
 
 import bpy
 
+from ..engine.upscale import MAX_TILE_SIZE, MIN_TILE_SIZE, check_tile_size
 from ..engine.upscale_x4 import DEFAULT_NOISE_LEVEL, DEFAULT_UPSCALER, MAX_NOISE_LEVEL
 from . import plan, support
 from .arguments import RANDOM_SEED, add_command, output_paths, parse_seed, upper
@@ -25,6 +26,10 @@ def run_upscale(args) -> int:
         raise UsageError(f"--strength must be from 0 to 1; got {args.strength:g}")
     if not 0 <= args.noise_level <= MAX_NOISE_LEVEL:
         raise UsageError(f"--noise-level must be from 0 to {MAX_NOISE_LEVEL}; got {args.noise_level}")
+    try:
+        check_tile_size(args.tile_size, "--tile-size")
+    except ValueError as error:
+        raise UsageError(str(error)) from None
     plan.open_scene(args.blend)
     context = bpy.context
     settings = context.scene.latent_textures
@@ -99,7 +104,8 @@ def add_upscale_command(commands, prog: str) -> argparse.ArgumentParser:
     upscale.add_argument("--control-model", metavar="MODEL",
                          help="the tile ControlNet (default: the one for the model's family)")
     upscale.add_argument("--tile-size", type=int, default=0, metavar="PX",
-                         help="tile side in pixels, a multiple of 8 (default: the model's own resolution)")
+                         help=f"tile side in pixels: 0 (the model's own resolution, the default) or a multiple of 8 "
+                              f"from {MIN_TILE_SIZE} to {MAX_TILE_SIZE}")
     upscale.add_argument("--seed", type=parse_seed, metavar="N|random",
                          help="the seed the tiles' seeds derive from (default: the scene's)")
     upscale.add_argument("--out", metavar="OUT.blend", help="save the scene with the upscaled image packed inside")

@@ -37,6 +37,18 @@ MAX_NOISE_LEVEL = 350  # the real model's max_noise_level; a model's own config 
 DEFAULT_UPSCALER = "stabilityai/stable-diffusion-x4-upscaler"  # X4_UPSCALER with upscaler_model ""
 # The smallest tile_size the default overlap allows: tiles overlap by tiles.MIN_OVERLAP and must be larger.
 MIN_TILE_SIZE = tiles.MIN_OVERLAP + 8
+MAX_TILE_SIZE = 2048  # twice SDXL's native size; larger tiles leave the models' trained range
+
+
+def check_tile_size(tile_size: int, name: str = "Tile Size") -> None:
+    """0 (the model's own size), else a multiple of 8 from ``MIN_TILE_SIZE`` to ``MAX_TILE_SIZE``.
+
+    The operator's property clamps at its max silently, so callers that take a number from elsewhere (the
+    CLI) check it here first; ``name`` is how the caller's user knows the setting.
+    """
+    if tile_size and (tile_size < MIN_TILE_SIZE or tile_size > MAX_TILE_SIZE or tile_size % 8):
+        raise ValueError(f"{name} must be 0 (the model's own size) or a multiple of 8 from {MIN_TILE_SIZE} to "
+                         f"{MAX_TILE_SIZE} px (neighbouring tiles overlap by {tiles.MIN_OVERLAP} px); got {tile_size} px")
 
 
 @dataclass

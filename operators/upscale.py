@@ -2,7 +2,7 @@
 
 import bpy
 
-from ..engine.upscale import MIN_TILE_SIZE
+from ..engine.upscale import MAX_TILE_SIZE, MIN_TILE_SIZE
 from ..properties.upscale import UPSCALE_METHOD_ITEMS
 from .job_modal import JobOperator
 
@@ -42,8 +42,8 @@ class LATENT_TEXTURES_OT_upscale(JobOperator, bpy.types.Operator):
     tile_size: bpy.props.IntProperty(
         name="Tile Size",
         description="Side of the tiles the model redraws, in pixels: 0 (the model's own resolution, e.g. 512 for "
-                    f"SD 1.5, 1024 for SDXL) or a multiple of 8 from {MIN_TILE_SIZE} to 2048",
-        default=0, min=0, max=2048, step=8, subtype="PIXEL",
+                    f"SD 1.5, 1024 for SDXL) or a multiple of 8 from {MIN_TILE_SIZE} to {MAX_TILE_SIZE}",
+        default=0, min=0, max=MAX_TILE_SIZE, step=8, subtype="PIXEL",
     )
     method: bpy.props.EnumProperty(name="Method", items=UPSCALE_METHOD_ITEMS, default="TILED_DIFFUSION")
     upscaler_model: bpy.props.StringProperty(

@@ -57,6 +57,9 @@ def test_bad_upscale_arguments_write_nothing(tmp_path, run_launcher):
         (("--image", str(source), "--factor", "3"), "invalid choice"),
         (("--image", str(source), "--noise-level", "400"), "--noise-level must be from 0 to 350"),
         (("--image", str(source), "--method", "esrgan"), "invalid choice"),
+        # Blender's operator property clamps at its max without a word: the CLI refuses first.
+        (("--image", str(source), "--tile-size", "4096"), "--tile-size must be 0 (the model's own size) or a multiple"),
+        (("--image", str(source), "--tile-size", "100"), "from 72 to 2048 px"),
     ):
         done = run_launcher("upscale", *args, "--texture-dir", str(textures), cwd=tmp_path)
         assert done.returncode != 0
