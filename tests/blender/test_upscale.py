@@ -277,7 +277,7 @@ def test_the_smallest_tile_size_runs_and_a_smaller_one_is_refused_naming_tile_si
     before = datablock_counts()
     for size in (8, 64, smallest - 8, smallest + 4):
         with pytest.raises(RuntimeError, match=rf"Tile Size must be 0 \(the model's own size\) or a multiple of 8 "
-                                               rf"from {smallest} px .* got {size} px"):
+                                               rf"from {smallest} to 2048 px .* got {size} px"):
             bpy.ops.latent_textures.upscale(tile_size=size, **options)
     assert datablock_counts() == before and settings.result_image is None
     assert bpy.ops.latent_textures.upscale(tile_size=smallest, **options) == {"FINISHED"}
