@@ -37,6 +37,7 @@ sys.path.insert(0, str(TOOLS))  # tools/ is not a package on sys.path when run a
 import latent_textures as launcher  # noqa: E402  (tools/latent_textures.py, the launcher)
 
 DEFAULT_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"  # = properties/model.py's DEFAULT_MODEL (bpy-free copy)
+DEPTH_CONTROLNET = "lllyasviel/control_v11f1p_sd15_depth"  # = engine/control.py's SD 1.x DEPTH default
 PROMPT = "weathered red brick wall, seamless texture, photorealistic, high detail"
 NEGATIVE = "blurry, text, watermark"
 REAL = {"size": 512, "steps": 20}
@@ -48,12 +49,13 @@ WHOLE_OBJECT_VIEWS = 5  # four around (one facing each side) and one above
 BLEND_NAME = "demo.blend"
 
 
-def default_model_cached() -> bool:
+def cached(repo_id: str, filename: str) -> bool:
+    """``filename`` of ``repo_id`` is in the Hugging Face cache."""
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
         return False
-    return isinstance(try_to_load_from_cache(DEFAULT_MODEL, "model_index.json"), str)
+    return isinstance(try_to_load_from_cache(repo_id, filename), str)
 
 
 def hub_reachable(repo_id: str, timeout: float = 3.0) -> bool:
@@ -83,11 +85,13 @@ def choose_model(args) -> tuple[str, str | None]:
         return args.model, None
     if args.tiny:
         return "", "you asked for it (--tiny)"
-    if default_model_cached():
+    # The whole-object half runs the family's depth ControlNet: a cached model without it cannot run offline.
+    missing = [repo for repo, filename in ((DEFAULT_MODEL, "model_index.json"), (DEPTH_CONTROLNET, "config.json"))
+               if not cached(repo, filename)]
+    if not missing or hub_reachable(DEFAULT_MODEL):
         return DEFAULT_MODEL, None
-    if hub_reachable(DEFAULT_MODEL):
-        return DEFAULT_MODEL, None
-    return "", f"{DEFAULT_MODEL} is not in the Hugging Face cache\nand huggingface.co could not be reached"
+    return "", f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not in the Hugging Face cache\n" \
+               "and huggingface.co could not be reached"
 
 
 def build_tiny(folder: Path) -> Path:
@@ -257,8 +261,10 @@ def main(argv: list[str] | None = None) -> int:
     sizes.update({k: v for k, v in (("size", args.size), ("steps", args.steps)) if v})
     if tiny_reason is not None:
         model = str(build_tiny(args.tiny_model_dir or out_dir.parent / "tiny-sd-model"))
-    elif model == DEFAULT_MODEL and not default_model_cached():
-        print(f"Downloading {DEFAULT_MODEL} (about 4 GB, once) into the Hugging Face cache; on a CPU the "
+    elif model == DEFAULT_MODEL and not (cached(DEFAULT_MODEL, "model_index.json")
+                                         and cached(DEPTH_CONTROLNET, "config.json")):
+        print(f"Downloading {DEFAULT_MODEL} (about 4 GB) and {DEPTH_CONTROLNET} (about 1.4 GB), once, into the "
+              f"Hugging Face cache; on a CPU the "
               f"{sizes['steps']} steps at {sizes['size']} px then take several minutes.", flush=True)
 
     cli = launcher.start()
@@ -323,8 +329,9 @@ def main(argv: list[str] | None = None) -> int:
         print("It shows the whole path working (scene -> model -> texture -> material -> render), not what")
         print("Latent Textures paints. For a real texture:")
         print(f"  * on a machine with internet, run `make demo` again: it downloads {DEFAULT_MODEL} (about 4 GB)")
-        print("    once into the Hugging Face cache (~/.cache/huggingface/hub);")
-        print(f"  * or copy a cache that has it here, or pre-download it: `hf download {DEFAULT_MODEL}`;")
+        print(f"    and its depth ControlNet {DEPTH_CONTROLNET} (about 1.4 GB) once into the Hugging Face cache;")
+        print(f"  * or copy a cache that has them here, or pre-download them: `hf download {DEFAULT_MODEL}` and")
+        print(f"    `hf download {DEPTH_CONTROLNET}`;")
         print("  * or point at a model you have: `.venv/bin/python tools/demo.py --model /path/to/diffusers-folder`")
         print("    (or a single-file .safetensors checkpoint).")
     return 0
