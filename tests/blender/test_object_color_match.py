@@ -90,3 +90,13 @@ def test_the_perceptual_space_is_blenders_srgb_and_xyz():
     assert np.interp(values, np.linspace(0, 1, len(space.srgb_to_linear)), space.srgb_to_linear) \
         == pytest.approx(standard, abs=2e-4)
     assert space.to_oklab(np.ones(3)) == pytest.approx([1.0, 0.0, 0.0], abs=1e-3)
+
+
+def test_the_color_match_row_shows_for_grid_and_sequential_only(settings):
+    from test_panels import draw
+
+    settings.target = "OBJECT"
+    for method, shown in (("GRID", True), ("SEQUENTIAL", True), ("SYNC", False)):
+        settings.object_method = method
+        drawn = {entry[1] for entry in draw("VIEW3D_PT_latent_textures") if entry[0] == "prop"}
+        assert ("color_match" in drawn) == shown, method
