@@ -3,8 +3,9 @@ GRID and SEQUENTIAL, with Color Match None, Reinhard and Histogram - the same se
 
 The metric is the consistency metric (``geometry.latent_sync.view_disagreement``: each kept view gathered alone
 into the cube's texels, the mean absolute difference of two views' colours where both see the surface, over every
-pair and channel; 0..1 display sRGB). The time of each run is taken too, so the matching's cost is a ratio of runs
-in this process. The tiny model's weights are random: its views are noise with their own palettes, so the figures
+pair and channel; 0..1 display sRGB). The time of each run is taken too, and the matching alone is timed against
+the bake it precedes at full size (``cost``: numpy only, the UV sphere and views of ``bench/object_bake.py``, CPU
+time of interleaved rounds), so its cost is a ratio measured in this process. The tiny model's weights are random: its views are noise with their own palettes, so the figures
 show what the matching does to such views, not what a trained model's views gain.
 
     python bench/color_match.py --out result.json --tiny-model DIR --controlnet DIR [--quick]
@@ -86,8 +87,11 @@ def measure(bpy: Any, addon: str, model: str, controlnet: str, *, quick: bool) -
     settings.control, settings.control_model = "DEPTH", controlnet
     settings.keep_view_images = True
     _run(bpy, addon, settings, "GRID", "NONE", seeds[0])  # warm-up: the model loads
-    out: dict[str, Any] = {"case": f"tiny SD + tiny depth ControlNet, default cube, {views} views of {size}², "
-                                   f"{texture}² texture, 2 steps, seeds {list(seeds)}", "methods": {}}
+    out: dict[str, Any] = {"cost": cost(addon, size=512, views=3, view_size=128, runs=1) if quick else
+                           cost(addon, size=2048, views=6, view_size=512, runs=3)}
+    out["case"] = (f"tiny SD + tiny depth ControlNet, default cube, {views} views of {size}², "
+                   f"{texture}² texture, 2 steps, seeds {list(seeds)}")
+    out["methods"] = {}
     for method in METHODS:
         rows: dict[str, dict[str, Any]] = {}
         for color_match in MATCHES:
@@ -102,6 +106,40 @@ def measure(bpy: Any, addon: str, model: str, controlnet: str, *, quick: bool) -
             row["time_over_none"] = round(statistics.median(a / b for a, b in zip(row["seconds"], none["seconds"])), 3)
         out["methods"][method] = rows
     return out
+
+
+def cost(addon: str, *, size: int, views: int, view_size: int, runs: int) -> dict[str, Any]:
+    """CPU seconds of matching GRID's views (REINHARD, HISTOGRAM) over those of baking them, interleaved rounds."""
+    import numpy as np
+
+    object_bake = _load("lt_bench_color_object_bake", BENCH / "object_bake.py")
+    geometry = {name: importlib.import_module(f"{addon}.geometry.{name}")
+                for name in ("bake", "color_match", "raster", "uv_raster", "views")}
+    space = importlib.import_module(f"{addon}.bridge.object_color").perceptual_space()
+    uv, positions, normals = object_bake.uv_sphere()
+    texels = geometry["uv_raster"].rasterize_uv_triangles(uv, positions, normals, size)
+    rows, columns = np.mgrid[0:view_size, 0:view_size] / view_size
+    bake_views = []
+    for index, placed in enumerate(geometry["views"].place_views(np.zeros(3), 1.0, views, view_size, view_size)):
+        camera = placed.camera()
+        cast = 0.8 + 0.05 * index  # each view its own contrast: something to match
+        image = np.stack([rows * cast, columns * cast, np.full_like(rows, 0.3 + 0.05 * index)], axis=-1)
+        bake_views.append(geometry["bake"].BakeView(camera, image.astype(np.float32),
+                                                    geometry["raster"].rasterize(camera, positions).depth))
+    seconds: dict[str, list[float]] = {"bake": [], "REINHARD": [], "HISTOGRAM": []}
+    for round_ in range(runs + 1):  # the first round warms up
+        for name in seconds:
+            start = time.process_time()
+            if name == "bake":
+                geometry["bake"].bake_texture(texels, bake_views)
+            else:
+                geometry["color_match"].match_views([[texels]], bake_views, name, space)
+            if round_:
+                seconds[name].append(time.process_time() - start)
+    bake = statistics.median(seconds["bake"])
+    return {"case": f"{size}² texture, {views} views of {view_size}², UV sphere of {len(uv)} triangles, {runs} rounds",
+            "bake_cpu_s": round(bake, 3),
+            "over_bake": {name: round(statistics.median(seconds[name]) / bake, 3) for name in ("REINHARD", "HISTOGRAM")}}
 
 
 def render(section: dict[str, Any]) -> list[str]:
@@ -119,6 +157,11 @@ def render(section: dict[str, Any]) -> list[str]:
             ratio = row.get("over_none", 1.0)
             time_ratio = row.get("time_over_none", 1.0)
             lines.append(f"| {method} | {color_match} | {row['disagreement_mean']:.4f} | {ratio} | {time_ratio} |")
+    matching = section.get("cost")
+    if matching:
+        lines += ["", f"The matching alone against the bake it precedes ({matching['case']}; CPU time, medians): "
+                      f"Reinhard {matching['over_bake']['REINHARD']} × the bake's {matching['bake_cpu_s']} s, "
+                      f"Histogram {matching['over_bake']['HISTOGRAM']} ×."]
     return lines + [""]
 
 

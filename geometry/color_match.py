@@ -40,8 +40,17 @@ COLOR_MATCH_METHODS = ("NONE", "HISTOGRAM", "REINHARD")
 MIN_SHARED_SAMPLES = 64
 # REINHARD: a standard deviation ratio past these bounds is a near-flat patch, not a cast; the scale is clamped.
 SCALE_LIMITS = (0.25, 4.0)
+# The statistics need far fewer samples than a 2048² texture has texels: a mesh with more covered texels is sampled
+# at every n-th texel (texels come in triangle order, so the sample spreads over the whole surface), which makes
+# matching a fraction of the bake's time.
+MAX_SAMPLE_TEXELS = 1 << 18
 # HISTOGRAM: the cumulative histograms are compared at this many quantiles.
 HISTOGRAM_LEVELS = 256
+# Linear -> sRGB goes through a table evenly spaced in linear values (a lookup, not a search per pixel): this many
+# entries keep linear interpolation within 1e-6 of the inverse of the sRGB -> linear table. The worst place is the
+# sRGB curve's toe, where its slope jumps (12.92 sRGB per linear below it, ~12.7 above): a step h = 1/65535 across
+# that kink is off by at most h / 4 x 0.22 < 1e-6; elsewhere the curvature error h^2 / 8 x 2400 is below 1e-6 too.
+_INVERSE_ENTRIES = 65536
 
 # Oklab (Ottosson 2020): XYZ (D65) -> cone responses (LMS), then cube roots -> L, a, b.
 _XYZ_TO_LMS = np.array([[0.8189330101, 0.3618667424, -0.1288597137],
@@ -73,18 +82,29 @@ class PerceptualSpace:
         rgb_to_lms = _XYZ_TO_LMS @ np.asarray(self.linear_to_xyz, dtype=np.float64)
         object.__setattr__(self, "_rgb_to_lms", rgb_to_lms.T)
         object.__setattr__(self, "_lms_to_rgb", np.linalg.inv(rgb_to_lms).T)
-        object.__setattr__(self, "_grid", np.linspace(0.0, 1.0, len(table)))
+        inverse_grid = np.linspace(table[0], table[-1], _INVERSE_ENTRIES)
+        object.__setattr__(self, "_linear_to_srgb", np.interp(inverse_grid, table, np.linspace(0.0, 1.0, len(table))))
 
     def to_oklab(self, rgb: np.ndarray) -> np.ndarray:
         """(..., 3) display sRGB -> (..., 3) Oklab (float64)."""
-        linear = np.interp(np.asarray(rgb, dtype=np.float64), self._grid, self.srgb_to_linear)
+        linear = _lookup(self.srgb_to_linear, 0.0, 1.0, np.asarray(rgb, dtype=np.float64))
         return np.cbrt(linear @ self._rgb_to_lms) @ _LMS_TO_OKLAB.T
 
     def to_srgb(self, lab: np.ndarray) -> np.ndarray:
         """(..., 3) Oklab -> (..., 3) display sRGB, clipped to 0..1 (the inverse of ``to_oklab`` in gamut)."""
         lms = np.asarray(lab, dtype=np.float64) @ _LMS_TO_OKLAB_INVERSE.T
         linear = (lms * lms * lms) @ self._lms_to_rgb
-        return np.interp(linear, self.srgb_to_linear, self._grid)  # clamps to the table's ends: 0..1
+        table = self.srgb_to_linear
+        return _lookup(self._linear_to_srgb, table[0], table[-1], linear)
+
+
+def _lookup(table: np.ndarray, low: float, high: float, values: np.ndarray) -> np.ndarray:
+    """Linear interpolation in ``table`` sampled evenly from ``low`` to ``high``, clamped to its ends (what
+    ``np.interp`` gives, as an index computation instead of a binary search per value)."""
+    position = np.clip((values - low) * ((len(table) - 1) / (high - low)), 0.0, len(table) - 1)
+    index = np.minimum(position.astype(np.intp), len(table) - 2)
+    fraction = position - index
+    return table[index] + fraction * (table[index + 1] - table[index])
 
 
 _LMS_TO_OKLAB_INVERSE = np.linalg.inv(_LMS_TO_OKLAB)
@@ -189,7 +209,8 @@ def apply_transfer(image: np.ndarray, transfer: ColourTransfer, space: Perceptua
 @dataclass
 class ViewMatch:
     """One view matched: its image, the transfer (None: unchanged, too little shared surface) and the view's own
-    gather per mesh (colours after the transfer, as far as the samples go) - what the next views match to."""
+    gather per mesh on the sampled texels (``MAX_SAMPLE_TEXELS``; colours after the transfer, as far as the samples
+    go) - what the next views match to."""
 
     image: np.ndarray
     transfer: ColourTransfer | None
@@ -204,6 +225,9 @@ def match_view(meshes: list[list[SurfaceTexels]], earlier: list[GatheredTexels],
     ``region``: (h, w) 0..1, the pixels the transfer may change (None: all), also weighting the samples."""
     if len(earlier) != len(meshes):
         raise ValueError(f"earlier must hold one gather per mesh ({len(meshes)}); got {len(earlier)}")
+    steps = [_sample_step(texels) for texels in meshes]
+    meshes = [[_thin(part, step) for part in texels] for texels, step in zip(meshes, steps)]
+    earlier = [_thin_gathered(before, step) for before, step in zip(earlier, steps)]
     image, alone = _gather_alone(meshes, view, region, settings)
     source, target, weight = [], [], []
     for gathered, before in zip(alone, earlier):
@@ -227,6 +251,25 @@ def match_view(meshes: list[list[SurfaceTexels]], earlier: list[GatheredTexels],
     return ViewMatch(matched, transfer, _colour_only(alone))
 
 
+def _sample_step(texels: list[SurfaceTexels]) -> int:
+    return max(1, -(-len(texels[0].index) // MAX_SAMPLE_TEXELS))
+
+
+def _thin(texels: SurfaceTexels, step: int) -> SurfaceTexels:
+    """Every ``step``-th texel (its own surface point only: enough for statistics)."""
+    if step == 1:
+        return texels
+    return SurfaceTexels(texels.size, texels.index[::step], texels.position[::step], texels.normal[::step],
+                         texels.triangle[::step], 0, texels.spacing, texels.origin)
+
+
+def _thin_gathered(gathered: GatheredTexels, step: int) -> GatheredTexels:
+    if step == 1:
+        return gathered
+    return GatheredTexels(gathered.colour[::step], gathered.weight[::step], gathered.best_view[::step],
+                          gathered.best_cosine[::step])
+
+
 def _gather_alone(meshes: list[list[SurfaceTexels]], view: BakeView, region: np.ndarray | None,
                   settings: BakeSettings) -> tuple[np.ndarray, list[GatheredTexels]]:
     """(the view's (h, w, 3) colours, per mesh its gather alone with the region as a fourth channel)."""
@@ -235,8 +278,11 @@ def _gather_alone(meshes: list[list[SurfaceTexels]], view: BakeView, region: np.
     if region_plane.shape != image.shape[:2]:
         raise ValueError(f"region must be {image.shape[:2]} like the view; got {region_plane.shape}")
     with_region = BakeView(view.camera, np.concatenate([image, region_plane[..., None]], axis=2), view.depth)
-    return image, [merge_gathered([gather_views(part, [with_region], settings) for part in texels])
-                   for texels in meshes]
+    alone = []
+    for texels in meshes:
+        parts = [gather_views(part, [with_region], settings) for part in texels]
+        alone.append(parts[0] if len(parts) == 1 else merge_gathered(parts))
+    return image, alone
 
 
 def _colour_only(alone: list[GatheredTexels]) -> list[GatheredTexels]:
@@ -253,6 +299,7 @@ def match_views(meshes: list[list[SurfaceTexels]], views: list[BakeView], method
     regions = regions if regions is not None else [None] * len(views)
     if len(regions) != len(views):
         raise ValueError(f"regions must hold one region per view ({len(views)}); got {len(regions)}")
+    meshes = [[_thin(part, _sample_step(texels)) for part in texels] for texels in meshes]
     results, totals = [], None
     for view, region in zip(views, regions):
         if totals is None:  # the reference

@@ -108,6 +108,8 @@ def check_color_match(results: dict) -> None:
         for row in rows.values():  # the consistency metric of every run, and its time
             assert 0 < row["disagreement_mean"] < 1 and all(seconds > 0 for seconds in row["seconds"])
         assert rows["REINHARD"]["over_none"] > 0 and rows["HISTOGRAM"]["time_over_none"] > 0
+    cost = results["sections"]["color_match"]["cost"]
+    assert cost["bake_cpu_s"] > 0 and set(cost["over_bake"]) == {"REINHARD", "HISTOGRAM"}
 
 
 CHECKS = {"engine": check_engine, "roofline": check_roofline, "blender": check_blender, "gpu": check_gpu,

@@ -37,8 +37,8 @@ def test_oklab_of_white_and_of_srgb_red_are_the_published_values_and_the_round_t
     # Ottosson's page: sRGB red is Oklab (0.627955, 0.224863, 0.125846); XYZ rounded to 4 digits moves it ~1e-4
     assert SPACE.to_oklab(np.array([1.0, 0.0, 0.0])) == pytest.approx([0.627955, 0.224863, 0.125846], abs=1e-3)
     rgb = np.random.default_rng(0).random((1000, 3))
-    # piecewise-linear table one way and its exact inverse the other: float64 rounding only
-    assert np.abs(SPACE.to_srgb(SPACE.to_oklab(rgb)) - rgb).max() < 1e-9
+    # a piecewise-linear table one way, a finer table of its inverse the other: within 1e-6 (the module's bound)
+    assert np.abs(SPACE.to_srgb(SPACE.to_oklab(rgb)) - rgb).max() < 1e-6
     lightness = SPACE.to_oklab(np.linspace(0, 1, 11)[:, None].repeat(3, axis=1))[:, 0]
     assert np.all(np.diff(lightness) > 0)
 
