@@ -240,7 +240,7 @@ def capture(context: bpy.types.Context, settings, plan: Plan, objects: list[bpy.
                                         count, cameras, view_recipes,
                                         scene_triangles(depsgraph), surfaces, positions, settings.texture_size,
                                         settings.keep_view_images, grids, settings.sync_fraction,
-                                        object_color.color_match_of(settings))
+                                        color_match=object_color.color_match_of(settings))
     if plan.target_capture.color_match != "NONE":
         plan.target_capture.color_space = object_color.perceptual_space()
 
