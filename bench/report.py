@@ -564,4 +564,8 @@ def render(results: dict[str, Any]) -> str:
         lines += upscale.render(sections["upscale"])
     if "avx2" in sections:
         lines += _avx2(sections["avx2"])
+    if "color_match" in sections:
+        import color_match  # bench/color_match.py
+
+        lines += color_match.render(sections["color_match"])
     return "\n".join(lines).rstrip() + "\n"

@@ -33,6 +33,9 @@ every comparison a paired ratio measured in one process:
 14. ``avx2``    - (issue 14) the fp32 UNet step, packed (the engine's default), eager and compiled, on this CPU held to AVX2 in a child process
                   (bench/isa_limit.py): the other machine kind's code paths, as shares of the sgemm rate
                   measured under the same limit. Skipped without AVX-512 (there section 2 is AVX2 itself).
+15. ``color_match`` - (issue 31) Whole Object views' disagreement on shared surface, GRID and SEQUENTIAL, with
+                  Color Match None / Reinhard / Histogram, same seeds, tiny model, in a bpy process
+                  (bench/color_match.py), and each run's time over None's.
 
     python bench/run.py [--quick] [--sections engine,roofline,...] [--runs N]
                         [--model-dir DIR] [--out DIR] [--update]
@@ -79,7 +82,7 @@ import timing
 import upscale
 
 SECTIONS = ("engine", "roofline", "few_step", "compile", "blender", "memory", "gpu", "geometry", "bake",
-            "controlnet", "insight", "scan", "upscale", "avx2")
+            "controlnet", "insight", "scan", "upscale", "avx2", "color_match")
 _T0 = time.perf_counter()
 
 
@@ -311,6 +314,15 @@ def section_controlnet(models: Models, args: argparse.Namespace) -> dict[str, An
     return out
 
 
+def section_color_match(models: Models, args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
+    log("color_match: GRID and SEQUENTIAL views' disagreement with Color Match None / Reinhard / Histogram")
+    controlnet = controlnet_overhead.build_controlnet(models.folder / "tiny-controlnet", models.tiny)
+    path = scratch / "color_match.json"
+    command = [sys.executable, str(BENCH / "color_match.py"), "--out", str(path), "--tiny-model", str(models.tiny),
+               "--controlnet", str(controlnet)] + (["--quick"] if args.quick else [])
+    return _run_json(command, path, 1200)
+
+
 def section_insight(models: Models, args: argparse.Namespace) -> dict[str, Any]:
     log("insight: Generate with the filmstrip / attention maps present but off, and each one on")
     if args.quick:
@@ -432,6 +444,8 @@ def main(argv: list[str] | None = None) -> int:
                 write(partial=True)
             if "avx2" in selected:
                 results["sections"]["avx2"] = section_avx2(args, Path(scratch))
+            if "color_match" in selected:
+                results["sections"]["color_match"] = section_color_match(models, args, Path(scratch))
     finally:
         if scratch_owner is not None:
             scratch_owner.cleanup()

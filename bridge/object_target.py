@@ -28,7 +28,7 @@ from ..engine.families import native_size, smallest_grid_cell
 from ..engine.request import MIN_SIZE, ProgressEvent
 from ..geometry import ViewCamera, grid, rasterize
 from ..geometry.sequential import render_texture, repaint_mask
-from . import object_materials, results
+from . import object_color, object_materials, results
 from .geometry import SceneTriangles, scene_triangles
 from .job import GenerationJob, JobEvent
 from .object_bake import (BakedMesh, MeshSurfaces, MeshTexels, ViewPasses, bake_mesh, bake_views, camera_recipe,
@@ -61,6 +61,9 @@ class ObjectCapture:
     keep_view_images: bool
     grids: grid.GridPlan | None = None  # GRID: which views each grid generation holds, and the cell size
     sync_fraction: float = 0.8  # SYNC: the share of the steps synchronised
+    color_match: str = "NONE"  # GRID / SEQUENTIAL: later views matched to earlier ones (``object_color``)
+    color_space: object = None  # ``geometry.color_match.PerceptualSpace``, read on the main thread
+    color_regions: list = field(default_factory=list)  # GRID with color_match: each view's object pixels
     passes: list[ViewPasses] = field(default_factory=list)
     meshes: list[MeshTexels] = field(default_factory=list)
     # SYNC: each view's latent pixels -> the meshes' latent texels, and the bake of the views' latents into them
@@ -84,6 +87,8 @@ class ObjectCapture:
             if cancel_event is not None and cancel_event.is_set():
                 raise GenerationCancelled("cancelled while reading the meshes")
             self.meshes.append(surfaces.texels(self.texture_size))
+        if self.method == "GRID" and self.color_match != "NONE":
+            self.color_regions = object_color.object_pixels(self.passes, self.surfaces)
         if self.method != "SEQUENTIAL":
             self.surfaces = []  # only SEQUENTIAL draws the texture so far into the next view
         if self.grids is not None:
@@ -234,7 +239,10 @@ def capture(context: bpy.types.Context, settings, plan: Plan, objects: list[bpy.
     plan.target_capture = ObjectCapture(settings.object_method, (request.width, request.height), width, height,
                                         count, cameras, view_recipes,
                                         scene_triangles(depsgraph), surfaces, positions, settings.texture_size,
-                                        settings.keep_view_images, grids, settings.sync_fraction)
+                                        settings.keep_view_images, grids, settings.sync_fraction,
+                                        color_match=object_color.color_match_of(settings))
+    if plan.target_capture.color_match != "NONE":
+        plan.target_capture.color_space = object_color.perceptual_space()
 
 
 def grid_request(request, grids: grid.GridPlan, passes: list[ViewPasses], group: int):
@@ -321,6 +329,9 @@ class ObjectJob(GenerationJob):
             first = first or result
             for index, view in zip(indices, grid.untile(result.image[..., :3], len(indices), grids.shape(group))):
                 views[index] = view
+        if captured.color_match != "NONE":
+            views = object_color.grid_views(captured.color_match, captured.color_space, captured.meshes,
+                                            captured.passes, views, captured.color_regions)
         return first, views
 
     def sequential(self, engine, captured: ObjectCapture) -> tuple[GenerationResult, list[np.ndarray]]:
@@ -342,7 +353,11 @@ class ObjectJob(GenerationJob):
                                               seed=view_seed(first.seed, index))
             result = self.generate_part(engine, request, index + 1, count)
             first = first or result
-            views.append(result.image[..., :3])
+            view = result.image[..., :3]
+            if index and captured.color_match != "NONE":  # matched to the bake so far where it repainted
+                view = object_color.sequential_view(captured.color_match, captured.color_space, captured.meshes,
+                                                    so_far, passes, view, mask)
+            views.append(view)
         return first, views
 
 
@@ -388,7 +403,7 @@ class ObjectRun(GenerationRun):
         recipe = dict(result.generation.recipe, target="OBJECT", width=captured.size[0],
                       height=captured.size[1], object_method=captured.method,
                       object_views=len(captured.passes), texture_size=captured.texture_size,
-                      views=captured.view_recipes)
+                      views=captured.view_recipes, color_match=captured.color_match)
         if captured.grids is not None:
             recipe["grid"] = captured.grids.recipe()
         base = results.image_name(recipe.get("prompt", ""), result.seed)

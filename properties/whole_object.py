@@ -10,6 +10,14 @@ OBJECT_METHOD_ITEMS = (
                      "meet (DPM++ 2M, DDIM, Euler or UniPC)"),
 )
 
+COLOR_MATCH_ITEMS = (
+    ("NONE", "None", "Each view keeps the colours it was generated with"),
+    ("HISTOGRAM", "Histogram", "Each later view's colour histograms (lightness and hue, per channel) mapped onto "
+                               "those of the earlier views where they show the same surface"),
+    ("REINHARD", "Reinhard", "Each later view's mean colour and contrast (per channel) moved onto those of the "
+                             "earlier views where they show the same surface: gentler than Histogram"),
+)
+
 
 class WholeObjectSettings:
     """The Whole Object rows (shown when Target is Whole Object)."""
@@ -39,4 +47,9 @@ class WholeObjectSettings:
         name="Keep View Images",
         description="Whole Object: keep each view's generated image and control image as packed images",
         default=False,
+    )
+    color_match: bpy.props.EnumProperty(
+        name="Color Match", items=COLOR_MATCH_ITEMS, default="NONE",
+        description="Whole Object, Method Grid or Sequential: match each later view's colours to the views before "
+                    "it on the surface they share, before baking (Sync's views agree already)",
     )

@@ -26,10 +26,12 @@ SECTION_GROUPS = {
     "blender": ("blender", "geometry", "bake"),
     "gpu": ("gpu",),
     "upscale": ("upscale",),
+    "color_match": ("color_match",),
 }
 HEADINGS = {"engine": "## 1. Engine vs raw", "roofline": "## 2. UNet step roofline", "few_step": "## 3. Few-step path",
             "blender": "## 6. Memory", "gpu": "## 7. GPU", "geometry": "## 8. Depth/normal images",
-            "bake": "## 9. Whole-object bake", "controlnet": "## 10. ControlNet overhead"}
+            "bake": "## 9. Whole-object bake", "controlnet": "## 10. ControlNet overhead",
+            "color_match": "## Color Match between views"}
 
 
 def run_quick(out: Path, *arguments: str) -> dict:
@@ -98,8 +100,20 @@ def check_upscale(results: dict) -> None:
     assert tiny_x4["x4_tiled"]["tiles"] == 9 and tiny_x4["x4_untiled"]["tiles"] == 1  # 64 px in: 32-px tiles
 
 
+def check_color_match(results: dict) -> None:
+    methods = results["sections"]["color_match"]["methods"]
+    assert set(methods) == {"GRID", "SEQUENTIAL"}
+    for rows in methods.values():
+        assert set(rows) == {"NONE", "REINHARD", "HISTOGRAM"}
+        for row in rows.values():  # the consistency metric of every run, and its time
+            assert 0 < row["disagreement_mean"] < 1 and all(seconds > 0 for seconds in row["seconds"])
+        assert rows["REINHARD"]["over_none"] > 0 and rows["HISTOGRAM"]["time_over_none"] > 0
+    cost = results["sections"]["color_match"]["cost"]
+    assert cost["bake_cpu_s"] > 0 and set(cost["over_bake"]) == {"REINHARD", "HISTOGRAM"}
+
+
 CHECKS = {"engine": check_engine, "roofline": check_roofline, "blender": check_blender, "gpu": check_gpu,
-          "upscale": check_upscale}
+          "upscale": check_upscale, "color_match": check_color_match}
 
 
 @pytest.mark.parametrize("group", sorted(SECTION_GROUPS))
