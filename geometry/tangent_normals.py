@@ -35,7 +35,8 @@ _MIN_LENGTH = 1e-12
 class TangentFrames:
     """Per triangle corner, in the mesh's object space: MikkTSpace tangent (T, 3, 3), bitangent sign (T, 3),
     shading normal (T, 3, 3) (the corner normal of a smooth face, the face normal at all three corners of a
-    flat one), and ``linear`` (3, 3): the object's matrix without translation (object -> world)."""
+    flat one), and ``linear``: the object's matrix without translation (object -> world), (3, 3), or
+    (T, 3, 3) per triangle when the triangles come from several objects."""
 
     tangent: np.ndarray
     sign: np.ndarray
@@ -53,8 +54,10 @@ class TangentFrames:
             raise ValueError(f"sign must have shape {tangent.shape[:2]} like tangent, got {sign.shape}")
         if normal.shape != tangent.shape:
             raise ValueError(f"normal must have shape {tangent.shape} like tangent, got {normal.shape}")
-        if linear.shape != (3, 3):
-            raise ValueError(f"linear must be the object's 3x3 matrix, got {linear.shape}")
+        if linear.shape == (3, 3):
+            linear = np.broadcast_to(linear, tangent.shape)
+        if linear.shape != tangent.shape:
+            raise ValueError(f"linear must be the object's 3x3 matrix or one per triangle, got {linear.shape}")
         object.__setattr__(self, "tangent", tangent)
         object.__setattr__(self, "sign", sign)
         object.__setattr__(self, "normal", normal)
@@ -116,7 +119,7 @@ def world_to_tangent(world_normals: np.ndarray, triangle: np.ndarray, barycentri
     sign = np.einsum("nk,nk->n", weights, frames.sign[triangle])
     bitangent = sign[:, None] * np.cross(normal, tangent)  # the interpolated sign, as Cycles uses it
     # Row vector times the matrix: n_object = M^T n_world (the inverse of the normals' inverse transpose).
-    object_normals = world @ frames.linear
+    object_normals = np.einsum("nj,njk->nk", world, frames.linear[triangle])
     basis = np.stack([tangent, bitangent, normal], axis=2)  # columns T, B, N
     determinant = np.linalg.det(basis)
     usable = np.abs(determinant) > _MIN_DETERMINANT
@@ -155,7 +158,8 @@ def tangent_to_world(colours: np.ndarray, triangle: np.ndarray, barycentric: np.
     sign = np.einsum("nk,nk->n", weights, frames.sign[triangle])
     bitangent = sign[:, None] * np.cross(normal, tangent)
     object_normal = c[:, :1] * tangent + c[:, 1:2] * bitangent + c[:, 2:] * normal
-    world = object_normal @ np.linalg.inv(frames.linear)  # by the inverse transpose, as row vectors
+    # by the inverse transpose, as row vectors
+    world = np.einsum("nj,njk->nk", object_normal, np.linalg.inv(frames.linear[triangle]))
     return world / np.maximum(np.linalg.norm(world, axis=1, keepdims=True), _MIN_LENGTH)
 
 
