@@ -22,9 +22,23 @@ class ProjectionCapture:
     projection: np.ndarray
     uv_name: str
     uvs: dict[int, np.ndarray] = field(default_factory=dict)  # object identity -> per-loop UVs
+    ortho: bool = False
+
+
+def camera_recipe(captured: ProjectionCapture) -> dict:
+    """The projection's camera in the result's recipe (``projection_camera``): material maps put a normal map
+    in the tangent space of the surface each pixel shows from it (``bridge/material_maps.py``)."""
+    return {"world_matrix": np.linalg.inv(captured.view).tolist(), "projection": captured.projection.tolist(),
+            "ortho": captured.ortho}
 
 
 class ProjectRun(ImageRun):
+    def create_image(self, changes: results.Changes, result) -> bpy.types.Image:
+        image = super().create_image(changes, result)
+        if self.plan.target_capture is not None:
+            image[results.RECIPE_PROPERTY]["projection_camera"] = camera_recipe(self.plan.target_capture)
+        return image
+
     def write_objects(self, changes: results.Changes, objects: list[bpy.types.Object],
                       image: bpy.types.Image) -> list[str]:
         if not objects:
@@ -76,7 +90,8 @@ def capture_projection(context: bpy.types.Context, objects: list[bpy.types.Objec
                 f"'{obj.name}' already has {projection.MAX_UV_MAPS} UV maps (Blender's limit) and the projection "
                 f"needs a new one ('{uv_name}'): delete a UV map (Object Data > UV Maps) or turn off Keep History"
             )
-    captured = ProjectionCapture(np.linalg.inv(camera.world_matrix), camera.projection, uv_name)
+    captured = ProjectionCapture(np.linalg.inv(camera.world_matrix), camera.projection, uv_name,
+                                 ortho=camera.ortho)
     for obj in objects:
         captured.uvs[object_identity(obj)] = camera.uv(projection.loop_world_positions(obj, depsgraph))
     return captured
