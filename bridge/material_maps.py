@@ -20,22 +20,10 @@ import numpy as np
 
 from ..engine.material_maps_request import MAP_KINDS, MaterialMapsRequest
 from . import pbr_wiring, pixels, requests, results
+from .pbr_maps_writer import HEIGHT_REFUSED, ProjectedSurface, convert_normals, projected_surface, recorded_camera, write_maps
 from .job import GenerationJob, JobEvent
 from .plan import check_engine_packages, check_no_job_running
 from .run import GenerationRun
-
-HEIGHT_REFUSED = ("Height maps are made for flat textures only (targets Image and Material): a {target} "
-                  "texture's height would be integrated per view and disagree where views meet. Turn Height off")
-
-
-@dataclass
-class ProjectedSurface:
-    """PROJECT: which surface each pixel of the projected image shows, and its tangent frames (numpy only)."""
-
-    camera_world_matrix: np.ndarray
-    triangle: np.ndarray  # (h, w) -1 = background
-    barycentric: np.ndarray  # (h, w, 3)
-    frames: object  # geometry.tangent_normals.TangentFrames
 
 
 @dataclass
@@ -112,19 +100,15 @@ def prepare(context: bpy.types.Context, image_name: str, maps) -> MapsPlan:
     if not users:
         plan.notes.append(f"'{image.name}' is not any material's Base Color: its maps are made as images only")
     if target == "PROJECT" and "NORMAL" in chosen:
-        plan.uv_map, plan.surface = projected_surface(context, image, users)
+        plan.uv_map, plan.surface = projection_of(context, image, users, recipe)
     return plan
 
 
-def projected_surface(context: bpy.types.Context, image: bpy.types.Image,
-                      users: list) -> tuple[str, ProjectedSurface]:
-    """The projection UV map the image is shown through, and the surface each of its pixels shows: the objects
-    whose materials show it, seen from the camera the recipe recorded."""
-    from ..geometry import ViewCamera, rasterize
-    from .pbr_tangents import joined_frames, tangent_frames
-
-    recipe = source_recipe(image)
-    camera = recipe.get("projection_camera")
+def projection_of(context: bpy.types.Context, image: bpy.types.Image, users: list,
+                  recipe: dict) -> tuple[str, ProjectedSurface]:
+    """A PROJECT result's UV map and the surface each of its pixels shows: the meshes whose materials show it
+    through that UV map, seen from the camera its recipe recorded."""
+    camera = recorded_camera(recipe, image.size[0], image.size[1])
     uv_maps = {node.inputs["Vector"].links[0].from_node.uv_map for _, node, _ in users
                if node.inputs["Vector"].is_linked and node.inputs["Vector"].links[0].from_node.type == "UVMAP"}
     if camera is None or len(uv_maps) != 1:
@@ -137,13 +121,7 @@ def projected_surface(context: bpy.types.Context, image: bpy.types.Image,
                and any(slot.material in materials for slot in obj.material_slots)]
     if not objects:
         raise ValueError(f"No mesh shows '{image.name}' through its UV map '{uv_map}' any more")
-    depsgraph = context.evaluated_depsgraph_get()
-    frames, corners = joined_frames([tangent_frames(obj, depsgraph, uv_map) for obj in objects])
-    view = ViewCamera(np.array(camera["world_matrix"], dtype=np.float64),
-                      np.array(camera["projection"], dtype=np.float64), image.size[0], image.size[1],
-                      bool(camera.get("ortho", False)))
-    hits = rasterize(view, corners)
-    return uv_map, ProjectedSurface(view.world_matrix, hits.triangle, hits.barycentric, frames)
+    return uv_map, projected_surface(context, objects, uv_map, camera)
 
 
 class MapsJob(GenerationJob):
@@ -152,38 +130,10 @@ class MapsJob(GenerationJob):
     def __init__(self, plan: MapsPlan) -> None:
         super().__init__(plan.options, plan.request, previews=False)
         self.surface = plan.surface
-        self.detail = ""
 
     def work(self, engine):
         result = engine.material_maps(self.request, on_progress=self._on_progress, cancel_event=self.cancel_event)
         return convert_normals(result, self.surface)
-
-    def drain(self) -> list[JobEvent]:
-        drained = super().drain()
-        for event in drained:
-            if event.kind == "progress":
-                self.detail = getattr(event.payload, "detail", "") or self.detail
-        return drained
-
-    def describe(self) -> str:
-        if self.stage == "MAPS":
-            return f"maps: {self.detail} {self.step}/{self.total}"
-        return super().describe()
-
-
-def convert_normals(result, surface: ProjectedSurface | None):
-    """The engine's camera-frame normal map as the Normal Map node reads it: 0..1 colours of the tangent-space
-    normals (a flat texture's camera frame is its tangent space; a projection goes through its surface)."""
-    from ..geometry.tangent_normals import encode_normal_map, pixel_tangent_normals
-
-    normal = result.maps.get("normal")
-    if normal is None:
-        return result
-    if surface is not None:
-        normal = pixel_tangent_normals(normal, surface.camera_world_matrix, surface.triangle,
-                                       surface.barycentric, surface.frames)
-    maps = dict(result.maps, normal=encode_normal_map(normal))
-    return dataclasses.replace(result, maps=maps)
 
 
 class MaterialMapsRun(GenerationRun):
@@ -226,22 +176,3 @@ class MaterialMapsRun(GenerationRun):
         self.plan.surface = None
 
 
-def write_maps(changes: results.Changes, source: bpy.types.Image, result, recipe: dict, uv_map: str | None,
-               keep_history: bool) -> tuple[dict[str, bpy.types.Image], list[str]]:
-    """The map images of ``result`` (``MaterialMapsResult``, normal already encoded) and their wiring wherever
-    ``source`` is a Base Color; returns the images and one line per thing not wired."""
-    images = {}
-    for kind in pbr_wiring.MAPS:
-        if kind in result.maps:
-            map_recipe = {**recipe, **result.recipes.get(kind, {}), "pbr_map": kind, "pbr_source": source.name}
-            images[kind] = pbr_wiring.new_map_image(changes, source.name, kind, result.maps[kind], map_recipe)
-    problems = []
-    for material, node, shader in pbr_wiring.base_color_users(source):
-        skipped = pbr_wiring.wire_maps(changes, material, node, shader, images, uv_map, keep_history)
-        if skipped:
-            problems.append(f"material '{material.name}': its shader has no input for {', '.join(skipped)} "
-                            "(the images are kept)")
-    for image in images.values():
-        if image.users == 0:
-            image.use_fake_user = True  # not in any material: kept on save
-    return images, problems

@@ -9,9 +9,10 @@ import bpy
 import numpy as np
 
 from . import capture as captures
-from . import geometry, projection, results, view_inputs
+from ..geometry import ViewCamera
+from . import geometry, pbr_maps_writer, projection, results, view_inputs
 from .image_target import ImageRun
-from .plan import Plan, Target, object_identity
+from .plan import Plan, Target, find_object, object_identity
 
 
 @dataclass
@@ -46,6 +47,18 @@ class ProjectRun(ImageRun):
         captured = self.plan.target_capture
         pairs = [(obj, captured.uvs[object_identity(obj)]) for obj in objects]
         return results.apply_projection(changes, pairs, image, captured.uv_name, self.plan.keep_history)
+
+    def write_material_maps(self, context: bpy.types.Context, image: bpy.types.Image) -> list[tuple[str, str]]:
+        """The maps with the normal map in the tangent space of the projection UV map, surface by surface."""
+        captured = self.plan.target_capture
+        if captured is None or self.job.maps_result is None:
+            return super().write_material_maps(context, image)
+        objects = [obj for name, identity in zip(self.plan.object_names, self.plan.object_ids)
+                   if (obj := find_object(name, identity)) is not None]
+        camera = ViewCamera(np.linalg.inv(captured.view), captured.projection, image.size[0], image.size[1],
+                            captured.ortho)
+        return pbr_maps_writer.write_after_generate(context, image, self.job.maps_result, self.plan.keep_history,
+                                                    projection=(objects, captured.uv_name, camera))
 
     def release_arrays(self) -> None:
         super().release_arrays()
