@@ -220,3 +220,27 @@ def _rotation(axis, angle):
     axis = np.asarray(axis, dtype=np.float64) / np.linalg.norm(axis)
     k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
     return np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k
+
+
+def test_whole_object_bake_of_the_geometrys_normals_is_flat_blue():
+    """Views of a tilted, rotated and scaled plane whose normals are the geometry's own, baked with the colour's
+    gather into the UV map's tangent space: every covered texel (and the gutter) is (0.5, 0.5, 1.0)."""
+    from geometry.bake import BakeView
+    from geometry.tangent_bake import bake_tangent_normals
+
+    corners_object, uv = plane(u=(1.0, 0.0, 0.3), v=(0.0, 1.0, -0.2))
+    linear = _rotation((0.3, 1.0, 0.2), 0.6) @ np.diag([1.3, 0.8, 1.0])
+    corners_world = corners_object @ linear.T
+    frames = uv_frames(corners_object, uv, linear=linear)
+    face = np.cross(corners_world[0, 1] - corners_world[0, 0], corners_world[0, 2] - corners_world[0, 0])
+    face /= np.linalg.norm(face)
+    views = []
+    for offset in ((0.5, 0.0, 0.0), (-1.0, 0.8, 0.0)):
+        eye = 6.0 * face + np.array(offset)
+        camera = camera_at(eye, up=(0.0, 0.0, 1.0) if abs(face[2]) < 0.9 else (0.0, 1.0, 0.0))
+        hits = rasterize(camera, corners_world)
+        world = camera_to_world(view_normals(camera, corners_world, hits), camera.world_matrix)
+        views.append(BakeView(camera, world.astype(np.float32), hits.depth))
+    texels = rasterize_uv_triangles(uv, corners_world, np.repeat(np.repeat(face[None, None], 3, 1), 2, 0), 32)
+    texture = bake_tangent_normals([texels], views, [frames], [corners_world])
+    np.testing.assert_allclose(texture.reshape(-1, 3), np.tile([0.5, 0.5, 1.0], (32 * 32, 1)), atol=EXACT)
