@@ -189,3 +189,141 @@ def test_seamless_maps_have_no_seam_on_wrapped_axes(engine: Any, maps_request: A
     # Unwrapped, the normals show the zero-padded border (measured 5-8 on two tiny models; roughness 1.3-1.9
     # depends on the random weights, so only the normals are asserted): the metric does see seams.
     assert np.mean(ratios["NONE"]["normal"]) >= 1.6, ratios
+
+
+# --- refusals ------------------------------------------------------------------------------------------------
+
+
+def test_a_missing_model_offline_is_refused_by_name(new_engine: Any, engine_api: Any, maps_request: Any,
+                                                    tmp_path: Path) -> None:
+    engine = new_engine(offline=True, cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(engine_api.ModelNotFoundError, match="prs-eth/marigold-normals-v1-1"):
+        engine.material_maps(maps_request(maps=("NORMAL",), normals_model=""))
+    assert not engine.cache.entries("pbr_normals")
+
+
+def test_a_model_that_is_no_marigold_of_the_right_kind_is_refused_by_name(
+    new_engine: Any, engine_api: Any, maps_request: Any, tiny_models: Any, tiny_sd_model: Path,
+    tiny_marigold_normals: Path, tmp_path: Path,
+) -> None:
+    engine = new_engine()
+    with pytest.raises(engine_api.EngineError, match="is a StableDiffusionPipeline, not a Marigold intrinsics model"):
+        engine.material_maps(maps_request(pbr_model=str(tiny_sd_model)))
+    with pytest.raises(engine_api.EngineError, match="is a MarigoldNormalsPipeline, not a Marigold intrinsics"):
+        engine.material_maps(maps_request(maps=("ALBEDO",), pbr_model=str(tiny_marigold_normals)))
+    # A repo id in a cache, offline: refused by name before its weights are read.
+    cache = tmp_path / "hub"
+    tiny_models.install_in_hf_cache(tiny_sd_model, cache, "someone/not-marigold")
+    offline = new_engine(offline=True, cache_dir=str(cache))
+    with pytest.raises(engine_api.EngineError, match="someone/not-marigold is a StableDiffusionPipeline, not a Marigold normals"):
+        offline.material_maps(maps_request(maps=("NORMAL",), normals_model="someone/not-marigold"))
+    assert engine.cache.loads["pbr_intrinsics"] == 0 and offline.cache.loads["pbr_normals"] == 0
+    # ... and a Marigold folder is no base model: generating with it says what it is.
+    with pytest.raises(engine_api.EngineError, match="material maps"):
+        engine.load(str(tiny_marigold_normals))
+
+
+def test_an_intrinsics_model_without_roughness_is_refused_by_name(
+    engine: Any, engine_api: Any, maps_request: Any, tiny_models: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    lighting = tiny_models.build_tiny_marigold(tmp_path_factory.mktemp("marigold") / "lighting",
+                                               target_properties=tiny_models.MARIGOLD_LIGHTING_TARGETS)
+    with pytest.raises(engine_api.EngineError, match="predicts albedo, shading, residual, not roughness"):
+        engine.material_maps(maps_request(maps=("ALBEDO", "ROUGHNESS"), pbr_model=str(lighting)))
+    # Its albedo (linear, up to scale) is read and encoded sRGB.
+    albedo = engine.material_maps(maps_request(maps=("ALBEDO",), pbr_model=str(lighting))).maps["albedo"]
+    assert albedo.shape == (48, 80, 3) and 0 <= albedo.min() and albedo.max() <= 1
+
+
+def test_bad_requests_name_the_field(engine: Any, engine_api: Any, maps_request: Any) -> None:
+    for fields, word in (({"maps": ()}, "maps"), ({"maps": ("GLOSS",)}, "maps"), ({"seamless": "Z"}, "seamless"),
+                         ({"steps": 0}, "steps"), ({"ensemble_size": 0}, "ensemble_size"),
+                         ({"image": np.zeros((8, 8), np.float32)}, "image"), ({"albedo_chroma": "X"}, "albedo_chroma"),
+                         ({"processing_resolution": -1}, "processing_resolution")):
+        with pytest.raises(ValueError, match=word):
+            engine.material_maps(maps_request(**fields))
+
+
+# --- the model cache: slots, memory, free ------------------------------------------------------------------
+
+
+def test_the_least_recently_used_idle_model_is_released_when_the_next_would_not_fit(
+    new_engine: Any, maps_request: Any, tiny_sd_model: Path
+) -> None:
+    """Budget for one Marigold model and a bit: loading the normals model releases the intrinsics model (idle, the
+    least recently used), never itself; the artist's model, used before both, goes first."""
+    probe = new_engine()
+    probe.material_maps(maps_request(maps=("ROUGHNESS", "NORMAL")))
+    intrinsics, normals = probe.cache.resident_bytes("pbr_intrinsics"), probe.cache.resident_bytes("pbr_normals")
+    assert intrinsics > 0 and normals > 0 and probe.cache.resident_bytes() == intrinsics + normals
+    engine = new_engine()
+    engine.load(str(tiny_sd_model))
+    engine.cache.memory_budget = int(max(intrinsics, normals) * 1.2)
+    engine.material_maps(maps_request(maps=("ROUGHNESS", "NORMAL")))
+    assert [slot for slot, _ in engine.cache.released] == ["model", "pbr_intrinsics"]
+    assert list(engine.cache.entries("pbr_normals")) and not list(engine.cache.entries("pbr_intrinsics"))
+    assert engine.cache.resident_bytes() <= engine.cache.memory_budget
+
+
+def test_make_room_releases_oldest_first_and_never_a_slot_in_use(engine_api: Any) -> None:
+    import importlib
+
+    import torch
+
+    model_cache = importlib.import_module(engine_api.__name__ + ".model_cache")
+    placement = importlib.import_module(engine_api.__name__ + ".placement")
+    cache = model_cache.ModelCache(placement.Placement(engine_api.EngineOptions(device="CPU")))
+    cache.memory_budget = 4000 * 4  # four 1000-float modules
+    for slot in ("a", "b", "c"):
+        cache.load(slot, 1, lambda: torch.nn.Linear(999, 1, bias=True))  # 1000 floats
+    assert cache.resident_bytes() == 3 * 4000
+    cache.get("a", 1)  # a is now the most recently used: b is the oldest
+    assert cache.make_room(8000, in_use=("b",)) == [("c", 1)]  # b in use: c released, then it fits
+    assert cache.make_room(16000, in_use=("b",)) == [("a", 1)]  # still too much: a too, never b
+    assert list(cache.entries("b")) == [1] and cache.released == [("c", 1), ("a", 1)]
+    assert cache.make_room(0) == []
+
+
+def test_free_model_empties_the_map_slots(new_engine: Any, maps_request: Any) -> None:
+    engine = new_engine()
+    engine.material_maps(maps_request(maps=("METALLIC", "HEIGHT")))
+    assert list(engine.cache.entries("pbr_intrinsics")) and list(engine.cache.entries("pbr_normals"))
+    engine.material_maps(maps_request(maps=("METALLIC", "HEIGHT")))
+    assert engine.cache.loads["pbr_intrinsics"] == 1 and engine.cache.loads["pbr_normals"] == 1  # kept, not re-read
+    engine.free()
+    assert not list(engine.cache.entries("pbr_intrinsics")) and not list(engine.cache.entries("pbr_normals"))
+    assert engine.cache.resident_bytes() == 0
+
+
+def test_precision_is_respected(new_engine: Any, maps_request: Any) -> None:
+    import torch
+
+    engine = new_engine(precision="BF16")
+    result = engine.material_maps(maps_request(maps=("ROUGHNESS",)))
+    assert engine.cache.newest("pbr_intrinsics").pipe.unet.dtype == torch.bfloat16
+    assert result.maps["roughness"].dtype == np.float32
+
+
+# --- cancel, determinism ------------------------------------------------------------------------------------
+
+
+def test_cancel_stops_within_one_step(engine: Any, engine_api: Any, maps_request: Any) -> None:
+    cancel = threading.Event()
+    events: list[Any] = []
+
+    def on_progress(event: Any) -> None:
+        events.append(event)
+        cancel.set()  # after the first step
+
+    with pytest.raises(engine_api.GenerationCancelled):
+        engine.material_maps(maps_request(steps=4), on_progress=on_progress, cancel_event=cancel)
+    assert [(e.part, e.step) for e in events] == [(1, 1)]
+
+
+def test_the_same_seed_gives_the_same_maps(engine: Any, maps_request: Any) -> None:
+    first = engine.material_maps(maps_request(seed=3)).maps
+    again = engine.material_maps(maps_request(seed=3)).maps
+    other = engine.material_maps(maps_request(seed=4)).maps
+    for name in first:
+        np.testing.assert_array_equal(first[name], again[name])
+    assert not np.array_equal(first["roughness"], other["roughness"])
