@@ -327,3 +327,25 @@ def test_the_same_seed_gives_the_same_maps(engine: Any, maps_request: Any) -> No
     for name in first:
         np.testing.assert_array_equal(first[name], again[name])
     assert not np.array_equal(first["roughness"], other["roughness"])
+
+
+def test_check_available_refuses_before_anything_loads(
+    engine_api: Any, maps_request: Any, tiny_models: Any, tiny_sd_model: Path, tmp_path: Path
+) -> None:
+    import importlib
+
+    models = importlib.import_module(engine_api.__name__ + ".material_map_models")
+    offline = engine_api.EngineOptions(device="CPU", offline=True, cache_dir=str(tmp_path / "empty"))
+    models.check_available(maps_request(), offline)  # the tiny folders: fine
+    with pytest.raises(engine_api.ModelNotFoundError, match="prs-eth/marigold-iid-appearance-v1-1 is not in"):
+        models.check_available(maps_request(maps=("ALBEDO",), pbr_model=""), offline)
+    models.check_available(maps_request(maps=("NORMAL",), pbr_model=""), offline)  # not read for normals
+    with pytest.raises(engine_api.EngineError, match="is a StableDiffusionPipeline, not a Marigold normals"):
+        models.check_available(maps_request(normals_model=str(tiny_sd_model)), offline)
+    cache = tmp_path / "hub"
+    tiny_models.install_in_hf_cache(tiny_sd_model, cache, "someone/sd")
+    in_cache = engine_api.EngineOptions(device="CPU", offline=True, cache_dir=str(cache))
+    with pytest.raises(engine_api.EngineError, match="someone/sd is a StableDiffusionPipeline"):
+        models.check_available(maps_request(pbr_model="someone/sd"), in_cache)
+    assert models.models_for(maps_request(maps=("HEIGHT",), normals_model="")) == [
+        ("normals_model", "prs-eth/marigold-normals-v1-1")]
