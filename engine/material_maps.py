@@ -259,14 +259,17 @@ def predict(
     request: MaterialMapsRequest,
     on_step: Callable[[int, int], None] | None,
     cancel_event: threading.Event | None,
+    *,
+    latents: Any = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """One Marigold run on ``rgb`` (h, w, 3) sRGB: its ``prediction`` (targets, ph, pw, 3) at the processing
     size, and the knobs it ran with (steps, processing resolution and size). Cancel is checked before every
-    UNet call; ``on_step(done, total)`` after each."""
+    UNet call; ``on_step(done, total)`` after each. ``latents``: the starting noise instead of the request's
+    seed (the pipeline's own argument; the wrap tests roll it with the image)."""
     import torch
 
     from . import devices
-    from .tiling import seamless
+    from .tiling import seamless, seamless_downsamples
 
     pipe = loaded.pipe
     steps = request.steps or pipe.default_denoising_steps
@@ -295,7 +298,8 @@ def predict(
         pipe.unet = unet._orig_mod  # compiled graphs know no circular padding
     hooks = [pipe.unet.register_forward_pre_hook(before_step), pipe.unet.register_forward_hook(after_step)]
     try:
-        with seamless((pipe.unet, pipe.vae), request.seamless), torch.inference_mode():
+        with seamless((pipe.unet, pipe.vae), request.seamless), seamless_downsamples((pipe.vae,), request.seamless), \
+                torch.inference_mode():
             output = pipe(
                 pixels,
                 num_inference_steps=int(steps),
@@ -303,7 +307,8 @@ def predict(
                 processing_resolution=0,  # resampled here already, wrap-aware
                 match_input_resolution=False,
                 batch_size=1,
-                generator=devices.seed_generator(request.seed),
+                generator=devices.seed_generator(request.seed) if latents is None else None,
+                latents=latents,
                 output_type="np",
             )
     finally:

@@ -127,9 +127,9 @@ class ModelCache:
                 if on_drop is not None:
                     on_drop(dropped, entry)
 
-    def resident_bytes(self) -> int:
-        """Bytes of weights of every entry in memory (as measured when each was read)."""
-        return sum(self._bytes.values())
+    def resident_bytes(self, slot: str | None = None) -> int:
+        """Bytes of weights of every entry in memory (of ``slot`` only, where given), as measured when read."""
+        return sum(size for (entry_slot, _), size in self._bytes.items() if slot is None or entry_slot == slot)
 
     def budget(self) -> int | None:
         """``memory_budget``, else ``MODEL_MEMORY_SHARE`` of the device's memory (None where unknown)."""
