@@ -20,7 +20,8 @@ import numpy as np
 
 from ..engine.material_maps_request import MAP_KINDS, MaterialMapsRequest
 from . import pbr_wiring, pixels, requests, results
-from .pbr_maps_writer import HEIGHT_REFUSED, ProjectedSurface, convert_normals, projected_surface, recorded_camera, write_maps
+from .pbr_maps_writer import (HEIGHT_REFUSED, ProjectedSurface, check_maps_models, convert_normals, projected_surface,
+                              recorded_camera, write_maps)
 from .job import GenerationJob, JobEvent
 from .plan import check_engine_packages, check_no_job_running
 from .run import GenerationRun
@@ -94,8 +95,9 @@ def prepare(context: bpy.types.Context, image_name: str, maps) -> MapsPlan:
         raise ValueError(HEIGHT_REFUSED.format(target="Project from Camera"))
     check_engine_packages()
     request = maps_request(settings, pixels.read_display_pixels(image), chosen, recipe)
-    plan = MapsPlan(request, requests.options_from_preferences(context), image.name, recipe,
-                    settings.keep_history)
+    options = requests.options_from_preferences(context)
+    check_maps_models(request, options)
+    plan = MapsPlan(request, options, image.name, recipe, settings.keep_history)
     users = pbr_wiring.base_color_users(image)
     if not users:
         plan.notes.append(f"'{image.name}' is not any material's Base Color: its maps are made as images only")

@@ -126,7 +126,20 @@ def maps_after_generate(settings, options) -> object:
         seamless=settings.seamless if settings.seamless in ("NONE", "X", "Y", "BOTH") else "NONE",
         pbr_model=resolve_model_path(settings.pbr_model), normals_model=resolve_model_path(settings.normals_model))
     request.validate()
+    check_maps_models(request, options)
     return request
+
+
+def check_maps_models(request, options) -> None:
+    """The Marigold models ``request`` reads can be had and are Marigold pipelines of the right kind (read from
+    the disk, nothing loaded), else ValueError saying which: refused before anything runs."""
+    from ..engine import EngineError
+    from ..engine.material_map_models import check_available
+
+    try:
+        check_available(request, options)
+    except EngineError as error:
+        raise ValueError(str(error)) from None
 
 
 HEIGHT_REFUSED = ("Height maps are made for flat textures only (targets Image and Material): a {target} "

@@ -76,10 +76,28 @@ def test_height_on_project_is_refused_before_anything_runs(with_maps):
     assert datablock_counts() == before and with_maps.result_image is None
 
 
-def test_maps_that_fail_keep_the_generation_and_say_why(with_maps, tiny_sd_model, capfd):
+def test_a_non_marigold_maps_model_is_refused_before_anything_runs(with_maps, tiny_sd_model):
     with_maps.target = "IMAGE"
     with_maps.pbr_maps = {"ALBEDO"}
-    with_maps.pbr_model = str(tiny_sd_model)  # not a Marigold pipeline: refused by the engine in the run
+    with_maps.pbr_model = str(tiny_sd_model)
+    before = datablock_counts()
+    with pytest.raises(RuntimeError, match="Marigold|pipeline"):
+        bpy.ops.latent_textures.generate()
+    assert datablock_counts() == before and with_maps.result_image is None
+
+
+def test_maps_that_fail_in_the_run_keep_the_generation_and_say_why(with_maps, tiny_marigold_intrinsics, tmp_path,
+                                                                   capfd):
+    """A Marigold folder whose UNet weights are missing passes the check on disk and fails when it loads."""
+    import shutil
+
+    broken = tmp_path / "broken-iid"
+    shutil.copytree(tiny_marigold_intrinsics, broken)
+    for weights in (broken / "unet").glob("*.safetensors"):
+        weights.unlink()
+    with_maps.target = "IMAGE"
+    with_maps.pbr_maps = {"ALBEDO"}
+    with_maps.pbr_model = str(broken)
     assert bpy.ops.latent_textures.generate() == {"FINISHED"}
     lit = with_maps.result_image
     assert lit is not None and bpy.data.images.get(f"{lit.name} albedo") is None
