@@ -37,5 +37,5 @@ def draw_material_maps(layout, settings) -> None:
     col.prop(settings, "normals_model", text="Normals", placeholder="prs-eth/marigold-normals-v1-1")
     row = layout.row()
     row.enabled = settings.result_image is not None and bool(settings.pbr_maps)
-    button = row.operator("latent_textures.material_maps", text="Maps of the Last Result", icon="NODE_MATERIAL")
+    button = row.operator("latent_textures.material_maps", icon="NODE_MATERIAL")
     button.maps = set(settings.pbr_maps)
