@@ -21,7 +21,7 @@ import numpy as np
 from ..engine.material_maps_request import MAP_KINDS, MaterialMapsRequest
 from . import pbr_wiring, pixels, requests, results
 from .pbr_maps_writer import (HEIGHT_REFUSED, ProjectedSurface, check_maps_models, convert_normals, projected_surface,
-                              recorded_camera, write_maps)
+                              recorded_camera, settle_names, write_maps)
 from .job import GenerationJob, JobEvent
 from .plan import check_engine_packages, check_no_job_running
 from .run import GenerationRun
@@ -169,6 +169,7 @@ class MaterialMapsRun(GenerationRun):
             self.reports.append(("ERROR", f"Could not write the material maps: {error}"))
             return "CANCELLED"
         changes.commit()
+        settle_names(images, source.name)
         self.reports += [("WARNING", problem) for problem in problems]
         self.reports.append(("INFO", "Material maps: " + ", ".join(image.name for image in images.values())))
         return "FINISHED"

@@ -90,7 +90,7 @@ def write_maps(context: bpy.types.Context, textures: list, baked_maps: list[Mate
             recipe = image.get(results.RECIPE_PROPERTY)
             recipe = recipe.to_dict() if hasattr(recipe, "to_dict") else dict(recipe or {})
             images, lines = pbr_maps_writer.write_maps(changes, image, maps, recipe, baked.uv_name, keep_history)
-            made += images.values()
+            made.append((image.name, images))
             problems += lines
     except Exception as error:
         traceback.print_exc()
@@ -98,4 +98,7 @@ def write_maps(context: bpy.types.Context, textures: list, baked_maps: list[Mate
         return [("WARNING", f"the textures were generated and kept, but their material maps could not be written: "
                             f"{error}")]
     changes.commit()
-    return [("WARNING", line) for line in problems] + [("INFO", "Material maps: " + ", ".join(i.name for i in made))]
+    for source_name, images in made:
+        pbr_maps_writer.settle_names(images, source_name)
+    names = ", ".join(image.name for _, images in made for image in images.values())
+    return [("WARNING", line) for line in problems] + [("INFO", f"Material maps: {names}")]

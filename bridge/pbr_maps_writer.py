@@ -81,6 +81,15 @@ def write_maps(changes: results.Changes, source: bpy.types.Image, result, recipe
     return images, problems
 
 
+def settle_names(images: dict[str, bpy.types.Image], source_name: str) -> None:
+    """After the commit (the previous maps released): each map takes its plain name ``<source> <map>`` where a
+    released predecessor held it (Blender had called the new one ``… .001``)."""
+    for kind, image in images.items():
+        wanted = pbr_wiring.map_image_name(source_name, kind)
+        if image.name != wanted and bpy.data.images.get(wanted) is None:
+            image.name = wanted
+
+
 def write_after_generate(context: bpy.types.Context, image: bpy.types.Image, result, keep_history: bool,
                          projection: tuple[list[bpy.types.Object], str, ViewCamera] | None = None
                          ) -> list[tuple[str, str]]:
@@ -105,6 +114,7 @@ def write_after_generate(context: bpy.types.Context, image: bpy.types.Image, res
         return [("WARNING", f"'{image.name}' was generated and kept, but its material maps could not be written: "
                             f"{error}")]
     changes.commit()
+    settle_names(images, image.name)
     return [("WARNING", problem) for problem in problems] + [
         ("INFO", "Material maps: " + ", ".join(made.name for made in images.values()))]
 

@@ -118,3 +118,14 @@ def test_bad_requests_are_refused_before_anything_runs(marigold):
     with pytest.raises(RuntimeError, match="Height maps are made for flat textures only"):
         bpy.ops.latent_textures.material_maps(image="atlas", maps={"HEIGHT"})
     assert datablock_counts() == before
+
+
+def test_making_the_maps_again_replaces_them_under_the_same_names(marigold):
+    image, material = photo_on_cube()
+    assert bpy.ops.latent_textures.material_maps(image=image.name, maps={"ALBEDO", "NORMAL"}) == {"FINISHED"}
+    nodes = len(material.node_tree.nodes)
+    assert bpy.ops.latent_textures.material_maps(image=image.name, maps={"ALBEDO", "NORMAL"}) == {"FINISHED"}
+    maps = sorted(i.name for i in bpy.data.images if i.get("latent_textures", {}).get("pbr_source") == "photo")
+    assert maps == ["photo albedo", "photo normal"] and len(material.node_tree.nodes) == nodes
+    shader = module("bridge.results").principled_bsdf(material.node_tree)
+    assert feeding(shader.inputs["Base Color"]).image.name == "photo albedo"
