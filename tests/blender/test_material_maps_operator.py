@@ -129,3 +129,45 @@ def test_making_the_maps_again_replaces_them_under_the_same_names(marigold):
     assert maps == ["photo albedo", "photo normal"] and len(material.node_tree.nodes) == nodes
     shader = module("bridge.results").principled_bsdf(material.node_tree)
     assert feeding(shader.inputs["Base Color"]).image.name == "photo albedo"
+
+
+def test_a_cancelled_run_changes_nothing(marigold):
+    """Esc sets the job's cancel event: the engine stops before its next UNet call, nothing is written."""
+    image, _ = photo_on_cube()
+    material_maps = module("bridge.material_maps")
+    plan = material_maps.prepare(bpy.context, image.name, {"ALBEDO", "NORMAL"})
+    before = datablock_counts()
+    run = material_maps.MaterialMapsRun(plan)
+    run.job.cancel()
+    run.run_here()
+    assert run.tick(bpy.context) == "CANCELLED"
+    assert ("WARNING", "Material maps cancelled: nothing was changed") in run.reports
+    assert datablock_counts() == before
+    assert module("bridge.job").current_job() is None
+
+
+def test_progress_reads_maps_and_the_step(marigold):
+    image, _ = photo_on_cube()
+    material_maps = module("bridge.material_maps")
+    run = material_maps.MaterialMapsRun(material_maps.prepare(bpy.context, image.name, {"NORMAL"}))
+    seen = []
+    real = run.job._on_progress
+
+    def remember(event):
+        real(event)
+        if event.stage == "MAPS":
+            seen.append(event)
+
+    run.job._on_progress = remember
+    run.run_here()
+    described = set()
+    while True:  # the events the UI's timer would drain, one by one
+        event = run.job.events.get_nowait()
+        if event.kind != "progress":
+            break
+        payload = event.payload
+        run.job.stage, run.job.step, run.job.total = payload.stage, payload.step, payload.total
+        run.job.detail = payload.detail
+        described.add(run.job.describe())
+    assert seen and f"maps: normal 1/{seen[0].total}" in described
+    run.abandon()

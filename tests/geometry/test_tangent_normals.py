@@ -244,3 +244,33 @@ def test_whole_object_bake_of_the_geometrys_normals_is_flat_blue():
     texels = rasterize_uv_triangles(uv, corners_world, np.repeat(np.repeat(face[None, None], 3, 1), 2, 0), 32)
     texture = bake_tangent_normals([texels], views, [frames], [corners_world])
     np.testing.assert_allclose(texture.reshape(-1, 3), np.tile([0.5, 0.5, 1.0], (32 * 32, 1)), atol=EXACT)
+
+
+def test_whole_object_bake_carries_a_leaning_normal_into_tangent_space():
+    """Views that all see one leaning world normal on a rotated, scaled plane: the baked map decodes (Normal
+    Map node's formula) back to that normal at every covered texel."""
+    from geometry.bake import BakeView
+    from geometry.tangent_bake import bake_tangent_normals
+
+    corners_object, uv = plane(u=(1.0, 0.0, 0.3), v=(0.0, 1.0, -0.2))
+    linear = _rotation((0.3, 1.0, 0.2), 0.6) @ np.diag([1.3, 0.8, 1.0])
+    corners_world = corners_object @ linear.T
+    frames = uv_frames(corners_object, uv, linear=linear)
+    face = np.cross(corners_world[0, 1] - corners_world[0, 0], corners_world[0, 2] - corners_world[0, 0])
+    face /= np.linalg.norm(face)
+    leaning = face + 0.5 * np.cross(face, [1.0, 0.0, 0.0])
+    leaning /= np.linalg.norm(leaning)
+    views = []
+    for offset in ((0.5, 0.0, 0.0), (-1.0, 0.8, 0.0)):
+        camera = camera_at(6.0 * face + np.array(offset), up=(0.0, 0.0, 1.0))
+        hits = rasterize(camera, corners_world)
+        image = np.zeros((camera.height, camera.width, 3), dtype=np.float32)
+        image[:] = leaning
+        views.append(BakeView(camera, image, hits.depth))
+    texels = rasterize_uv_triangles(uv, corners_world, np.repeat(np.repeat(face[None, None], 3, 1), 2, 0), 32)
+    texture = bake_tangent_normals([texels], views, [frames], [corners_world])
+    colours = texture.reshape(-1, 3)[texels.index]
+    weights = barycentric_of_points(texels.position, (corners_world - texels.origin)[texels.triangle])
+    decoded = tangent_to_world(colours, texels.triangle, weights, frames)
+    np.testing.assert_allclose(decoded, np.tile(leaning, (len(decoded), 1)), atol=1e-5)
+    assert np.abs(colours - [0.5, 0.5, 1.0]).max() > 0.1  # it does lean
