@@ -349,3 +349,29 @@ def test_check_available_refuses_before_anything_loads(
         models.check_available(maps_request(pbr_model="someone/sd"), in_cache)
     assert models.models_for(maps_request(maps=("HEIGHT",), normals_model="")) == [
         ("normals_model", "prs-eth/marigold-normals-v1-1")]
+
+
+def test_a_default_model_downloads_with_its_size_first_and_its_revision_in_the_recipe(
+    engine_api: Any, new_engine: Any, maps_request: Any, tiny_marigold_normals: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The normals model's default repo id, not cached: downloaded through the hub's own progress helpers (the
+    FakeHub of the source tests serves the tiny folder), every DOWNLOAD event carrying the total before the
+    first byte lands, then the MAPS steps; the recipe names the snapshot's commit."""
+    import huggingface_hub
+    from test_engine_sources import FakeHub
+
+    hub = FakeHub(tiny_marigold_normals, "prs-eth/marigold-normals-v1-1", extra=["README.md"])
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", hub.model_info)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hub.hf_hub_download)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", hub.snapshot_download)
+    monkeypatch.setattr(engine_api.__name__ + ".hub.DOWNLOAD_REPORT_INTERVAL", 0.0)
+    events: list[Any] = []
+    engine = new_engine(cache_dir=str(tmp_path))
+    result = engine.material_maps(maps_request(maps=("NORMAL",), normals_model=""), on_progress=events.append)
+    download = [e for e in events if e.stage == "DOWNLOAD"]
+    total = sum(hub.files[f] for f in hub.requested)
+    assert download and all(e.total == total for e in download) and download[0].step < total
+    assert events.index(download[-1]) < events.index(next(e for e in events if e.stage == "MAPS"))
+    recipe = result.recipes["normal"]
+    assert recipe["normals_model"] == "prs-eth/marigold-normals-v1-1" and recipe["model_revision"] == "0" * 40
