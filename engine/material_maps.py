@@ -183,7 +183,7 @@ def load_marigold(
     """The Marigold ``kind`` (``intrinsics``/``normals``) model ``model`` from its slot of the cache, else read
     (or downloaded) into it: a repo id or diffusers folder whose ``model_index.json`` names that pipeline class
     (any other is refused by name before its weights are read). Room is made first (``make_room``)."""
-    from .model_cache import loading, read_pipeline
+    from .model_cache import loading, pipeline_bytes, read_pipeline
 
     slot, pipelines, field, _ = KINDS[kind]
     placement = cache.placement
@@ -191,7 +191,7 @@ def load_marigold(
     key = placement.cache_key(source)
 
     def make_room(folder: Path) -> None:
-        cache.make_room(estimated_bytes(folder, source.location, placement), in_use=(slot,))
+        cache.make_room(pipeline_bytes(folder, source.location, placement.dtype), in_use=(slot,))
 
     def read() -> LoadedMarigold:
         if source.kind == "SINGLE_FILE":
@@ -208,20 +208,6 @@ def load_marigold(
         return LoadedMarigold(key, kind, model, pipe, where)
 
     return cache.load(slot, key, read)
-
-
-def estimated_bytes(folder: Path, name: str, placement: Any) -> int:
-    """What the pipeline in ``folder`` will take in memory at the placement's dtype, from its files' headers."""
-    import torch
-
-    from .file_selection import folder_listing, select_files
-    from .files import variant_for
-    from .model_cache import safetensors_bytes
-
-    selection = select_files(folder_listing(folder), sources.read_index(folder), name=name,
-                             prefer_variant=variant_for(placement.dtype_name), allow_pickle=True)
-    element = torch.empty((), dtype=placement.dtype).element_size()
-    return sum(safetensors_bytes(folder / f, element) for f in selection.files if f.endswith(".safetensors"))
 
 
 def check_intrinsics(loaded: LoadedMarigold, maps: tuple[str, ...]) -> dict[str, tuple[int, int | None, str]]:

@@ -375,3 +375,19 @@ def test_a_default_model_downloads_with_its_size_first_and_its_revision_in_the_r
     assert events.index(download[-1]) < events.index(next(e for e in events if e.stage == "MAPS"))
     recipe = result.recipes["normal"]
     assert recipe["normals_model"] == "prs-eth/marigold-normals-v1-1" and recipe["model_revision"] == "0" * 40
+
+
+def test_the_memory_estimate_before_loading_matches_the_loaded_weights(
+    engine_api: Any, new_engine: Any, maps_request: Any, tiny_marigold_intrinsics: Path
+) -> None:
+    """``make_room`` is asked for what the files' headers say the weights take at the engine's dtype; loaded,
+    they take that (plus the few buffers no file stores: the text encoder's position ids)."""
+    import importlib
+
+    model_cache = importlib.import_module(engine_api.__name__ + ".model_cache")
+    for precision in ("FP32", "BF16"):
+        engine = new_engine(precision=precision)
+        engine.material_maps(maps_request(maps=("METALLIC",)))
+        estimate = model_cache.pipeline_bytes(tiny_marigold_intrinsics, "tiny", engine.dtype)
+        loaded = engine.cache.resident_bytes("pbr_intrinsics")
+        assert estimate <= loaded <= estimate * 1.01 + 1024, (precision, estimate, loaded)
