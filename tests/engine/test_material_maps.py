@@ -391,3 +391,11 @@ def test_the_memory_estimate_before_loading_matches_the_loaded_weights(
         estimate = model_cache.pipeline_bytes(tiny_marigold_intrinsics, "tiny", engine.dtype)
         loaded = engine.cache.resident_bytes("pbr_intrinsics")
         assert estimate <= loaded <= estimate * 1.01 + 1024, (precision, estimate, loaded)
+
+
+def test_an_ensemble_runs_every_member_and_reports_its_steps(engine: Any, maps_request: Any) -> None:
+    events: list[Any] = []
+    result = engine.material_maps(maps_request(maps=("ALBEDO", "HEIGHT"), ensemble_size=3), on_progress=events.append)
+    assert set(result.maps) == {"albedo", "height"} and result.maps["height"].shape == (48, 80)
+    assert [(e.part, e.step, e.total) for e in events if e.part == 2] == [(2, s, 6) for s in range(1, 7)]
+    assert result.recipes["height"]["ensemble_size"] == 3 and "normal" not in result.maps
