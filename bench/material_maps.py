@@ -107,8 +107,8 @@ def measure(kind: str, models: dict[str, str], size: int, steps: int, warm_up: b
                                "size": size, "peak_rss_mb": None if peak is None else round(peak)}
     if kind == "maps":
         figures.update(intrinsics_s=result.timings["intrinsics"], normals_s=result.timings["normals"],
-                       height_s=result.timings["height"], steps=result.recipes["normal"]["steps"],
-                       processing_size=result.recipes["normal"]["processing_size"])
+                       height_s=result.timings["height"], steps=result.recipes["normal"]["pbr"]["steps"],
+                       processing_size=result.recipes["normal"]["pbr"]["processing_size"])
     else:
         figures["steps"] = steps
     return figures

@@ -61,10 +61,12 @@ def test_recipes_name_the_map_the_model_and_its_knobs(engine: Any, maps_request:
     result = engine.material_maps(maps_request(maps=("ROUGHNESS", "NORMAL"), ensemble_size=1, seed=5))
     assert set(result.maps) == {"roughness", "normal"}
     roughness = result.recipes["roughness"]
+    assert set(roughness) == {"pbr_map", "pbr_model", "pbr"}  # nothing that would overwrite the source's keys
     assert roughness["pbr_map"] == "roughness" and roughness["pbr_model"] == str(tiny_marigold_intrinsics)
-    assert (roughness["steps"], roughness["processing_resolution"], roughness["ensemble_size"]) == (2, 64, 1)
-    assert roughness["seed"] == 5 and "model_revision" in roughness
-    assert result.recipes["normal"]["pbr_map"] == "normal" and "normals_model" in result.recipes["normal"]
+    knobs = roughness["pbr"]
+    assert (knobs["steps"], knobs["processing_resolution"], knobs["ensemble_size"]) == (2, 64, 1)
+    assert knobs["seed"] == 5 and knobs["processing_size"] == [64, 32] and "model_revision" in knobs
+    assert set(result.recipes["normal"]) == {"pbr_map", "normals_model", "pbr"}
 
 
 def test_progress_is_reported_per_map_step(engine: Any, maps_request: Any) -> None:
@@ -108,7 +110,7 @@ def test_roughness_and_metallic_are_read_where_target_properties_say(
 def test_albedo_chroma_model_is_the_prediction_and_lit_keeps_its_luminance(engine: Any, maps_request: Any) -> None:
     model = engine.material_maps(maps_request(maps=("ALBEDO",), albedo_chroma="MODEL"))
     lit = engine.material_maps(maps_request(maps=("ALBEDO",), albedo_chroma="LIT"))
-    assert model.recipes["albedo"]["albedo_chroma"] == "MODEL"
+    assert model.recipes["albedo"]["pbr"]["albedo_chroma"] == "MODEL"
     luma = np.array([0.2126, 0.7152, 0.0722])
     to_linear = lambda c: np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)  # noqa: E731
     # In gamut the luminance is kept exactly; clipping where lit chroma x luminance leaves it only lowers it.
@@ -378,7 +380,7 @@ def test_a_default_model_downloads_with_its_size_first_and_its_revision_in_the_r
     assert download and all(e.total == total for e in download) and download[0].step < total
     assert events.index(download[-1]) < events.index(next(e for e in events if e.stage == "MAPS"))
     recipe = result.recipes["normal"]
-    assert recipe["normals_model"] == "prs-eth/marigold-normals-v1-1" and recipe["model_revision"] == "0" * 40
+    assert recipe["normals_model"] == "prs-eth/marigold-normals-v1-1" and recipe["pbr"]["model_revision"] == "0" * 40
 
 
 def test_the_memory_estimate_before_loading_matches_the_loaded_weights(
@@ -402,4 +404,4 @@ def test_an_ensemble_runs_every_member_and_reports_its_steps(engine: Any, maps_r
     result = engine.material_maps(maps_request(maps=("ALBEDO", "HEIGHT"), ensemble_size=3), on_progress=events.append)
     assert set(result.maps) == {"albedo", "height"} and result.maps["height"].shape == (48, 80)
     assert [(e.part, e.step, e.total) for e in events if e.part == 2] == [(2, s, 6) for s in range(1, 7)]
-    assert result.recipes["height"]["ensemble_size"] == 3 and "normal" not in result.maps
+    assert result.recipes["height"]["pbr"]["ensemble_size"] == 3 and "normal" not in result.maps
