@@ -11,6 +11,9 @@ from typing import Any
 
 import numpy as np
 
+# Height is integrated at most this many pixels a side, then resampled to the map's size: the FFTs of a mirrored
+# 8192² map would take ~4 GB each (complex128), and a height field's energy is in its low frequencies anyway.
+MAX_HEIGHT_SIDE = 2048
 # Below this |n_z| a normal is (nearly) edge-on: its slope is clamped there, not divided by almost zero.
 MIN_NORMAL_Z = 0.1
 # The lit image's own chroma is trusted fully above this linear luminance, and blends into the albedo's
@@ -47,11 +50,11 @@ def resample(image: np.ndarray, height: int, width: int, *, wrap_x: bool, wrap_y
     an image that tiles along an axis still tiles after (rolling the input rolls the output)."""
     if image.shape[0] == height and image.shape[1] == width:
         return np.asarray(image, dtype=np.float32)
-    rows = resample_matrix(image.shape[0], height, wrap_y)
-    cols = resample_matrix(image.shape[1], width, wrap_x)
-    out = np.einsum("ai,ij...->aj...", rows, np.asarray(image, dtype=np.float64))
-    out = np.einsum("bj,aj...->ab...", cols, out)
-    return out.astype(np.float32)
+    # float32 throughout: an 8192² RGB map is 0.8 GB as it is (weights summing to 1: rounding ~1e-7).
+    rows = resample_matrix(image.shape[0], height, wrap_y).astype(np.float32)
+    cols = resample_matrix(image.shape[1], width, wrap_x).astype(np.float32)
+    out = np.einsum("ai,ij...->aj...", rows, np.asarray(image, dtype=np.float32))
+    return np.ascontiguousarray(np.einsum("bj,aj...->ab...", cols, out), dtype=np.float32)
 
 
 def processing_size(height: int, width: int, resolution: int, multiple: int) -> tuple[int, int]:
@@ -127,9 +130,18 @@ def integrate_slopes(p: np.ndarray, q: np.ndarray, *, wrap_x: bool, wrap_y: bool
 def height_from_normals(normals: np.ndarray, *, wrap_x: bool, wrap_y: bool) -> tuple[np.ndarray, float]:
     """The height map of camera-frame normals ``(h, w, 3)``: float32 ``(h, w)`` in 0..1 (lowest 0, highest 1) and
     its span in pixels (how many pixel widths the highest point stands above the lowest: the Displacement
-    scale is that span x the texel size). Seamless axes stay seamless (``integrate_slopes``)."""
+    scale is that span x the texel size). Seamless axes stay seamless (``integrate_slopes``). Maps larger than
+    ``MAX_HEIGHT_SIDE`` are integrated at that size (slopes scaled with it) and resampled back."""
+    height, width = normals.shape[:2]
+    scale = min(1.0, MAX_HEIGHT_SIDE / max(height, width))
+    if scale < 1.0:
+        small = resample(normals, max(1, round(height * scale)), max(1, round(width * scale)),
+                         wrap_x=wrap_x, wrap_y=wrap_y)
+        normals = small / np.maximum(np.linalg.norm(small, axis=-1, keepdims=True), 1e-6)
     p, q = slopes(normals)
-    h = integrate_slopes(p, q, wrap_x=wrap_x, wrap_y=wrap_y)
+    h = integrate_slopes(p, q, wrap_x=wrap_x, wrap_y=wrap_y) / scale  # in pixels of the full-size map
+    if scale < 1.0:
+        h = resample(h, height, width, wrap_x=wrap_x, wrap_y=wrap_y).astype(np.float64)
     span = float(h.max() - h.min())
     scaled = (h - h.min()) / span if span > 0 else np.zeros_like(h)
     return scaled.astype(np.float32), span

@@ -138,29 +138,22 @@ def _run(
         progress = _step_progress(on_progress, part, len(runs), marigold_run.label)
         prediction, knobs = predict(loaded, rgb, request, progress, cancel_event)
         timings[marigold_run.kind] = round(time.perf_counter() - started, 3)
-        base = {
-            _field(marigold_run.kind): loaded.source,
-            "model_files": loaded.where.files,
-            "model_revision": loaded.where.revision or "",
-            **knobs,
-            "ensemble_size": request.ensemble_size,
-            "seed": request.seed,
-            "seamless": request.seamless,
-        }
+        # Merged into the source's recipe by the caller: its own keys (steps, seed, model_revision, ...) stay the
+        # generation's; this run's knobs go under "pbr".
+        knobs.update(model_files=loaded.where.files, model_revision=loaded.where.revision or "",
+                     ensemble_size=request.ensemble_size, seed=request.seed, seamless=request.seamless)
         if marigold_run.kind == "intrinsics":
             made = intrinsics_maps(prediction, quantities, rgb, request)
         else:
-            started = time.perf_counter()
-            made, span = normals_maps(prediction, rgb.shape[:2], marigold_run.maps, request)
-            timings["height"] = round(time.perf_counter() - started, 3) if "HEIGHT" in marigold_run.maps else 0.0
+            made, span, timings["height"] = normals_maps(prediction, rgb.shape[:2], marigold_run.maps, request)
         for name in marigold_run.maps:
             key = name.lower()
             maps[key] = made[key]
-            recipes[key] = {"pbr_map": key, **base}
+            recipes[key] = {"pbr_map": key, _field(marigold_run.kind): loaded.source, "pbr": dict(knobs)}
         if "ALBEDO" in marigold_run.maps:
-            recipes["albedo"]["albedo_chroma"] = request.albedo_chroma
+            recipes["albedo"]["pbr"]["albedo_chroma"] = request.albedo_chroma
         if "HEIGHT" in marigold_run.maps:
-            recipes["height"].update(height_from="normals (Frankot-Chellappa)", height_span_px=round(span, 4))
+            recipes["height"]["pbr"].update(height_from="normals (Frankot-Chellappa)", height_span_px=round(span, 4))
     check_cancel(cancel_event)
     return MaterialMapsResult(maps=maps, recipes=recipes, timings=timings)
 
@@ -183,7 +176,7 @@ def load_marigold(
     """The Marigold ``kind`` (``intrinsics``/``normals``) model ``model`` from its slot of the cache, else read
     (or downloaded) into it: a repo id or diffusers folder whose ``model_index.json`` names that pipeline class
     (any other is refused by name before its weights are read). Room is made first (``make_room``)."""
-    from .model_cache import loading, read_pipeline
+    from .model_cache import loading, pipeline_bytes, read_pipeline
 
     slot, pipelines, field, _ = KINDS[kind]
     placement = cache.placement
@@ -191,7 +184,7 @@ def load_marigold(
     key = placement.cache_key(source)
 
     def make_room(folder: Path) -> None:
-        cache.make_room(estimated_bytes(folder, source.location, placement), in_use=(slot,))
+        cache.make_room(pipeline_bytes(folder, source.location, placement.dtype), in_use=(slot,))
 
     def read() -> LoadedMarigold:
         if source.kind == "SINGLE_FILE":
@@ -208,20 +201,6 @@ def load_marigold(
         return LoadedMarigold(key, kind, model, pipe, where)
 
     return cache.load(slot, key, read)
-
-
-def estimated_bytes(folder: Path, name: str, placement: Any) -> int:
-    """What the pipeline in ``folder`` will take in memory at the placement's dtype, from its files' headers."""
-    import torch
-
-    from .file_selection import folder_listing, select_files
-    from .files import variant_for
-    from .model_cache import safetensors_bytes
-
-    selection = select_files(folder_listing(folder), sources.read_index(folder), name=name,
-                             prefer_variant=variant_for(placement.dtype_name), allow_pickle=True)
-    element = torch.empty((), dtype=placement.dtype).element_size()
-    return sum(safetensors_bytes(folder / f, element) for f in selection.files if f.endswith(".safetensors"))
 
 
 def check_intrinsics(loaded: LoadedMarigold, maps: tuple[str, ...]) -> dict[str, tuple[int, int | None, str]]:
@@ -350,18 +329,20 @@ def intrinsics_maps(
 
 def normals_maps(
     prediction: np.ndarray, size: tuple[int, int], maps: tuple[str, ...], request: MaterialMapsRequest
-) -> tuple[dict[str, np.ndarray], float]:
+) -> tuple[dict[str, np.ndarray], float, float]:
     """Unit camera-frame normals (h, w, 3) at the image's size, and the height integrated from them (h, w) in
-    0..1 with its span in pixels (0 when not asked for)."""
+    0..1 with its span in pixels and the seconds the integration took (0, 0 when not asked for)."""
     height, width = size
     normals = map_numerics.resample(prediction[0], height, width, wrap_x=request.wrap_x, wrap_y=request.wrap_y)
     length = np.linalg.norm(normals, axis=-1, keepdims=True)
     normals = np.where(length > 1e-6, normals / np.maximum(length, 1e-6), np.array([0.0, 0.0, 1.0], np.float32))
     made = {"normal": np.ascontiguousarray(normals, dtype=np.float32)}
-    span = 0.0
+    span = seconds = 0.0
     if "HEIGHT" in maps:
+        started = time.perf_counter()
         made["height"], span = map_numerics.height_from_normals(normals, wrap_x=request.wrap_x, wrap_y=request.wrap_y)
-    return made, span
+        seconds = round(time.perf_counter() - started, 3)
+    return made, span, seconds
 
 
 def _step_progress(

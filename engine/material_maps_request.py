@@ -102,7 +102,11 @@ class MaterialMapsResult:
     ``metallic`` ``(h, w)`` linear 0..1; ``normal`` ``(h, w, 3)`` unit vectors in the *camera frame*
     (X right, Y up, Z towards the viewer; for a flat texture this is its tangent-space normal);
     ``height`` ``(h, w)`` 0..1. ``recipes`` holds, per map, the keys its image's recipe adds to the
-    source's (``pbr_map``, the model and its revision, steps, processing resolution, ensemble size).
+    source's: ``pbr_map`` (the map's name), ``pbr_model`` or ``normals_model`` (the model as asked for) and
+    ``pbr``, a dict of the run's own knobs, nested so that none overwrites the source's keys of the same name:
+    ``model_files``, ``model_revision``, ``steps``, ``processing_resolution``, ``processing_size``,
+    ``ensemble_size``, ``seed``, ``seamless`` (+ ``albedo_chroma``; height: ``height_from``, ``height_span_px``).
+    ``timings`` (seconds): ``load_<kind>``, ``intrinsics``, ``normals`` (each run), ``height`` (integration).
     """
 
     maps: dict[str, np.ndarray] = field(repr=False)

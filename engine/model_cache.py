@@ -218,6 +218,19 @@ def safetensors_bytes(path: Path, element_size: int) -> int:
     return total
 
 
+def pipeline_bytes(folder: Path, name: str, dtype: Any) -> int:
+    """What the diffusers pipeline in ``folder`` will take in memory loaded as ``dtype`` (the files ``select_files``
+    picks for that dtype, from their headers): ``make_room``'s estimate before the weights are read."""
+    import torch
+
+    from .file_selection import folder_listing, select_files
+
+    selection = select_files(folder_listing(folder), sources.read_index(folder), name=name,
+                             prefer_variant=variant_for(devices.dtype_name(dtype)), allow_pickle=True)
+    element = torch.empty((), dtype=dtype).element_size()
+    return sum(safetensors_bytes(folder / f, element) for f in selection.files if f.endswith(".safetensors"))
+
+
 @dataclass(frozen=True)
 class ModelFiles:
     """Where a model's weights were read from (``LoadedModelInfo.files/origin/cache_dir``, the recipe)."""

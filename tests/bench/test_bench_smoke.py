@@ -26,10 +26,12 @@ SECTION_GROUPS = {
     "blender": ("blender", "geometry", "bake"),
     "gpu": ("gpu",),
     "upscale": ("upscale",),
+    "maps": ("maps",),
 }
 HEADINGS = {"engine": "## 1. Engine vs raw", "roofline": "## 2. UNet step roofline", "few_step": "## 3. Few-step path",
             "blender": "## 6. Memory", "gpu": "## 7. GPU", "geometry": "## 8. Depth/normal images",
-            "bake": "## 9. Whole-object bake", "controlnet": "## 10. ControlNet overhead"}
+            "bake": "## 9. Whole-object bake", "controlnet": "## 10. ControlNet overhead",
+            "maps": "## Material maps (issue 30)"}
 
 
 def run_quick(out: Path, *arguments: str) -> dict:
@@ -98,8 +100,16 @@ def check_upscale(results: dict) -> None:
     assert tiny_x4["x4_tiled"]["tiles"] == 9 and tiny_x4["x4_untiled"]["tiles"] == 1  # 64 px in: 32-px tiles
 
 
+def check_maps(results: dict) -> None:
+    maps = results["sections"]["maps"]
+    assert maps["models"] == "tiny" and maps["maps"]["size"] == 128 and maps["maps"]["peak_rss_mb"] > 0
+    assert set(maps["over_one_generation"]) == {"albedo + roughness + metallic (one intrinsics run)", "normal",
+                                                "height (normals run + integration)", "all five maps"}
+    assert all(ratio > 0 for ratio in maps["over_one_generation"].values())
+
+
 CHECKS = {"engine": check_engine, "roofline": check_roofline, "blender": check_blender, "gpu": check_gpu,
-          "upscale": check_upscale}
+          "upscale": check_upscale, "maps": check_maps}
 
 
 @pytest.mark.parametrize("group", sorted(SECTION_GROUPS))

@@ -127,3 +127,17 @@ def test_match_chroma_keeps_the_albedo_luminance_and_takes_the_lit_chroma(numeri
     np.testing.assert_allclose(grey, 0.4, atol=1e-6)
     ramp = np.linspace(0, 1, 11)
     np.testing.assert_allclose(numerics.linear_to_srgb(numerics.srgb_to_linear(ramp)), ramp, atol=1e-12)
+
+
+def test_large_maps_are_integrated_at_the_capped_size_and_keep_their_span(numerics: Any,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above ``MAX_HEIGHT_SIDE`` the height is integrated smaller and resampled: for a smooth field the same
+    height (to the resampling's error) and the same span in full-size pixels."""
+    h, dx, drow = _height_field(96, 128)
+    normals = _normals(dx, drow).astype(np.float32)
+    full, span = numerics.height_from_normals(normals, wrap_x=True, wrap_y=True)
+    monkeypatch.setattr(numerics, "MAX_HEIGHT_SIDE", 64)
+    capped, capped_span = numerics.height_from_normals(normals, wrap_x=True, wrap_y=True)
+    assert capped.shape == (96, 128)
+    assert np.abs(capped - full).max() < 0.02
+    assert capped_span == pytest.approx(span, rel=0.03)

@@ -61,10 +61,12 @@ def test_recipes_name_the_map_the_model_and_its_knobs(engine: Any, maps_request:
     result = engine.material_maps(maps_request(maps=("ROUGHNESS", "NORMAL"), ensemble_size=1, seed=5))
     assert set(result.maps) == {"roughness", "normal"}
     roughness = result.recipes["roughness"]
+    assert set(roughness) == {"pbr_map", "pbr_model", "pbr"}  # nothing that would overwrite the source's keys
     assert roughness["pbr_map"] == "roughness" and roughness["pbr_model"] == str(tiny_marigold_intrinsics)
-    assert (roughness["steps"], roughness["processing_resolution"], roughness["ensemble_size"]) == (2, 64, 1)
-    assert roughness["seed"] == 5 and "model_revision" in roughness
-    assert result.recipes["normal"]["pbr_map"] == "normal" and "normals_model" in result.recipes["normal"]
+    knobs = roughness["pbr"]
+    assert (knobs["steps"], knobs["processing_resolution"], knobs["ensemble_size"]) == (2, 64, 1)
+    assert knobs["seed"] == 5 and knobs["processing_size"] == [64, 32] and "model_revision" in knobs
+    assert set(result.recipes["normal"]) == {"pbr_map", "normals_model", "pbr"}
 
 
 def test_progress_is_reported_per_map_step(engine: Any, maps_request: Any) -> None:
@@ -108,7 +110,7 @@ def test_roughness_and_metallic_are_read_where_target_properties_say(
 def test_albedo_chroma_model_is_the_prediction_and_lit_keeps_its_luminance(engine: Any, maps_request: Any) -> None:
     model = engine.material_maps(maps_request(maps=("ALBEDO",), albedo_chroma="MODEL"))
     lit = engine.material_maps(maps_request(maps=("ALBEDO",), albedo_chroma="LIT"))
-    assert model.recipes["albedo"]["albedo_chroma"] == "MODEL"
+    assert model.recipes["albedo"]["pbr"]["albedo_chroma"] == "MODEL"
     luma = np.array([0.2126, 0.7152, 0.0722])
     to_linear = lambda c: np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)  # noqa: E731
     # In gamut the luminance is kept exactly; clipping where lit chroma x luminance leaves it only lowers it.
@@ -161,6 +163,10 @@ def test_seamless_runs_commute_with_rolling_the_image_and_its_noise(
                 # Only the order of float sums differs (attention, group norms over rolled pixels): float32
                 # rounding, far below any visible difference.
                 assert difference < 1e-3, (slot, seamless, difference)
+        # Everything the run patched is undone: no hooks, no circular padding left behind.
+        for module in [*loaded.pipe.unet.modules(), *loaded.pipe.vae.modules()]:
+            assert not module._forward_pre_hooks and not module._forward_hooks
+            assert "_conv_forward" not in vars(module)
 
 
 def _seam_ratio(image: np.ndarray, axis: str) -> float:
@@ -349,3 +355,53 @@ def test_check_available_refuses_before_anything_loads(
         models.check_available(maps_request(pbr_model="someone/sd"), in_cache)
     assert models.models_for(maps_request(maps=("HEIGHT",), normals_model="")) == [
         ("normals_model", "prs-eth/marigold-normals-v1-1")]
+
+
+def test_a_default_model_downloads_with_its_size_first_and_its_revision_in_the_recipe(
+    engine_api: Any, new_engine: Any, maps_request: Any, tiny_marigold_normals: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The normals model's default repo id, not cached: downloaded through the hub's own progress helpers (the
+    FakeHub of the source tests serves the tiny folder), every DOWNLOAD event carrying the total before the
+    first byte lands, then the MAPS steps; the recipe names the snapshot's commit."""
+    import huggingface_hub
+    from test_engine_sources import FakeHub
+
+    hub = FakeHub(tiny_marigold_normals, "prs-eth/marigold-normals-v1-1", extra=["README.md"])
+    monkeypatch.setattr(huggingface_hub.HfApi, "model_info", hub.model_info)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hub.hf_hub_download)
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", hub.snapshot_download)
+    monkeypatch.setattr(engine_api.__name__ + ".hub.DOWNLOAD_REPORT_INTERVAL", 0.0)
+    events: list[Any] = []
+    engine = new_engine(cache_dir=str(tmp_path))
+    result = engine.material_maps(maps_request(maps=("NORMAL",), normals_model=""), on_progress=events.append)
+    download = [e for e in events if e.stage == "DOWNLOAD"]
+    total = sum(hub.files[f] for f in hub.requested)
+    assert download and all(e.total == total for e in download) and download[0].step < total
+    assert events.index(download[-1]) < events.index(next(e for e in events if e.stage == "MAPS"))
+    recipe = result.recipes["normal"]
+    assert recipe["normals_model"] == "prs-eth/marigold-normals-v1-1" and recipe["pbr"]["model_revision"] == "0" * 40
+
+
+def test_the_memory_estimate_before_loading_matches_the_loaded_weights(
+    engine_api: Any, new_engine: Any, maps_request: Any, tiny_marigold_intrinsics: Path
+) -> None:
+    """``make_room`` is asked for what the files' headers say the weights take at the engine's dtype; loaded,
+    they take that (plus the few buffers no file stores: the text encoder's position ids)."""
+    import importlib
+
+    model_cache = importlib.import_module(engine_api.__name__ + ".model_cache")
+    for precision in ("FP32", "BF16"):
+        engine = new_engine(precision=precision)
+        engine.material_maps(maps_request(maps=("METALLIC",)))
+        estimate = model_cache.pipeline_bytes(tiny_marigold_intrinsics, "tiny", engine.dtype)
+        loaded = engine.cache.resident_bytes("pbr_intrinsics")
+        assert estimate <= loaded <= estimate * 1.01 + 1024, (precision, estimate, loaded)
+
+
+def test_an_ensemble_runs_every_member_and_reports_its_steps(engine: Any, maps_request: Any) -> None:
+    events: list[Any] = []
+    result = engine.material_maps(maps_request(maps=("ALBEDO", "HEIGHT"), ensemble_size=3), on_progress=events.append)
+    assert set(result.maps) == {"albedo", "height"} and result.maps["height"].shape == (48, 80)
+    assert [(e.part, e.step, e.total) for e in events if e.part == 2] == [(2, s, 6) for s in range(1, 7)]
+    assert result.recipes["height"]["pbr"]["ensemble_size"] == 3 and "normal" not in result.maps
