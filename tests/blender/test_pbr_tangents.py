@@ -102,3 +102,74 @@ def test_the_geometry_seen_by_the_camera_is_flat_blue(shape):
     mapped = tangent_normals.pixel_tangent_normals(normals_camera, camera.world_matrix, hits.triangle,
                                                    hits.barycentric, frames)
     np.testing.assert_allclose(mapped[front], np.tile([0.0, 0.0, 1.0], (front.sum(), 1)), atol=FLOAT32_EXACT)
+
+
+def cycles_normal_map_render(obj, size, colour):
+    """What Cycles renders through a Normal Map node (Tangent Space, the object's UV map) fed by ``colour``:
+    the shading normal it gives, baked in object space (Cycles' own tangents, interpolation and formula)."""
+    scene = bpy.context.scene
+    scene.render.engine = "CYCLES"
+    scene.cycles.device = "CPU"
+    scene.cycles.samples = 1
+    out = bpy.data.images.new("baked", size, size, float_buffer=True)
+    out.colorspace_settings.name = "Non-Color"
+    material = bpy.data.materials.new("bake")
+    if bpy.app.version < (5, 0, 0):
+        material.use_nodes = True
+    obj.data.materials.clear()
+    obj.data.materials.append(material)
+    tree = material.node_tree
+    shader = tree.nodes.new("ShaderNodeBsdfDiffuse")
+    output = next(n for n in tree.nodes if n.type == "OUTPUT_MATERIAL")
+    tree.links.new(shader.outputs["BSDF"], output.inputs["Surface"])
+    normal_map = tree.nodes.new("ShaderNodeNormalMap")
+    normal_map.space, normal_map.uv_map = "TANGENT", obj.data.uv_layers.active.name
+    constant = tree.nodes.new("ShaderNodeRGB")
+    constant.outputs[0].default_value = (*colour, 1.0)
+    tree.links.new(constant.outputs[0], normal_map.inputs["Color"])
+    tree.links.new(normal_map.outputs["Normal"], shader.inputs["Normal"])
+    target = tree.nodes.new("ShaderNodeTexImage")
+    target.image = out
+    tree.nodes.active = target
+    bpy.ops.object.select_all(action="DESELECT")
+    obj.select_set(True)
+    bpy.context.view_layer.objects.active = obj
+    assert bpy.ops.object.bake(type="NORMAL", normal_space="OBJECT", margin=0) == {"FINISHED"}
+    return module("bridge.pixels").read_pixels(out)[..., :3] * 2.0 - 1.0
+
+
+@pytest.mark.parametrize("shape", ["smooth_sphere", "ngon_cylinder"])
+def test_the_frames_decode_as_cycles_renders_the_normal_map_node(shape):
+    """Blender itself as the oracle: a tangent-space colour through Cycles' Normal Map node (its tangents, the
+    quads kept) gives, at every texel, the normal ``tangent_to_world`` computes with these frames -- the
+    formula ``world_to_tangent`` inverts (tests/geometry/test_tangent_normals.py). (Cycles' *tangent-space
+    normal bake* is not the oracle: on a quad sphere it differs from its own Normal Map node by up to 1.7
+    degrees, as tangents of triangulated quads do.)"""
+    tangents, tangent_normals = module("bridge.pbr_tangents"), module("geometry.tangent_normals")
+    uv_raster, bake = module("geometry.uv_raster"), module("bridge.object_bake")
+    bpy.data.objects.remove(bpy.data.objects["Cube"])
+    if shape == "smooth_sphere":
+        bpy.ops.mesh.primitive_uv_sphere_add(segments=16, ring_count=8)
+        bpy.ops.object.shade_smooth()
+    else:
+        ngon_cylinder()
+    obj = bpy.context.active_object
+    obj.rotation_euler = (0.5, 0.2, 0.3)
+    obj.scale = (1.0, 1.4, 0.8)
+    size, colour = 64, (0.75, 0.4, 0.85)
+    rendered = cycles_normal_map_render(obj, size, colour)
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    uv_name = obj.data.uv_layers.active.name
+    frames, corners = tangents.tangent_frames(obj, depsgraph, uv_name)
+    uv, positions, normals = bake.object_triangles(obj, depsgraph, uv_name)
+    texels = uv_raster.rasterize_uv_triangles(uv, positions, normals, size)
+    weights = tangent_normals.barycentric_of_points(texels.position, (corners - texels.origin)[texels.triangle])
+    world = tangent_normals.tangent_to_world(np.tile(colour, (len(weights), 1)), texels.triangle, weights, frames)
+    # the bake writes object space as M^-1 n (a direction), whatever the scale
+    expected = world @ np.linalg.inv(frames.linear[0]).T
+    expected /= np.linalg.norm(expected, axis=1, keepdims=True)
+    found = rendered.reshape(-1, 3)[texels.index]
+    found /= np.linalg.norm(found, axis=1, keepdims=True)
+    degrees = np.degrees(np.arccos(np.clip(np.einsum("ij,ij->i", found, expected), -1.0, 1.0)))
+    # float32 through both; a texel centre on a triangle edge may be taken on either side (same values there)
+    assert np.median(degrees) < 0.01 and np.percentile(degrees, 99) < 0.1, (np.median(degrees), degrees.max())
