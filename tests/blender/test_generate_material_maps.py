@@ -102,3 +102,31 @@ def test_maps_that_fail_in_the_run_keep_the_generation_and_say_why(with_maps, ti
     lit = with_maps.result_image
     assert lit is not None and bpy.data.images.get(f"{lit.name} albedo") is None
     assert "material maps failed" in capfd.readouterr().out
+
+
+def test_project_a_perfect_normals_model_gives_flat_blue_on_a_tilted_plane(tiny):
+    """The PROJECT chain with the geometry's own camera-frame normals as the model's answer (what a perfect
+    normals model paints): through the projection camera the recipe recorded and Blender's tangents of the
+    projection UV map, every pixel showing the tilted, scaled plane is (0.5, 0.5, 1.0)."""
+    engine, writer = module("engine"), module("bridge.pbr_maps_writer")
+    bpy.data.objects.remove(bpy.data.objects["Cube"])
+    bpy.ops.mesh.primitive_plane_add(size=3.0, rotation=(0.6, 0.3, 0.2))
+    plane = bpy.context.active_object
+    plane.scale = (1.5, 1.0, 1.0)
+    tiny.target = "PROJECT"
+    assert bpy.ops.latent_textures.generate() == {"FINISHED"}
+    lit = tiny.result_image
+    recipe = lit["latent_textures"].to_dict()
+    camera = writer.recorded_camera(recipe, *lit.size)
+    node = next(n for n in plane.active_material.node_tree.nodes if n.type == "TEX_IMAGE" and n.image == lit)
+    uv_map = feeding(node.inputs["Vector"]).uv_map
+    depsgraph = bpy.context.evaluated_depsgraph_get()
+    passes = module("bridge.geometry").geometry_passes(bpy.context.scene, depsgraph, *lit.size)
+    np.testing.assert_allclose(passes.camera.world_matrix, camera.world_matrix, atol=1e-6)  # the camera as it was
+    result = engine.MaterialMapsResult(maps={"normal": passes.normals}, recipes={"normal": {"pbr_map": "normal"}})
+    reports = writer.write_after_generate(bpy.context, lit, result, False, projection=([plane], uv_map, camera))
+    assert reports[-1][0] == "INFO", reports
+    normal = module("bridge.pixels").read_pixels(bpy.data.images[f"{lit.name} normal"])[..., :3]
+    covered = passes.hits.covered
+    assert covered.sum() > 500
+    np.testing.assert_allclose(normal[covered], np.tile([0.5, 0.5, 1.0], (covered.sum(), 1)), atol=1e-4)
