@@ -131,6 +131,7 @@ class MapsJob(GenerationJob):
 
     def __init__(self, plan: MapsPlan) -> None:
         super().__init__(plan.options, plan.request, previews=False)
+        self.total = plan.request.steps or 0  # None: the model's own, known once its first step is reported
         self.surface = plan.surface
 
     def work(self, engine):

@@ -31,3 +31,24 @@ def test_height_on_geometry_says_it_is_for_flat_textures(settings):
     settings.target = "PROJECT"
     log = draw("VIEW3D_PT_latent_textures_material_maps")
     assert ("label", "Height: flat textures only (Image, Material)", "ERROR") in log
+
+
+def test_a_running_maps_job_shows_maps_and_its_step(settings):
+    import sys
+
+    import numpy as np
+
+    from harness import ADDON_MODULE
+
+    job_module = sys.modules[f"{ADDON_MODULE}.bridge.job"]
+    material_maps = __import__(f"{ADDON_MODULE}.bridge.material_maps", fromlist=["_"])
+    engine = __import__(f"{ADDON_MODULE}.engine", fromlist=["_"])
+    request = engine.MaterialMapsRequest(image=np.zeros((8, 8, 3), dtype=np.float32), maps=("NORMAL",))
+    plan = material_maps.MapsPlan(request, engine.EngineOptions(), "photo", {}, False)
+    job = material_maps.MapsJob(plan)
+    job_module.set_current_job(job)
+    assert ("progress", 0.0, "Loading model…") in draw("VIEW3D_PT_latent_textures")  # steps not known yet
+    job.events.put(job_module.JobEvent("progress", engine.ProgressEvent(1, 4, stage="MAPS", part=1, parts=1,
+                                                                        detail="normal")))
+    job.drain()
+    assert ("progress", 0.25, "maps: normal 1/4") in draw("VIEW3D_PT_latent_textures")
