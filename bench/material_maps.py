@@ -21,7 +21,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -99,12 +98,11 @@ def measure(kind: str, models: dict[str, str], size: int, steps: int, warm_up: b
 
     if warm_up:
         run(1)
-    start = time.perf_counter()
-    result = run(None)
-    seconds = time.perf_counter() - start
+    seconds, cpu_share, result = timing.timed(lambda: run(None))
     peak = timing.peak_rss_mb()
     figures: dict[str, Any] = {"seconds": round(seconds, 3), "dtype": str(engine.dtype).removeprefix("torch."),
-                               "size": size, "peak_rss_mb": None if peak is None else round(peak)}
+                               "size": size, "peak_rss_mb": None if peak is None else round(peak),
+                               "cpu_share": round(cpu_share, 2)}
     if kind == "maps":
         figures.update(intrinsics_s=result.timings["intrinsics"], normals_s=result.timings["normals"],
                        height_s=result.timings["height"], steps=result.recipes["normal"]["pbr"]["steps"],
@@ -180,13 +178,17 @@ def render(figures: dict[str, Any]) -> list[str]:
         lines += ["| run | seconds | x one generation |", "|---|---:|---:|",
                   f"| one generation ({generate['size']}², {generate['steps']} steps, {generate['dtype']}) | "
                   f"{generate['seconds']} | 1 |"]
+        shares = (generate.get("cpu_share"), maps.get("cpu_share"))
         for name, ratio in figures["over_one_generation"].items():
             seconds = {"normal": maps["normals_s"], "all five maps": maps["seconds"]}.get(
                 name, maps["normals_s"] + maps["height_s"] if name.startswith("height") else maps["intrinsics_s"])
             lines.append(f"| {name} | {round(seconds, 2)} | {ratio} |")
         lines += ["", f"- Peak RSS of a full PBR run at {maps['size']}² (both models loaded, {maps['dtype']}): "
                       f"{maps['peak_rss_mb']} MB; of the generation: {generate['peak_rss_mb']} MB.",
-                  f"- Height integration alone: {maps['height_s']} s (numpy FFT at {maps['size']}²)."]
+                  f"- Height integration alone: {maps['height_s']} s (numpy FFT at {maps['size']}²): a depth model "
+                  "instead would cost another Marigold run (the normals run above).",
+                  f"- CPU share (CPU time / (wall x threads); < 1: other processes had the cores): generation "
+                  f"{shares[0] if shares[0] is not None else '–'}, maps {shares[1] if shares[1] is not None else '–'}."]
     return lines + [""]
 
 
