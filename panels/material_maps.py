@@ -2,27 +2,53 @@
 
 from __future__ import annotations
 
-# Both default Marigold v1-1 models denoise in 4 steps (their model_index default_denoising_steps).
+import functools
+import json
+from pathlib import Path
+
+# Both default Marigold v1-1 models denoise in 4 steps (their model_index's default_denoising_steps); a model in
+# a folder says its own.
 DEFAULT_MAP_STEPS = 4
 
 
+def model_steps(model: str) -> int:
+    """The denoising steps ``model`` runs by default: its folder's model_index.json, else the default models'."""
+    import bpy
+
+    path = Path(bpy.path.abspath(model.strip())) / "model_index.json" if model.strip() else None
+    try:
+        return _index_steps(str(path), path.stat().st_mtime) if path is not None else DEFAULT_MAP_STEPS
+    except OSError:  # a repo id, or not there (the run says so)
+        return DEFAULT_MAP_STEPS
+
+
+@functools.lru_cache(maxsize=8)
+def _index_steps(path: str, modified: float) -> int:
+    try:
+        steps = json.loads(Path(path).read_text(encoding="utf-8")).get("default_denoising_steps")
+    except (OSError, ValueError):
+        return DEFAULT_MAP_STEPS
+    return int(steps) if isinstance(steps, int) and steps > 0 else DEFAULT_MAP_STEPS
+
+
 def extra_work(settings) -> str:
-    """What the maps add to each result, before the click: Marigold runs x steps (x views for Whole Object)."""
+    """What the maps add to each result, before the click: each Marigold run x its steps (x views for Whole
+    Object)."""
     from ..engine.material_maps_request import INTRINSICS_MAPS, NORMALS_MAPS
 
     chosen = set(settings.pbr_maps)
-    runs = [name for name, maps in (("intrinsics", INTRINSICS_MAPS), ("normals", NORMALS_MAPS)) if chosen & set(maps)]
+    runs = [f"{name} × {model_steps(model)} steps"
+            for name, maps, model in (("intrinsics", INTRINSICS_MAPS, settings.pbr_model),
+                                      ("normals", NORMALS_MAPS, settings.normals_model)) if chosen & set(maps)]
     if not runs:
         return ""
     views = ""
     if settings.target == "OBJECT":
         from ..bridge.object_target import view_count
 
-        views = f" × {view_count(settings)} views"
-    noun = "run" if len(runs) == 1 else "runs"
+        views = f", × {view_count(settings)} views"
     maps = "map" if len(chosen) == 1 else "maps"
-    return (f"{len(chosen)} {maps}: {len(runs)} Marigold {noun} ({', '.join(runs)}) × {DEFAULT_MAP_STEPS} steps"
-            f"{views} per result")
+    return f"{len(chosen)} {maps}: {' + '.join(runs)}{views} per result"
 
 
 def draw_material_maps(layout, settings) -> None:

@@ -18,12 +18,19 @@ def test_the_extra_work_is_shown_before_the_click(settings):
     settings.pbr_maps = {"ALBEDO", "ROUGHNESS", "NORMAL"}
     settings.target = "MATERIAL"
     log = draw("VIEW3D_PT_latent_textures_material_maps")
-    assert ("label", "3 maps: 2 Marigold runs (intrinsics, normals) × 4 steps per result", "TIME") in log
+    assert ("label", "3 maps: intrinsics × 4 steps + normals × 4 steps per result", "TIME") in log
     settings.target = "OBJECT"
     settings.object_views = 5
     settings.pbr_maps = {"NORMAL"}
     log = draw("VIEW3D_PT_latent_textures_material_maps")
-    assert ("label", "1 map: 1 Marigold run (normals) × 4 steps × 5 views per result", "TIME") in log
+    assert ("label", "1 map: normals × 4 steps, × 5 views per result", "TIME") in log
+
+
+def test_a_model_folder_says_its_own_steps(settings, tiny_marigold_normals):
+    settings.pbr_maps = {"NORMAL"}
+    settings.normals_model = str(tiny_marigold_normals)  # its model_index says 2
+    log = draw("VIEW3D_PT_latent_textures_material_maps")
+    assert ("label", "1 map: normals × 2 steps per result", "TIME") in log
 
 
 def test_height_on_geometry_says_it_is_for_flat_textures(settings):
