@@ -562,6 +562,10 @@ def render(results: dict[str, Any]) -> str:
         import upscale  # bench/upscale.py
 
         lines += upscale.render(sections["upscale"])
+    if "maps" in sections:
+        import material_maps  # bench/material_maps.py
+
+        lines += material_maps.render(sections["maps"])
     if "avx2" in sections:
         lines += _avx2(sections["avx2"])
     if "color_match" in sections:

@@ -30,6 +30,8 @@ every comparison a paired ratio measured in one process:
 12. ``scan``    - scanning 200 model files for the model picker, headers only (bench/model_scan.py).
 13. ``upscale`` - (issue 16) time per output megapixel of the tiled redraw, its peak RSS against one
                   untiled img2img at the output size, the blend's own cost (bench/upscale.py).
+16. ``maps``    - (issue 30) material maps: each map's cost at 768² against one generation, the peak RSS of a
+                  full PBR run (bench/material_maps.py; --quick: tiny models).
 14. ``avx2``    - (issue 14) the fp32 UNet step, packed (the engine's default), eager and compiled, on this CPU held to AVX2 in a child process
                   (bench/isa_limit.py): the other machine kind's code paths, as shares of the sgemm rate
                   measured under the same limit. Skipped without AVX-512 (there section 2 is AVX2 itself).
@@ -74,6 +76,7 @@ import gpu
 import object_bake
 import insight
 import layer_times
+import material_maps
 import model_scan
 import report
 import roofline
@@ -82,7 +85,7 @@ import timing
 import upscale
 
 SECTIONS = ("engine", "roofline", "few_step", "compile", "blender", "memory", "gpu", "geometry", "bake",
-            "controlnet", "insight", "scan", "upscale", "avx2", "color_match")
+            "controlnet", "insight", "scan", "upscale", "avx2", "color_match", "maps")
 _T0 = time.perf_counter()
 
 
@@ -441,6 +444,11 @@ def main(argv: list[str] | None = None) -> int:
                 log("upscale: tiled redraw vs one untiled img2img, and the blend alone")
                 results["sections"]["upscale"] = upscale.run(models.folder, args.quick,
                                                              None if args.quick else models.sd15)
+                write(partial=True)
+            if "maps" in selected:
+                log("maps: every material map against one generation, and the peak RSS of a full PBR run")
+                results["sections"]["maps"] = material_maps.run(models.folder, args.quick,
+                                                                None if args.quick else models.sd15)
                 write(partial=True)
             if "avx2" in selected:
                 results["sections"]["avx2"] = section_avx2(args, Path(scratch))

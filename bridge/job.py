@@ -14,6 +14,8 @@ import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
+import numpy as np
+
 from ..engine import EngineOptions, GenerationRequest, UpscaleRequest
 
 
@@ -33,6 +35,7 @@ class GenerationJob:
         recorder: Any = None,
         previews: bool = True,
         upscale: UpscaleRequest | None = None,
+        maps=None,
     ) -> None:
         self.options = options
         self.request = request
@@ -41,6 +44,10 @@ class GenerationJob:
         self.previews = previews  # headless nobody sees them: the engine skips computing them
         self.upscale = upscale  # run on the generated image (Upscale After Generate)
         self.upscale_failure: str | None = None  # why that upscale failed: the generation is kept without it
+        self.maps = maps  # Material Maps: a MaterialMapsRequest run on the result (its image and seed filled in)
+        self.maps_result = None  # its MaterialMapsResult
+        self.maps_failure: str | None = None  # why the maps failed: the generation is kept without them
+        self.detail = ""  # stage MAPS: the maps being made
         self.events: queue.Queue[JobEvent] = queue.Queue()
         self.cancel_event = threading.Event()
         self.stage = "LOAD"  # LOAD, then DOWNLOAD (bytes) or DENOISE (steps)
@@ -93,6 +100,9 @@ class GenerationJob:
                     traceback.print_exc()
                     error = f"{type(error).__name__}: {error}"
                 self.upscale_failure = str(error)
+        if self.maps is not None:
+            self.maps_result, self.maps_failure = _material_maps(engine, self.maps, result.image, result.seed,
+                                                                 **progress)
         return result
 
     def _on_progress(self, event) -> None:
@@ -110,6 +120,8 @@ class GenerationJob:
         if self.stage == "DENOISE" and self.step:
             steps = f"Step {self.step}/{self.total}"
             return f"{self.part_label} {self.part}/{self.parts} · {steps.lower()}" if self.parts else steps
+        if self.stage == "MAPS":
+            return f"maps: {self.detail} {self.step}/{self.total}"
         if self.stage == "BAKE":
             return "Baking into the UV maps…"
         if self.stage == "GEOMETRY":
@@ -128,6 +140,7 @@ class GenerationJob:
                 payload = event.payload
                 self.stage, self.step, self.total = payload.stage, payload.step, payload.total
                 self.part, self.parts = payload.part, payload.parts
+                self.detail = getattr(payload, "detail", "")
             else:
                 self.finished = True
             drained.append(event)
@@ -142,6 +155,24 @@ def _upscaled(engine, generated, template: UpscaleRequest, **run_options):
     recipe.update(upscaled.recipe)
     return dataclasses.replace(upscaled, recipe=recipe, timings=generated.timings,
                                ignored=[*generated.ignored, *upscaled.ignored])
+
+
+def _material_maps(engine, template, image, seed: int, *, on_progress, cancel_event, previews):
+    """Material Maps after a generation: (result, None), or (None, why) when they failed (the generation is kept);
+    a cancel propagates."""
+    from ..engine import EngineError, GenerationCancelled
+
+    request = dataclasses.replace(template, image=np.ascontiguousarray(np.clip(image[..., :3], 0.0, 1.0),
+                                                                       dtype=np.float32), seed=int(seed) % 2**31)
+    try:
+        return engine.material_maps(request, on_progress=on_progress, cancel_event=cancel_event), None
+    except GenerationCancelled:
+        raise
+    except Exception as error:
+        if not isinstance(error, EngineError):
+            traceback.print_exc()
+            error = f"{type(error).__name__}: {error}"
+        return None, str(error)
 
 
 _current_job: GenerationJob | None = None

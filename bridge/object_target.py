@@ -28,7 +28,7 @@ from ..engine.families import native_size, smallest_grid_cell
 from ..engine.request import MIN_SIZE, ProgressEvent
 from ..geometry import ViewCamera, grid, rasterize
 from ..geometry.sequential import render_texture, repaint_mask
-from . import object_color, object_materials, results
+from . import object_color, object_maps, object_materials, results
 from .geometry import SceneTriangles, scene_triangles
 from .job import GenerationJob, JobEvent
 from .object_bake import (BakedMesh, MeshSurfaces, MeshTexels, ViewPasses, bake_mesh, bake_views, camera_recipe,
@@ -69,6 +69,7 @@ class ObjectCapture:
     # SYNC: each view's latent pixels -> the meshes' latent texels, and the bake of the views' latents into them
     latent_views: list = field(default_factory=list)
     latent_bake: object = None  # ``geometry.latent_sync.LatentBake``
+    tangent_frames: dict = field(default_factory=dict)  # Material Maps' normal: ``object_maps.capture_frames``
 
     def prepare(self, request, cancel_event=None):
         """The views, their passes and every mesh's texels (worker, numpy only); returns ``request`` with its
@@ -243,6 +244,8 @@ def capture(context: bpy.types.Context, settings, plan: Plan, objects: list[bpy.
                                         color_match=object_color.color_match_of(settings))
     if plan.target_capture.color_match != "NONE":
         plan.target_capture.color_space = object_color.perceptual_space()
+    if plan.material_maps is not None and "NORMAL" in plan.material_maps.maps:
+        plan.target_capture.tangent_frames = object_maps.capture_frames(surfaces, depsgraph)
 
 
 def grid_request(request, grids: grid.GridPlan, passes: list[ViewPasses], group: int):
@@ -259,7 +262,7 @@ class ObjectJob(GenerationJob):
     """The grid generations (or the views one by one), then the bake (numpy) of every mesh; no bpy."""
 
     def __init__(self, plan: Plan, previews: bool = True) -> None:
-        super().__init__(plan.options, plan.request, previews=previews)
+        super().__init__(plan.options, plan.request, previews=previews, maps=plan.material_maps)
         self.capture: ObjectCapture | None = plan.target_capture
         grids = self.capture.grids if self.capture is not None else None
         self.part_label = "Grid" if grids is not None and len(grids.groups) > 1 else "View"
@@ -283,6 +286,9 @@ class ObjectJob(GenerationJob):
         else:
             generation, views = self.grids(engine, captured)
         baked = self.bake(captured, views, report=True)
+        if self.maps is not None:  # each view's maps, baked like the colour
+            self.maps_result, self.maps_failure = object_maps.bake_maps(engine, self, captured, views,
+                                                                        captured.tangent_frames)
         self.capture = None
         return ObjectResult(generation, views, baked)
 
@@ -443,6 +449,11 @@ class ObjectRun(GenerationRun):
             return [f"it could not be put on the objects ({type(error).__name__}: {error})"]
         changes.commit()
         return problems
+
+    def write_material_maps(self, context: bpy.types.Context, image: bpy.types.Image) -> list[tuple[str, str]]:
+        if self.job.maps_result is None:
+            return super().write_material_maps(context, image)
+        return object_maps.write_maps(context, self.textures, self.job.maps_result, self.plan.keep_history)
 
     def release_arrays(self) -> None:
         super().release_arrays()

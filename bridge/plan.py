@@ -14,7 +14,7 @@ from typing import Callable
 import bpy
 
 from ..preferences import get_preferences
-from . import insight, requests
+from . import insight, pbr_maps_writer, requests
 from .job import current_job
 
 
@@ -31,6 +31,7 @@ class Plan:
     keep_history: bool = False
     target_capture: object = None  # what the target read before the run (e.g. the camera projection), its own type
     upscale: object = None  # Upscale After Generate: an UpscaleRequest without its image yet
+    material_maps: object = None  # Material Maps: a MaterialMapsRequest without its image yet
     mask_name: str | None = None  # INPAINT: the mask Image used (None: the source's alpha)
     recorder: object = None  # engine.insight.InsightRecorder when the filmstrip / attention maps are asked for
     preview_decoder: str = "LINEAR"  # the preference "Live Preview"
@@ -69,6 +70,7 @@ def prepare(context: bpy.types.Context, target: Target, *, place_result: bool = 
     plan.keep_history = settings.keep_history
     plan.upscale = requests.upscale_after_generate(settings, request, plan.options) if place_result else None
     if place_result:
+        plan.material_maps = pbr_maps_writer.maps_after_generate(settings, plan.options)
         plan.object_names = target.objects(context)
     objects = [bpy.data.objects[name] for name in plan.object_names]
     plan.object_ids = [object_identity(obj) for obj in objects]

@@ -9,9 +9,10 @@ import bpy
 import numpy as np
 
 from . import capture as captures
-from . import geometry, projection, results, view_inputs
+from ..geometry import ViewCamera
+from . import geometry, pbr_maps_writer, projection, results, view_inputs
 from .image_target import ImageRun
-from .plan import Plan, Target, object_identity
+from .plan import Plan, Target, find_object, object_identity
 
 
 @dataclass
@@ -22,9 +23,23 @@ class ProjectionCapture:
     projection: np.ndarray
     uv_name: str
     uvs: dict[int, np.ndarray] = field(default_factory=dict)  # object identity -> per-loop UVs
+    ortho: bool = False
+
+
+def camera_recipe(captured: ProjectionCapture) -> dict:
+    """The projection's camera in the result's recipe (``projection_camera``): material maps put a normal map
+    in the tangent space of the surface each pixel shows from it (``bridge/material_maps.py``)."""
+    return {"world_matrix": np.linalg.inv(captured.view).tolist(), "projection": captured.projection.tolist(),
+            "ortho": captured.ortho}
 
 
 class ProjectRun(ImageRun):
+    def create_image(self, changes: results.Changes, result) -> bpy.types.Image:
+        image = super().create_image(changes, result)
+        if self.plan.target_capture is not None:
+            image[results.RECIPE_PROPERTY]["projection_camera"] = camera_recipe(self.plan.target_capture)
+        return image
+
     def write_objects(self, changes: results.Changes, objects: list[bpy.types.Object],
                       image: bpy.types.Image) -> list[str]:
         if not objects:
@@ -32,6 +47,18 @@ class ProjectRun(ImageRun):
         captured = self.plan.target_capture
         pairs = [(obj, captured.uvs[object_identity(obj)]) for obj in objects]
         return results.apply_projection(changes, pairs, image, captured.uv_name, self.plan.keep_history)
+
+    def write_material_maps(self, context: bpy.types.Context, image: bpy.types.Image) -> list[tuple[str, str]]:
+        """The maps with the normal map in the tangent space of the projection UV map, surface by surface."""
+        captured = self.plan.target_capture
+        if captured is None or self.job.maps_result is None:
+            return super().write_material_maps(context, image)
+        objects = [obj for name, identity in zip(self.plan.object_names, self.plan.object_ids)
+                   if (obj := find_object(name, identity)) is not None]
+        camera = ViewCamera(np.linalg.inv(captured.view), captured.projection, image.size[0], image.size[1],
+                            captured.ortho)
+        return pbr_maps_writer.write_after_generate(context, image, self.job.maps_result, self.plan.keep_history,
+                                                    projection=(objects, captured.uv_name, camera))
 
     def release_arrays(self) -> None:
         super().release_arrays()
@@ -76,7 +103,8 @@ def capture_projection(context: bpy.types.Context, objects: list[bpy.types.Objec
                 f"'{obj.name}' already has {projection.MAX_UV_MAPS} UV maps (Blender's limit) and the projection "
                 f"needs a new one ('{uv_name}'): delete a UV map (Object Data > UV Maps) or turn off Keep History"
             )
-    captured = ProjectionCapture(np.linalg.inv(camera.world_matrix), camera.projection, uv_name)
+    captured = ProjectionCapture(np.linalg.inv(camera.world_matrix), camera.projection, uv_name,
+                                 ortho=camera.ortho)
     for obj in objects:
         captured.uvs[object_identity(obj)] = camera.uv(projection.loop_world_positions(obj, depsgraph))
     return captured

@@ -16,7 +16,7 @@ from typing import Callable
 
 import bpy
 
-from . import insight, preview, results
+from . import insight, pbr_maps_writer, preview, results
 from .job import GenerationJob, JobEvent, current_job, set_current_job
 from .plan import Plan, find_object
 
@@ -43,7 +43,8 @@ class GenerationRun:
 
     def make_job(self, plan: Plan) -> GenerationJob:
         return GenerationJob(plan.options, plan.request, getattr(plan, "recorder", None),
-                             previews=not bpy.app.background, upscale=getattr(plan, "upscale", None))
+                             previews=not bpy.app.background, upscale=getattr(plan, "upscale", None),
+                             maps=getattr(plan, "material_maps", None))
 
     def start(self) -> None:
         """On a worker thread (UI)."""
@@ -115,6 +116,7 @@ class GenerationRun:
         if not bpy.app.background:
             preview.show_result(context, image)
         self.reports.append(("INFO", f"Generated '{image.name}' (seed {result.seed})"))
+        self.reports += self.write_material_maps(context, image)
         if self.job.upscale_failure is not None:
             self.reports.append(("WARNING", f"'{image.name}' was generated and kept, but Upscale After Generate "
                                             f"failed, so it is not upscaled: {self.job.upscale_failure}"))
@@ -122,6 +124,16 @@ class GenerationRun:
             self.reports.append(("INFO", "Insight images: " + ", ".join(i.name for i in self.insight_images)))
         self.reports += [("INFO", note) for note in result.ignored]  # settings this model did not use
         return "FINISHED"
+
+    def write_material_maps(self, context: bpy.types.Context, image: bpy.types.Image) -> list[tuple[str, str]]:
+        """Material Maps: the maps made after the generation, beside ``image`` in its materials (a target with
+        geometry overrides this); the reports."""
+        if self.job.maps_failure is not None:
+            return [("WARNING", f"'{image.name}' was generated and kept, but its material maps failed: "
+                                f"{self.job.maps_failure}")]
+        if self.job.maps_result is None:
+            return []
+        return pbr_maps_writer.write_after_generate(context, image, self.job.maps_result, self.plan.keep_history)
 
     def create_image(self, changes: results.Changes, result) -> bpy.types.Image:
         """The new packed image with its recipe, through ``changes``: the target's."""

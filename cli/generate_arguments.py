@@ -6,7 +6,7 @@ import argparse
 
 from ..properties.image import MODE_ITEMS, SEAMLESS_ITEMS, SOURCE_ITEMS, TARGET_ITEMS
 from ..properties.sampling import SCHEDULER_ITEMS
-from . import conditioning, whole_object
+from . import conditioning, material_maps, whole_object
 from .arguments import add_command, check_sampling_numbers, choice_help, choices, parse_seed, scene_default, upper
 
 
@@ -99,6 +99,7 @@ def add_generate_command(commands, prog: str) -> argparse.ArgumentParser:
                               ".blend; with --texture-dir also <texture>_filmstrip.png and every full-size frame "
                               "as <texture>_filmstrip/step_NNN.png")
     whole_object.add_arguments(generate)
+    material_maps.add_arguments(generate)
 
     output = generate.add_argument_group("output (at least one)")
     output.add_argument("--out", metavar="OUT.blend",

@@ -280,6 +280,8 @@ class Progress:
             return
         if stage == "DOWNLOAD":
             detail = f"downloading {format_bytes(done)} / {format_bytes(total)}"
+        elif stage == "MAPS":
+            detail = f"maps: step {done}/{total}"
         else:
             detail = f"step {done}/{total}"
         line = f"{self._label} {bar(done / total)} {detail} {format_seconds(self.clock() - self._started)}"

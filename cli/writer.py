@@ -10,7 +10,7 @@ from pathlib import Path
 
 import bpy
 
-from . import support
+from . import material_maps, support
 from .errors import CommandError, operator_message
 
 
@@ -99,6 +99,8 @@ def write_outputs(results, source: str | None, out: Path | None, texture_dir: Pa
                     done.add(final)
                     write_png(writer, image, recipe, source, final)
                     written.append(final)
+                    written += material_maps.write_maps(writer, image, source, support.output_stem(recipe, source),
+                                                        texture_dir)
                     if filmstrips and image.name in filmstrips:
                         stem = support.output_stem(recipe, source)
                         written += write_filmstrip(writer, image, filmstrips[image.name], source, stem, texture_dir)

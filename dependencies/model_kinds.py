@@ -8,6 +8,8 @@
 * the family: SD 1.x (OpenAI CLIP text encoder, 768-wide cross-attention),
   SD 2.x (OpenCLIP, 1024), SDXL (two text encoders, 2048-wide cross-attention,
   the size-conditioning ``label_emb``);
+* an IP-Adapter (``image_proj.`` + ``ip_adapter.*.to_k_ip``: its family from the width its image
+  tokens are projected to);
 * inpainting: the UNet's first convolution takes 9 channels instead of 4;
 * few-step: the LCM guidance embedding (``cond_proj``), or a trainer's
   ``__metadata__`` that says so.
@@ -27,7 +29,15 @@ from .safetensors_header import HeaderText
 
 # Cross-attention width (the text encoder's output) per family.
 CONTEXT_FAMILIES = {768: "SD1", 1024: "SD2", 2048: "SDXL"}
-KINDS = ("CHECKPOINT", "LORA", "CONTROLNET", "VAE", "EMBEDDING", "UNKNOWN")
+KINDS = ("CHECKPOINT", "LORA", "CONTROLNET", "VAE", "EMBEDDING", "IP_ADAPTER", "MARIGOLD_INTRINSICS",
+         "MARIGOLD_NORMALS", "MARIGOLD_DEPTH", "UNKNOWN")
+# Diffusers pipelines (``model_index.json``'s ``_class_name``) that are no base model, by kind: the model picker
+# never offers them as checkpoints; material maps read the Marigold ones (engine/material_maps.py).
+PIPELINE_KINDS = {
+    "MarigoldIntrinsicsPipeline": "MARIGOLD_INTRINSICS",
+    "MarigoldNormalsPipeline": "MARIGOLD_NORMALS",
+    "MarigoldDepthPipeline": "MARIGOLD_DEPTH",
+}
 # Trainer metadata that names the base model (kohya's sd-scripts, the Stability AI model spec).
 _METADATA_FAMILY = (
     (re.compile(r"sdxl|stable-diffusion-xl", re.I), "SDXL"),
@@ -77,6 +87,11 @@ def classify_header(header: HeaderText) -> Classification:
     if header.has_prefix("model.diffusion_model."):
         return Classification("CHECKPOINT", _checkpoint_family(header, metadata),
                               _inpainting(header.shape("model.diffusion_model.input_blocks.0.0.weight")), few_step)
+    if header.has_prefix("image_proj.") and header.has_prefix("ip_adapter."):
+        to_k = next((header.shape(f"ip_adapter.{i}.to_k_ip.weight") for i in (1, 0)
+                     if header.shape(f"ip_adapter.{i}.to_k_ip.weight") is not None), None)
+        width = to_k[1] if to_k is not None and len(to_k) == 2 else None
+        return Classification("IP_ADAPTER", _width_family(width) or _metadata_family(metadata))
     if header.has_lora_weights():
         return Classification("LORA", _lora_family(header, metadata), None, few_step)
     if header.has_prefix("control_model."):

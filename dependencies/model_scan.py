@@ -20,7 +20,7 @@ from typing import Any
 
 from ..engine.families import detect_family
 from .hf_cache import cached_repo_ids, folder_size, main_snapshot, repo_folder
-from .model_kinds import CONTEXT_FAMILIES, classify_header
+from .model_kinds import CONTEXT_FAMILIES, PIPELINE_KINDS, classify_header
 from .safetensors_header import HeaderError, HeaderText
 
 SAFETENSORS_SUFFIX = ".safetensors"
@@ -33,6 +33,10 @@ KIND_LABELS = {
     "CONTROLNET": "ControlNet",
     "VAE": "VAE",
     "EMBEDDING": "embedding",
+    "IP_ADAPTER": "IP-Adapter",
+    "MARIGOLD_INTRINSICS": "Marigold intrinsics (material maps)",
+    "MARIGOLD_NORMALS": "Marigold normals (material maps)",
+    "MARIGOLD_DEPTH": "Marigold depth",
     "UNKNOWN": "unknown kind",
 }
 PICKLE_REASON = (
@@ -145,11 +149,17 @@ def _config_family(unet_config: Mapping[str, Any]) -> str | None:
 
 def scan_diffusers_folder(folder: str, origin: str = "", *, size: int | None = None,
                           layout: str = "diffusers folder", name: str | None = None) -> ModelEntry | None:
-    """A diffusers pipeline (``model_index.json``) or model (``config.json``) folder, from its configs; else None."""
+    """A diffusers pipeline (``model_index.json``) or model (``config.json``) folder, or an IP-Adapter folder (an
+    ``image_encoder`` beside IP-Adapter weights), from its configs; else None. A pipeline is a base model
+    (``CHECKPOINT``) unless its ``_class_name`` is one of ``PIPELINE_KINDS`` (Marigold: material maps)."""
     path = name or folder
     measured = folder_size(folder) if size is None else size
     if os.path.isfile(os.path.join(folder, "model_index.json")):
+        index = _read_json(os.path.join(folder, "model_index.json")) or {}
         unet = _read_json(os.path.join(folder, "unet", "config.json"))
+        kind = PIPELINE_KINDS.get(str(index.get("_class_name")))
+        if kind is not None:
+            return ModelEntry(path, kind, _config_family(unet) if unet else None, None, None, measured, layout, origin)
         scheduler = _read_json(os.path.join(folder, "scheduler", "scheduler_config.json")) or {}
         if unet is None:
             return ModelEntry(path, "CHECKPOINT", None, size=measured, layout=layout, origin=origin,
@@ -162,7 +172,19 @@ def scan_diffusers_folder(folder: str, origin: str = "", *, size: int | None = N
     config = _read_json(os.path.join(folder, "config.json"))
     if config is not None and config.get("_class_name") in ("ControlNetModel", "ControlNetXSAdapter"):
         return ModelEntry(path, "CONTROLNET", _config_family(config), None, None, measured, layout, origin)
+    if _is_ip_adapter_folder(folder):
+        return ModelEntry(path, "IP_ADAPTER", None, None, None, measured, layout, origin)
     return None
+
+
+def _is_ip_adapter_folder(folder: str) -> bool:
+    """h94/IP-Adapter's layout: an ``image_encoder`` (a CLIP vision model's config.json) at the top or under
+    ``models``/``sdxl_models``, beside the adapters' weights."""
+    for sub in ("", "models", "sdxl_models"):
+        config = _read_json(os.path.join(folder, sub, "image_encoder", "config.json"))
+        if config is not None and "CLIPVision" in " ".join(map(str, config.get("architectures", []))):
+            return True
+    return False
 
 
 # --- folders ------------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from .request import (
     LoraSpec,
     ProgressEvent,
 )
+from .material_maps_request import MAP_KINDS, MaterialMapsRequest, MaterialMapsResult
 from .upscale import UpscaleRequest
 
 if TYPE_CHECKING:
@@ -63,6 +64,9 @@ __all__ = [
     "GenerationResult",
     "LoadedModelInfo",
     "LoraSpec",
+    "MAP_KINDS",
+    "MaterialMapsRequest",
+    "MaterialMapsResult",
     "ModelNotFoundError",
     "OutOfMemoryError",
     "ProgressEvent",

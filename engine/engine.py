@@ -2,7 +2,8 @@
 
 ``Engine`` owns the options, the placement (device, dtype, speed modes) and the ``ModelCache``
 (``model_cache.py``); each public method validates, takes the lock and hands the work to a task
-module: ``generation.py`` (txt2img/img2img/inpaint), ``upscale_tiled.py`` and ``upscale_x4.py``.
+module: ``generation.py`` (txt2img/img2img/inpaint), ``upscale_tiled.py``, ``upscale_x4.py`` and
+``material_maps.py``.
 Tasks never import each other or this module; where a task needs another (a tile is a generation),
 it gets a callable.
 
@@ -15,8 +16,9 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from . import base_model, decoding, devices, generation, sync, upscale_tiled, upscale_x4
+from . import base_model, decoding, devices, generation, material_maps, sync, upscale_tiled, upscale_x4
 from .errors import EngineError
+from .material_maps_request import MaterialMapsRequest, MaterialMapsResult
 from .model_cache import ModelCache
 from .placement import Placement
 from .request import (
@@ -242,3 +244,24 @@ class Engine:
 
             return upscale_tiled.upscale(request, seed, generate=self.generate, load_pipeline=load_pipeline,
                                          on_progress=on_progress, cancel_event=cancel_event, previews=previews)
+
+    def material_maps(
+        self,
+        request: MaterialMapsRequest,
+        *,
+        on_progress: ProgressCallback | None = None,
+        cancel_event: threading.Event | None = None,
+    ) -> MaterialMapsResult:
+        """The material maps of ``request.image`` (``material_maps.py``): albedo/roughness/metallic from the
+        intrinsics model, normal/height from the normals model, each model in its own cache slot beside the
+        artist's model (least recently used idle models released first where memory runs short).
+
+        Progress: ``ProgressEvent(stage="MAPS", detail=<maps>)`` after every denoising step (and ``DOWNLOAD``
+        events while a model downloads); ``cancel_event`` stops the run before the next UNet call.
+
+        Raises ValueError naming a bad request field; ``GenerationCancelled``; ``ModelNotFoundError`` (a model
+        not on disk while offline), ``EngineError`` (not a Marigold pipeline of the right kind, by name)."""
+        request.validate()
+        with self._lock:
+            return material_maps.material_maps(self.cache, request, on_progress=on_progress,
+                                               cancel_event=cancel_event)

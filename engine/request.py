@@ -376,6 +376,9 @@ class ProgressEvent:
     and ``preview`` is a cheap float32 ``(h, w, 3)`` RGB approximation of the
     current latents (latent resolution, top row first, 0..1).
     ``stage == "DOWNLOAD"``: ``step`` bytes of ``total`` are downloaded; no preview.
+    ``stage == "MAPS"``: material maps (``Engine.material_maps``): ``step`` denoising steps of ``total`` of the
+    Marigold run ``part`` of ``parts`` are done; ``detail`` names the maps that run makes (``"normal"``,
+    ``"albedo, roughness, metallic"``): shown as "maps: normal 1/4"; no preview.
     ``part``/``parts``: which generation of a larger run this is (tile i of n), 0/0 for a single one.
     """
 
@@ -385,6 +388,7 @@ class ProgressEvent:
     stage: str = "DENOISE"
     part: int = 0  # a run made of several generations (upscale tiles, object views): this one's number, 1-based
     parts: int = 0  # ... of how many; 0 = a single generation
+    detail: str = ""  # stage MAPS: the maps this part makes
 
 
 ProgressCallback = Callable[[ProgressEvent], None]

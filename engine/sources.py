@@ -52,6 +52,17 @@ SUPPORTED_PIPELINES = (
 DEPTH_PIPELINE = "StableDiffusionDepth2ImgPipeline"
 # The x4 upscaler is no base model: only Upscale's dedicated-upscaler method loads it (upscale_x4.py).
 UPSCALER_PIPELINES = ("StableDiffusionUpscalePipeline",)
+# Material maps (material_maps.py): each Marigold kind is read only where that kind is asked for.
+MARIGOLD_INTRINSICS_PIPELINES = ("MarigoldIntrinsicsPipeline",)
+MARIGOLD_NORMALS_PIPELINES = ("MarigoldNormalsPipeline",)
+MARIGOLD_DEPTH_PIPELINES = ("MarigoldDepthPipeline",)
+MARIGOLD_PIPELINES = MARIGOLD_INTRINSICS_PIPELINES + MARIGOLD_NORMALS_PIPELINES + MARIGOLD_DEPTH_PIPELINES
+_MARIGOLD_EXAMPLES = {
+    "MarigoldIntrinsicsPipeline": "a Marigold intrinsics model (MarigoldIntrinsicsPipeline, e.g. "
+                                  "prs-eth/marigold-iid-appearance-v1-1)",
+    "MarigoldNormalsPipeline": "a Marigold normals model (MarigoldNormalsPipeline, e.g. prs-eth/marigold-normals-v1-1)",
+    "MarigoldDepthPipeline": "a Marigold depth model (MarigoldDepthPipeline, e.g. prs-eth/marigold-depth-v1-1)",
+}
 REQUIRED_COMPONENTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 _KNOWN_LIBRARIES = ("diffusers", "transformers", "stable_diffusion")
 
@@ -125,6 +136,10 @@ def check_pipeline_index(index: dict[str, Any], name: str, pipelines: Sequence[s
             "pick a standard Stable Diffusion or SDXL model."
         )
     if cls not in pipelines:
+        if len(pipelines) == 1 and pipelines[0] in _MARIGOLD_EXAMPLES:
+            raise EngineError(
+                f"{name} is a {cls}, not {_MARIGOLD_EXAMPLES[pipelines[0]]}; choose one of those for this map."
+            )
         if pipelines == UPSCALER_PIPELINES:
             raise EngineError(
                 f"{name} is a {cls}, not an x4 upscaler (StableDiffusionUpscalePipeline, e.g. "
@@ -133,6 +148,8 @@ def check_pipeline_index(index: dict[str, Any], name: str, pipelines: Sequence[s
             )
         hint = (" It is an upscaler: choose it as Upscale's x4 upscaler model instead."
                 if cls in UPSCALER_PIPELINES else "")
+        if cls in MARIGOLD_PIPELINES:
+            hint = " It makes material maps: choose it as a material-map model instead."
         raise EngineError(
             f"{name} is a {cls}; Latent Textures runs Stable Diffusion 1.x/2.x, SDXL and LCM text-to-image, "
             "inpainting and SD 2 depth models." + hint
@@ -301,6 +318,11 @@ def load_folder(
     if index.get("_class_name") in UPSCALER_PIPELINES:
         kwargs.pop("requires_safety_checker", None)  # not one of its arguments
         return StableDiffusionUpscalePipeline.from_pretrained(str(folder), **kwargs)
+    if index.get("_class_name") in MARIGOLD_PIPELINES:
+        import diffusers
+
+        kwargs.pop("requires_safety_checker", None)
+        return getattr(diffusers, index["_class_name"]).from_pretrained(str(folder), **kwargs)
     return AutoPipelineForText2Image.from_pretrained(str(folder), **kwargs)
 
 

@@ -131,3 +131,35 @@ def decode_wrapped(vae: nn.Module, latents: torch.Tensor, axes: str) -> torch.Te
     scale = decoded.shape[-1] // extended.shape[-1]
     decoded = _close_wrap(decoded, mx * scale, width * scale, decoded.dim() - 1)
     return _close_wrap(decoded, my * scale, height * scale, decoded.dim() - 2)
+
+
+@contextmanager
+def seamless_downsamples(models: Iterable[nn.Module], axes: str) -> Iterator[int]:
+    """Make the stride-2 downsamplings that pad only their right and bottom edge (diffusers' ``Downsample2D`` with
+    ``padding=0``, as in the VAE encoder) wrap along ``axes``: the zero column/row they append becomes a copy of
+    the first one (circular padding by one), so an encoded seamless image stays a torus. ``seamless`` leaves
+    these convolutions alone (they have no padding of their own). Yields how many were patched; undone on exit."""
+    from diffusers.models.downsampling import Downsample2D
+
+    wrap_x = axes in ("X", "BOTH")
+    wrap_y = axes in ("Y", "BOTH")
+
+    def wrap_pad(module: nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+        padded = args[0].clone()
+        if wrap_x:
+            padded[..., :, -1] = padded[..., :, 0]
+        if wrap_y:
+            padded[..., -1, :] = padded[..., 0, :]
+        return (padded, *args[1:])
+
+    hooks = []
+    try:
+        if wrap_x or wrap_y:
+            for model in models:
+                for module in model.modules():
+                    if isinstance(module, Downsample2D) and module.use_conv and module.padding == 0:
+                        hooks.append(module.conv.register_forward_pre_hook(wrap_pad))
+        yield len(hooks)
+    finally:
+        for hook in hooks:
+            hook.remove()

@@ -14,6 +14,7 @@ from .generate import LATENT_TEXTURES_OT_generate
 from .install_dependencies import LATENT_TEXTURES_OT_install_dependencies
 from .lora_add import LATENT_TEXTURES_OT_lora_add
 from .lora_remove import LATENT_TEXTURES_OT_lora_remove
+from .material_maps import LATENT_TEXTURES_OT_material_maps
 from .open_model_cache import LATENT_TEXTURES_OT_open_model_cache
 from .pick_model import LATENT_TEXTURES_OT_pick_model
 from .refresh_dependency_status import LATENT_TEXTURES_OT_refresh_dependency_status
@@ -27,6 +28,7 @@ from .use_recommended_settings import LATENT_TEXTURES_OT_use_recommended_setting
 classes = (
     LATENT_TEXTURES_OT_generate,
     LATENT_TEXTURES_OT_upscale,
+    LATENT_TEXTURES_OT_material_maps,
     LATENT_TEXTURES_OT_cancel,
     LATENT_TEXTURES_OT_free_model,
     LATENT_TEXTURES_OT_browse_model,

@@ -3,6 +3,7 @@
 import bpy
 
 from . import common
+from .material_maps import draw_material_maps
 
 
 class LatentTexturesPanel:
@@ -48,6 +49,7 @@ SECTIONS = (
     ("control", "Control", common.draw_control),
     ("loras", "LoRAs", common.draw_loras),
     ("upscale", "Upscale", common.draw_upscale),
+    ("material_maps", "Material Maps", draw_material_maps),
     ("insight", "Insight", common.draw_insight),
 )
 

@@ -13,6 +13,7 @@ from .control import ControlSettings
 from .image import ImageSettings
 from .insight import InsightSettings
 from .loras import LatentTexturesLora, LoraSettings
+from .material_maps import MaterialMapsSettings
 from .model import ModelSettings
 from .prompt import PromptSettings
 from .sampling import SamplingSettings
@@ -22,6 +23,7 @@ from .whole_object import WholeObjectSettings
 
 class LatentTexturesSettings(
     InsightSettings,
+    MaterialMapsSettings,
     UpscaleSettings,
     LoraSettings,
     ControlSettings,

@@ -97,3 +97,16 @@ def tiny_sdxl_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_single_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny SD as one LDM-layout .safetensors (same weights as ``tiny_sd_model``); configs in ``<dir>/config``."""
     return import_tiny_models().build_tiny_single_file(tmp_path_factory.mktemp("single-file"))
+
+
+@pytest.fixture(scope="session")
+def tiny_marigold_intrinsics(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny ``MarigoldIntrinsicsPipeline`` with the appearance model's targets (albedo; roughness, metallicity)."""
+    return import_tiny_models().build_tiny_marigold(tmp_path_factory.mktemp("marigold") / "tiny-iid", seed=21)
+
+
+@pytest.fixture(scope="session")
+def tiny_marigold_normals(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny ``MarigoldNormalsPipeline``, built once per session."""
+    return import_tiny_models().build_tiny_marigold(tmp_path_factory.mktemp("marigold") / "tiny-normals",
+                                                    kind="normals", seed=31)

@@ -12,6 +12,8 @@ engine's code paths are exercised without a download.
   pooled embeddings, size conditioning).
 * :func:`build_tiny_x4_upscaler` - a ``StableDiffusionUpscalePipeline`` folder shaped like
   ``stabilityai/stable-diffusion-x4-upscaler`` (latents at the input size, x4 out).
+* :func:`build_tiny_marigold` - a ``MarigoldIntrinsicsPipeline`` (the appearance model's real
+  ``target_properties``), ``MarigoldNormalsPipeline`` or ``MarigoldDepthPipeline`` folder (material maps).
 * :func:`build_tiny_single_file` - the tiny SD written as one original-layout
   (LDM) ``.safetensors`` checkpoint, as a web download would be.
 * :func:`install_in_hf_cache` - puts a folder into a Hugging Face cache folder
@@ -361,6 +363,101 @@ def build_tiny_x4_upscaler(folder: str | os.PathLike[str], *, seed: int = 0) -> 
                                 prediction_type="v_prediction", clip_sample=False, set_alpha_to_one=False),
         max_noise_level=350,
     )
+    pipe.save_pretrained(out)
+    shutil.rmtree(out / "_tokenizer_src")
+    return out
+
+
+# --- Marigold (material maps, issue 30) -----------------------------------------------------------
+
+# ``target_properties`` of prs-eth/marigold-iid-appearance-v1-1 (its model_index.json): two targets, an sRGB
+# albedo and a "stack" whose three channels are roughness, metallicity and nothing (both linear). The engine
+# reads names and channel order from here, so the tiny model carries the real ones.
+MARIGOLD_APPEARANCE_TARGETS: dict[str, Any] = {
+    "target_names": ["albedo", "material"],
+    "albedo": {"prediction_space": "srgb"},
+    "material": {"prediction_space": "stack", "sub_target_names": ["roughness", "metallicity", None]},
+    "roughness": {"prediction_space": "linear"},
+    "metallicity": {"prediction_space": "linear"},
+}
+# prs-eth/marigold-iid-lighting-v1-1: albedo, shading, residual (no roughness/metallic: refused for those maps).
+MARIGOLD_LIGHTING_TARGETS: dict[str, Any] = {
+    "target_names": ["albedo", "shading", "residual"],
+    "albedo": {"prediction_space": "linear", "up_to_scale": False},
+    "shading": {"prediction_space": "linear", "up_to_scale": True},
+    "residual": {"prediction_space": "linear", "up_to_scale": True},
+}
+
+
+def build_tiny_marigold(
+    folder: str | os.PathLike[str],
+    *,
+    kind: str = "intrinsics",
+    seed: int = 0,
+    target_properties: dict[str, Any] | None = None,
+    steps: int = 2,
+    processing_resolution: int = 64,
+) -> Path:
+    """A tiny Marigold pipeline saved to ``folder``: ``kind`` ``intrinsics`` (``MarigoldIntrinsicsPipeline``, the
+    appearance model's targets unless ``target_properties`` says otherwise), ``normals``
+    (``MarigoldNormalsPipeline``) or ``depth`` (``MarigoldDepthPipeline``).
+
+    As the real ones: an SD-2-like UNet reading the image latent beside one 4-channel latent per target (the
+    appearance model: 12 in, 8 out), a v-prediction DDIM scheduler with trailing timesteps, an empty-prompt
+    text encoder, and the default steps and processing resolution in the config (the pipelines refuse to run
+    without them). ``processing_resolution`` 64: an 8x8 latent, divisible by the UNet's one downsampling.
+    """
+    import torch
+    from diffusers import (
+        DDIMScheduler,
+        MarigoldDepthPipeline,
+        MarigoldIntrinsicsPipeline,
+        MarigoldNormalsPipeline,
+        UNet2DConditionModel,
+    )
+    from transformers import CLIPTextModel
+
+    if kind == "intrinsics":
+        target_properties = target_properties or MARIGOLD_APPEARANCE_TARGETS
+        targets = len(target_properties["target_names"])
+    elif kind in ("normals", "depth"):
+        targets = 1
+    else:
+        raise ValueError(f"kind must be intrinsics, normals or depth; got {kind!r}.")
+    out = Path(folder)
+    tokenizer = _tokenizer(out / "_tokenizer_src")
+    torch.manual_seed(seed)
+    unet = UNet2DConditionModel(
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        sample_size=8,
+        in_channels=4 * (1 + targets),
+        out_channels=4 * targets,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32,
+        attention_head_dim=(2, 4),
+        norm_num_groups=32,
+        use_linear_projection=True,
+    )
+    torch.manual_seed(seed + 1)
+    vae = _tiny_vae()
+    torch.manual_seed(seed + 2)
+    text_encoder = CLIPTextModel(_text_config(tokenizer, hidden_act="gelu"))
+    scheduler = DDIMScheduler(
+        beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False,
+        prediction_type="v_prediction", timestep_spacing="trailing", num_train_timesteps=1000,
+    )
+    common: dict[str, Any] = {
+        "unet": unet, "vae": vae, "scheduler": scheduler, "text_encoder": text_encoder, "tokenizer": tokenizer,
+        "default_denoising_steps": steps, "default_processing_resolution": processing_resolution,
+    }
+    if kind == "intrinsics":
+        pipe = MarigoldIntrinsicsPipeline(**common, prediction_type="intrinsics", target_properties=target_properties)
+    elif kind == "normals":
+        pipe = MarigoldNormalsPipeline(**common, prediction_type="normals", use_full_z_range=True)
+    else:
+        pipe = MarigoldDepthPipeline(**common, prediction_type="depth", scale_invariant=True, shift_invariant=True)
     pipe.save_pretrained(out)
     shutil.rmtree(out / "_tokenizer_src")
     return out

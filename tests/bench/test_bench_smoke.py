@@ -27,11 +27,12 @@ SECTION_GROUPS = {
     "gpu": ("gpu",),
     "upscale": ("upscale",),
     "color_match": ("color_match",),
+    "maps": ("maps",),
 }
 HEADINGS = {"engine": "## 1. Engine vs raw", "roofline": "## 2. UNet step roofline", "few_step": "## 3. Few-step path",
             "blender": "## 6. Memory", "gpu": "## 7. GPU", "geometry": "## 8. Depth/normal images",
             "bake": "## 9. Whole-object bake", "controlnet": "## 10. ControlNet overhead",
-            "color_match": "## Color Match between views"}
+            "color_match": "## Color Match between views", "maps": "## Material maps (issue 30)"}
 
 
 def run_quick(out: Path, *arguments: str) -> dict:
@@ -112,8 +113,16 @@ def check_color_match(results: dict) -> None:
     assert cost["bake_cpu_s"] > 0 and set(cost["over_bake"]) == {"REINHARD", "HISTOGRAM"}
 
 
+def check_maps(results: dict) -> None:
+    maps = results["sections"]["maps"]
+    assert maps["models"] == "tiny" and maps["maps"]["size"] == 128 and maps["maps"]["peak_rss_mb"] > 0
+    assert set(maps["over_one_generation"]) == {"albedo + roughness + metallic (one intrinsics run)", "normal",
+                                                "height (normals run + integration)", "all five maps"}
+    assert all(ratio > 0 for ratio in maps["over_one_generation"].values())
+
+
 CHECKS = {"engine": check_engine, "roofline": check_roofline, "blender": check_blender, "gpu": check_gpu,
-          "upscale": check_upscale, "color_match": check_color_match}
+          "upscale": check_upscale, "color_match": check_color_match, "maps": check_maps}
 
 
 @pytest.mark.parametrize("group", sorted(SECTION_GROUPS))

@@ -212,3 +212,24 @@ def test_enabling_the_addon_scans_nothing(addon, prefs, tmp_path, monkeypatch):
     draw(lambda layout: module("preferences")._draw_model_folders(prefs, layout))
     draw(module("panels.common").draw_model, bpy.context.scene.latent_textures)
     assert reads == [] and not scan.SCAN.scanned
+
+
+def test_marigold_folders_are_never_offered_as_models(prefs, tiny, tiny_marigold_intrinsics, tiny_marigold_normals,
+                                                      tiny_sd_model, tmp_path):
+    """The picker lists Marigold pipelines (material maps) as what they are, never in the Model field's list;
+    choosing one there anyway is flagged before Generate."""
+    import os
+
+    folder = tmp_path / "models"
+    folder.mkdir()
+    for name, path in (("iid", tiny_marigold_intrinsics), ("normals", tiny_marigold_normals), ("sd", tiny_sd_model)):
+        os.symlink(path, folder / name)
+    assert bpy.ops.latent_textures.add_model_folder(directory=str(folder)) == {"FINISHED"}
+    assert bpy.ops.latent_textures.scan_models() == {"FINISHED"}
+    scan = module("dependencies.model_scan")
+    kinds = {Path(entry.path).name: entry.kind for entry in scan.SCAN.entries}
+    assert kinds == {"iid": "MARIGOLD_INTRINSICS", "normals": "MARIGOLD_NORMALS", "sd": "CHECKPOINT"}
+    pick = module("operators.pick_model")
+    assert [Path(e.path).name for e in pick.choices(tiny, "MODEL")] == ["sd"]
+    tiny.model = str(folder / "normals")
+    assert "normals is a Marigold normals (material maps), not a model" in module("panels.common").model_problems(tiny)

@@ -177,3 +177,49 @@ def test_real_tiny_lora_and_controlnet_files(tmp_path: Path, tiny_models: Any, t
     }
     entry = model_scan.scan_file(str(controlnet_file))
     assert (entry.kind, entry.family) == ("CONTROLNET", None)
+
+
+IP_ADAPTER_SD15 = {  # the tensor names and shapes of h94/IP-Adapter's models/ip-adapter_sd15.safetensors
+    "image_proj.proj.weight": (3072, 1024),
+    "image_proj.norm.weight": (768,),
+    "ip_adapter.1.to_k_ip.weight": (320, 768),
+    "ip_adapter.1.to_v_ip.weight": (320, 768),
+}
+IP_ADAPTER_SDXL = {"image_proj.proj.weight": (8192, 1280), "ip_adapter.1.to_k_ip.weight": (640, 2048)}
+
+
+def test_marigold_and_ip_adapters_are_listed_as_what_they_are(
+    tmp_path: Path, tiny_models: Any, tiny_marigold_intrinsics: Path, tiny_marigold_normals: Path, tiny_sd_model: Path
+) -> None:
+    """Marigold pipelines by their class, IP-Adapters by their image encoder folder or tensor names: never as
+    base checkpoints (the model picker offers only ``CHECKPOINT``)."""
+    import json
+
+    folders = tmp_path / "models"
+    folders.mkdir()
+    os.symlink(tiny_marigold_normals, folders / "normals")
+    os.symlink(tiny_sd_model, folders / "tiny-sd")
+    tiny_models.write_safetensors_layout(folders / "ip-adapter_sd15.safetensors", IP_ADAPTER_SD15)
+    tiny_models.write_safetensors_layout(folders / "ip-adapter_sdxl.safetensors", IP_ADAPTER_SDXL)
+    ip_repo = tmp_path / "ip-repo"  # h94/IP-Adapter's layout: models/image_encoder + the adapters' weights
+    (ip_repo / "models" / "image_encoder").mkdir(parents=True)
+    (ip_repo / "models" / "image_encoder" / "config.json").write_text(
+        json.dumps({"architectures": ["CLIPVisionModelWithProjection"], "model_type": "clip_vision_model"}))
+    tiny_models.write_safetensors_layout(ip_repo / "models" / "ip-adapter_sd15.safetensors", IP_ADAPTER_SD15)
+    hub = tmp_path / "hub"
+    tiny_models.install_in_hf_cache(tiny_marigold_intrinsics, hub, "prs-eth/marigold-iid-appearance-v1-1")
+    tiny_models.install_in_hf_cache(ip_repo, hub, "h94/IP-Adapter")
+    entries, _ = model_scan.scan_all([str(folders)], [(str(hub), "Hugging Face cache")])
+    kinds = {Path(e.path).name if e.layout != "hub" else e.path: (e.kind, e.family) for e in entries}
+    assert kinds == {
+        "prs-eth/marigold-iid-appearance-v1-1": ("MARIGOLD_INTRINSICS", None),  # the tiny's 32-wide attention
+        "h94/IP-Adapter": ("IP_ADAPTER", None),
+        "normals": ("MARIGOLD_NORMALS", None),
+        "tiny-sd": ("CHECKPOINT", "SD1"),
+        "ip-adapter_sd15.safetensors": ("IP_ADAPTER", "SD1"),
+        "ip-adapter_sdxl.safetensors": ("IP_ADAPTER", "SDXL"),
+    }
+    checkpoints = [e for e in entries if e.kind == "CHECKPOINT"]
+    assert [Path(e.path).name for e in checkpoints] == ["tiny-sd"]
+    normals = next(e for e in entries if e.kind == "MARIGOLD_NORMALS")
+    assert " · Marigold normals (material maps) · " in normals.describe()
