@@ -30,14 +30,14 @@ every comparison a paired ratio measured in one process:
 12. ``scan``    - scanning 200 model files for the model picker, headers only (bench/model_scan.py).
 13. ``upscale`` - (issue 16) time per output megapixel of the tiled redraw, its peak RSS against one
                   untiled img2img at the output size, the blend's own cost (bench/upscale.py).
-16. ``maps``    - (issue 30) material maps: each map's cost at 768² against one generation, the peak RSS of a
-                  full PBR run (bench/material_maps.py; --quick: tiny models).
 14. ``avx2``    - (issue 14) the fp32 UNet step, packed (the engine's default), eager and compiled, on this CPU held to AVX2 in a child process
                   (bench/isa_limit.py): the other machine kind's code paths, as shares of the sgemm rate
                   measured under the same limit. Skipped without AVX-512 (there section 2 is AVX2 itself).
 15. ``color_match`` - (issue 31) Whole Object views' disagreement on shared surface, GRID and SEQUENTIAL, with
                   Color Match None / Reinhard / Histogram, same seeds, tiny model, in a bpy process
                   (bench/color_match.py), and each run's time over None's.
+16. ``maps``    - (issue 30) material maps: each map's cost at 768² against one generation, the peak RSS of a
+                  full PBR run (bench/material_maps.py; --quick: tiny models).
 
     python bench/run.py [--quick] [--sections engine,roofline,...] [--runs N]
                         [--model-dir DIR] [--out DIR] [--update]
