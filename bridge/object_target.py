@@ -61,6 +61,7 @@ class ObjectCapture:
     keep_view_images: bool
     grids: grid.GridPlan | None = None  # GRID: which views each grid generation holds, and the cell size
     sync_fraction: float = 0.8  # SYNC: the share of the steps synchronised
+    sync_attention: str = "NONE"  # SYNC: cross-view attention (``engine/sync_attention.py``)
     passes: list[ViewPasses] = field(default_factory=list)
     meshes: list[MeshTexels] = field(default_factory=list)
     # SYNC: each view's latent pixels -> the meshes' latent texels, and the bake of the views' latents into them
@@ -234,7 +235,8 @@ def capture(context: bpy.types.Context, settings, plan: Plan, objects: list[bpy.
     plan.target_capture = ObjectCapture(settings.object_method, (request.width, request.height), width, height,
                                         count, cameras, view_recipes,
                                         scene_triangles(depsgraph), surfaces, positions, settings.texture_size,
-                                        settings.keep_view_images, grids, settings.sync_fraction)
+                                        settings.keep_view_images, grids, settings.sync_fraction,
+                                        sync_attention=settings.sync_attention)
 
 
 def grid_request(request, grids: grid.GridPlan, passes: list[ViewPasses], group: int):
@@ -269,7 +271,7 @@ class ObjectJob(GenerationJob):
             controls = [view.control_image for view in captured.passes] if self.request.control != "NONE" else None
             generation, images = engine.generate_sync(
                 self.request, captured.latent_views, fraction=captured.sync_fraction, control_images=controls,
-                bake=captured.latent_bake, on_progress=self._on_progress, cancel_event=self.cancel_event,
+                bake=captured.latent_bake, attention=captured.sync_attention, on_progress=self._on_progress, cancel_event=self.cancel_event,
                 previews=self.previews)
             views = list(images)
         else:

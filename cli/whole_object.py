@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..properties.whole_object import OBJECT_METHOD_ITEMS
+from ..properties.whole_object import OBJECT_METHOD_ITEMS, SYNC_ATTENTION_ITEMS
 from .arguments import check_number, choice_help, choices, upper
 from .errors import CommandError, UsageError
 
@@ -26,6 +26,9 @@ def add_arguments(generate: argparse.ArgumentParser) -> None:
     group.add_argument("--sync-fraction", type=float, metavar="F",
                        help="--method SYNC: the first round(F x steps) denoising steps are synchronised, 0 to 1 "
                             "(default: the scene's, 0.8 in a new scene)")
+    group.add_argument("--sync-attention", type=upper, choices=choices(SYNC_ATTENTION_ITEMS), metavar="MODE",
+                       help=f"--method SYNC, cross-view attention: {choice_help(SYNC_ATTENTION_ITEMS)} (default: the "
+                            "scene's, NONE in a new scene)")
     group.add_argument("--texture-size", type=int, metavar="PX",
                        help="width and height of each object's baked texture, 256 to 8192 (default: the scene's, "
                             "2048 in a new scene)")
@@ -45,6 +48,7 @@ def apply(args, context) -> None:
     given = [option for option, value in (("--views", args.views), ("--view-collection", args.view_collection),
                                           ("--method", args.method), ("--texture-size", args.texture_size),
                                           ("--sync-fraction", args.sync_fraction),
+                                          ("--sync-attention", args.sync_attention),
                                           ("--keep-view-images", args.keep_view_images or None))
              if value is not None]
     if given and settings.target != "OBJECT":
@@ -63,5 +67,7 @@ def apply(args, context) -> None:
         settings.texture_size = args.texture_size
     if args.sync_fraction is not None:
         settings.sync_fraction = args.sync_fraction
+    if args.sync_attention is not None:
+        settings.sync_attention = args.sync_attention
     if args.keep_view_images:
         settings.keep_view_images = True

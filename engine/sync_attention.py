@@ -40,7 +40,6 @@ from typing import Any
 import numpy as np
 
 ATTENTION_MODES = ("NONE", "NEIGHBOURS", "NEIGHBOURS_REFERENCE")
-DEFAULT_ATTENTION = "NONE"  # measured with the tiny models: it does not pay (docs/whole-object.md)
 NEIGHBOURS = 2
 REFERENCE_FRACTION = 0.2
 REFERENCE_WEIGHT = 1.0

@@ -51,6 +51,7 @@ def draw_whole_object(layout, settings) -> None:
     layout.prop(settings, "object_method")
     if settings.object_method == "SYNC":
         layout.prop(settings, "sync_fraction")
+        layout.prop(settings, "sync_attention")
     layout.prop(settings, "texture_size")
     layout.prop(settings, "keep_view_images")
     problem, estimate = work_estimate(settings)
