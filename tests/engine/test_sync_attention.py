@@ -281,3 +281,15 @@ def test_module_processors_on_cross_attention_stay_in_place_and_registered(parts
         assert all(id(module) in registered for module in modules.values())
     finally:
         unet.set_attn_processor(AttnProcessor2_0())
+
+
+def test_sdxl_one_view_equals_it_without_and_two_views_attend(parts, tiny_sdxl_model):
+    import torch
+    from diffusers import StableDiffusionXLPipeline
+
+    pipe = StableDiffusionXLPipeline.from_pretrained(str(tiny_sdxl_model))
+    pipe.set_progress_bar_config(disable=True)
+    one = _strip_texels(1)
+    assert torch.equal(_run(parts, pipe, one, "NEIGHBOURS_REFERENCE"), _run(parts, pipe, one, "NONE"))
+    two = _strip_texels(2)
+    assert not torch.equal(_run(parts, pipe, two, "NEIGHBOURS_REFERENCE"), _run(parts, pipe, two, "NONE"))
