@@ -71,3 +71,22 @@ def test_generate_sync_runs_an_sdxl_model(engine, make_request, tiny_sdxl_model,
     result, images = engine.generate_sync(make_request(tiny_sdxl_model, scheduler="EULER", steps=2),
                                           _views(geometry_api), fraction=1.0)
     assert images.shape == (2, 64, 64, 3) and result.recipe["sync"]["latent_texture_size"] == 16
+
+
+def test_cancel_mid_run_with_cross_view_attention_restores_the_processors(engine, make_request, tiny_sd_model,
+                                                                          geometry_api, pipeline_of, engine_api):
+    request = make_request(tiny_sd_model, scheduler="EULER", steps=3)
+    engine.generate_sync(request, _views(geometry_api), fraction=1.0)
+    before = dict(pipeline_of(engine).unet.attn_processors)
+    steps = []
+
+    def cancel(event: Any) -> None:
+        steps.append(event.step)
+        raise engine_api.GenerationCancelled()
+
+    with pytest.raises(engine_api.GenerationCancelled):
+        engine.generate_sync(request, _views(geometry_api), fraction=1.0, attention="NEIGHBOURS", on_progress=cancel)
+    assert steps == [1]
+    after = pipeline_of(engine).unet.attn_processors
+    assert after.keys() == before.keys() and all(after[name] is before[name] for name in before)
+    assert type(pipeline_of(engine).scheduler).__name__ == "EulerDiscreteScheduler"
