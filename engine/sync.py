@@ -261,7 +261,8 @@ def synchronised(pipe: Any, plan: SyncPlan, synced: int, observer: Observer | No
         from .sync_attention import CrossViews, cross_view_attention, neighbour_views, reference_steps
 
         views = CrossViews(neighbour_views(plan.texel.numpy()), attention, reference_steps(steps),
-                           step=lambda: stand_in.calls)
+                           step=lambda: stand_in.calls,
+                           blocks=lambda: 2 if getattr(pipe, "do_classifier_free_guidance", False) else 1)
         attending = cross_view_attention(pipe.unet, views)
     # past DiffusionPipeline.__setattr__: the pipeline's config keeps naming the real scheduler
     object.__setattr__(pipe, "scheduler", stand_in)

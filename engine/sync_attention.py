@@ -83,7 +83,10 @@ def neighbour_views(texel: np.ndarray, count: int = NEIGHBOURS) -> np.ndarray:
 class CrossViews:
     """What every wrapped layer of one run shares: the neighbours, the mode and the current step."""
 
-    def __init__(self, neighbours: np.ndarray, mode: str, reference_steps: int, step: Callable[[], int]) -> None:
+    def __init__(self, neighbours: np.ndarray, mode: str, reference_steps: int, step: Callable[[], int],
+                 blocks: Callable[[], int] | None = None) -> None:
+        """``step``: the index of the step being computed; ``blocks``: how many sets of the views the UNet batch
+        must hold (2 under guidance), where known - a batch of another size (views run in groups) is refused."""
         import torch
 
         check_mode(mode)
@@ -92,12 +95,14 @@ class CrossViews:
         self.mode = mode
         self.reference_steps = int(reference_steps)
         self.step = step
+        self.expected_blocks = blocks
 
     def reference_active(self) -> bool:
         return self.mode == "NEIGHBOURS_REFERENCE" and self.step() < self.reference_steps
 
     def blocks(self, batch: int) -> int:
-        if batch % self.views:
+        expected = None if self.expected_blocks is None else self.expected_blocks() * self.views
+        if batch % self.views or (expected is not None and batch != expected):
             raise ValueError(f"sync_attention: the UNet batch of {batch} is not whole sets of the {self.views} "
                              "views; cross-view attention needs every view in one UNet call")
         return batch // self.views

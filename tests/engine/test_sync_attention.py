@@ -55,12 +55,13 @@ def _generator(seed: int = 5) -> Any:
     return torch.Generator("cpu").manual_seed(seed)
 
 
-def _run(parts: Any, pipe: Any, texel: np.ndarray, attention: str, steps: int = STEPS, **extra: Any) -> Any:
+def _run(parts: Any, pipe: Any, texel: np.ndarray, attention: str, steps: int = STEPS, guidance: float = 7.0,
+         **extra: Any) -> Any:
     attn_module, sync, latent_sync, schedulers = parts
     pipe.scheduler = schedulers.make_scheduler("DPM_SOLVER_MULTISTEP", pipe.scheduler.config, steps)
     plan = sync.make_plan(_latent_views(latent_sync, texel))
     return sync.generate_latents(pipe, plan, prompt="a cat", generator=_generator(), steps=steps,
-                                 guidance_scale=7.0, fraction=1.0, attention=attention, **extra)
+                                 guidance_scale=guidance, fraction=1.0, attention=attention, **extra)
 
 
 def test_neighbours_are_the_views_sharing_the_most_texels_then_the_nearest_in_order(parts):
@@ -120,6 +121,13 @@ def test_a_view_sees_only_its_own_half_of_the_guidance_batch_and_only_its_neighb
         assert not torch.equal(base, AttnProcessor2_0()(attn, hidden))  # it attends across views at all
         with pytest.raises(ValueError, match="sync_attention"):
             processor(attn, hidden[:6])  # not whole views: neighbours would be missing
+        grouped = sync_attention.CrossViewProcessor(AttnProcessor2_0(), sync_attention.CrossViews(
+            sync_attention.neighbour_views(_strip_texels(2)), "NEIGHBOURS", 0, lambda: 0, blocks=lambda: 2))
+        with pytest.raises(ValueError, match="every view in one UNet call"):
+            grouped(attn, hidden[:2])  # views 1-2 of 4 under guidance as one group: looks like 2 views unguided
+        assert torch.equal(grouped(attn, hidden[:4]), sync_attention.CrossViewProcessor(
+            AttnProcessor2_0(), sync_attention.CrossViews(sync_attention.neighbour_views(_strip_texels(2)),
+                                                          "NEIGHBOURS", 0, lambda: 0))(attn, hidden[:4]))
 
 
 def test_the_reference_view_is_attended_only_in_the_early_steps(parts, sd_pipe):
@@ -200,6 +208,17 @@ def test_cross_view_attention_changes_the_views_reproduces_and_restores_the_same
     after = sd_pipe.unet.attn_processors
     assert after.keys() == before.keys() and all(after[name] is before[name] for name in before)
     assert type(sd_pipe.scheduler).__name__ == "DPMSolverMultistepScheduler"
+
+
+def test_without_guidance_the_batch_is_the_views_alone(parts, sd_pipe):
+    import torch
+
+    texel = _strip_texels(3)
+    off = _run(parts, sd_pipe, texel, "NONE", guidance=1.0)
+    assert not torch.equal(_run(parts, sd_pipe, texel, "NEIGHBOURS_REFERENCE", guidance=1.0), off)
+    one = _strip_texels(1)
+    assert torch.equal(_run(parts, sd_pipe, one, "NEIGHBOURS_REFERENCE", guidance=1.0),
+                       _run(parts, sd_pipe, one, "NONE", guidance=1.0))
 
 
 def test_processors_are_restored_after_an_error_mid_run(parts, sd_pipe):
