@@ -271,8 +271,8 @@ class ObjectJob(GenerationJob):
             controls = [view.control_image for view in captured.passes] if self.request.control != "NONE" else None
             generation, images = engine.generate_sync(
                 self.request, captured.latent_views, fraction=captured.sync_fraction, control_images=controls,
-                bake=captured.latent_bake, attention=captured.sync_attention, on_progress=self._on_progress, cancel_event=self.cancel_event,
-                previews=self.previews)
+                bake=captured.latent_bake, attention=captured.sync_attention, on_progress=self._on_progress,
+                cancel_event=self.cancel_event, previews=self.previews)
             views = list(images)
         else:
             generation, views = self.grids(engine, captured)
