@@ -64,6 +64,7 @@ class ObjectCapture:
     color_match: str = "NONE"  # GRID / SEQUENTIAL: later views matched to earlier ones (``object_color``)
     color_space: object = None  # ``geometry.color_match.PerceptualSpace``, read on the main thread
     color_regions: list = field(default_factory=list)  # GRID with color_match: each view's object pixels
+    sync_attention: str = "NONE"  # SYNC: cross-view attention (``engine/sync_attention.py``)
     passes: list[ViewPasses] = field(default_factory=list)
     meshes: list[MeshTexels] = field(default_factory=list)
     # SYNC: each view's latent pixels -> the meshes' latent texels, and the bake of the views' latents into them
@@ -241,7 +242,8 @@ def capture(context: bpy.types.Context, settings, plan: Plan, objects: list[bpy.
                                         count, cameras, view_recipes,
                                         scene_triangles(depsgraph), surfaces, positions, settings.texture_size,
                                         settings.keep_view_images, grids, settings.sync_fraction,
-                                        color_match=object_color.color_match_of(settings))
+                                        color_match=object_color.color_match_of(settings),
+                                        sync_attention=settings.sync_attention)
     if plan.target_capture.color_match != "NONE":
         plan.target_capture.color_space = object_color.perceptual_space()
     if plan.material_maps is not None and "NORMAL" in plan.material_maps.maps:
@@ -280,8 +282,8 @@ class ObjectJob(GenerationJob):
             controls = [view.control_image for view in captured.passes] if self.request.control != "NONE" else None
             generation, images = engine.generate_sync(
                 self.request, captured.latent_views, fraction=captured.sync_fraction, control_images=controls,
-                bake=captured.latent_bake, on_progress=self._on_progress, cancel_event=self.cancel_event,
-                previews=self.previews)
+                bake=captured.latent_bake, attention=captured.sync_attention, on_progress=self._on_progress,
+                cancel_event=self.cancel_event, previews=self.previews)
             views = list(images)
         else:
             generation, views = self.grids(engine, captured)

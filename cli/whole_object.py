@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..properties.whole_object import COLOR_MATCH_ITEMS, OBJECT_METHOD_ITEMS
+from ..properties.whole_object import COLOR_MATCH_ITEMS, OBJECT_METHOD_ITEMS, SYNC_ATTENTION_ITEMS
 from .arguments import check_number, choice_help, choices, upper
 from .errors import CommandError, UsageError
 
@@ -30,6 +30,9 @@ def add_arguments(generate: argparse.ArgumentParser) -> None:
                        help=f"--method GRID or SEQUENTIAL: each later view's colours matched to the earlier views' on "
                             f"the surface they share: {choice_help(COLOR_MATCH_ITEMS)} (default: the scene's, NONE "
                             "in a new scene)")
+    group.add_argument("--sync-attention", type=upper, choices=choices(SYNC_ATTENTION_ITEMS), metavar="MODE",
+                       help=f"--method SYNC, cross-view attention: {choice_help(SYNC_ATTENTION_ITEMS)} (default: the "
+                            "scene's, NONE in a new scene)")
     group.add_argument("--texture-size", type=int, metavar="PX",
                        help="width and height of each object's baked texture, 256 to 8192 (default: the scene's, "
                             "2048 in a new scene)")
@@ -50,6 +53,7 @@ def apply(args, context) -> None:
                                           ("--method", args.method), ("--texture-size", args.texture_size),
                                           ("--sync-fraction", args.sync_fraction),
                                           ("--color-match", args.color_match),
+                                          ("--sync-attention", args.sync_attention),
                                           ("--keep-view-images", args.keep_view_images or None))
              if value is not None]
     if given and settings.target != "OBJECT":
@@ -70,5 +74,7 @@ def apply(args, context) -> None:
         settings.sync_fraction = args.sync_fraction
     if args.color_match is not None:
         settings.color_match = args.color_match
+    if args.sync_attention is not None:
+        settings.sync_attention = args.sync_attention
     if args.keep_view_images:
         settings.keep_view_images = True

@@ -194,6 +194,7 @@ class Engine:
         weight_exponent: float = sync.DEFAULT_WEIGHT_EXPONENT,
         control_images: Any = None,
         bake: Any = None,
+        attention: str = "NONE",
         on_progress: ProgressCallback | None = None,
         cancel_event: threading.Event | None = None,
         previews: bool = True,
@@ -202,17 +203,19 @@ class Engine:
         the request's latent size) denoised in one batch, the first round(``fraction`` x steps) steps synchronised
         through one latent texture. ``control_images``: one per view when ``request.control`` is set (view 1's
         is ``request.control_image``). ``bake``: how x0 goes into the latent texture (``sync.SyncPlan.bake``; the
-        Whole Object target passes ``geometry.latent_sync.LatentBake``). Returns (the result, view 1's image;
-        the (V, h, w, 3) decoded views).
+        Whole Object target passes ``geometry.latent_sync.LatentBake``). ``attention``: cross-view attention
+        (``sync_attention.ATTENTION_MODES``: NONE, NEIGHBOURS, NEIGHBOURS_REFERENCE). Returns (the result, view
+        1's image; the (V, h, w, 3) decoded views).
 
-        Raises ValueError naming ``scheduler`` (one SYNC cannot step), ``views``, ``sync_fraction`` or
-        ``control_images`` before anything runs; otherwise as ``generate``."""
+        Raises ValueError naming ``scheduler`` (one SYNC cannot step), ``views``, ``sync_fraction``,
+        ``sync_attention`` or ``control_images`` before anything runs; otherwise as ``generate``."""
         request.validate()
         sync.check_scheduler(request.scheduler)
         if request.mode != "TXT2IMG":
             raise ValueError(f"mode must be TXT2IMG for SYNC; got {request.mode}")
         batch = sync.SyncViews(views, fraction=fraction, weight_exponent=weight_exponent,
-                               control_images=control_images if request.control != "NONE" else None, bake=bake)
+                               control_images=control_images if request.control != "NONE" else None, bake=bake,
+                               attention=attention)
         batch.check(request.width, request.height, request.steps)
         seed = seed_or_random(request.seed)
         with self._lock:

@@ -112,9 +112,10 @@ def generate(
         if views is not None:
             kwargs = views.arguments(pipe, kwargs)
         unet = pipe.unet
-        eager = request.seamless != "NONE" or (recorder is not None and recorder.attention)
+        eager = (request.seamless != "NONE" or (recorder is not None and recorder.attention)
+                 or getattr(views, "attention", "NONE") != "NONE")
         if eager and hasattr(unet, "_orig_mod"):
-            # compiled graphs know no circular padding nor recording processors: run eagerly
+            # compiled graphs know no circular padding nor recording / cross-view processors: run eagerly
             pipe.unet = unet._orig_mod
         hook = pipe.unet.register_forward_pre_hook(clock.on_unet_call)
         model.prompt_cache.on_encoded = clock.on_encoded

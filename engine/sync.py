@@ -188,6 +188,11 @@ class SynchronisedScheduler:
     def inner(self) -> Any:
         return self._inner
 
+    @property
+    def calls(self) -> int:
+        """Steps taken so far: the index of the step whose model output is being computed."""
+        return self._calls
+
     def _alpha_sigma(self, timestep: Any) -> tuple[float, float]:
         """(alpha_t, sigma_t) of the VP form x_t = alpha_t x0 + sigma_t eps at this step."""
         inner = self._inner
@@ -243,26 +248,39 @@ class SynchronisedScheduler:
 
 
 @contextlib.contextmanager
-def synchronised(pipe: Any, plan: SyncPlan, synced: int, observer: Observer | None = None) -> Iterator[Any]:
-    """``pipe``'s scheduler stands in synchronised for the block; the real one is back afterwards (also after an
+def synchronised(pipe: Any, plan: SyncPlan, synced: int, observer: Observer | None = None, attention: str = "NONE",
+                 steps: int = 0) -> Iterator[Any]:
+    """``pipe``'s scheduler stands in synchronised for the block and, unless ``attention`` is NONE, its UNet's
+    self-attention looks across the views (``sync_attention.py``; ``steps``: the run's, for the reference
+    window); the real scheduler and the very same attention processors are back afterwards (also after an
     error). Yields the stand-in."""
     scheduler = pipe.scheduler
     stand_in = SynchronisedScheduler(scheduler, plan, synced, observer)
+    attending = contextlib.nullcontext()
+    if attention != "NONE":
+        from .sync_attention import CrossViews, cross_view_attention, neighbour_views, reference_steps
+
+        views = CrossViews(neighbour_views(plan.texel.numpy()), attention, reference_steps(steps),
+                           step=lambda: stand_in.calls,
+                           blocks=lambda: 2 if getattr(pipe, "do_classifier_free_guidance", False) else 1)
+        attending = cross_view_attention(pipe.unet, views)
     # past DiffusionPipeline.__setattr__: the pipeline's config keeps naming the real scheduler
     object.__setattr__(pipe, "scheduler", stand_in)
     try:
-        yield stand_in
+        with attending:
+            yield stand_in
     finally:
         object.__setattr__(pipe, "scheduler", scheduler)
 
 
 def generate_latents(pipe: Any, plan: SyncPlan, *, prompt: str | Sequence[str], generator: Any, steps: int,
                      guidance_scale: float, fraction: float = DEFAULT_FRACTION, negative_prompt: str | None = None,
-                     control_images: Any = None, observer: Observer | None = None,
+                     control_images: Any = None, observer: Observer | None = None, attention: str = "NONE",
                      **call_arguments: Any) -> Any:
     """Run ``pipe`` (its scheduler already set) on every view at once, synchronised for the first
     round(``fraction`` x ``steps``) steps: (V, C, h, w) final latents. ``prompt``: one for all views or one
-    per view; ``control_images``: one ControlNet image per view (a ControlNet pipeline)."""
+    per view; ``control_images``: one ControlNet image per view (a ControlNet pipeline); ``attention``: see
+    ``sync_attention.ATTENTION_MODES``."""
     views = plan.views
     prompts = [prompt] * views if isinstance(prompt, str) else list(prompt)
     if len(prompts) != views:
@@ -279,7 +297,7 @@ def generate_latents(pipe: Any, plan: SyncPlan, *, prompt: str | Sequence[str], 
         if len(control_images) != views:
             raise ValueError(f"control_images must be one per view ({views}); got {len(control_images)}")
         arguments["image"] = list(control_images)
-    with synchronised(pipe, plan, synchronised_steps(steps, fraction), observer):
+    with synchronised(pipe, plan, synchronised_steps(steps, fraction), observer, attention, steps):
         return pipe(**arguments).images
 
 
@@ -290,7 +308,11 @@ class SyncViews:
 
     def __init__(self, views: Sequence[Any], *, fraction: float = DEFAULT_FRACTION,
                  weight_exponent: float = DEFAULT_WEIGHT_EXPONENT, control_images: Sequence[np.ndarray] | None = None,
-                 observer: Observer | None = None, bake: Any = None) -> None:
+                 observer: Observer | None = None, bake: Any = None, attention: str = "NONE") -> None:
+        from .sync_attention import check_mode
+
+        check_mode(attention)
+        self.attention = attention
         self.plan = make_plan(views, weight_exponent, bake)
         self.fraction = float(fraction)
         self.weight_exponent = float(weight_exponent)
@@ -322,8 +344,9 @@ class SyncViews:
         return kwargs
 
     def around(self, pipe: Any) -> Any:
-        return synchronised(pipe, self.plan, synchronised_steps(self.steps, self.fraction), self.observer)
+        return synchronised(pipe, self.plan, synchronised_steps(self.steps, self.fraction), self.observer,
+                            self.attention, self.steps)
 
     def recipe(self) -> dict[str, Any]:
         return {"fraction": self.fraction, "weight_exponent": self.weight_exponent,
-                "latent_texture_size": self.plan.size, "attention": "none"}
+                "latent_texture_size": self.plan.size, "attention": self.attention}

@@ -51,6 +51,7 @@ def draw_whole_object(layout, settings) -> None:
     layout.prop(settings, "object_method")
     if settings.object_method == "SYNC":
         layout.prop(settings, "sync_fraction")
+        layout.prop(settings, "sync_attention")
     if settings.object_method in {"GRID", "SEQUENTIAL"}:
         layout.prop(settings, "color_match")
     layout.prop(settings, "texture_size")

@@ -18,6 +18,15 @@ COLOR_MATCH_ITEMS = (
                              "earlier views where they show the same surface: gentler than Histogram"),
 )
 
+SYNC_ATTENTION_ITEMS = (
+    ("NONE", "None", "Each view's self-attention sees only the view itself (measured: cross-view attention did not "
+                     "make the views agree more, and costs time)"),
+    ("NEIGHBOURS", "Neighbours", "Each view's self-attention also sees the two views that share the most surface "
+                                 "with it, at every step"),
+    ("NEIGHBOURS_REFERENCE", "Neighbours + View 1", "As Neighbours, and in the first fifth of the steps every view "
+                                                    "also looks at view 1 (SyncMVD's reference view)"),
+)
+
 
 class WholeObjectSettings:
     """The Whole Object rows (shown when Target is Whole Object)."""
@@ -38,6 +47,10 @@ class WholeObjectSettings:
         name="Sync Fraction", min=0.0, max=1.0, default=0.8, subtype="FACTOR",
         description="Whole Object, Method Sync: the first round(this x Steps) denoising steps are synchronised; "
                     "the rest are ordinary per-view steps",
+    )
+    sync_attention: bpy.props.EnumProperty(
+        name="Cross-View Attention", items=SYNC_ATTENTION_ITEMS, default="NONE",
+        description="Whole Object, Method Sync: what each view's self-attention also looks at",
     )
     texture_size: bpy.props.IntProperty(
         name="Texture Size", description="Whole Object: width and height of each object's baked texture",

@@ -34,13 +34,31 @@ def test_sync_bakes_every_mesh_and_records_its_parameters_and_reproduces(synced)
                                                                                      sphere.data.name])
     recipe = synced.result_image["latent_textures"].to_dict()
     assert recipe["object_method"] == "SYNC" and len(recipe["views"]) == 3
-    assert recipe["sync"]["fraction"] == 1.0 and recipe["sync"]["attention"] == "none"
+    assert recipe["sync"]["fraction"] == 1.0 and recipe["sync"]["attention"] == "NONE"
     assert recipe["sync"]["weight_exponent"] == 1.0 and recipe["sync"]["latent_texture_size"] >= 32
     pixels = module("bridge.pixels").read_pixels(synced.result_image)
     assert pixels[..., :3].std() > 0.01
     name = synced.result_image.name
     for index in (1, 2, 3):
         assert tuple(bpy.data.images[f"{name} view {index}"].size) == (64, 64)
+    assert bpy.ops.latent_textures.generate() == {"FINISHED"}
+    np.testing.assert_array_equal(module("bridge.pixels").read_pixels(synced.result_image), pixels)
+
+
+def test_sync_with_cross_view_attention_records_it_changes_the_views_and_reproduces(synced):
+    select(bpy.data.objects["Cube"])
+    assert synced.sync_attention == "NONE"  # measured not to pay with the tiny models (docs/whole-object.md)
+    assert bpy.ops.latent_textures.generate() == {"FINISHED"}
+    name = synced.result_image.name
+    plain = module("bridge.pixels").read_pixels(bpy.data.images[f"{name} view 2"])
+    synced.sync_attention = "NEIGHBOURS_REFERENCE"
+    assert bpy.ops.latent_textures.generate() == {"FINISHED"}
+    recipe = synced.result_image["latent_textures"].to_dict()
+    assert recipe["object_method"] == "SYNC" and recipe["sync"]["attention"] == "NEIGHBOURS_REFERENCE"
+    name = synced.result_image.name
+    attending = module("bridge.pixels").read_pixels(bpy.data.images[f"{name} view 2"])
+    assert not np.array_equal(attending, plain)
+    pixels = module("bridge.pixels").read_pixels(synced.result_image)
     assert bpy.ops.latent_textures.generate() == {"FINISHED"}
     np.testing.assert_array_equal(module("bridge.pixels").read_pixels(synced.result_image), pixels)
 

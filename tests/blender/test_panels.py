@@ -170,6 +170,11 @@ def test_whole_object_shows_its_settings_and_the_work_before_clicking(settings):
     assert ("label", "5 views × 20 steps: 2 grids (3 + 2 views), cells 296×296", "INFO") in log
     settings.object_method = "SEQUENTIAL"
     assert ("label", "5 views × 20 steps: 5 generations of 512×512", "INFO") in draw("VIEW3D_PT_latent_textures")
+    assert not {"sync_fraction", "sync_attention"} & {entry[1] for entry in log if entry[0] == "prop"}
+    settings.object_method = "SYNC"
+    synced = {entry[1] for entry in draw("VIEW3D_PT_latent_textures") if entry[0] == "prop"}
+    assert {"sync_fraction", "sync_attention"} <= synced  # the Sync rows only with Method Sync
+    settings.object_method = "SEQUENTIAL"
     settings.mode = "IMG2IMG"
     assert ("label", "Whole Object needs Mode Text to Image", "ERROR") in draw("VIEW3D_PT_latent_textures")
 

@@ -84,7 +84,8 @@ def test_object_options_need_target_object_and_text_to_image(tmp_path, run_launc
 def test_method_sync_runs_all_views_together_and_records_it(tmp_path, run_launcher, uv_blend, tiny_model):
     done = run_launcher("generate", "--blend", str(uv_blend), "--objects", "Crate", "--prompt", "oak",
                         "--model", str(tiny_model), *FAST, "--seed", "3", "--target", "object", "--views", "2",
-                        "--method", "sync", "--sync-fraction", "0.5", "--texture-size", "256",
+                        "--method", "sync", "--sync-fraction", "0.5", "--sync-attention", "neighbours",
+                        "--texture-size", "256",
                         "--out", str(tmp_path / "out.blend"),
                         "--texture-dir", str(tmp_path / "textures"), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -92,3 +93,4 @@ def test_method_sync_runs_all_views_together_and_records_it(tmp_path, run_launch
     with Image.open(path) as png:
         recipe = json.loads(png.text["latent_textures"])
     assert recipe["object_method"] == "SYNC" and recipe["sync"]["fraction"] == pytest.approx(0.5)
+    assert recipe["sync"]["attention"] == "NEIGHBOURS"

@@ -27,9 +27,30 @@ def test_generate_sync_runs_every_view_with_its_control_image_and_records_the_sy
     assert images.shape == (2, 64, 64, 3)
     np.testing.assert_array_equal(result.image[..., :3], images[0])
     assert result.recipe["sync"] == {"fraction": 1.0, "weight_exponent": 1.0, "latent_texture_size": 16,
-                                     "attention": "none"}
+                                     "attention": "NONE"}
     again, images_again = engine.generate_sync(request, _views(geometry_api), fraction=1.0, control_images=depth)
     np.testing.assert_array_equal(images, images_again)  # same seed: bit-identical
+
+
+def test_generate_sync_with_cross_view_attention_records_it_and_reproduces(engine, make_request, tiny_sd_model,
+                                                                         geometry_api, pipeline_of):
+    request = make_request(tiny_sd_model, scheduler="DDIM", steps=3)
+    plain, plain_images = engine.generate_sync(request, _views(geometry_api), fraction=1.0)
+    before = dict(pipeline_of(engine).unet.attn_processors)
+    result, images = engine.generate_sync(request, _views(geometry_api), fraction=1.0,
+                                          attention="NEIGHBOURS_REFERENCE")
+    assert result.recipe["sync"]["attention"] == "NEIGHBOURS_REFERENCE"
+    assert not np.array_equal(images, plain_images)
+    _, again = engine.generate_sync(request, _views(geometry_api), fraction=1.0, attention="NEIGHBOURS_REFERENCE")
+    np.testing.assert_array_equal(images, again)  # same seed: bit-identical
+    after = pipeline_of(engine).unet.attn_processors
+    assert all(after[name] is before[name] for name in before)
+
+
+def test_generate_sync_refuses_an_unknown_attention_mode_before_loading(new_engine, make_request, geometry_api,
+                                                                       tmp_path):
+    with pytest.raises(ValueError, match="sync_attention"):
+        new_engine().generate_sync(make_request(tmp_path / "no-such-model"), _views(geometry_api), attention="ALL")
 
 
 @pytest.mark.parametrize("scheduler", ["PNDM", "EULER_ANCESTRAL", "LCM"])
@@ -50,3 +71,22 @@ def test_generate_sync_runs_an_sdxl_model(engine, make_request, tiny_sdxl_model,
     result, images = engine.generate_sync(make_request(tiny_sdxl_model, scheduler="EULER", steps=2),
                                           _views(geometry_api), fraction=1.0)
     assert images.shape == (2, 64, 64, 3) and result.recipe["sync"]["latent_texture_size"] == 16
+
+
+def test_cancel_mid_run_with_cross_view_attention_restores_the_processors(engine, make_request, tiny_sd_model,
+                                                                          geometry_api, pipeline_of, engine_api):
+    request = make_request(tiny_sd_model, scheduler="EULER", steps=3)
+    engine.generate_sync(request, _views(geometry_api), fraction=1.0)
+    before = dict(pipeline_of(engine).unet.attn_processors)
+    steps = []
+
+    def cancel(event: Any) -> None:
+        steps.append(event.step)
+        raise engine_api.GenerationCancelled()
+
+    with pytest.raises(engine_api.GenerationCancelled):
+        engine.generate_sync(request, _views(geometry_api), fraction=1.0, attention="NEIGHBOURS", on_progress=cancel)
+    assert steps == [1]
+    after = pipeline_of(engine).unet.attn_processors
+    assert after.keys() == before.keys() and all(after[name] is before[name] for name in before)
+    assert type(pipeline_of(engine).scheduler).__name__ == "EulerDiscreteScheduler"
