@@ -231,3 +231,27 @@ def test_sd2_has_no_default_adapter(
 ) -> None:
     with pytest.raises(ValueError, match=r"reference.model is empty and there is no default IP-Adapter for SD2"):
         engine.generate(make_request(tiny_sd2_v_model, reference=engine_api.ReferenceSpec(picture(0), 0.5, "")))
+
+
+def test_under_compile_the_reference_runs_eagerly_and_the_compiled_unet_comes_back(
+    new_engine: Any, make_request: Any, reference: Any, tiny_sd_model: Path, pipeline_of: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import functools
+
+    import torch
+
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))  # dynamo, no compiler
+    try:
+        engine = new_engine(torch_compile=True, precision="FP32")
+        plain = engine.generate(make_request(tiny_sd_model)).image
+        compiled_unet = pipeline_of(engine).unet
+        styled = engine.generate(make_request(tiny_sd_model, reference=reference(0)))
+        assert any("Compile the Model does not apply" in note for note in styled.ignored)
+        eager = new_engine(precision="FP32", pack_weights=False)
+        np.testing.assert_array_equal(styled.image, eager.generate(make_request(tiny_sd_model,
+                                                                                reference=reference(0))).image)
+        assert pipeline_of(engine).unet is compiled_unet  # the adapter went onto the UNet inside it
+        np.testing.assert_array_equal(engine.generate(make_request(tiny_sd_model)).image, plain)
+    finally:
+        torch._dynamo.reset()
