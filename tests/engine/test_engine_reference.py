@@ -204,7 +204,7 @@ def test_a_pickled_adapter_is_refused_unless_allowed(
 
 def test_the_default_adapter_comes_from_the_cache_offline_and_is_refused_when_missing(
     new_engine: Any, make_request: Any, engine_api: Any, tiny_models: Any, tiny_sd_model: Path,
-    tiny_ip_adapter: Path, tmp_path: Path,
+    tiny_ip_adapter: Path, tiny_sdxl_model: Path, tiny_ip_adapter_sdxl: Path, tmp_path: Path,
 ) -> None:
     upscale_models = importlib.import_module(engine_api.__name__ + ".upscale_models")
     spec = engine_api.ReferenceSpec(picture(0), 0.8, "")
@@ -224,6 +224,9 @@ def test_the_default_adapter_comes_from_the_cache_offline_and_is_refused_when_mi
     local = new_engine().generate(make_request(tiny_sd_model, reference=engine_api.ReferenceSpec(
         picture(0), 0.8, str(tiny_ip_adapter)))).image
     np.testing.assert_array_equal(result.image, local)  # the same files, read from the hub cache
+    sdxl = cached.generate(make_request(tiny_sdxl_model, reference=spec)).recipe["reference"]
+    assert sdxl["model"] == "h94/IP-Adapter/sdxl_models/ip-adapter_sdxl_vit-h.safetensors"
+    assert Path(sdxl["image_encoder"]).parts[-2:] == ("models", "image_encoder")  # the shared ViT-H one
 
 
 def test_sd2_has_no_default_adapter(
@@ -255,3 +258,31 @@ def test_under_compile_the_reference_runs_eagerly_and_the_compiled_unet_comes_ba
         np.testing.assert_array_equal(engine.generate(make_request(tiny_sd_model)).image, plain)
     finally:
         torch._dynamo.reset()
+
+
+def test_a_lora_joins_and_leaves_while_the_adapter_is_loaded(
+    new_engine: Any, make_request: Any, engine_api: Any, reference: Any, tiny_sd_model: Path, tiny_lora: Path
+) -> None:
+    lora = (engine_api.LoraSpec(str(tiny_lora)),)
+    engine = new_engine()
+    plain = engine.generate(make_request(tiny_sd_model)).image
+    styled = engine.generate(make_request(tiny_sd_model, reference=reference(0))).image
+    both = engine.generate(make_request(tiny_sd_model, reference=reference(0), loras=lora)).image
+    assert len({plain.tobytes(), styled.tobytes(), both.tobytes()}) == 3
+    np.testing.assert_array_equal(engine.generate(make_request(tiny_sd_model, reference=reference(0))).image, styled)
+    np.testing.assert_array_equal(engine.generate(make_request(tiny_sd_model)).image, plain)
+
+
+def test_an_adapter_without_its_image_encoder_is_refused_saying_where_it_looked(
+    engine: Any, make_request: Any, engine_api: Any, reference: Any, tiny_sd_model: Path, tiny_ip_adapter: Path,
+    tmp_path: Path,
+) -> None:
+    import shutil
+
+    alone = tmp_path / "adapters" / "ip-adapter_sd15.safetensors"
+    alone.parent.mkdir()
+    shutil.copy(tiny_ip_adapter, alone)
+    with pytest.raises(engine_api.ModelNotFoundError, match=r"image encoder .* image_encoder folder"):
+        engine.generate(make_request(tiny_sd_model, reference=reference(0, model=alone)))
+    with pytest.raises(engine_api.ModelNotFoundError, match="no IP-Adapter file or folder"):
+        engine.generate(make_request(tiny_sd_model, reference=reference(0, model=tmp_path / "missing.safetensors")))
