@@ -56,7 +56,9 @@ def test_reference_changes_the_pixels_and_off_after_on_restores_them_exactly(
     recipe = styled.recipe["reference"]
     assert recipe["model"] == str(tiny_ip_adapter) and recipe["strength"] == 0.8 and recipe["applied"] is True
     assert recipe["revision"].startswith("sha256:") and styled.ignored == []
-    assert "reference" not in engine.generate(make_request(tiny_sd_model)).recipe
+    again = engine.generate(make_request(tiny_sd_model))
+    assert "reference" not in again.recipe and "reference" not in again.timings
+    assert styled.timings["reference"] > 0  # the adapter loaded, the picture encoded
 
 
 def test_strength_zero_is_exactly_no_reference_and_loads_nothing(
