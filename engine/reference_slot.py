@@ -25,11 +25,13 @@ with a reference run eagerly (``generation.py``): the compiled graph is the plai
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
 import types
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -219,16 +221,16 @@ def _restore_components(pipe: Any, components: dict[str, Any]) -> None:
             pipe.register_modules(**{name: value})
 
 
-class _quiet_encoder_warning:  # noqa: N801 - a context manager used like a function
+@contextlib.contextmanager
+def _quiet_encoder_warning() -> Iterator[None]:
     """diffusers warns that no image encoder was loaded when given a state dict: here that is the design."""
-
-    def __enter__(self) -> None:
-        self.logger = logging.getLogger("diffusers.loaders.ip_adapter")
-        self.level = self.logger.level
-        self.logger.setLevel(logging.ERROR)
-
-    def __exit__(self, *exc: Any) -> None:
-        self.logger.setLevel(self.level)
+    logger = logging.getLogger("diffusers.loaders.ip_adapter")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def image_embeds(model: LoadedModel, active: ActiveReference, guidance: bool, device: Any, offloads: bool) -> list[Any]:
