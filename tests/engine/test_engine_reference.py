@@ -202,6 +202,13 @@ def test_a_pickled_adapter_is_refused_unless_allowed(
     allowed = new_engine(allow_pickle=True).generate(make_request(tiny_sd_model, reference=reference(0, model=pickled)))
     safe = new_engine().generate(make_request(tiny_sd_model, reference=reference(0))).image
     np.testing.assert_array_equal(allowed.image, safe)  # the same weights
+    encoder = folder / "image_encoder"  # an encoder with pickled weights only, beside a safetensors adapter
+    torch.save(load_file(str(encoder / "model.safetensors")), encoder / "pytorch_model.bin")
+    (encoder / "model.safetensors").unlink()
+    shutil.copy(tiny_ip_adapter, folder / "ip-adapter_sd15.safetensors")
+    beside = reference(0, model=folder / "ip-adapter_sd15.safetensors")
+    with pytest.raises(engine_api.UnsafeModelFormatError, match="image encoder"):
+        new_engine().generate(make_request(tiny_sd_model, reference=beside))
 
 
 def test_the_default_adapter_comes_from_the_cache_offline_and_is_refused_when_missing(
@@ -288,3 +295,46 @@ def test_an_adapter_without_its_image_encoder_is_refused_saying_where_it_looked(
         engine.generate(make_request(tiny_sd_model, reference=reference(0, model=alone)))
     with pytest.raises(engine_api.ModelNotFoundError, match="no IP-Adapter file or folder"):
         engine.generate(make_request(tiny_sd_model, reference=reference(0, model=tmp_path / "missing.safetensors")))
+
+
+def test_adapter_sources_and_where_their_encoder_is_looked_for(engine_api: Any) -> None:
+    ip_adapters = importlib.import_module(engine_api.__name__ + ".ip_adapters")
+    split = ip_adapters.split_hub_path
+    assert split("h94/IP-Adapter/models/ip-adapter_sd15.safetensors") == (
+        "h94/IP-Adapter", "models/ip-adapter_sd15.safetensors")
+    assert split("org/name") == ("org/name", "")
+    assert split("C:\\adapters\\ip.safetensors") is None and split("/abs/ip.safetensors") is None
+    assert split("h94/IP-Adapter/../secret") is None
+    where = ip_adapters.encoder_candidates
+    assert where("models/ip-adapter_sd15.safetensors") == ["models/image_encoder"]
+    assert where("sdxl_models/ip-adapter_sdxl.safetensors") == ["sdxl_models/image_encoder", "models/image_encoder"]
+    assert where("sdxl_models/ip-adapter_sdxl_vit-h.safetensors") == ["models/image_encoder",
+                                                                       "sdxl_models/image_encoder"]
+    assert ip_adapters.default_model("SD1") == "h94/IP-Adapter/models/ip-adapter_sd15.safetensors"
+    assert ip_adapters.default_model("SDXL") == "h94/IP-Adapter/sdxl_models/ip-adapter_sdxl_vit-h.safetensors"
+
+
+def test_a_wrapper_of_ours_keeps_the_adapter_weights_in_the_unet_and_changes_nothing(
+    new_engine: Any, make_request: Any, reference: Any, tiny_sd_model: Path, processors_module: Any
+) -> None:
+    import torch
+
+    engine = new_engine()
+    engine.generate(make_request(tiny_sd_model, reference=reference(0)))
+    pipe = engine._model.base
+    (embeds,) = engine.cache.newest("ip_adapter").embeddings.values()  # what the run passed
+
+    def denoise() -> Any:
+        return pipe("red brick wall", num_inference_steps=3, height=64, width=64, output_type="latent",
+                    generator=torch.Generator().manual_seed(7), ip_adapter_image_embeds=embeds).images
+
+    ip_keys = {k for k in pipe.unet.state_dict() if "to_k_ip" in k}
+    assert ip_keys
+    unwrapped = denoise()
+    with processors_module.wrapped(pipe.unet, lambda name, p: processors_module.ProcessorWrapper(p)) as wrappers:
+        assert len(wrappers) == len(pipe.unet.attn_processors)
+        # nn.Module wrappers: the IP weights stay submodules of the UNet (moved and offloaded with it)
+        assert {k.replace(".inner", "") for k in pipe.unet.state_dict() if "to_k_ip" in k} == ip_keys
+        wrapped = denoise()
+    torch.testing.assert_close(wrapped, unwrapped, rtol=0, atol=0)
+    assert {k for k in pipe.unet.state_dict() if "to_k_ip" in k} == ip_keys
