@@ -338,3 +338,25 @@ def test_a_wrapper_of_ours_keeps_the_adapter_weights_in_the_unet_and_changes_not
         wrapped = denoise()
     torch.testing.assert_close(wrapped, unwrapped, rtol=0, atol=0)
     assert {k for k in pipe.unet.state_dict() if "to_k_ip" in k} == ip_keys
+
+
+def test_an_adapter_loaded_at_scale_zero_computes_exactly_the_plain_latents(
+    new_engine: Any, make_request: Any, reference: Any, tiny_sd_model: Path
+) -> None:
+    """Why strength 0 may run either way: diffusers skips the image attention at scale 0 and the text attention is
+    the default processor's code (the engine loads nothing at 0: no encoder pass, slicing kept everywhere)."""
+    import torch
+
+    engine = new_engine()
+    engine.generate(make_request(tiny_sd_model))
+    pipe = engine._model.base
+
+    def denoise(**extra: Any) -> Any:
+        return pipe("red brick wall", num_inference_steps=3, height=64, width=64, output_type="latent",
+                    generator=torch.Generator().manual_seed(7), **extra).images
+
+    plain = denoise()
+    engine.generate(make_request(tiny_sd_model, reference=reference(0)))
+    (embeds,) = engine.cache.newest("ip_adapter").embeddings.values()
+    pipe.set_ip_adapter_scale(0.0)
+    torch.testing.assert_close(denoise(ip_adapter_image_embeds=embeds), plain, rtol=0, atol=0)
