@@ -100,21 +100,7 @@ def encoder_candidates(weights: str) -> list[str]:
 
 def _pick_adapter(names: list[str], where: str, allow_pickle: bool) -> str:
     """The adapter file among a folder's/repo's top-level file names."""
-    top = [n for n in names if "/" not in n]
-    safe = sorted(n for n in top if n.lower().endswith(".safetensors"))
-    if len(safe) == 1:
-        return safe[0]
-    if len(safe) > 1:
-        raise EngineError(
-            f"{where} holds several .safetensors files ({', '.join(safe[:4])}); choose the IP-Adapter file itself "
-            "for reference.model."
-        )
-    pickled = sorted(n for n in top if n.lower().endswith(file_selection.PICKLE_SUFFIXES))
-    if pickled and not allow_pickle:
-        raise file_selection.pickle_refusal(f"The IP-Adapter in {where}")
-    if len(pickled) == 1:
-        return pickled[0]
-    raise ModelNotFoundError(f"{where} has no IP-Adapter weights file (.safetensors) at its top level.")
+    return file_selection.pick_weights_file(names, where, what="IP-Adapter", allow_pickle=allow_pickle)
 
 
 def _encoder_files(names: set[str], folder: str, allow_pickle: bool, what: str) -> list[str]:
