@@ -176,14 +176,14 @@ def resolve(
     try:
         found, encoder, _ = _choose(file_selection.folder_listing(folder), weights, allow_pickle, text)
     except ModelNotFoundError as error:
-        if hub.hub_offline(offline):  # an older download of the repo holds other files of it
-            caches = ", ".join(hub.lookup_caches(cache_dir, read_cache_dirs))
-            raise ModelNotFoundError(
-                f"The IP-Adapter {text} is not in the model caches ({caches}) and {hub.offline_reason(offline)}; "
-                "go online once so it can be downloaded (with its image encoder: about 2.5 GB), or choose an "
-                "IP-Adapter file on disk."
-            ) from error
-        raise
+        # A download would have brought the file (or said the repo lacks it): this is a cached snapshot holding
+        # other files of the repo (h94's usual case), used offline or because the hub could not be asked.
+        caches = ", ".join(hub.lookup_caches(cache_dir, read_cache_dirs))
+        reason = hub.offline_reason(offline) if hub.hub_offline(offline) else "huggingface.co could not be reached"
+        raise ModelNotFoundError(
+            f"The IP-Adapter {text} is not in the model caches ({caches}) and {reason}; go online so it can be "
+            "downloaded (with its image encoder: about 2.5 GB), or choose an IP-Adapter file on disk."
+        ) from error
     return AdapterFiles(folder / found, folder / encoder, text, revisions.snapshot_revision(folder) or "")
 
 
