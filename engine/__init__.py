@@ -37,6 +37,7 @@ from .request import (
     LoadedModelInfo,
     LoraSpec,
     ProgressEvent,
+    ReferenceSpec,
 )
 from .material_maps_request import MAP_KINDS, MaterialMapsRequest, MaterialMapsResult
 from .upscale import UpscaleRequest
@@ -70,6 +71,7 @@ __all__ = [
     "ModelNotFoundError",
     "OutOfMemoryError",
     "ProgressEvent",
+    "ReferenceSpec",
     "UnsafeModelFormatError",
     "UpscaleRequest",
     "__version__",

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from . import base_model, decoding, devices, inpaint, pipelines
+from . import base_model, decoding, devices, inpaint, pipelines, reference_slot
 from ._version import read_version
 from .base_model import LoadedModel
 from .controlnet_slot import controlnet_for
@@ -40,6 +40,8 @@ class RunClock:
         self.start = time.perf_counter()
         self.load = 0.0
         self.encode_prompt = 0.0
+        # with a reference image: its adapter into the UNet, its encoder read, the picture encoded (else None)
+        self.reference: float | None = None
         self.first_unet_call: float | None = None
         self.step_ends: list[float] = []
         self.decode = 0.0
@@ -53,8 +55,10 @@ class RunClock:
 
     def timings(self) -> dict[str, float]:
         out = {"load": self.load, "encode_prompt": self.encode_prompt, "decode": self.decode}
+        if self.reference is not None:
+            out["reference"] = self.reference
         if self.first_unet_call is not None:
-            setup = self.first_unet_call - self.start - self.load - self.encode_prompt
+            setup = self.first_unet_call - self.start - self.load - self.encode_prompt - (self.reference or 0.0)
             out["before_first_step"] = max(setup, 0.0)
             if self.step_ends:
                 out["first_step"] = self.step_ends[0] - self.first_unet_call
@@ -95,6 +99,13 @@ def generate(
         controlnet_key, controlnet, control_model = controlnet_for(cache, model, request, on_progress, cancel_event)
         lora_entries = apply_loras(model, placement.options, request.loras, on_progress, cancel_event)
         check_cancel(cancel_event)
+        takes_reference = pipelines.takes_reference(task)
+        reference_start = time.perf_counter()
+        reference = reference_slot.prepare(cache, model, request.reference if takes_reference else None,
+                                           on_progress, cancel_event)
+        if request.reference is not None:
+            clock.reference = time.perf_counter() - reference_start
+        check_cancel(cancel_event)
         pipe = base_model.pipeline_for(model, placement, task, controlnet_key, controlnet)
         scheduler = "LCM" if pipelines.runs_lcm(pipe) else request.scheduler  # LCM pipelines step only with it
         pipe.scheduler = make_scheduler(scheduler, model.scheduler_config, request.steps)
@@ -109,13 +120,19 @@ def generate(
         kwargs = _call_arguments(pipe, model, request, seed, on_progress, cancel_event, clock, previews, tiny)
         kwargs.update(pipelines.task_arguments(request, task, mask, controlled=controlnet_key is not None))
         kwargs = {k: v for k, v in kwargs.items() if k in inspect.signature(pipe.__call__).parameters}
+        if reference is not None:  # computed once per image: every view and tile reuses them
+            reference_start = time.perf_counter()
+            kwargs["ip_adapter_image_embeds"] = reference_slot.image_embeds(
+                model, reference, pipelines.runs_guidance(pipe, request.guidance_scale), placement.device,
+                placement.offloads)
+            clock.reference = (clock.reference or 0.0) + time.perf_counter() - reference_start
         if views is not None:
             kwargs = views.arguments(pipe, kwargs)
         unet = pipe.unet
         eager = (request.seamless != "NONE" or (recorder is not None and recorder.attention)
-                 or getattr(views, "attention", "NONE") != "NONE")
+                 or getattr(views, "attention", "NONE") != "NONE" or reference is not None)
         if eager and hasattr(unet, "_orig_mod"):
-            # compiled graphs know no circular padding nor recording / cross-view processors: run eagerly
+            # compiled graphs know no circular padding, recording / cross-view processors nor IP-Adapters: run eagerly
             pipe.unet = unet._orig_mod
         hook = pipe.unet.register_forward_pre_hook(clock.on_unet_call)
         model.prompt_cache.on_encoded = clock.on_encoded
@@ -180,8 +197,15 @@ def generate(
     )
     if views is not None:
         recipe["sync"] = views.recipe()
-    return GenerationResult(image=rgba, seed=seed, recipe=recipe, timings=clock.timings(),
-                            ignored=_ignored(pipe, model, request))
+    if request.reference is not None:
+        recipe["reference"] = reference_slot.recipe(request.reference, reference)
+    ignored = _ignored(pipe, model, request)
+    if request.reference is not None and request.reference.strength > 0 and not takes_reference:
+        ignored.append("The reference image has no effect: the SD 2 depth-to-image pipeline takes no IP-Adapter; "
+                       "use another model for a reference, or a ControlNet depth model.")
+    if reference is not None and placement.options.torch_compile:
+        ignored.append("Compile the Model does not apply to runs with a reference image: they run uncompiled.")
+    return GenerationResult(image=rgba, seed=seed, recipe=recipe, timings=clock.timings(), ignored=ignored)
 
 
 def _call_arguments(
