@@ -25,19 +25,22 @@ guidance: diffusers stacks [negative, prompt]); each entry attends only within i
 conditional and unconditional halves never mix. Running the views in groups would hide neighbours:
 cross-view attention needs all views in one UNet call (a batch that is not whole views is refused).
 
-Installed with ``unet.set_attn_processor`` (a dict by name: IP processors are ``nn.Module``s, which
-plain attribute assignment cannot replace) for the run only; the very same processor objects are put
-back afterwards, also after an error or cancel. torch loads lazily.
+Each wrapper is an ``attention_processors.ProcessorWrapper`` installed with ``attention_processors.wrapped``
+(the engine's one owner of processors, which also knows an IP-Adapter's) for the run only; the very same
+processor objects are put back afterwards, also after an error or cancel. Imports torch (through
+``attention_processors``): reached only from ``sync.py``'s functions.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from .attention_processors import ProcessorWrapper, processors, wrapped
 
 ATTENTION_MODES = ("NONE", "NEIGHBOURS", "NEIGHBOURS_REFERENCE")
 NEIGHBOURS = 2
@@ -108,19 +111,18 @@ class CrossViews:
         return batch // self.views
 
 
-class CrossViewProcessor:
+class CrossViewProcessor(ProcessorWrapper):
     """Self-attention over the view itself and its neighbours (and the reference), through ``inner``."""
 
     def __init__(self, inner: Any, views: CrossViews) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.views = views
 
     def __call__(self, attn: Any, hidden_states: Any, encoder_hidden_states: Any = None, attention_mask: Any = None,
                  temb: Any = None, **kwargs: Any) -> Any:
-        if temb is not None:
-            kwargs["temb"] = temb
+        run = super().__call__
         if encoder_hidden_states is not None or hidden_states.ndim != 3:  # not the transformer's self-attention
-            return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, **kwargs)
+            return run(attn, hidden_states, encoder_hidden_states, attention_mask, temb, **kwargs)
         if attention_mask is not None:
             raise ValueError("sync_attention: a self-attention mask cannot be extended over the views")
         import torch
@@ -131,10 +133,10 @@ class CrossViewProcessor:
         offsets = torch.arange(blocks, device=hidden_states.device).repeat_interleave(views) * views  # block starts
         index = self.views.neighbours.to(hidden_states.device).repeat(blocks, 1) + offsets[:, None]  # (B, 1 + k)
         context = hidden_states[index].reshape(batch, index.shape[1] * tokens, channels)
-        out = self.inner(attn, hidden_states, context, None, **kwargs)
+        out = run(attn, hidden_states, context, None, temb, **kwargs)
         if self.views.reference_active():
             reference = hidden_states[offsets + REFERENCE_VIEW]
-            seen = self.inner(attn, hidden_states, reference, None, **kwargs)
+            seen = run(attn, hidden_states, reference, None, temb, **kwargs)
             out = (out + REFERENCE_WEIGHT * seen) / (1.0 + REFERENCE_WEIGHT)
         return out
 
@@ -143,16 +145,10 @@ def _self_attention(name: str) -> bool:
     return name.endswith("attn1.processor")
 
 
-@contextlib.contextmanager
-def cross_view_attention(unet: Any, views: CrossViews) -> Iterator[None]:
-    """Every self-attention processor of ``unet`` wrapped for the block; the same objects back afterwards."""
-    originals = dict(unet.attn_processors)
-    wrapped = {name: CrossViewProcessor(processor, views) if _self_attention(name) else processor
-               for name, processor in originals.items()}
-    if not any(_self_attention(name) for name in originals):
+def cross_view_attention(unet: Any, views: CrossViews) -> contextlib.AbstractContextManager[Any]:
+    """Every self-attention processor of ``unet`` wrapped for the block (through the engine's one owner of
+    processors, ``attention_processors.wrapped``); the same objects back afterwards."""
+    if not any(_self_attention(name) for name in processors(unet)):
         raise ValueError("sync_attention: the UNet has no self-attention layers (attn1)")
-    unet.set_attn_processor(wrapped)
-    try:
-        yield
-    finally:
-        unet.set_attn_processor(dict(originals))  # set_attn_processor empties the dict it is given
+    return wrapped(unet, lambda name, processor: CrossViewProcessor(processor, views) if _self_attention(name)
+                   else None)

@@ -90,3 +90,24 @@ def test_cancel_mid_run_with_cross_view_attention_restores_the_processors(engine
     after = pipeline_of(engine).unet.attn_processors
     assert after.keys() == before.keys() and all(after[name] is before[name] for name in before)
     assert type(pipeline_of(engine).scheduler).__name__ == "EulerDiscreteScheduler"
+
+
+def test_cross_view_attention_wraps_a_reference_images_adapter_and_leaves_it_in_place(
+        engine, make_request, tiny_sd_model, tiny_ip_adapter, geometry_api, pipeline_of, engine_api):
+    """SYNC with a reference: the adapter loads before the views' wrappers go on (diffusers rebuilds every processor
+    as ``type(p)()`` while loading, which a wrapper cannot survive); afterwards the adapter's processors are the
+    very ones it had, the run repeats bit for bit, and the reference still changes the views."""
+    picture = np.random.default_rng(5).random((40, 40, 3)).astype(np.float32)
+    reference = engine_api.ReferenceSpec(picture, 0.8, str(tiny_ip_adapter))
+    request = make_request(tiny_sd_model, scheduler="DDIM", steps=2, reference=reference)
+    result, images = engine.generate_sync(request, _views(geometry_api), fraction=1.0, attention="NEIGHBOURS")
+    assert result.recipe["reference"]["applied"] is True and result.recipe["sync"]["attention"] == "NEIGHBOURS"
+    with_adapter = dict(pipeline_of(engine).unet.attn_processors)
+    assert any(type(p).__name__.startswith("IPAdapter") for p in with_adapter.values())
+    _, again = engine.generate_sync(request, _views(geometry_api), fraction=1.0, attention="NEIGHBOURS")
+    np.testing.assert_array_equal(images, again)
+    after = pipeline_of(engine).unet.attn_processors
+    assert all(after[name] is with_adapter[name] for name in with_adapter)
+    plain = make_request(tiny_sd_model, scheduler="DDIM", steps=2)
+    _, without = engine.generate_sync(plain, _views(geometry_api), fraction=1.0, attention="NEIGHBOURS")
+    assert not np.array_equal(images, without)
