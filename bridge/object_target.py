@@ -106,6 +106,10 @@ class ObjectResult:
         return self.generation.seed
 
     @property
+    def recipe(self) -> dict:
+        return self.generation.recipe
+
+    @property
     def ignored(self) -> list[str]:
         return self.generation.ignored
 

@@ -16,7 +16,7 @@ from typing import Callable
 
 import bpy
 
-from . import insight, preview, results
+from . import insight, preview, reference, results
 from .job import GenerationJob, JobEvent, current_job, set_current_job
 from .plan import Plan, find_object
 
@@ -92,6 +92,7 @@ class GenerationRun:
             self.reports.append(("WARNING", "Generation cancelled: nothing was changed"))
             return "CANCELLED"
         result = final.payload
+        reference.add_to_recipe(result.recipe, getattr(self.plan, "reference", None))
         settings = context.scene.latent_textures
         changes = results.Changes()
         try:

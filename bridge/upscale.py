@@ -17,7 +17,7 @@ import numpy as np
 from ..engine import UpscaleRequest
 from ..engine.tiles import MIN_OVERLAP
 from ..engine.upscale import MIN_TILE_SIZE
-from . import pixels, requests, results
+from . import pixels, reference, requests, results
 from .plan import check_engine_packages, check_no_job_running
 from .run import GenerationRun
 
@@ -35,6 +35,7 @@ class UpscalePlan:
     replace_in_materials: bool
     notes: list[str] = field(default_factory=list)
     recorder: object = None  # an upscale records no filmstrip or attention maps
+    reference_recipe: dict = field(default_factory=dict)  # the tiles' reference image: the recipe's upscale.reference
 
 
 def source_recipe(image: bpy.types.Image) -> dict:
@@ -96,10 +97,30 @@ def prepare(context: bpy.types.Context, image_name: str, factor: int, seamless: 
         noise_level=noise_level,
         loras=requests.loras_from_settings(settings),
     )
+    reference_recipe = upscale_reference(settings, request, notes)
     request.validate()
     options = requests.options_from_preferences(context)
     requests.check_upscale_models(request, options)
-    return UpscalePlan(request, options, image.name, recipe, replace_in_materials, notes)
+    return UpscalePlan(request, options, image.name, recipe, replace_in_materials, notes,
+                       reference_recipe=reference_recipe)
+
+
+X4_REFERENCE_NOTE = ("The Reference Image does not apply to the x4 upscaler (it takes no image prompt): upscaled "
+                     "without it")
+
+
+def upscale_reference(settings, request: UpscaleRequest, notes: list[str]) -> dict:
+    """The scene's Reference Image on ``request`` (Tiled Diffusion: every tile follows it); the x4 upscaler takes
+    none, which the report (``notes``) and the recipe say. Returns the recipe's ``upscale.reference`` ({}: none).
+    A picture without pixels raises ValueError before anything runs."""
+    if settings.reference_image is None:
+        return {}
+    read = reference.reference_from_settings(settings)
+    if request.method == "X4_UPSCALER":
+        notes.append(X4_REFERENCE_NOTE)
+        return dict(read.recipe, applied=False)
+    request.reference = read.spec
+    return dict(read.recipe, applied=True)
 
 
 def check_tile_size(tile_size: int) -> None:
@@ -132,6 +153,15 @@ def create_image(changes: results.Changes, plan: UpscalePlan, result) -> bpy.typ
     recipe = dict(plan.source_recipe)
     recipe.update(result.recipe)
     recipe["upscale"] = dict(result.recipe["upscale"], source=plan.source_name)
+    if plan.reference_recipe:  # the tiles': the source's own reference (what made it) stays the recipe's
+        engine_entry = result.recipe.get(reference.RECIPE_KEY)
+        if isinstance(engine_entry, dict):
+            recipe["upscale"].setdefault(reference.RECIPE_KEY, engine_entry)
+        reference.add_to_recipe(recipe["upscale"], reference.Reference(None, plan.reference_recipe))
+        if "reference" in plan.source_recipe:
+            recipe["reference"] = plan.source_recipe["reference"]
+        else:
+            recipe.pop("reference", None)
     image = changes.new_image(f"{plan.source_name} x{plan.request.factor}", result.image)
     image[results.RECIPE_PROPERTY] = recipe
     image.pack()

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import bpy
 
-from . import arguments, conditioning, whole_object
+from . import arguments, conditioning, reference, whole_object
 from .errors import CommandError, UsageError, operator_message
 from .images import image_argument
 from .models import online, preferences
@@ -58,6 +58,7 @@ def plan_generation(args, context, cache_dir: str, file_prompts: list[str] | Non
     _check_img2img(args, settings)
     conditioning.apply(args, context, preferences().allow_pickle)
     whole_object.apply(args, context)
+    reference.apply(args, context)
     objects = _target_objects(args, context, settings.target)
     if settings.target == "MATERIAL":
         jobs = [Job(prompt, [name]) for prompt in prompts for name in objects]

@@ -48,6 +48,8 @@ def recipe_digest(recipe: dict[str, Any], source: str | None = None) -> str:
         key.update((name, recipe.get(name)) for name in OBJECT_FIELDS)
     if source is not None:
         key["source"] = source
+    if recipe.get("reference"):  # only then: the names of runs without a reference stay as they were
+        key["reference"] = recipe["reference"]
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:8]
 
 
@@ -58,6 +60,28 @@ def output_stem(recipe: dict[str, Any], source: str | None = None) -> str:
     if recipe.get("target") == "OBJECT" and recipe.get("mesh"):
         stem += f"_{slugify(str(recipe['mesh']))}"
     return stem
+
+
+# -- the reference image ----------------------------------------------------------
+
+REFERENCE_STRENGTH_SEPARATOR = ":"
+
+
+def parse_reference(text: str) -> tuple[str, float | None]:
+    """``--reference FILE|IMAGE[:STRENGTH]`` -> (the file or image name, the strength or None).
+
+    The strength is what follows the last ``:`` when it reads as a number from 0 to 1; anything else stays part
+    of the name, so ``C:\\textures\\wall.png`` is a path and ``C:\\textures\\wall.png:0.4`` that path at 0.4.
+    """
+    source, separator, tail = text.rpartition(REFERENCE_STRENGTH_SEPARATOR)
+    if separator:
+        try:
+            strength = float(tail)
+        except ValueError:
+            strength = None
+        if strength is not None and 0.0 <= strength <= 1.0:  # NaN fails both comparisons
+            return source.strip(), strength
+    return text.strip(), None
 
 
 # -- batch prompts -----------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 import bpy
 
-from . import common
+from . import common, reference
 
 
 class LatentTexturesPanel:
@@ -47,6 +47,7 @@ SECTIONS = (
     ("model", "Model", common.draw_model),
     ("control", "Control", common.draw_control),
     ("loras", "LoRAs", common.draw_loras),
+    ("reference", "Reference", reference.draw_reference),
     ("upscale", "Upscale", common.draw_upscale),
     ("insight", "Insight", common.draw_insight),
 )

@@ -15,6 +15,7 @@ from .insight import InsightSettings
 from .loras import LatentTexturesLora, LoraSettings
 from .model import ModelSettings
 from .prompt import PromptSettings
+from .reference import ReferenceSettings
 from .sampling import SamplingSettings
 from .upscale import UpscaleSettings
 from .whole_object import WholeObjectSettings
@@ -23,6 +24,7 @@ from .whole_object import WholeObjectSettings
 class LatentTexturesSettings(
     InsightSettings,
     UpscaleSettings,
+    ReferenceSettings,
     LoraSettings,
     ControlSettings,
     ModelSettings,
