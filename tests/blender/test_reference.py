@@ -151,3 +151,60 @@ def test_the_panel_says_a_picture_has_no_pixels(settings):
     errors = [entry[1] for entry in draw("VIEW3D_PT_latent_textures_reference") if entry[0] == "label"
               and entry[2] == "ERROR"]
     assert errors and "no pixels" in errors[0]
+
+
+# -- the recipe and Use This Image's Settings ------------------------------------------------
+
+
+@pytest.fixture
+def referenced(tiny):
+    """A generation with the reference 'wall' at 0.35."""
+    tiny.reference_image = picture()
+    tiny.reference_strength = 0.35
+    assert bpy.ops.latent_textures.generate() == {"FINISHED"}
+    return tiny.result_image
+
+
+def test_the_recipe_names_the_reference_and_hashes_its_pixels(referenced):
+    entry = referenced["latent_textures"].to_dict()["reference"]
+    assert entry["image"] == "wall"
+    assert entry["sha256"] == module("bridge.reference").image_hash(bpy.data.images["wall"])
+    assert entry["strength"] == pytest.approx(0.35)
+    assert isinstance(entry["model"], str)
+
+
+def test_use_this_images_settings_restores_the_reference(settings, referenced):
+    settings.reference_image, settings.reference_strength, settings.reference_model = None, 0.9, "other/adapter"
+    assert bpy.ops.latent_textures.use_image_settings(image=referenced.name) == {"FINISHED"}
+    assert settings.reference_image == bpy.data.images["wall"]
+    assert settings.reference_strength == pytest.approx(0.35)
+    assert settings.reference_model == referenced["latent_textures"]["reference"]["model"]
+
+
+def test_a_same_named_picture_with_other_pixels_is_not_taken(settings, referenced, capfd):
+    wall = bpy.data.images["wall"]
+    changed = np.full(wall.size[0] * wall.size[1] * 4, 0.5, dtype=np.float32)
+    wall.pixels.foreach_set(changed)
+    wall.update()
+    settings.reference_image = None
+    capfd.readouterr()
+    assert bpy.ops.latent_textures.use_image_settings(image=referenced.name) == {"FINISHED"}
+    assert settings.reference_image is None
+    assert "not the reference it was made with" in capfd.readouterr().out
+
+
+def test_a_reference_gone_from_the_file_is_said(settings, referenced, capfd):
+    bpy.data.images.remove(bpy.data.images["wall"])
+    capfd.readouterr()
+    assert bpy.ops.latent_textures.use_image_settings(image=referenced.name) == {"FINISHED"}
+    assert settings.reference_image is None
+    assert "'wall' is not in this file" in capfd.readouterr().out
+
+
+def test_an_image_made_without_a_reference_turns_it_off(tiny):
+    assert bpy.ops.latent_textures.generate() == {"FINISHED"}
+    plain = tiny.result_image
+    assert "reference" not in plain["latent_textures"]
+    tiny.reference_image = picture()
+    assert bpy.ops.latent_textures.use_image_settings(image=plain.name) == {"FINISHED"}
+    assert tiny.reference_image is None
