@@ -25,7 +25,7 @@ import numpy as np
 from ..dependencies.model_scan import FAMILY_LABELS
 from ..engine import EngineError, GenerationCancelled, GenerationResult
 from ..engine.families import native_size, smallest_grid_cell
-from ..engine.request import MIN_SIZE, ProgressEvent
+from ..engine.request import MIN_SIZE, ProgressEvent, ReferenceSpec
 from ..geometry import ViewCamera, grid, rasterize
 from ..geometry.sequential import render_texture, repaint_mask
 from . import object_materials, results
@@ -66,6 +66,8 @@ class ObjectCapture:
     # SYNC: each view's latent pixels -> the meshes' latent texels, and the bake of the views' latents into them
     latent_views: list = field(default_factory=list)
     latent_bake: object = None  # ``geometry.latent_sync.LatentBake``
+    # SEQUENTIAL, View 1 as Reference: the later views' reference is view 1's result, at this (strength, model)
+    first_view_reference: tuple[float, str] | None = None
 
     def prepare(self, request, cancel_event=None):
         """The views, their passes and every mesh's texels (worker, numpy only); returns ``request`` with its
@@ -239,6 +241,8 @@ def capture(context: bpy.types.Context, settings, plan: Plan, objects: list[bpy.
                                         count, cameras, view_recipes,
                                         scene_triangles(depsgraph), surfaces, positions, settings.texture_size,
                                         settings.keep_view_images, grids, settings.sync_fraction)
+    if plan.reference is not None and plan.reference.recipe.get("first_view"):
+        plan.target_capture.first_view_reference = (settings.reference_strength, plan.reference.recipe["model"])
 
 
 def grid_request(request, grids: grid.GridPlan, passes: list[ViewPasses], group: int):
@@ -335,6 +339,8 @@ class ObjectJob(GenerationJob):
         first = None
         for index, passes in enumerate(captured.passes):
             request = self.request
+            if index and captured.first_view_reference is not None:
+                request = dataclasses.replace(request, reference=first_view_reference(first, captured))
             if index:
                 so_far = self.bake(captured, views)
                 image, mask = _render_so_far(captured, so_far, passes)
@@ -345,9 +351,18 @@ class ObjectJob(GenerationJob):
                                               strength=1.0, control_image=passes.control_image,
                                               seed=view_seed(first.seed, index))
             result = self.generate_part(engine, request, index + 1, count)
+            if first is not None and "reference" in result.recipe:  # the adapter the later views used
+                first.recipe.setdefault("reference", result.recipe["reference"])
             first = first or result
             views.append(result.image[..., :3])
         return first, views
+
+
+def first_view_reference(first: GenerationResult, captured: ObjectCapture) -> ReferenceSpec:
+    """View 1's result as the reference of a later SEQUENTIAL view (View 1 as Reference)."""
+    strength, model = captured.first_view_reference
+    image = np.ascontiguousarray(np.clip(first.image[..., :3], 0.0, 1.0), dtype=np.float32)
+    return ReferenceSpec(image=image, strength=strength, model=model)
 
 
 def view_seed(seed: int, index: int) -> int:
