@@ -37,6 +37,7 @@ from .request import (
     LoadedModelInfo,
     LoraSpec,
     ProgressEvent,
+    ReferenceSpec,
 )
 from .upscale import UpscaleRequest
 
@@ -66,6 +67,7 @@ __all__ = [
     "ModelNotFoundError",
     "OutOfMemoryError",
     "ProgressEvent",
+    "ReferenceSpec",
     "UnsafeModelFormatError",
     "UpscaleRequest",
     "__version__",

@@ -10,8 +10,9 @@ weighted by how many calls each resolution had.
 
 Recording never changes the image: the recording processor wraps each layer's own
 processor, computes the probabilities beside it from the same inputs and returns the
-original processor's output untouched. Processors are swapped in only while recording and
-restored afterwards, also on an error or cancel.
+original processor's output untouched (with an IP-Adapter loaded: the text part of its (text, image)
+context). Processors are swapped in only while recording and restored afterwards, also on an error or
+cancel, through ``attention_processors.wrapped``.
 """
 
 from __future__ import annotations
@@ -25,37 +26,31 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .attention_processors import ProcessorWrapper, is_cross_attention, text_states, wrapped
+
 MID_RESOLUTION_FACTORS = (2, 4)  # latent size / layer size of the layers DAAM-style maps average
 
 
-class _RecordingProcessor:
-    """Runs the layer's own processor; also hands the layer's inputs to the recorder."""
+class _RecordingProcessor(ProcessorWrapper):
+    """Runs the layer's own processor; also hands the layer's inputs (the text part) to the recorder."""
 
     def __init__(self, inner: Any, recorder: CrossAttentionRecorder) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.recorder = recorder
 
     def __call__(
         self,
         attn: Any,
         hidden_states: torch.Tensor,
-        encoder_hidden_states: torch.Tensor | None = None,
+        encoder_hidden_states: Any = None,
         attention_mask: torch.Tensor | None = None,
         temb: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> torch.Tensor:
-        if encoder_hidden_states is not None:
-            self.recorder.record(attn, hidden_states, encoder_hidden_states)
-        return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb, **kwargs)
-
-
-def cross_attention_layers(unet: Any) -> list[Any]:
-    """The UNet's cross-attention modules (``attn2`` of every transformer block)."""
-    return [
-        module
-        for name, module in unet.named_modules()
-        if name.endswith("attn2") and hasattr(module, "processor") and getattr(module, "is_cross_attention", True)
-    ]
+        text = text_states(encoder_hidden_states)
+        if text is not None:
+            self.recorder.record(attn, hidden_states, text)
+        return self.run_inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb, **kwargs)
 
 
 def _layer_size(tokens: int, height: int, width: int) -> tuple[int, int] | None:
@@ -78,16 +73,14 @@ class CrossAttentionRecorder:
 
     @contextlib.contextmanager
     def attached(self, unet: Any) -> Iterator[None]:
-        layers = cross_attention_layers(unet)
-        originals = [layer.processor for layer in layers]
-        try:
-            for layer, original in zip(layers, originals, strict=True):
-                # Plain attribute: Attention.set_processor would also touch its other state.
-                layer.processor = _RecordingProcessor(original, self)
+        """Record every cross-attention layer for the block, around whatever processor it has (diffusers',
+        the sliced one, an IP-Adapter's); exactly those processors afterwards (``attention_processors``)."""
+
+        def wrap(name: str, processor: Any) -> _RecordingProcessor | None:
+            return _RecordingProcessor(processor, self) if is_cross_attention(name) else None
+
+        with wrapped(unet, wrap):
             yield
-        finally:
-            for layer, original in zip(layers, originals, strict=True):
-                layer.processor = original
 
     @torch.no_grad()
     def record(self, attn: Any, hidden_states: torch.Tensor, encoder_hidden_states: torch.Tensor) -> None:

@@ -7,9 +7,10 @@ the upscaler and the preview decoders with it), so the old weights are gone befo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +44,9 @@ class LoadedModel:
     lora_adapters: dict[tuple[str, str], tuple[str, LoraFile]] = field(default_factory=dict)
     lora_state: tuple[tuple[str, float], ...] = ()  # the adapters and weights now active
     adapters_made: int = 0
+    reference_adapter: Any = None  # the IP-Adapter's cache key while the UNet holds it (reference_slot.py)
+    # what the UNet had before it: (its attention processors by name, the pipeline's image encoder/processor)
+    before_reference: tuple[dict[str, Any], dict[str, Any]] = ({}, {})
 
     @property
     def base(self) -> Any:
@@ -96,6 +100,23 @@ def _release(key: Hashable, model: LoadedModel) -> None:
     """Let go of every pipeline and adapter, so the memory goes back even where a reference to ``model`` lingers."""
     model.pipelines.clear()
     model.lora_adapters.clear()
+    model.reference_adapter = None
+
+
+@contextlib.contextmanager
+def uncompiled_unet(pipe: Any) -> Iterator[None]:
+    """Let diffusers' adapter calls (LoRAs, IP-Adapters) reach the UNet itself while the pipeline holds its
+    compiled wrapper (not a ``ModelMixin``: they raise there, or do nothing)."""
+    unet = pipe.unet
+    original = getattr(unet, "_orig_mod", None)
+    if original is None:
+        yield
+        return
+    pipe.unet = original
+    try:
+        yield
+    finally:
+        pipe.unet = unet
 
 
 def info(model: LoadedModel, placement: Placement) -> LoadedModelInfo:

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from . import base_model, decoding, devices, inpaint, pipelines
+from . import base_model, decoding, devices, inpaint, pipelines, reference_slot
 from ._version import read_version
 from .base_model import LoadedModel
 from .controlnet_slot import controlnet_for
@@ -95,6 +95,10 @@ def generate(
         controlnet_key, controlnet, control_model = controlnet_for(cache, model, request, on_progress, cancel_event)
         lora_entries = apply_loras(model, placement.options, request.loras, on_progress, cancel_event)
         check_cancel(cancel_event)
+        takes_reference = pipelines.takes_reference(task)
+        reference = reference_slot.prepare(cache, model, request.reference if takes_reference else None,
+                                           on_progress, cancel_event)
+        check_cancel(cancel_event)
         pipe = base_model.pipeline_for(model, placement, task, controlnet_key, controlnet)
         scheduler = "LCM" if pipelines.runs_lcm(pipe) else request.scheduler  # LCM pipelines step only with it
         pipe.scheduler = make_scheduler(scheduler, model.scheduler_config, request.steps)
@@ -109,12 +113,16 @@ def generate(
         kwargs = _call_arguments(pipe, model, request, seed, on_progress, cancel_event, clock, previews, tiny)
         kwargs.update(pipelines.task_arguments(request, task, mask, controlled=controlnet_key is not None))
         kwargs = {k: v for k, v in kwargs.items() if k in inspect.signature(pipe.__call__).parameters}
+        if reference is not None:  # computed once per image: every view and tile reuses them
+            kwargs["ip_adapter_image_embeds"] = reference_slot.image_embeds(
+                model, reference, pipelines.runs_guidance(pipe, request.guidance_scale), placement.device,
+                placement.offloads)
         if views is not None:
             kwargs = views.arguments(pipe, kwargs)
         unet = pipe.unet
-        eager = request.seamless != "NONE" or (recorder is not None and recorder.attention)
+        eager = request.seamless != "NONE" or (recorder is not None and recorder.attention) or reference is not None
         if eager and hasattr(unet, "_orig_mod"):
-            # compiled graphs know no circular padding nor recording processors: run eagerly
+            # compiled graphs know no circular padding, recording processors nor IP-Adapters: run eagerly
             pipe.unet = unet._orig_mod
         hook = pipe.unet.register_forward_pre_hook(clock.on_unet_call)
         model.prompt_cache.on_encoded = clock.on_encoded
@@ -179,8 +187,15 @@ def generate(
     )
     if views is not None:
         recipe["sync"] = views.recipe()
-    return GenerationResult(image=rgba, seed=seed, recipe=recipe, timings=clock.timings(),
-                            ignored=_ignored(pipe, model, request))
+    if request.reference is not None:
+        recipe["reference"] = reference_slot.recipe(request.reference, reference)
+    ignored = _ignored(pipe, model, request)
+    if request.reference is not None and request.reference.strength > 0 and not takes_reference:
+        ignored.append("The reference image has no effect: the SD 2 depth-to-image pipeline takes no IP-Adapter; "
+                       "use another model for a reference, or a ControlNet depth model.")
+    if reference is not None and placement.options.torch_compile:
+        ignored.append("Compile the Model does not apply to runs with a reference image: they run uncompiled.")
+    return GenerationResult(image=rgba, seed=seed, recipe=recipe, timings=clock.timings(), ignored=ignored)
 
 
 def _call_arguments(

@@ -19,11 +19,10 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 from . import devices, loras
-from .base_model import LoadedModel
+from .base_model import LoadedModel, uncompiled_unet
 from .errors import EngineError, check_cancel
 from .request import EngineOptions, LoraSpec, ProgressCallback
 
@@ -48,7 +47,7 @@ def apply_loras(
     active: list[tuple[str, float]] = []
     entries: list[dict[str, Any]] = []
     try:
-        with _on_the_unet(model.base):
+        with uncompiled_unet(model.base):
             for i, spec in enumerate(specs):
                 lora = loras.resolve(
                     spec.source,
@@ -72,21 +71,6 @@ def apply_loras(
 
 
 _UNKNOWN = (("", math.nan),)  # an adapter state no request has (nan != nan)
-
-
-@contextlib.contextmanager
-def _on_the_unet(pipe: Any) -> Iterator[None]:
-    """Let diffusers' adapter calls reach the UNet itself while the pipeline holds its compiled wrapper."""
-    unet = pipe.unet
-    original = getattr(unet, "_orig_mod", None)
-    if original is None:
-        yield
-        return
-    pipe.unet = original
-    try:
-        yield
-    finally:
-        pipe.unet = unet
 
 
 def _adapter_for(

@@ -69,6 +69,23 @@ def runs_lcm(pipe: Any) -> bool:
     return "negative_prompt" not in inspect.signature(pipe.__call__).parameters
 
 
+def takes_reference(task: str) -> bool:
+    """Can the pipeline of ``task`` take a reference image (IP-Adapter)? Every one does (``IPAdapterMixin``) but
+    SD 2 depth-to-image's."""
+    return task != "DEPTH2IMG"
+
+
+def runs_guidance(pipe: Any, guidance_scale: float) -> bool:
+    """Will ``pipe`` run an unconditional pass at ``guidance_scale``? diffusers' own rule for its class (its
+    ``do_classifier_free_guidance``: LCM pipelines never; some ControlNet pipelines ignore a guidance embedding)."""
+    import types
+
+    rule = getattr(type(pipe), "do_classifier_free_guidance", None)
+    if not isinstance(rule, property) or rule.fget is None:
+        return guidance_scale > 1
+    return bool(rule.fget(types.SimpleNamespace(_guidance_scale=guidance_scale, unet=pipe.unet)))
+
+
 def check_request_fits(request: GenerationRequest, family: ModelFamily, name: str) -> None:
     """What only the loaded model (``name``, of ``family``) can tell: an SD 2 depth model needs a depth image
     and cannot inpaint.

@@ -97,3 +97,11 @@ def tiny_sdxl_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_single_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny SD as one LDM-layout .safetensors (same weights as ``tiny_sd_model``); configs in ``<dir>/config``."""
     return import_tiny_models().build_tiny_single_file(tmp_path_factory.mktemp("single-file"))
+
+
+@pytest.fixture(scope="session")
+def tiny_ip_adapter(tmp_path_factory: pytest.TempPathFactory, tiny_sd_model: Path) -> Path:
+    """An IP-Adapter for ``tiny_sd_model``, laid out like h94/IP-Adapter: ``<root>/models/ip-adapter_sd15.safetensors``
+    (returned) with its tiny image encoder in ``<root>/models/image_encoder``; built once per session."""
+    return import_tiny_models().build_tiny_ip_adapter(tmp_path_factory.mktemp("ip-adapter") / "IP-Adapter",
+                                                      tiny_sd_model)

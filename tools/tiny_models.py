@@ -14,6 +14,8 @@ engine's code paths are exercised without a download.
   ``stabilityai/stable-diffusion-x4-upscaler`` (latents at the input size, x4 out).
 * :func:`build_tiny_single_file` - the tiny SD written as one original-layout
   (LDM) ``.safetensors`` checkpoint, as a web download would be.
+* :func:`build_tiny_ip_adapter` - an IP-Adapter (image projection + adapter attention weights) for a tiny
+  model and a tiny ``CLIPVisionModelWithProjection`` image encoder, laid out like h94/IP-Adapter.
 * :func:`install_in_hf_cache` - puts a folder into a Hugging Face cache folder
   under a repo id, exactly as a download would have left it.
 * :func:`write_safetensors_layout` and ``LAYOUTS`` - zero-filled ``.safetensors``
@@ -435,6 +437,92 @@ def build_tiny_lora(
     pipeline_class = StableDiffusionXLPipeline if xl else StableDiffusionPipeline
     pipeline_class.save_lora_weights(out, unet_lora_layers=layers, safe_serialization=True)
     return out / "pytorch_lora_weights.safetensors"
+
+
+# --- IP-Adapters (reference images) ---------------------------------------------------------------
+
+IP_ADAPTER_SD15 = "models/ip-adapter_sd15.safetensors"  # where h94/IP-Adapter keeps each file
+IP_ADAPTER_SDXL_VIT_H = "sdxl_models/ip-adapter_sdxl_vit-h.safetensors"
+IP_IMAGE_ENCODER = "models/image_encoder"
+
+
+def build_tiny_image_encoder(folder: str | os.PathLike[str], *, seed: int = 0, projection_dim: int = 16) -> Path:
+    """A tiny ``CLIPVisionModelWithProjection`` (32 px input, 4 px patches) with its ``CLIPImageProcessor``
+    config (``preprocessor_config.json``), saved to ``folder`` as h94/IP-Adapter's ``models/image_encoder``."""
+    import torch
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    out = Path(folder)
+    torch.manual_seed(seed)
+    config = CLIPVisionConfig(
+        hidden_size=32, intermediate_size=37, num_attention_heads=4, num_hidden_layers=2, image_size=32,
+        patch_size=4, projection_dim=projection_dim, hidden_act="gelu",
+    )
+    CLIPVisionModelWithProjection(config).save_pretrained(out, safe_serialization=True)
+    CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(out)
+    return out
+
+
+def build_tiny_ip_adapter(
+    root: str | os.PathLike[str],
+    base_model: str | os.PathLike[str],
+    *,
+    weight_name: str = IP_ADAPTER_SD15,
+    seed: int = 0,
+    hidden_scale: dict[int, int] | None = None,
+) -> Path:
+    """An IP-Adapter for the tiny model in ``base_model``, in the layout diffusers' ``load_ip_adapter`` reads:
+    one ``.safetensors`` with ``image_proj.*`` (an ``ImageProjection``: 4 image tokens as wide as the UNet's
+    text features) and ``ip_adapter.<n>.to_k_ip/to_v_ip.weight`` for every cross-attention layer (n = 1, 3, 5,
+    ... in the UNet's processor order, as diffusers numbers them), saved at ``root/weight_name``; the tiny
+    image encoder at ``root/models/image_encoder`` (built once, shared, as h94/IP-Adapter shares its ViT-H).
+    ``hidden_scale``: {layer number: factor} widens those layers' weights (a broken file, for failed loads).
+
+    Returns:
+        The adapter file.
+    """
+    import torch
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import save_file
+
+    out = Path(root)
+    encoder = out / IP_IMAGE_ENCODER
+    if not (encoder / "config.json").is_file():
+        build_tiny_image_encoder(encoder, seed=seed + 100)
+    projection_dim = json.loads((encoder / "config.json").read_text(encoding="utf-8"))["projection_dim"]
+    unet = UNet2DConditionModel.from_pretrained(str(base_model), subfolder="unet", local_files_only=True)
+    width = unet.config.cross_attention_dim
+    channels = list(unet.config.block_out_channels)
+    generator = torch.Generator().manual_seed(seed)
+
+    def weight(*shape: int) -> Any:
+        return torch.randn(*shape, generator=generator) * (1.0 / shape[-1] ** 0.5)
+
+    tensors = {
+        "image_proj.proj.weight": weight(4 * width, projection_dim),
+        "image_proj.proj.bias": torch.zeros(4 * width),
+        "image_proj.norm.weight": torch.ones(width),
+        "image_proj.norm.bias": torch.zeros(width),
+    }
+    key_id = 1
+    for name in unet.attn_processors:
+        if name.endswith("attn1.processor"):
+            continue
+        block = name.split(".")
+        if block[0] == "mid_block":
+            hidden = channels[-1]
+        elif block[0] == "up_blocks":
+            hidden = list(reversed(channels))[int(block[1])]
+        else:
+            hidden = channels[int(block[1])]
+        hidden *= (hidden_scale or {}).get(key_id, 1)
+        tensors[f"ip_adapter.{key_id}.to_k_ip.weight"] = weight(hidden, width)
+        tensors[f"ip_adapter.{key_id}.to_v_ip.weight"] = weight(hidden, width)
+        key_id += 2
+    path = out / weight_name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(path))
+    return path
 
 
 # --- single-file (original LDM layout) -------------------------------------------------------------
