@@ -100,6 +100,8 @@ def plan_reference(settings, plan) -> None:
     kept for the result. Raises ValueError before anything runs (a picture without pixels)."""
     plan.reference = reference_from_settings(settings)
     plan.request.reference = plan.reference.spec
+    if plan.reference.recipe:
+        check_adapter(plan.reference.recipe["model"], plan.request.model, plan.options)
     if settings.reference_first_view and settings.reference_image is None and not first_view_asked(settings):
         plan.notes.append("View 1 as Reference applies to Whole Object with Method Sequential only: not used")
     if plan.reference.spec is not None and settings.upscale_after != "NONE" and settings.upscale_method == "X4_UPSCALER":
@@ -149,3 +151,19 @@ def restore_from_recipe(settings, recipe: dict) -> tuple[list[str], list[str]]:
     settings.reference_image = image
     settings.reference_first_view = False
     return used + ["reference_image"], warnings
+
+
+def check_adapter(adapter: str, model: str, options) -> None:
+    """The IP-Adapter ``adapter`` ("" = the default of ``model``'s family) can be had: on disk, in a cache, or
+    (online) from the hub; read from the disk alone, nothing loaded. Else ValueError naming what is missing, so a
+    run that needs it (SEQUENTIAL's view 1 as the reference too) is refused before anything runs."""
+    from ..engine import EngineError
+    from ..engine.ip_adapters import check_available
+    from ..engine.upscale_models import model_family
+
+    try:
+        family = model_family(model, options)
+        check_available(adapter, family.name if family is not None else None, allow_pickle=options.allow_pickle,
+                        cache_dir=options.cache_dir, offline=options.offline, read_cache_dirs=options.read_cache_dirs)
+    except (EngineError, ValueError) as error:
+        raise ValueError(str(error)) from None

@@ -48,6 +48,7 @@ def apply(args, context) -> None:
         if args.reference is not None:
             raise UsageError("--reference-first-view is for runs without --reference (view 1 becomes the reference)")
         settings.reference_first_view = True
+        _check_adapter(context, settings)
     if args.reference is None:
         return
     source, strength = args.reference
@@ -65,6 +66,19 @@ def apply(args, context) -> None:
     settings.reference_image = image
     if strength is not None:
         settings.reference_strength = strength
+    _check_adapter(context, settings)
+
+
+def _check_adapter(context, settings) -> None:
+    """The IP-Adapter is on disk or in a cache (or can be downloaded online): checked before the first texture."""
+    from ..bridge.reference import check_adapter
+    from ..bridge.requests import options_from_preferences, resolve_model_path
+
+    try:
+        check_adapter(resolve_model_path(settings.reference_model), resolve_model_path(settings.model),
+                      options_from_preferences(context))
+    except ValueError as error:
+        raise CommandError(f"--reference: {error}") from None
 
 
 def _is_number(text: str) -> bool:

@@ -157,8 +157,9 @@ def test_the_panel_says_a_picture_has_no_pixels(settings):
 
 
 @pytest.fixture
-def referenced(tiny):
-    """A generation with the reference 'wall' at 0.35."""
+def referenced(tiny, tiny_ip_adapter):
+    """A generation with the reference 'wall' at 0.35 (the tiny IP-Adapter)."""
+    tiny.reference_model = str(tiny_ip_adapter)
     tiny.reference_image = picture()
     tiny.reference_strength = 0.35
     assert bpy.ops.latent_textures.generate() == {"FINISHED"}

@@ -34,22 +34,29 @@ def test_parse_reference(text, parsed):
     assert support.parse_reference(text) == parsed
 
 
+@pytest.fixture(scope="module")
+def adapter(tmp_path_factory, tiny_models_module, tiny_model):
+    return tiny_models_module.build_tiny_ip_adapter(tmp_path_factory.mktemp("cli-ip") / "IP-Adapter", tiny_model)
+
+
 def png_recipe(path) -> dict:
     with Image.open(path) as image:
         return json.loads(image.text["latent_textures"])
 
 
-def test_a_reference_file_with_a_strength(tmp_path, run_launcher, scene_blend, tiny_model, inspect_blend):
+def test_a_reference_file_with_a_strength(tmp_path, run_launcher, scene_blend, tiny_model, adapter, inspect_blend):
     picture = tmp_path / "wall.png"
     Image.new("RGB", (24, 16), (200, 90, 40)).save(picture)
     out, textures = tmp_path / "out.blend", tmp_path / "textures"
     done = run_launcher("generate", "--blend", str(scene_blend), "--target", "image", "--prompt", "bricks",
                         "--model", str(tiny_model), *FAST, "--seed", "3", "--reference", f"{picture}:0.4",
+                        "--reference-model", str(adapter),
                         "--out", str(out), "--texture-dir", str(textures), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     (png,) = files_under(textures)
     entry = png_recipe(png)["reference"]
     assert entry["image"] == "wall.png" and entry["strength"] == pytest.approx(0.4) and len(entry["sha256"]) == 64
+    assert entry["model"] == str(adapter) and entry["revision"]
     images = inspect_blend(out)["images"]
     assert "wall.png" in images
 
@@ -60,12 +67,16 @@ BAD = {
     "strength out of range": (["--reference", "/no/such/wall.png:1.5"], 1, ["--reference", "0 to 1", "1.5"]),
     "no name": (["--reference", ":0.5"], 2, ["--reference", "image"]),
     "first view outside sequential": (["--reference-first-view"], 2, ["--reference-first-view", "SEQUENTIAL"]),
+    "adapter missing offline": (["--reference", "PICTURE"], 1, ["IP-Adapter", "offline"]),
 }
 
 
 @pytest.mark.parametrize("case", sorted(BAD))
 def test_bad_reference_arguments_fail_before_anything_runs(case, tmp_path, run_launcher, scene_blend, tiny_model):
     extra, status, words = BAD[case]
+    if "PICTURE" in extra:
+        Image.new("RGB", (8, 8), (10, 200, 30)).save(tmp_path / "moss.png")
+        extra = [str(tmp_path / "moss.png") if item == "PICTURE" else item for item in extra]
     done = run_launcher("generate", "--blend", str(scene_blend), "--objects", "Crate", "--prompt", "oak",
                         "--model", str(tiny_model), *FAST, *extra, "--out", str(tmp_path / "out" / "x.blend"),
                         cwd=tmp_path)
