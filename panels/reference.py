@@ -32,4 +32,17 @@ def draw_reference(layout, settings) -> None:
         return
     if settings.reference_strength == 0.0:
         layout.label(text="Strength 0: the reference has no effect", icon="INFO")
+    if not settings.reference_model.strip():
+        draw_default_adapters(layout)
     layout.label(text=COST_LINE, icon="INFO")
+
+
+def draw_default_adapters(layout) -> None:
+    """Which IP-Adapter an empty Model means, per family (as the Control section lists its ControlNets)."""
+    from ..engine.ip_adapters import DEFAULT_IP_ADAPTERS, IP_ADAPTER_REPO
+
+    col = layout.column(align=True)
+    col.scale_y = 0.8
+    for family, label in (("SD1", "SD 1.x"), ("SDXL", "SDXL")):
+        col.label(text=f"{label}: {IP_ADAPTER_REPO}/{DEFAULT_IP_ADAPTERS[family]}", icon="INFO")
+    col.label(text="SD 2.x: no default adapter: set a Model", icon="INFO")

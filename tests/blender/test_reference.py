@@ -137,6 +137,7 @@ def test_the_reference_panel_shows_picker_strength_model_and_cost(settings, pane
     settings.reference_image = picture()
     labels = [entry[1] for entry in draw(panel) if entry[0] == "label"]
     assert any("image encoder runs once per run" in text for text in labels)
+    assert any(text.startswith("SD 1.x: h94/IP-Adapter/models/ip-adapter_sd15") for text in labels)
 
 
 def test_the_first_view_toggle_shows_for_whole_object_sequential(settings):
