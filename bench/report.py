@@ -564,4 +564,8 @@ def render(results: dict[str, Any]) -> str:
         lines += upscale.render(sections["upscale"])
     if "avx2" in sections:
         lines += _avx2(sections["avx2"])
+    if "reference" in sections:
+        import reference_images  # bench/reference_images.py
+
+        lines += reference_images.render(sections["reference"])
     return "\n".join(lines).rstrip() + "\n"

@@ -33,6 +33,9 @@ every comparison a paired ratio measured in one process:
 14. ``avx2``    - (issue 14) the fp32 UNet step, packed (the engine's default), eager and compiled, on this CPU held to AVX2 in a child process
                   (bench/isa_limit.py): the other machine kind's code paths, as shares of the sgemm rate
                   measured under the same limit. Skipped without AVX-512 (there section 2 is AVX2 itself).
+15. ``reference`` - (issue 31) a reference image's cost per generation (none / the same picture / a new picture,
+                  tiny model + tiny IP-Adapter) and SEQUENTIAL's view disagreement with and without View 1 as
+                  Reference, in a bpy child (bench/reference_images.py).
 
     python bench/run.py [--quick] [--sections engine,roofline,...] [--runs N]
                         [--model-dir DIR] [--out DIR] [--update]
@@ -72,6 +75,7 @@ import object_bake
 import insight
 import layer_times
 import model_scan
+import reference_images
 import report
 import roofline
 import sized_models
@@ -79,7 +83,7 @@ import timing
 import upscale
 
 SECTIONS = ("engine", "roofline", "few_step", "compile", "blender", "memory", "gpu", "geometry", "bake",
-            "controlnet", "insight", "scan", "upscale", "avx2")
+            "controlnet", "insight", "scan", "upscale", "avx2", "reference")
 _T0 = time.perf_counter()
 
 
@@ -432,6 +436,11 @@ def main(argv: list[str] | None = None) -> int:
                 write(partial=True)
             if "avx2" in selected:
                 results["sections"]["avx2"] = section_avx2(args, Path(scratch))
+            if "reference" in selected:
+                log("reference: a reference image's cost per generation; SEQUENTIAL with/without view 1 as reference")
+                results["sections"]["reference"] = reference_images.measure(models.folder, quick=args.quick,
+                                                                            runs=max(args.runs, 5))
+                write(partial=True)
     finally:
         if scratch_owner is not None:
             scratch_owner.cleanup()

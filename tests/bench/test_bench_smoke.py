@@ -26,10 +26,12 @@ SECTION_GROUPS = {
     "blender": ("blender", "geometry", "bake"),
     "gpu": ("gpu",),
     "upscale": ("upscale",),
+    "reference": ("reference",),
 }
 HEADINGS = {"engine": "## 1. Engine vs raw", "roofline": "## 2. UNet step roofline", "few_step": "## 3. Few-step path",
             "blender": "## 6. Memory", "gpu": "## 7. GPU", "geometry": "## 8. Depth/normal images",
-            "bake": "## 9. Whole-object bake", "controlnet": "## 10. ControlNet overhead"}
+            "bake": "## 9. Whole-object bake", "controlnet": "## 10. ControlNet overhead",
+            "reference": "## Reference images (issue 31)"}
 
 
 def run_quick(out: Path, *arguments: str) -> dict:
@@ -98,8 +100,18 @@ def check_upscale(results: dict) -> None:
     assert tiny_x4["x4_tiled"]["tiles"] == 9 and tiny_x4["x4_untiled"]["tiles"] == 1  # 64 px in: 32-px tiles
 
 
+def check_reference(results: dict) -> None:
+    reference = results["sections"]["reference"]
+    assert set(reference["per_image_s"]) == {"no reference", "same picture", "new picture"}
+    assert all(reference["per_step_ms"][name] > 0 for name in reference["per_image_s"])
+    # the same picture is encoded once (its embeddings reused); a new picture every run (warm-up included)
+    assert reference["encoder_runs"] == {"same picture": 1, "new picture": 1 + reference["runs"]}
+    sequential = reference["sequential_view_disagreement"]
+    assert sequential["without"] > 0 and sequential["with view 1 as reference"] > 0
+
+
 CHECKS = {"engine": check_engine, "roofline": check_roofline, "blender": check_blender, "gpu": check_gpu,
-          "upscale": check_upscale}
+          "upscale": check_upscale, "reference": check_reference}
 
 
 @pytest.mark.parametrize("group", sorted(SECTION_GROUPS))
