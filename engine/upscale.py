@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from . import tiles
-from .request import MAX_SEED, MAX_STEPS, SCHEDULERS, SEAMLESS_AXES
+from .request import MAX_SEED, MAX_STEPS, SCHEDULERS, SEAMLESS_AXES, ReferenceSpec
 
 FACTORS = (2, 4)
 # TILED_DIFFUSION: Lanczos, then the artist's model redraws tiles; X4_UPSCALER: the dedicated x4 model (upscale_x4.py)
@@ -61,6 +61,8 @@ class UpscaleRequest:
             ``tile_size`` 0 is its native 512 px.
         noise_level: X4_UPSCALER: noise added to the source, 0..350 (more: freer, less faithful).
         prompt, negative_prompt, steps, guidance_scale, scheduler, seed, loras: as for Generate.
+        reference: TILED_DIFFUSION: every tile follows this reference image (``ReferenceSpec``, as for
+            Generate; its embedding computed once); X4_UPSCALER takes none (said in ``ignored`` and the recipe).
     """
 
     image: np.ndarray = field(repr=False)
@@ -83,6 +85,7 @@ class UpscaleRequest:
     method: str = "TILED_DIFFUSION"
     upscaler_model: str = ""
     noise_level: int = DEFAULT_NOISE_LEVEL
+    reference: ReferenceSpec | None = None
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first bad field and what it accepts."""
@@ -122,6 +125,10 @@ class UpscaleRequest:
             raise ValueError(f"tile_overlap must be less than tile_size ({self.tile_size}); got {self.tile_overlap}.")
         if self.seed is not None and (not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED):
             raise ValueError(f"seed must be an integer from 0 to {MAX_SEED}, or None; got {self.seed!r}.")
+        if self.reference is not None:
+            if not isinstance(self.reference, ReferenceSpec):
+                raise ValueError(f"reference must be a ReferenceSpec or None; got {type(self.reference).__name__}.")
+            self.reference.validate()
         check_fits(image.shape[0], image.shape[1], self.factor, x4_upscaler=self.method == "X4_UPSCALER")
 
     @property
@@ -211,11 +218,18 @@ def upscale_recipe(
             "prompt": request.prompt,
             "model": request.model,
             **ran_in,
+            **({"reference": generation.get("reference") or not_applied_reference(request.reference)}
+               if request.reference is not None else {}),
         },
         "width": int(request.image.shape[1] * request.factor),
         "height": int(request.image.shape[0] * request.factor),
         "seed": seed,
     }
+
+
+def not_applied_reference(reference: ReferenceSpec) -> dict[str, Any]:
+    """The recipe's ``reference`` of a run that took none (the x4 upscaler, a Lanczos-only resize)."""
+    return {"model": reference.model, "strength": float(reference.strength), "applied": False}
 
 
 def size_check_message(height: int, width: int, factor: int, *, x4_upscaler: bool = False) -> str | None:

@@ -1,4 +1,5 @@
-"""Before an upscale runs: can the models it reads be had? Answered from the disk alone (configs, the caches).
+"""Before an upscale (or a generation with a reference image) runs: can the models it reads be had? Answered
+from the disk alone (configs, the caches).
 
 Upscale After Generate runs its upscale after the generation: a tile ControlNet or x4 upscaler that cannot
 be read offline would only show once the generation is done. ``check_available`` lets the caller refuse
@@ -14,7 +15,7 @@ from typing import Callable
 
 from . import families, hub, sources
 from .errors import ModelNotFoundError
-from .request import EngineOptions
+from .request import EngineOptions, ReferenceSpec
 from .upscale import DEFAULT_UPSCALER, UpscaleRequest
 
 
@@ -24,6 +25,8 @@ def check_available(request: UpscaleRequest, options: EngineOptions) -> None:
     if request.method == "X4_UPSCALER":
         _check(request.upscaler_model.strip() or DEFAULT_UPSCALER, "The x4 upscaler", options, sources.classify)
         return
+    if request.reference is not None and request.strength > 0:
+        check_reference_available(request.reference, request.model, options)
     if request.strength <= 0 or request.control == "NONE":
         return  # a plain resize, or img2img tiles with the model the generation itself reads
     from . import controlnets
@@ -35,6 +38,23 @@ def check_available(request: UpscaleRequest, options: EngineOptions) -> None:
             return
         name = controlnets.resolve_source("", family, "TILE")  # a family without a default: ValueError
     _check(name, "The tile ControlNet", options, controlnets.classify)
+
+
+def check_reference_available(reference: ReferenceSpec | None, model: str, options: EngineOptions) -> None:
+    """Before a run with ``reference`` on ``model``: can its IP-Adapter and image encoder be had (a file with its
+    encoder, or cached while offline)? From the disk alone; "" is checked where ``model``'s family can be read.
+
+    Raises:
+        ModelNotFoundError, UnsafeModelFormatError: naming the adapter; ValueError: "" for an SD 2.x model.
+    """
+    if reference is None or reference.strength == 0:
+        return
+    from . import ip_adapters
+
+    family = model_family(model, options) if not reference.model.strip() else None
+    ip_adapters.check_available(reference.model, family.name if family is not None else None,
+                                allow_pickle=options.allow_pickle, cache_dir=options.cache_dir, offline=options.offline,
+                                read_cache_dirs=options.read_cache_dirs)
 
 
 def model_family(model: str, options: EngineOptions) -> families.ModelFamily | None:

@@ -71,7 +71,10 @@ def upscale(
     rgba = np.ones((height, width, 4), dtype=np.float32)
     rgba[..., :3] = big
     recipe = upscale_recipe(request, seed, tile_size, len(layout), generation_recipe)
-    return GenerationResult(image=rgba, seed=seed, recipe=recipe)
+    ignored = []
+    if request.reference is not None and not layout:
+        ignored.append("The reference image has no effect at strength 0: the image is only resized (Lanczos).")
+    return GenerationResult(image=rgba, seed=seed, recipe=recipe, ignored=ignored)
 
 
 def _tile_request(
@@ -99,4 +102,6 @@ def _tile_request(
                       control_strength=request.control_strength)
     if request.loras:
         fields["loras"] = tuple(request.loras)
+    if request.reference is not None:
+        fields["reference"] = request.reference  # every tile the same picture: one embedding, reused
     return GenerationRequest(**fields)

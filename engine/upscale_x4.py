@@ -31,7 +31,7 @@ from .errors import EngineError, check_cancel
 from .prompt_embeddings import PromptCache
 from .request import GenerationResult, ProgressCallback, ProgressEvent
 from .upscale import DEFAULT_NOISE_LEVEL, DEFAULT_UPSCALER  # noqa: F401 - the add-on reads the defaults here
-from .upscale import MAX_NOISE_LEVEL, X4_FACTOR, UpscaleRequest, tile_seed, upscale_recipe
+from .upscale import MAX_NOISE_LEVEL, X4_FACTOR, UpscaleRequest, not_applied_reference, tile_seed, upscale_recipe
 
 if TYPE_CHECKING:
     from .model_cache import ModelCache, ModelFiles
@@ -116,6 +116,11 @@ def upscale(
         ignored.append("The tile ControlNet and LoRAs do not apply to the x4 upscaler: it is its own model and "
                        "paints every tile from the source itself (Noise Level sets how freely).")
         recipe["upscale"]["not_applied"] = ignored[0]  # the recipe says so too
+    if request.reference is not None:
+        note = ("The reference image does not apply to the x4 upscaler: diffusers' upscaler pipeline takes no "
+                "IP-Adapter; use the Tiled Diffusion method for tiles that follow the reference.")
+        ignored.append(note)
+        recipe["upscale"]["reference"] = {**not_applied_reference(request.reference), "not_applied": note}
     return GenerationResult(image=rgba, seed=seed, recipe=recipe, timings={"upscale": fields["seconds"]},
                             ignored=ignored)
 

@@ -105,3 +105,12 @@ def tiny_ip_adapter(tmp_path_factory: pytest.TempPathFactory, tiny_sd_model: Pat
     (returned) with its tiny image encoder in ``<root>/models/image_encoder``; built once per session."""
     return import_tiny_models().build_tiny_ip_adapter(tmp_path_factory.mktemp("ip-adapter") / "IP-Adapter",
                                                       tiny_sd_model)
+
+
+@pytest.fixture(scope="session")
+def tiny_ip_adapter_sdxl(tiny_ip_adapter: Path, tiny_sdxl_model: Path) -> Path:
+    """An IP-Adapter for ``tiny_sdxl_model`` beside ``tiny_ip_adapter``, as h94 keeps its SDXL ViT-H one:
+    ``<root>/sdxl_models/ip-adapter_sdxl_vit-h.safetensors`` reading the shared ``<root>/models/image_encoder``."""
+    tiny = import_tiny_models()
+    return tiny.build_tiny_ip_adapter(tiny_ip_adapter.parent.parent, tiny_sdxl_model,
+                                      weight_name=tiny.IP_ADAPTER_SDXL_VIT_H, seed=3)

@@ -68,3 +68,190 @@ def test_strength_zero_is_exactly_no_reference_and_loads_nothing(
     np.testing.assert_array_equal(result.image, plain)
     assert result.recipe["reference"]["applied"] is False and result.recipe["reference"]["strength"] == 0.0
     assert engine.cache.loads["ip_adapter"] == 0  # no encoder read for nothing
+
+
+def ip_processors(engine: Any, processors_module: Any) -> dict[str, Any]:
+    from diffusers.models.attention_processor import IPAdapterAttnProcessor2_0
+
+    return {name: processors_module.unwrap(p) for name, p in unet_processors(engine).items()
+            if isinstance(processors_module.unwrap(p), IPAdapterAttnProcessor2_0)}
+
+
+def test_the_strength_reaches_the_adapter_also_through_the_recorder(
+    new_engine: Any, make_request: Any, reference: Any, tiny_sd_model: Path, engine_api: Any, processors_module: Any
+) -> None:
+    insight = importlib.import_module(engine_api.__name__ + ".insight")
+    engine = new_engine()
+    engine.generate(make_request(tiny_sd_model, reference=reference(0, strength=0.37)))
+    loaded = ip_processors(engine, processors_module)
+    crossed = [n for n in unet_processors(engine) if n.endswith("attn2.processor")]
+    assert sorted(loaded) == sorted(crossed) and all(p.scale == [0.37] for p in loaded.values())
+    seen: list[tuple[type, list[float]]] = []
+
+    def during_the_run(event: Any) -> None:  # the recorder's wrappers are on now
+        for name, processor in unet_processors(engine).items():
+            if name.endswith("attn2.processor"):
+                seen.append((type(processor), processors_module.unwrap(processor).scale))
+
+    recorder = insight.InsightRecorder(attention=True)
+    engine.generate(make_request(tiny_sd_model, reference=reference(0, strength=0.9)), recorder=recorder,
+                    on_progress=during_the_run)
+    assert seen and all(kind.__name__ == "_RecordingProcessor" and scale == [0.9] for kind, scale in seen)
+    assert all(p.scale == [0.9] for p in ip_processors(engine, processors_module).values())
+
+
+def test_record_attention_with_a_reference_and_after_it(
+    new_engine: Any, make_request: Any, reference: Any, tiny_sd_model: Path, engine_api: Any
+) -> None:
+    insight = importlib.import_module(engine_api.__name__ + ".insight")
+    engine = new_engine()
+    styled = engine.generate(make_request(tiny_sd_model, reference=reference(0))).image
+    recorder = insight.InsightRecorder(attention=True)
+    recorded = engine.generate(make_request(tiny_sd_model, reference=reference(0)), recorder=recorder).image
+    np.testing.assert_array_equal(recorded, styled)  # recording beside the IP processors changes nothing
+    maps = [i for i in recorder.images if i.kind == "attention" and not i.recipe.get("overlay")]
+    assert [m.recipe["token"] for m in maps] == ["red", "brick", "wall"]  # the text part of (text, image)
+    assert recorder.word_maps.shape == (3, 64, 64) and np.isfinite(recorder.word_maps).all()
+    plain = new_engine().generate(make_request(tiny_sd_model)).image
+    recorder = insight.InsightRecorder(attention=True)
+    after = engine.generate(make_request(tiny_sd_model), recorder=recorder).image  # reference on -> off -> record
+    np.testing.assert_array_equal(after, plain)
+    assert recorder.word_maps.shape == (3, 64, 64) and np.isfinite(recorder.word_maps).all()
+
+
+def test_attention_slicing_keeps_its_processors_around_the_adapter(
+    new_engine: Any, make_request: Any, reference: Any, tiny_sd_model: Path, engine_api: Any, processors_module: Any
+) -> None:
+    from diffusers.models.attention_processor import SlicedAttnProcessor
+
+    insight = importlib.import_module(engine_api.__name__ + ".insight")
+    engine = new_engine(attention_slicing=True)
+    plain = engine.generate(make_request(tiny_sd_model)).image
+    before = unet_processors(engine)
+    assert all(isinstance(p, SlicedAttnProcessor) for p in before.values())
+    styled = engine.generate(make_request(tiny_sd_model, reference=reference(0)), recorder=insight.InsightRecorder(
+        attention=True)).image
+    during = unet_processors(engine)
+    for name, processor in during.items():
+        if name.endswith("attn1.processor"):
+            assert processor is before[name]  # self-attention keeps its very own sliced processor
+        else:
+            assert type(processor).__name__ == "IPAdapterAttnProcessor2_0"  # no sliced IP processor in diffusers
+    assert not np.array_equal(styled, plain)
+    np.testing.assert_array_equal(engine.generate(make_request(tiny_sd_model)).image, plain)
+    assert all(unet_processors(engine)[name] is processor for name, processor in before.items())
+
+
+def test_a_failed_load_leaves_the_pipeline_as_it_was(
+    new_engine: Any, make_request: Any, engine_api: Any, tiny_models: Any, tiny_sd_model: Path, tmp_path: Path
+) -> None:
+    broken = tiny_models.build_tiny_ip_adapter(tmp_path / "broken", tiny_sd_model, hidden_scale={3: 2})
+    engine = new_engine(attention_slicing=True)  # sliced processors: what load_ip_adapter cannot rebuild itself
+    plain = engine.generate(make_request(tiny_sd_model)).image
+    base = engine._model.base
+    before, components = unet_processors(engine), dict(base.components)
+    spec = engine_api.ReferenceSpec(picture(0), 0.8, str(broken))
+    with pytest.raises(engine_api.EngineError, match=r"reference.model: the IP-Adapter .*broken.* does not fit"):
+        engine.generate(make_request(tiny_sd_model, reference=spec))
+    assert all(unet_processors(engine)[name] is processor for name, processor in before.items())
+    assert dict(base.components) == components and base.image_encoder is None and base.feature_extractor is None
+    assert base.unet.encoder_hid_proj is None and base.unet.config.encoder_hid_dim_type is None
+    assert engine._model.reference_adapter is None and not engine.cache.entries("ip_adapter")
+    np.testing.assert_array_equal(engine.generate(make_request(tiny_sd_model)).image, plain)
+
+
+def test_an_adapter_of_another_family_is_refused_naming_both_before_anything_changes(
+    new_engine: Any, make_request: Any, engine_api: Any, reference: Any, tiny_sdxl_model: Path,
+    tiny_ip_adapter_sdxl: Path, tiny_sd_model: Path,
+) -> None:
+    engine = new_engine()
+    plain = engine.generate(make_request(tiny_sdxl_model)).image
+    before = unet_processors(engine)
+    with pytest.raises(engine_api.EngineError) as raised:
+        engine.generate(make_request(tiny_sdxl_model, reference=reference(0)))  # the SD 1.x adapter
+    message = str(raised.value)
+    assert "reference.model" in message and "32 wide" in message and "model is SDXL (64 wide)" in message
+    assert all(unet_processors(engine)[name] is processor for name, processor in before.items())
+    assert engine.cache.loads["ip_adapter"] == 0  # refused before its encoder was read
+    styled = engine.generate(make_request(tiny_sdxl_model, reference=reference(0, model=tiny_ip_adapter_sdxl)))
+    assert not np.array_equal(styled.image, plain)  # SDXL with its own adapter (the shared encoder)
+    np.testing.assert_array_equal(engine.generate(make_request(tiny_sdxl_model)).image, plain)
+    with pytest.raises(engine_api.EngineError, match=r"model is SD1 \(32 wide\)"):
+        engine.generate(make_request(tiny_sd_model, reference=reference(0, model=tiny_ip_adapter_sdxl)))
+
+
+def test_a_pickled_adapter_is_refused_unless_allowed(
+    new_engine: Any, make_request: Any, engine_api: Any, reference: Any, tiny_sd_model: Path, tiny_ip_adapter: Path,
+    tmp_path: Path,
+) -> None:
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "models"
+    shutil.copytree(tiny_ip_adapter.parent / "image_encoder", folder / "image_encoder")
+    tensors = load_file(str(tiny_ip_adapter))
+    pickled = folder / "ip-adapter_sd15.bin"
+    torch.save({part: {k.split(".", 1)[1]: v for k, v in tensors.items() if k.startswith(part + ".")}
+                for part in ("image_proj", "ip_adapter")}, pickled)
+    with pytest.raises(engine_api.UnsafeModelFormatError, match="pickle"):
+        new_engine().generate(make_request(tiny_sd_model, reference=reference(0, model=pickled)))
+    allowed = new_engine(allow_pickle=True).generate(make_request(tiny_sd_model, reference=reference(0, model=pickled)))
+    safe = new_engine().generate(make_request(tiny_sd_model, reference=reference(0))).image
+    np.testing.assert_array_equal(allowed.image, safe)  # the same weights
+
+
+def test_the_default_adapter_comes_from_the_cache_offline_and_is_refused_when_missing(
+    new_engine: Any, make_request: Any, engine_api: Any, tiny_models: Any, tiny_sd_model: Path,
+    tiny_ip_adapter: Path, tmp_path: Path,
+) -> None:
+    upscale_models = importlib.import_module(engine_api.__name__ + ".upscale_models")
+    spec = engine_api.ReferenceSpec(picture(0), 0.8, "")
+    empty = new_engine(offline=True, cache_dir=str(tmp_path / "empty"))
+    with pytest.raises(engine_api.ModelNotFoundError, match=r"h94/IP-Adapter.*offline mode is on"):
+        upscale_models.check_reference_available(spec, str(tiny_sd_model), empty.options)  # before anything runs
+    with pytest.raises(engine_api.ModelNotFoundError, match=r"h94/IP-Adapter.*offline mode is on"):
+        empty.generate(make_request(tiny_sd_model, reference=spec))
+    cache = tmp_path / "hub"
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    tiny_models.install_in_hf_cache(tiny_ip_adapter.parent.parent, cache, "h94/IP-Adapter", commit=commit)
+    cached = new_engine(offline=True, cache_dir=str(cache))
+    upscale_models.check_reference_available(spec, str(tiny_sd_model), cached.options)
+    result = cached.generate(make_request(tiny_sd_model, reference=spec))
+    assert result.recipe["reference"]["model"] == "h94/IP-Adapter/models/ip-adapter_sd15.safetensors"
+    assert result.recipe["reference"]["revision"] == commit
+    local = new_engine().generate(make_request(tiny_sd_model, reference=engine_api.ReferenceSpec(
+        picture(0), 0.8, str(tiny_ip_adapter)))).image
+    np.testing.assert_array_equal(result.image, local)  # the same files, read from the hub cache
+
+
+def test_sd2_has_no_default_adapter(
+    engine: Any, make_request: Any, engine_api: Any, tiny_sd2_v_model: Path
+) -> None:
+    with pytest.raises(ValueError, match=r"reference.model is empty and there is no default IP-Adapter for SD2"):
+        engine.generate(make_request(tiny_sd2_v_model, reference=engine_api.ReferenceSpec(picture(0), 0.5, "")))
+
+
+def test_under_compile_the_reference_runs_eagerly_and_the_compiled_unet_comes_back(
+    new_engine: Any, make_request: Any, reference: Any, tiny_sd_model: Path, pipeline_of: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import functools
+
+    import torch
+
+    monkeypatch.setattr(torch, "compile", functools.partial(torch.compile, backend="eager"))  # dynamo, no compiler
+    try:
+        engine = new_engine(torch_compile=True, precision="FP32")
+        plain = engine.generate(make_request(tiny_sd_model)).image
+        compiled_unet = pipeline_of(engine).unet
+        styled = engine.generate(make_request(tiny_sd_model, reference=reference(0)))
+        assert any("Compile the Model does not apply" in note for note in styled.ignored)
+        eager = new_engine(precision="FP32", pack_weights=False)
+        np.testing.assert_array_equal(styled.image, eager.generate(make_request(tiny_sd_model,
+                                                                                reference=reference(0))).image)
+        assert pipeline_of(engine).unet is compiled_unet  # the adapter went onto the UNet inside it
+        np.testing.assert_array_equal(engine.generate(make_request(tiny_sd_model)).image, plain)
+    finally:
+        torch._dynamo.reset()
