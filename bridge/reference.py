@@ -100,14 +100,10 @@ def plan_reference(settings, plan) -> None:
     kept for the result. Raises ValueError before anything runs (a picture without pixels)."""
     plan.reference = reference_from_settings(settings)
     plan.request.reference = plan.reference.spec
-    if plan.reference.recipe:
+    if plan.reference.recipe and settings.reference_strength > 0:  # at 0 no adapter is loaded
         check_adapter(plan.reference.recipe["model"], plan.request.model, plan.options)
     if settings.reference_first_view and settings.reference_image is None and not first_view_asked(settings):
         plan.notes.append("View 1 as Reference applies to Whole Object with Method Sequential only: not used")
-    if plan.reference.spec is not None and settings.upscale_after != "NONE" and settings.upscale_method == "X4_UPSCALER":
-        plan.notes.append("The Reference Image does not apply to Upscale After Generate's x4 upscaler (it takes "
-                          "no image prompt): the generation follows it, the upscale does not")
-        plan.reference.recipe["upscale_applied"] = False
 
 
 def restore_from_recipe(settings, recipe: dict) -> tuple[list[str], list[str]]:

@@ -97,7 +97,7 @@ def prepare(context: bpy.types.Context, image_name: str, factor: int, seamless: 
         noise_level=noise_level,
         loras=requests.loras_from_settings(settings),
     )
-    reference_recipe = upscale_reference(settings, request, notes)
+    reference_recipe = upscale_reference(settings, request)
     request.validate()
     options = requests.options_from_preferences(context)
     requests.check_upscale_models(request, options)
@@ -105,22 +105,15 @@ def prepare(context: bpy.types.Context, image_name: str, factor: int, seamless: 
                        reference_recipe=reference_recipe)
 
 
-X4_REFERENCE_NOTE = ("The Reference Image does not apply to the x4 upscaler (it takes no image prompt): upscaled "
-                     "without it")
-
-
-def upscale_reference(settings, request: UpscaleRequest, notes: list[str]) -> dict:
-    """The scene's Reference Image on ``request`` (Tiled Diffusion: every tile follows it); the x4 upscaler takes
-    none, which the report (``notes``) and the recipe say. Returns the recipe's ``upscale.reference`` ({}: none).
-    A picture without pixels raises ValueError before anything runs."""
+def upscale_reference(settings, request: UpscaleRequest) -> dict:
+    """The scene's Reference Image on ``request``: Tiled Diffusion's tiles follow it; the x4 upscaler takes none,
+    which the engine reports and records. Returns what Blender adds to the recipe's ``upscale.reference`` (the
+    picture's name and hash; {}: no reference). A picture without pixels raises ValueError before anything runs."""
     if settings.reference_image is None:
         return {}
     read = reference.reference_from_settings(settings)
-    if request.method == "X4_UPSCALER":
-        notes.append(X4_REFERENCE_NOTE)
-        return dict(read.recipe, applied=False)
     request.reference = read.spec
-    return dict(read.recipe, applied=True)
+    return read.recipe
 
 
 def check_tile_size(tile_size: int) -> None:
@@ -154,9 +147,6 @@ def create_image(changes: results.Changes, plan: UpscalePlan, result) -> bpy.typ
     recipe.update(result.recipe)
     recipe["upscale"] = dict(result.recipe["upscale"], source=plan.source_name)
     if plan.reference_recipe:  # the tiles': the source's own reference (what made it) stays the recipe's
-        engine_entry = result.recipe.get(reference.RECIPE_KEY)
-        if isinstance(engine_entry, dict):
-            recipe["upscale"].setdefault(reference.RECIPE_KEY, engine_entry)
         reference.add_to_recipe(recipe["upscale"], reference.Reference(None, plan.reference_recipe))
         if "reference" in plan.source_recipe:
             recipe["reference"] = plan.source_recipe["reference"]
