@@ -11,7 +11,7 @@ import os
 
 from .errors import CommandError, UsageError
 from .images import image_argument
-from .support import parse_reference
+from .reference_text import parse_reference
 
 
 def add_arguments(generate: argparse.ArgumentParser) -> None:

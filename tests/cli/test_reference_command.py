@@ -10,7 +10,7 @@ from PIL import Image
 
 from cli_harness import FAST, REPO_ROOT, files_under, load_by_path
 
-support = load_by_path("lt_cli_support_reference", REPO_ROOT / "cli" / "support.py")
+reference_text = load_by_path("lt_cli_reference_text", REPO_ROOT / "cli" / "reference_text.py")
 
 
 @pytest.mark.parametrize("text, parsed", [
@@ -31,7 +31,7 @@ support = load_by_path("lt_cli_support_reference", REPO_ROOT / "cli" / "support.
     (":0.5", ("", 0.5)),
 ])
 def test_parse_reference(text, parsed):
-    assert support.parse_reference(text) == parsed
+    assert reference_text.parse_reference(text) == parsed
 
 
 @pytest.fixture(scope="module")
