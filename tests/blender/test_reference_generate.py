@@ -158,3 +158,14 @@ def test_the_x4_upscaler_says_the_reference_does_not_apply(tiny, tiny_x4_upscale
     assert "reference image does not apply to the x4 upscaler" in capfd.readouterr().out
     upscale = tiny.result_image["latent_textures"].to_dict()["upscale"]
     assert upscale["reference"]["image"] == "warm" and upscale["reference"]["applied"] is False
+
+
+def test_upscale_after_generate_tiles_follow_the_generations_reference(tiny, tiny_tile_controlnet):
+    tiny.upscale_after, tiny.upscale_strength = "2", 0.5
+    tiny.upscale_control_model = str(tiny_tile_controlnet)
+    tiny.reference_image = picture("warm", (0.9, 0.5, 0.2))
+    generate(tiny)
+    recipe = tiny.result_image["latent_textures"].to_dict()
+    assert tuple(tiny.result_image.size) == (128, 128)
+    assert recipe["reference"]["image"] == "warm" and recipe["reference"]["revision"]
+    assert recipe["upscale"]["reference"]["model"] == recipe["reference"]["model"]
