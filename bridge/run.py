@@ -174,7 +174,9 @@ class GenerationRun:
     def release_arrays(self) -> None:
         # A copy without the source image: a cancelled worker may still be reading the original.
         self.plan.request = dataclasses.replace(self.plan.request, init_image=None, control_image=None,
-                                                mask_image=None)
+                                                mask_image=None, reference=None)
+        if getattr(self.plan, "reference", None) is not None:
+            self.plan.reference.spec = None  # the picture's pixels; its recipe entry is small
         if self.plan.recorder is not None:
             self.plan.recorder.release()
 

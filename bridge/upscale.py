@@ -138,7 +138,7 @@ class UpscaleRun(GenerationRun):
         return replace_in_materials(self.plan, image)
 
     def release_arrays(self) -> None:
-        self.plan.request = dataclasses.replace(self.plan.request, image=None)
+        self.plan.request = dataclasses.replace(self.plan.request, image=None, reference=None)
 
 
 def create_image(changes: results.Changes, plan: UpscalePlan, result) -> bpy.types.Image:

@@ -169,3 +169,15 @@ def test_upscale_after_generate_tiles_follow_the_generations_reference(tiny, tin
     assert tuple(tiny.result_image.size) == (128, 128)
     assert recipe["reference"]["image"] == "warm" and recipe["reference"]["revision"]
     assert recipe["upscale"]["reference"]["model"] == recipe["reference"]["model"]
+
+
+def test_a_finished_run_drops_the_reference_picture(tiny):
+    """Blender keeps finished operators (and their runs) around: they must not hold the picture's pixels."""
+    tiny.reference_image = picture("warm", (0.9, 0.5, 0.2))
+    targets = module("bridge.targets")
+    run = targets.start(targets.prepare(bpy.context))
+    assert run.plan.request.reference is not None
+    run.run_here()
+    assert run.tick(bpy.context) == "FINISHED"
+    assert run.plan.request.reference is None and run.plan.reference.spec is None
+    assert tiny.result_image["latent_textures"]["reference"]["image"] == "warm"
