@@ -40,6 +40,8 @@ class RunClock:
         self.start = time.perf_counter()
         self.load = 0.0
         self.encode_prompt = 0.0
+        # with a reference image: its adapter into the UNet, its encoder read, the picture encoded (else None)
+        self.reference: float | None = None
         self.first_unet_call: float | None = None
         self.step_ends: list[float] = []
         self.decode = 0.0
@@ -53,8 +55,10 @@ class RunClock:
 
     def timings(self) -> dict[str, float]:
         out = {"load": self.load, "encode_prompt": self.encode_prompt, "decode": self.decode}
+        if self.reference is not None:
+            out["reference"] = self.reference
         if self.first_unet_call is not None:
-            setup = self.first_unet_call - self.start - self.load - self.encode_prompt
+            setup = self.first_unet_call - self.start - self.load - self.encode_prompt - (self.reference or 0.0)
             out["before_first_step"] = max(setup, 0.0)
             if self.step_ends:
                 out["first_step"] = self.step_ends[0] - self.first_unet_call
@@ -96,8 +100,11 @@ def generate(
         lora_entries = apply_loras(model, placement.options, request.loras, on_progress, cancel_event)
         check_cancel(cancel_event)
         takes_reference = pipelines.takes_reference(task)
+        reference_start = time.perf_counter()
         reference = reference_slot.prepare(cache, model, request.reference if takes_reference else None,
                                            on_progress, cancel_event)
+        if request.reference is not None:
+            clock.reference = time.perf_counter() - reference_start
         check_cancel(cancel_event)
         pipe = base_model.pipeline_for(model, placement, task, controlnet_key, controlnet)
         scheduler = "LCM" if pipelines.runs_lcm(pipe) else request.scheduler  # LCM pipelines step only with it
@@ -114,9 +121,11 @@ def generate(
         kwargs.update(pipelines.task_arguments(request, task, mask, controlled=controlnet_key is not None))
         kwargs = {k: v for k, v in kwargs.items() if k in inspect.signature(pipe.__call__).parameters}
         if reference is not None:  # computed once per image: every view and tile reuses them
+            reference_start = time.perf_counter()
             kwargs["ip_adapter_image_embeds"] = reference_slot.image_embeds(
                 model, reference, pipelines.runs_guidance(pipe, request.guidance_scale), placement.device,
                 placement.offloads)
+            clock.reference = (clock.reference or 0.0) + time.perf_counter() - reference_start
         if views is not None:
             kwargs = views.arguments(pipe, kwargs)
         unet = pipe.unet

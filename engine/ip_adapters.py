@@ -177,25 +177,25 @@ def resolve(
     if hub_path is None or (sources.looks_like_path(text) and not hub_path[1]):
         raise ModelNotFoundError(
             f"There is no IP-Adapter file or folder at {path}; check the path (Blender-relative '//' paths must be "
-            "made absolute), or give a Hugging Face repo path such as 'h94/IP-Adapter/models/ip-adapter_sd15.safetensors'."
+            "made absolute), or give a Hugging Face repo path such as "
+            "'h94/IP-Adapter/models/ip-adapter_sd15.safetensors'."
         )
     repo_id, weights = hub_path
-    chosen: list[tuple[str, str, list[str]]] = []
 
     def select(names: list[str]) -> list[str]:
-        chosen[:] = [_choose(names, weights, allow_pickle, text)]
-        return chosen[0][2]
+        return _choose(names, weights, allow_pickle, text)[2]
 
     folder = hub.resolve_hub_files(repo_id, select, cache_dir=cache_dir, offline=offline,
                                    read_cache_dirs=read_cache_dirs, on_progress=on_progress, cancel_event=cancel_event)
     try:
-        found, encoder, files = _choose(file_selection.folder_listing(folder), weights, allow_pickle, text)
+        found, encoder, _ = _choose(file_selection.folder_listing(folder), weights, allow_pickle, text)
     except ModelNotFoundError as error:
         if hub.hub_offline(offline):  # an older download of the repo holds other files of it
+            caches = ", ".join(hub.lookup_caches(cache_dir, read_cache_dirs))
             raise ModelNotFoundError(
-                f"The IP-Adapter {text} is not in the model caches ({', '.join(hub.lookup_caches(cache_dir, read_cache_dirs))}) "
-                f"and {hub.offline_reason(offline)}; go online once so it can be downloaded (its image encoder is "
-                "about 2.5 GB), or choose an IP-Adapter file on disk."
+                f"The IP-Adapter {text} is not in the model caches ({caches}) and {hub.offline_reason(offline)}; "
+                "go online once so it can be downloaded (with its image encoder: about 2.5 GB), or choose an "
+                "IP-Adapter file on disk."
             ) from error
         raise
     return AdapterFiles(folder / found, folder / encoder, text, revisions.snapshot_revision(folder) or "")

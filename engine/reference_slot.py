@@ -3,8 +3,9 @@ while requests ask for it, and the image embeddings each run passes to its pipel
 
 What is loaded where:
 
-* the adapter's weights (CPU tensors), its image encoder (placed like the model) and image processor live in
-  the cache's ``ip_adapter`` slot (one kept; a new base model frees it with everything else);
+* the adapter's image encoder (placed like the model) and image processor live in the cache's ``ip_adapter``
+  slot (one kept; a new base model frees it with everything else); its weights live in the UNet only (read
+  from the file again when it goes back in: no second copy in memory, 0.7 GB for SDXL's);
 * the UNet holds the adapter (diffusers' ``load_ip_adapter`` on the loaded pipeline, shared by every
   pipeline built from it) while requests have a reference; a request without one (or at strength 0, or on a
   pipeline that takes none) unloads it first: every UNet call needs image embeddings while it is loaded.
@@ -24,11 +25,13 @@ with a reference run eagerly (``generation.py``): the compiled graph is the plai
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import threading
 import types
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,10 +52,11 @@ _COMPONENTS = ("image_encoder", "feature_extractor")  # what load_ip_adapter may
 
 @dataclass
 class ReferenceAdapter:
-    """An IP-Adapter in memory: its weights (CPU), its image encoder (placed) and processor, its embeddings."""
+    """An IP-Adapter in memory: its image encoder (placed) and processor, its embeddings; ``state``: its weights as
+    read for the family check, until they are in the UNet."""
 
     files: ip_adapters.AdapterFiles
-    state: dict[str, dict[str, Any]]
+    state: dict[str, dict[str, Any]] | None
     image_encoder: Any
     image_processor: Any
     embeddings: OrderedDict[tuple[str, bool], list[Any]] = field(default_factory=OrderedDict)
@@ -182,12 +186,17 @@ def _load_into(model: LoadedModel, adapter: ReferenceAdapter) -> None:
     """``load_ip_adapter`` on the loaded pipeline, with the engine's processors taken off and put back; undone
     completely when it fails."""
     base = model.base
+    state, adapter.state = adapter.state, None
+    if state is None:
+        with loading(f"The IP-Adapter {adapter.files.name} (reference.model)", "its file may be corrupt or "
+                     "incomplete, or it is not an IP-Adapter."):
+            state = ip_adapters.read_state_dict(adapter.files)
     components = {name: getattr(base, name, None) for name in _COMPONENTS if hasattr(base, name)}
     before = attention_processors.take_off(base.unet)
     try:
         with uncompiled_unet(base), _quiet_encoder_warning():
             # The state dict, not the files: diffusers then never goes online; the encoder stays with us.
-            base.load_ip_adapter(adapter.state, subfolder="", weight_name="", image_encoder_folder=None)
+            base.load_ip_adapter(state, subfolder="", weight_name="", image_encoder_folder=None)
     except BaseException as error:
         attention_processors.take_off(base.unet)
         with uncompiled_unet(base):
@@ -212,16 +221,16 @@ def _restore_components(pipe: Any, components: dict[str, Any]) -> None:
             pipe.register_modules(**{name: value})
 
 
-class _quiet_encoder_warning:  # noqa: N801 - a context manager used like a function
+@contextlib.contextmanager
+def _quiet_encoder_warning() -> Iterator[None]:
     """diffusers warns that no image encoder was loaded when given a state dict: here that is the design."""
-
-    def __enter__(self) -> None:
-        self.logger = logging.getLogger("diffusers.loaders.ip_adapter")
-        self.level = self.logger.level
-        self.logger.setLevel(logging.ERROR)
-
-    def __exit__(self, *exc: Any) -> None:
-        self.logger.setLevel(self.level)
+    logger = logging.getLogger("diffusers.loaders.ip_adapter")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def image_embeds(model: LoadedModel, active: ActiveReference, guidance: bool, device: Any, offloads: bool) -> list[Any]:

@@ -404,7 +404,8 @@ class GenerationResult:
 
     ``timings`` (seconds) says where the time went: ``load`` (0 when the model was
     in memory), ``encode_prompt`` (0 when the prompt's embeddings were cached),
-    ``before_first_step`` (the rest of the set-up before the first UNet call),
+    ``reference`` (only with a reference image: its IP-Adapter loaded into the model and its picture
+    encoded; about 0 when both were in memory), ``before_first_step`` (the rest of the set-up before the first UNet call),
     ``first_step`` (includes compiling with ``torch_compile``), ``denoise`` (all
     steps), ``decode`` (VAE) and ``total``.
 

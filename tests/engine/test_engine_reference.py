@@ -56,7 +56,9 @@ def test_reference_changes_the_pixels_and_off_after_on_restores_them_exactly(
     recipe = styled.recipe["reference"]
     assert recipe["model"] == str(tiny_ip_adapter) and recipe["strength"] == 0.8 and recipe["applied"] is True
     assert recipe["revision"].startswith("sha256:") and styled.ignored == []
-    assert "reference" not in engine.generate(make_request(tiny_sd_model)).recipe
+    again = engine.generate(make_request(tiny_sd_model))
+    assert "reference" not in again.recipe and "reference" not in again.timings
+    assert styled.timings["reference"] > 0  # the adapter loaded, the picture encoded
 
 
 def test_strength_zero_is_exactly_no_reference_and_loads_nothing(
@@ -200,11 +202,18 @@ def test_a_pickled_adapter_is_refused_unless_allowed(
     allowed = new_engine(allow_pickle=True).generate(make_request(tiny_sd_model, reference=reference(0, model=pickled)))
     safe = new_engine().generate(make_request(tiny_sd_model, reference=reference(0))).image
     np.testing.assert_array_equal(allowed.image, safe)  # the same weights
+    encoder = folder / "image_encoder"  # an encoder with pickled weights only, beside a safetensors adapter
+    torch.save(load_file(str(encoder / "model.safetensors")), encoder / "pytorch_model.bin")
+    (encoder / "model.safetensors").unlink()
+    shutil.copy(tiny_ip_adapter, folder / "ip-adapter_sd15.safetensors")
+    beside = reference(0, model=folder / "ip-adapter_sd15.safetensors")
+    with pytest.raises(engine_api.UnsafeModelFormatError, match="image encoder"):
+        new_engine().generate(make_request(tiny_sd_model, reference=beside))
 
 
 def test_the_default_adapter_comes_from_the_cache_offline_and_is_refused_when_missing(
     new_engine: Any, make_request: Any, engine_api: Any, tiny_models: Any, tiny_sd_model: Path,
-    tiny_ip_adapter: Path, tmp_path: Path,
+    tiny_ip_adapter: Path, tiny_sdxl_model: Path, tiny_ip_adapter_sdxl: Path, tmp_path: Path,
 ) -> None:
     upscale_models = importlib.import_module(engine_api.__name__ + ".upscale_models")
     spec = engine_api.ReferenceSpec(picture(0), 0.8, "")
@@ -224,6 +233,9 @@ def test_the_default_adapter_comes_from_the_cache_offline_and_is_refused_when_mi
     local = new_engine().generate(make_request(tiny_sd_model, reference=engine_api.ReferenceSpec(
         picture(0), 0.8, str(tiny_ip_adapter)))).image
     np.testing.assert_array_equal(result.image, local)  # the same files, read from the hub cache
+    sdxl = cached.generate(make_request(tiny_sdxl_model, reference=spec)).recipe["reference"]
+    assert sdxl["model"] == "h94/IP-Adapter/sdxl_models/ip-adapter_sdxl_vit-h.safetensors"
+    assert Path(sdxl["image_encoder"]).parts[-2:] == ("models", "image_encoder")  # the shared ViT-H one
 
 
 def test_sd2_has_no_default_adapter(
@@ -255,3 +267,74 @@ def test_under_compile_the_reference_runs_eagerly_and_the_compiled_unet_comes_ba
         np.testing.assert_array_equal(engine.generate(make_request(tiny_sd_model)).image, plain)
     finally:
         torch._dynamo.reset()
+
+
+def test_a_lora_joins_and_leaves_while_the_adapter_is_loaded(
+    new_engine: Any, make_request: Any, engine_api: Any, reference: Any, tiny_sd_model: Path, tiny_lora: Path
+) -> None:
+    lora = (engine_api.LoraSpec(str(tiny_lora)),)
+    engine = new_engine()
+    plain = engine.generate(make_request(tiny_sd_model)).image
+    styled = engine.generate(make_request(tiny_sd_model, reference=reference(0))).image
+    both = engine.generate(make_request(tiny_sd_model, reference=reference(0), loras=lora)).image
+    assert len({plain.tobytes(), styled.tobytes(), both.tobytes()}) == 3
+    np.testing.assert_array_equal(engine.generate(make_request(tiny_sd_model, reference=reference(0))).image, styled)
+    np.testing.assert_array_equal(engine.generate(make_request(tiny_sd_model)).image, plain)
+
+
+def test_an_adapter_without_its_image_encoder_is_refused_saying_where_it_looked(
+    engine: Any, make_request: Any, engine_api: Any, reference: Any, tiny_sd_model: Path, tiny_ip_adapter: Path,
+    tmp_path: Path,
+) -> None:
+    import shutil
+
+    alone = tmp_path / "adapters" / "ip-adapter_sd15.safetensors"
+    alone.parent.mkdir()
+    shutil.copy(tiny_ip_adapter, alone)
+    with pytest.raises(engine_api.ModelNotFoundError, match=r"image encoder .* image_encoder folder"):
+        engine.generate(make_request(tiny_sd_model, reference=reference(0, model=alone)))
+    with pytest.raises(engine_api.ModelNotFoundError, match="no IP-Adapter file or folder"):
+        engine.generate(make_request(tiny_sd_model, reference=reference(0, model=tmp_path / "missing.safetensors")))
+
+
+def test_adapter_sources_and_where_their_encoder_is_looked_for(engine_api: Any) -> None:
+    ip_adapters = importlib.import_module(engine_api.__name__ + ".ip_adapters")
+    split = ip_adapters.split_hub_path
+    assert split("h94/IP-Adapter/models/ip-adapter_sd15.safetensors") == (
+        "h94/IP-Adapter", "models/ip-adapter_sd15.safetensors")
+    assert split("org/name") == ("org/name", "")
+    assert split("C:\\adapters\\ip.safetensors") is None and split("/abs/ip.safetensors") is None
+    assert split("h94/IP-Adapter/../secret") is None
+    where = ip_adapters.encoder_candidates
+    assert where("models/ip-adapter_sd15.safetensors") == ["models/image_encoder"]
+    assert where("sdxl_models/ip-adapter_sdxl.safetensors") == ["sdxl_models/image_encoder", "models/image_encoder"]
+    assert where("sdxl_models/ip-adapter_sdxl_vit-h.safetensors") == ["models/image_encoder",
+                                                                       "sdxl_models/image_encoder"]
+    assert ip_adapters.default_model("SD1") == "h94/IP-Adapter/models/ip-adapter_sd15.safetensors"
+    assert ip_adapters.default_model("SDXL") == "h94/IP-Adapter/sdxl_models/ip-adapter_sdxl_vit-h.safetensors"
+
+
+def test_a_wrapper_of_ours_keeps_the_adapter_weights_in_the_unet_and_changes_nothing(
+    new_engine: Any, make_request: Any, reference: Any, tiny_sd_model: Path, processors_module: Any
+) -> None:
+    import torch
+
+    engine = new_engine()
+    engine.generate(make_request(tiny_sd_model, reference=reference(0)))
+    pipe = engine._model.base
+    (embeds,) = engine.cache.newest("ip_adapter").embeddings.values()  # what the run passed
+
+    def denoise() -> Any:
+        return pipe("red brick wall", num_inference_steps=3, height=64, width=64, output_type="latent",
+                    generator=torch.Generator().manual_seed(7), ip_adapter_image_embeds=embeds).images
+
+    ip_keys = {k for k in pipe.unet.state_dict() if "to_k_ip" in k}
+    assert ip_keys
+    unwrapped = denoise()
+    with processors_module.wrapped(pipe.unet, lambda name, p: processors_module.ProcessorWrapper(p)) as wrappers:
+        assert len(wrappers) == len(pipe.unet.attn_processors)
+        # nn.Module wrappers: the IP weights stay submodules of the UNet (moved and offloaded with it)
+        assert {k.replace(".inner", "") for k in pipe.unet.state_dict() if "to_k_ip" in k} == ip_keys
+        wrapped = denoise()
+    torch.testing.assert_close(wrapped, unwrapped, rtol=0, atol=0)
+    assert {k for k in pipe.unet.state_dict() if "to_k_ip" in k} == ip_keys

@@ -43,12 +43,19 @@ def _smooth(seed: int, height: int = 64, width: int = 64) -> np.ndarray:
                    0, 1).astype(np.float32)
 
 
-@pytest.mark.parametrize("case", ["img2img", "inpaint", "controlnet", "lora", "no_guidance", "lcm", "inpaint_model"])
+CASES = ["img2img", "inpaint", "controlnet", "lora", "no_guidance", "lcm", "inpaint_model", "sdxl_img2img",
+         "sdxl_inpaint", "sdxl_controlnet"]
+
+
+@pytest.mark.parametrize("case", CASES)
 def test_every_pipeline_takes_the_reference_and_off_restores_it(
     case: str, request: pytest.FixtureRequest, new_engine: Any, make_request: Any, engine_api: Any,
     tiny_sd_model: Path, tiny_ip_adapter: Path, control_image: Any,
 ) -> None:
     model = {"lcm": "tiny_lcm_model", "inpaint_model": "tiny_inpaint_model"}.get(case)
+    if case.startswith("sdxl"):
+        model, case = "tiny_sdxl_model", case.removeprefix("sdxl_")
+        tiny_ip_adapter = request.getfixturevalue("tiny_ip_adapter_sdxl")
     model_path = request.getfixturevalue(model) if model else tiny_sd_model
     fields: dict[str, Any] = {}
     mask = np.zeros((64, 64), np.float32)
@@ -58,8 +65,9 @@ def test_every_pipeline_takes_the_reference_and_off_restores_it(
     elif case in ("inpaint", "inpaint_model"):
         fields = {"mode": "INPAINT", "init_image": _smooth(1), "mask_image": mask, "strength": 1.0}
     elif case == "controlnet":
+        controlnet = "tiny_controlnet_sdxl" if model == "tiny_sdxl_model" else "tiny_controlnet"
         fields = {"control": "DEPTH", "control_image": control_image(0),
-                  "control_model": str(request.getfixturevalue("tiny_controlnet"))}
+                  "control_model": str(request.getfixturevalue(controlnet))}
     elif case == "lora":
         fields = {"loras": (engine_api.LoraSpec(str(request.getfixturevalue("tiny_lora"))),)}
     elif case in ("no_guidance", "lcm"):
