@@ -1,16 +1,11 @@
-"""Reference images (issue 31): the reference's cost per generation, and SEQUENTIAL's view disagreement with and
-without View 1 as Reference.
-
-cost: one engine, the tiny model with the tiny IP-Adapter (tools/tiny_models.py), interleaved runs after a
-warm-up: no reference; the same picture every run (its image embeddings computed once, then reused, as every
-view and tile of a run reuses them); a new picture every run (the image encoder runs each time). Per image
-medians, the paired ratios to no reference, and how often the encoder ran.
+"""Reference images (issue 31) in ``make bench``: the reference's cost per generation (``reference_cost.py``,
+the engine's side) and SEQUENTIAL's view disagreement with and without View 1 as Reference (this file).
 
 sequential: in a bpy child process (this file with ``--sequential``): the factory cube, Whole Object
-SEQUENTIAL (4 views, no control), the bridge's own ``ObjectJob`` with the first-view reference off and on;
-for each, ``geometry.latent_sync.view_disagreement`` (issue 29's metric: the mean absolute difference of two
-views' colours on the texels both see). Random weights: the figure shows the code path and the metric, not
-whether the reference pays on trained weights (the docs say so).
+SEQUENTIAL (no control), the bridge's own ``ObjectJob`` with the first-view reference off and on; for each,
+``geometry.latent_sync.view_disagreement`` (issue 29's metric: the mean absolute difference of two views'
+colours on the texels both see). Random weights: the figure shows the code path and the metric, not whether
+the reference pays on trained weights (the docs say so).
 
     python bench/reference_images.py [--runs 5] [--quick] [--json]   (make bench: the ``reference`` section)
 """
@@ -21,7 +16,6 @@ import argparse
 import atexit
 import json
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,16 +25,10 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))  # bench/ as a script folder
 
+import reference_cost
 import timing
 
-PROMPT = "red brick wall, seamless texture"
 REPO_MODULE = "lt_bench_reference"
-
-
-def picture(seed: int, size: int = 48) -> Any:
-    import numpy as np
-
-    return np.random.default_rng(seed).random((size, size, 3), dtype=np.float32)
 
 
 def build(folder: Path) -> tuple[Path, Path]:
@@ -53,64 +41,6 @@ def build(folder: Path) -> tuple[Path, Path]:
     if not adapter.is_file():
         adapter = tiny_models.build_tiny_ip_adapter(folder / "IP-Adapter", model)
     return model, adapter
-
-
-def measure_cost(model: Path, adapter: Path, *, size: int, steps: int, runs: int, warmup: int = 1) -> dict[str, Any]:
-    """Per image: no reference, the same picture every run, a new picture every run; paired ratios.
-
-    Each contender has its own engine (the same model loaded in each), so no run pays for switching the adapter
-    on or off: the figures are a run's steady cost. ``denoise`` is the engine's own clock of the steps (the
-    adapter's extra attention); ``before_first_step`` holds the image encoder's run where a picture is new.
-    """
-    engine_api = timing.import_engine()
-    common = {"prompt": PROMPT, "model": str(model), "width": size, "height": size, "steps": steps, "seed": 1}
-    same = engine_api.ReferenceSpec(image=picture(0), strength=0.6, model=str(adapter))
-    counter = iter(range(1, 10**6))
-    references = {
-        "no reference": lambda: None,
-        "same picture": lambda: same,
-        "new picture": lambda: engine_api.ReferenceSpec(image=picture(next(counter)), strength=0.6,
-                                                        model=str(adapter)),
-    }
-    engines = {name: engine_api.Engine(engine_api.EngineOptions(device="CPU")) for name in references}
-    clocks: dict[str, list[dict[str, float]]] = {name: [] for name in references}
-
-    def contender(name: str) -> Any:
-        def go() -> None:
-            result = engines[name].generate(engine_api.GenerationRequest(**common, reference=references[name]()))
-            clocks[name].append(result.timings)
-
-        return go
-
-    samples = timing.interleave({name: contender(name) for name in references}, runs=runs, warmup=warmup)
-    encodes = {name: _encodes(engine) for name, engine in engines.items() if name != "no reference"}
-    for engine in engines.values():
-        engine.free()
-
-    def median_of(name: str, key: str) -> float:
-        return statistics.median(clock[key] for clock in clocks[name][warmup:])
-
-    base = samples["no reference"].times
-    return {
-        "size": size,
-        "steps": steps,
-        "runs": runs,
-        "per_image_s": {name: s.summary() for name, s in samples.items()},
-        "ratio_to_no_reference": {
-            name: round(statistics.median(a / b for a, b in zip(s.times, base, strict=True)), 3)
-            for name, s in samples.items() if name != "no reference"
-        },
-        "per_step_ms": {name: round(median_of(name, "denoise") / steps * 1000, 2) for name in references},
-        "before_first_step_ms": {name: round(median_of(name, "before_first_step") * 1000, 2) for name in references},
-        "encoder_runs": encodes,  # same picture: 1 (then its embeddings are reused); new picture: every run
-        "model": "tiny SD + tiny IP-Adapter (tools/tiny_models.py), CPU, one engine per contender",
-    }
-
-
-def _encodes(engine: Any) -> int | None:
-    """How many pictures the adapter's image encoder ran on (the rest came from the embeddings kept)."""
-    entries = engine.cache.entries("ip_adapter")
-    return sum(getattr(adapter, "encodes", 0) for adapter in entries.values()) if entries else None
 
 
 # -- SEQUENTIAL's view disagreement, in a bpy child process --------------------------------------------
@@ -186,7 +116,8 @@ def measure(folder: Path, *, quick: bool, runs: int) -> dict[str, Any]:
     """The bench section: the cost and the SEQUENTIAL view disagreement, tiny models (``--quick``: fewer runs)."""
     model, adapter = build(folder)
     size, steps = (64, 2) if quick else (128, 4)
-    out = measure_cost(model, adapter, size=size, steps=steps, runs=1 if quick else runs, warmup=1)
+    out = {"cost": reference_cost.measure(model, adapter, size=size, steps=steps, runs=1 if quick else runs),
+           "model": "tiny SD + tiny IP-Adapter (tools/tiny_models.py), CPU"}
     with tempfile.TemporaryDirectory(prefix="lt_bench_reference_") as scratch:
         out["sequential_view_disagreement"] = measure_sequential(
             model, adapter, size=64, steps=2 if quick else 4, views=3 if quick else 4,
@@ -196,17 +127,20 @@ def measure(folder: Path, *, quick: bool, runs: int) -> dict[str, Any]:
 
 def render(section: dict[str, Any]) -> list[str]:
     """bench/results.md's lines for the section."""
+    cost = section["cost"]
     lines = ["## Reference images (issue 31): the cost per generation, SEQUENTIAL's view 1 as the reference", "",
-             f"{section['model']}; {section['size']}² {section['steps']} steps, {section['runs']} interleaved runs "
-             "after a warm-up. *Same picture*: its embeddings are computed once and reused (as every view and tile "
-             "of a run reuses them); *new picture*: the image encoder runs every time.", "",
-             "| contender | s / image | ratio to no reference | ms / step | ms before the first step | "
-             "encoder runs | CPU share |", "|---|---:|---:|---:|---:|---:|---:|"]
-    for name, row in section["per_image_s"].items():
-        ratio = section["ratio_to_no_reference"].get(name, 1.0)
-        lines.append(f"| {name} | {row['median']} | {ratio} | {section['per_step_ms'][name]} | "
-                     f"{section['before_first_step_ms'][name]} | {section['encoder_runs'].get(name, 0)} | "
-                     f"{row['cpu_share']} |")
+             f"{section['model']}; {cost['size']}² {cost['steps']} steps, {cost['runs']} interleaved runs "
+             "(bench/reference_cost.py). *reference*: the adapter loaded and the picture's embeddings reused (a run's "
+             "views and tiles, the next Generate with the same picture); *new picture*: the image encoder runs "
+             "again.", "",
+             "| contender | s / image | ms / step | ratio per image | ratio per step | ms of reference work "
+             "before the first step | CPU share |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, seconds in cost["per_image_s"].items():
+        lines.append(f"| {name} | {seconds} | {cost['per_step_ms'].get(name, '')} | "
+                     f"{cost['ratio_per_image'].get(name, 1.0)} | {cost['ratio_per_step'].get(name, 1.0)} | "
+                     f"{cost['reference_before_first_step_ms'].get(name, '')} | {cost['cpu_share'].get(name, '')} |")
+    lines += ["", f"Switching the reference back on (the adapter into the UNet again): "
+              f"{cost['switch_back_on_ms']} ms."]
     sequential = section.get("sequential_view_disagreement")
     if sequential:
         lines += ["", f"SEQUENTIAL, {sequential['views']} views of {sequential['size']}², {sequential['steps']} steps, "

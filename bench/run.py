@@ -33,9 +33,9 @@ every comparison a paired ratio measured in one process:
 14. ``avx2``    - (issue 14) the fp32 UNet step, packed (the engine's default), eager and compiled, on this CPU held to AVX2 in a child process
                   (bench/isa_limit.py): the other machine kind's code paths, as shares of the sgemm rate
                   measured under the same limit. Skipped without AVX-512 (there section 2 is AVX2 itself).
-15. ``reference`` - (issue 31) a reference image's cost per generation (none / the same picture / a new picture,
-                  tiny model + tiny IP-Adapter) and SEQUENTIAL's view disagreement with and without View 1 as
-                  Reference, in a bpy child (bench/reference_images.py).
+15. ``reference`` - (issue 31) a reference image's cost per generation (bench/reference_cost.py: plain / the
+                  same picture / a new picture, tiny model + tiny IP-Adapter) and SEQUENTIAL's view disagreement
+                  with and without View 1 as Reference, in a bpy child (bench/reference_images.py).
 
     python bench/run.py [--quick] [--sections engine,roofline,...] [--runs N]
                         [--model-dir DIR] [--out DIR] [--update]

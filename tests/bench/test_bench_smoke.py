@@ -101,12 +101,11 @@ def check_upscale(results: dict) -> None:
 
 
 def check_reference(results: dict) -> None:
-    reference = results["sections"]["reference"]
-    assert set(reference["per_image_s"]) == {"no reference", "same picture", "new picture"}
-    assert all(reference["per_step_ms"][name] > 0 for name in reference["per_image_s"])
-    # the same picture is encoded once (its embeddings reused); a new picture every run (warm-up included)
-    assert reference["encoder_runs"] == {"same picture": 1, "new picture": 1 + reference["runs"]}
-    sequential = reference["sequential_view_disagreement"]
+    cost = results["sections"]["reference"]["cost"]
+    assert set(cost["per_image_s"]) == {"plain", "reference", "new picture"}
+    assert all(value > 0 for value in cost["per_step_ms"].values())
+    assert set(cost["ratio_per_image"]) == {"reference", "new picture"} and cost["switch_back_on_ms"] > 0
+    sequential = results["sections"]["reference"]["sequential_view_disagreement"]
     assert sequential["without"] > 0 and sequential["with view 1 as reference"] > 0
 
 
