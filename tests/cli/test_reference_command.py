@@ -8,7 +8,7 @@ import json
 import pytest
 from PIL import Image
 
-from cli_harness import FAST, REPO_ROOT, files_under, load_by_path
+from cli_harness import FAST, REPO_ROOT, files_under, load_by_path, run_script
 
 reference_text = load_by_path("lt_cli_reference_text", REPO_ROOT / "cli" / "reference_text.py")
 
@@ -59,6 +59,33 @@ def test_a_reference_file_with_a_strength(tmp_path, run_launcher, scene_blend, t
     assert entry["model"] == str(adapter) and entry["revision"]
     images = inspect_blend(out)["images"]
     assert "wall.png" in images
+
+
+WITH_IMAGE = """
+import sys
+import bpy
+
+bpy.ops.wm.open_mainfile(filepath=sys.argv[-2])
+image = bpy.data.images.new("Wall Scan", 16, 16)
+image.pixels.foreach_set([0.2, 0.6, 0.3, 1.0] * 256)
+image.pack()
+image.use_fake_user = True
+bpy.ops.wm.save_as_mainfile(filepath=sys.argv[-1])
+"""
+
+
+def test_a_reference_image_of_the_blend_by_name(tmp_path, env, run_launcher, scene_blend, tiny_model, adapter):
+    blend = tmp_path / "with_image.blend"
+    done = run_script(WITH_IMAGE, str(scene_blend), str(blend), env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    textures = tmp_path / "textures"
+    done = run_launcher("generate", "--blend", str(blend), "--target", "image", "--prompt", "moss",
+                        "--model", str(tiny_model), *FAST, "--reference", "Wall Scan:0.3",
+                        "--reference-model", str(adapter), "--texture-dir", str(textures), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (png,) = files_under(textures)
+    entry = png_recipe(png)["reference"]
+    assert entry["image"] == "Wall Scan" and entry["strength"] == pytest.approx(0.3)
 
 
 BAD = {
