@@ -50,7 +50,7 @@ class _RecordingProcessor(ProcessorWrapper):
         text = text_states(encoder_hidden_states)
         if text is not None:
             self.recorder.record(attn, hidden_states, text)
-        return self.run_inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb, **kwargs)
+        return super().__call__(attn, hidden_states, encoder_hidden_states, attention_mask, temb, **kwargs)
 
 
 def _layer_size(tokens: int, height: int, width: int) -> tuple[int, int] | None:

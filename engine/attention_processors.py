@@ -49,18 +49,9 @@ class ProcessorWrapper(torch.nn.Module):
         temb: torch.Tensor | None = None,
         **kwargs: Any,
     ) -> torch.Tensor:
-        return self.run_inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb, **kwargs)
-
-    def run_inner(
-        self,
-        attn: Any,
-        hidden_states: torch.Tensor,
-        encoder_hidden_states: Any = None,
-        attention_mask: torch.Tensor | None = None,
-        temb: torch.Tensor | None = None,
-        **kwargs: Any,
-    ) -> torch.Tensor:
-        """The inner processor's output (``temb`` only where given: the sliced processor takes none)."""
+        """The inner processor's output; a subclass does its part and calls this (``temb`` is passed on only
+        where given: the sliced processor takes none). The explicit parameters are what ``Attention`` reads to
+        decide which extra keywords reach a processor."""
         if temb is not None:
             kwargs["temb"] = temb
         return self.inner(attn, hidden_states, encoder_hidden_states=encoder_hidden_states,

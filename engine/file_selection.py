@@ -27,6 +27,29 @@ def pickle_refusal(what: str) -> UnsafeModelFormatError:
     )
 
 
+def pick_weights_file(names: Iterable[str], where: str, *, what: str, allow_pickle: bool,
+                      preferred: str | None = None) -> str:
+    """The one weights file of a ``what`` (a LoRA, an IP-Adapter) among a folder's/repo's file names: at the top
+    level, ``preferred`` first, else the only ``.safetensors``; a pickle only when allowed and alone."""
+    top = [n for n in names if "/" not in n]
+    safe = sorted(n for n in top if n.lower().endswith(".safetensors"))
+    if preferred in safe:
+        return preferred
+    if len(safe) == 1:
+        return safe[0]
+    if len(safe) > 1:
+        raise EngineError(
+            f"{where} holds several .safetensors files ({', '.join(safe[:4])}); download the {what} you want "
+            "and choose that file."
+        )
+    pickled = sorted(n for n in top if n.lower().endswith(PICKLE_SUFFIXES))
+    if pickled and not allow_pickle:
+        raise pickle_refusal(f"The {what} in {where}")
+    if len(pickled) == 1:
+        return pickled[0]
+    raise ModelNotFoundError(f"{where} has no {what} weights file (.safetensors) at its top level.")
+
+
 def select_files(
     filenames: Iterable[str],
     index: dict[str, Any],

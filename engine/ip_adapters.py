@@ -100,21 +100,7 @@ def encoder_candidates(weights: str) -> list[str]:
 
 def _pick_adapter(names: list[str], where: str, allow_pickle: bool) -> str:
     """The adapter file among a folder's/repo's top-level file names."""
-    top = [n for n in names if "/" not in n]
-    safe = sorted(n for n in top if n.lower().endswith(".safetensors"))
-    if len(safe) == 1:
-        return safe[0]
-    if len(safe) > 1:
-        raise EngineError(
-            f"{where} holds several .safetensors files ({', '.join(safe[:4])}); choose the IP-Adapter file itself "
-            "for reference.model."
-        )
-    pickled = sorted(n for n in top if n.lower().endswith(file_selection.PICKLE_SUFFIXES))
-    if pickled and not allow_pickle:
-        raise file_selection.pickle_refusal(f"The IP-Adapter in {where}")
-    if len(pickled) == 1:
-        return pickled[0]
-    raise ModelNotFoundError(f"{where} has no IP-Adapter weights file (.safetensors) at its top level.")
+    return file_selection.pick_weights_file(names, where, what="IP-Adapter", allow_pickle=allow_pickle)
 
 
 def _encoder_files(names: set[str], folder: str, allow_pickle: bool, what: str) -> list[str]:
@@ -190,14 +176,14 @@ def resolve(
     try:
         found, encoder, _ = _choose(file_selection.folder_listing(folder), weights, allow_pickle, text)
     except ModelNotFoundError as error:
-        if hub.hub_offline(offline):  # an older download of the repo holds other files of it
-            caches = ", ".join(hub.lookup_caches(cache_dir, read_cache_dirs))
-            raise ModelNotFoundError(
-                f"The IP-Adapter {text} is not in the model caches ({caches}) and {hub.offline_reason(offline)}; "
-                "go online once so it can be downloaded (with its image encoder: about 2.5 GB), or choose an "
-                "IP-Adapter file on disk."
-            ) from error
-        raise
+        # A download would have brought the file (or said the repo lacks it): this is a cached snapshot holding
+        # other files of the repo (h94's usual case), used offline or because the hub could not be asked.
+        caches = ", ".join(hub.lookup_caches(cache_dir, read_cache_dirs))
+        reason = hub.offline_reason(offline) if hub.hub_offline(offline) else "huggingface.co could not be reached"
+        raise ModelNotFoundError(
+            f"The IP-Adapter {text} is not in the model caches ({caches}) and {reason}; go online so it can be "
+            "downloaded (with its image encoder: about 2.5 GB), or choose an IP-Adapter file on disk."
+        ) from error
     return AdapterFiles(folder / found, folder / encoder, text, revisions.snapshot_revision(folder) or "")
 
 

@@ -66,23 +66,8 @@ def file_sha256(path: Path) -> str:
 
 def _pick_file(names: list[str], where: str, allow_pickle: bool) -> str:
     """The LoRA file among a repo's/folder's top-level file names."""
-    top = [n for n in names if "/" not in n]
-    safe = [n for n in top if n.lower().endswith(".safetensors")]
-    if PREFERRED_FILE in safe:
-        return PREFERRED_FILE
-    if len(safe) == 1:
-        return safe[0]
-    if len(safe) > 1:
-        raise EngineError(
-            f"{where} holds several .safetensors files ({', '.join(sorted(safe)[:4])}); download the LoRA you want "
-            "and choose that file."
-        )
-    pickled = [n for n in top if n.lower().endswith(file_selection.PICKLE_SUFFIXES)]
-    if pickled and not allow_pickle:
-        raise file_selection.pickle_refusal(f"The LoRA in {where}")
-    if len(pickled) == 1:
-        return pickled[0]
-    raise ModelNotFoundError(f"{where} has no LoRA weights file (.safetensors) at its top level.")
+    return file_selection.pick_weights_file(names, where, what="LoRA", allow_pickle=allow_pickle,
+                                            preferred=PREFERRED_FILE)
 
 
 def resolve(

@@ -9,7 +9,10 @@ What is loaded where:
 * the UNet holds the adapter (diffusers' ``load_ip_adapter`` on the loaded pipeline, shared by every
   pipeline built from it) while requests have a reference; a request without one (or at strength 0, or on a
   pipeline that takes none) unloads it first: every UNet call needs image embeddings while it is loaded.
-  Loading and unloading never reload the base model; off after on gives the plain pixels exactly.
+  Loading and unloading never reload the base model; off after on gives the plain pixels exactly. Strength 0
+  loads nothing (no encoder pass; with attention slicing every layer keeps its slices); an adapter loaded at
+  scale 0 would give the same pixels (diffusers skips the image attention at 0, and the text attention is the
+  default processor's code: bit-identical latents in fp32 and bf16, tests/engine/test_engine_reference.py).
 * The engine's own attention processors go around diffusers' in one order (``attention_processors``): taken
   off -> ``load_ip_adapter`` -> ``set_ip_adapter_scale`` -> put back; taken off -> ``unload_ip_adapter`` ->
   exactly what was there before the load. A failed load is undone the same way (with the image encoder and

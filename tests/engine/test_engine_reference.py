@@ -338,3 +338,51 @@ def test_a_wrapper_of_ours_keeps_the_adapter_weights_in_the_unet_and_changes_not
         wrapped = denoise()
     torch.testing.assert_close(wrapped, unwrapped, rtol=0, atol=0)
     assert {k for k in pipe.unet.state_dict() if "to_k_ip" in k} == ip_keys
+
+
+def test_an_adapter_loaded_at_scale_zero_computes_exactly_the_plain_latents(
+    new_engine: Any, make_request: Any, reference: Any, tiny_sd_model: Path
+) -> None:
+    """Why strength 0 may run either way: diffusers skips the image attention at scale 0 and the text attention is
+    the default processor's code (the engine loads nothing at 0: no encoder pass, slicing kept everywhere)."""
+    import torch
+
+    engine = new_engine()
+    engine.generate(make_request(tiny_sd_model))
+    pipe = engine._model.base
+
+    def denoise(**extra: Any) -> Any:
+        return pipe("red brick wall", num_inference_steps=3, height=64, width=64, output_type="latent",
+                    generator=torch.Generator().manual_seed(7), **extra).images
+
+    plain = denoise()
+    engine.generate(make_request(tiny_sd_model, reference=reference(0)))
+    (embeds,) = engine.cache.newest("ip_adapter").embeddings.values()
+    pipe.set_ip_adapter_scale(0.0)
+    torch.testing.assert_close(denoise(ip_adapter_image_embeds=embeds), plain, rtol=0, atol=0)
+
+
+def test_a_cached_repo_with_pickles_beside_the_safetensors_resolves_to_the_safetensors(
+    engine_api: Any, tiny_models: Any, tiny_ip_adapter: Path, tmp_path: Path
+) -> None:
+    """h94/IP-Adapter ships .bin beside most .safetensors: only the safetensors are read (and downloaded)."""
+    import shutil
+
+    ip_adapters = importlib.import_module(engine_api.__name__ + ".ip_adapters")
+    repo = tmp_path / "repo"
+    shutil.copytree(tiny_ip_adapter.parent, repo / "models")
+    (repo / "models" / "ip-adapter_sd15.bin").write_bytes(b"not read")
+    (repo / "models" / "image_encoder" / "pytorch_model.bin").write_bytes(b"not read")
+    cache = tmp_path / "hub"
+    tiny_models.install_in_hf_cache(repo, cache, "h94/IP-Adapter", commit="f" * 40)
+    files = ip_adapters.resolve("", "SD1", allow_pickle=False, cache_dir=str(cache), offline=True)
+    assert files.weights.name == "ip-adapter_sd15.safetensors" and files.encoder.parts[-2:] == ("models",
+                                                                                                "image_encoder")
+    assert files.revision == "f" * 40 and files.name == "h94/IP-Adapter/models/ip-adapter_sd15.safetensors"
+    with pytest.raises(engine_api.UnsafeModelFormatError):
+        ip_adapters.resolve("h94/IP-Adapter/models/ip-adapter_sd15.bin", "SD1", allow_pickle=False,
+                            cache_dir=str(cache), offline=True)
+    # another adapter of a repo whose snapshot holds only some of it (h94's usual case), offline: named as missing
+    with pytest.raises(engine_api.ModelNotFoundError, match=r"ip-adapter_plus.safetensors is not in the model caches"):
+        ip_adapters.resolve("h94/IP-Adapter/models/ip-adapter_plus.safetensors", "SD1", allow_pickle=False,
+                            cache_dir=str(cache), offline=True)
