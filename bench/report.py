@@ -572,4 +572,8 @@ def render(results: dict[str, Any]) -> str:
         import color_match  # bench/color_match.py
 
         lines += color_match.render(sections["color_match"])
+    if "reference" in sections:
+        import reference_images  # bench/reference_images.py
+
+        lines += reference_images.render(sections["reference"])
     return "\n".join(lines).rstrip() + "\n"

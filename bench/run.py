@@ -38,6 +38,9 @@ every comparison a paired ratio measured in one process:
                   (bench/color_match.py), and each run's time over None's.
 16. ``maps``    - (issue 30) material maps: each map's cost at 768² against one generation, the peak RSS of a
                   full PBR run (bench/material_maps.py; --quick: tiny models).
+17. ``reference`` - (issue 31) a reference image's cost per generation (bench/reference_cost.py: plain / the
+                  same picture / a new picture, tiny model + tiny IP-Adapter) and SEQUENTIAL's view disagreement
+                  with and without View 1 as Reference, in a bpy child (bench/reference_images.py).
 
     python bench/run.py [--quick] [--sections engine,roofline,...] [--runs N]
                         [--model-dir DIR] [--out DIR] [--update]
@@ -78,6 +81,7 @@ import insight
 import layer_times
 import material_maps
 import model_scan
+import reference_images
 import report
 import roofline
 import sized_models
@@ -85,7 +89,7 @@ import timing
 import upscale
 
 SECTIONS = ("engine", "roofline", "few_step", "compile", "blender", "memory", "gpu", "geometry", "bake",
-            "controlnet", "insight", "scan", "upscale", "avx2", "color_match", "maps")
+            "controlnet", "insight", "scan", "upscale", "avx2", "color_match", "maps", "reference")
 _T0 = time.perf_counter()
 
 
@@ -454,6 +458,11 @@ def main(argv: list[str] | None = None) -> int:
                 results["sections"]["avx2"] = section_avx2(args, Path(scratch))
             if "color_match" in selected:
                 results["sections"]["color_match"] = section_color_match(models, args, Path(scratch))
+            if "reference" in selected:
+                log("reference: a reference image's cost per generation; SEQUENTIAL with/without view 1 as reference")
+                results["sections"]["reference"] = reference_images.measure(models.folder, quick=args.quick,
+                                                                            runs=max(args.runs, 5))
+                write(partial=True)
     finally:
         if scratch_owner is not None:
             scratch_owner.cleanup()

@@ -25,7 +25,7 @@ import numpy as np
 from ..dependencies.model_scan import FAMILY_LABELS
 from ..engine import EngineError, GenerationCancelled, GenerationResult
 from ..engine.families import native_size, smallest_grid_cell
-from ..engine.request import MIN_SIZE, ProgressEvent
+from ..engine.request import MIN_SIZE, ProgressEvent, ReferenceSpec
 from ..geometry import ViewCamera, grid, rasterize
 from ..geometry.sequential import render_texture, repaint_mask
 from . import object_color, object_maps, object_materials, results
@@ -71,6 +71,8 @@ class ObjectCapture:
     latent_views: list = field(default_factory=list)
     latent_bake: object = None  # ``geometry.latent_sync.LatentBake``
     tangent_frames: dict = field(default_factory=dict)  # Material Maps' normal: ``object_maps.capture_frames``
+    # SEQUENTIAL, View 1 as Reference: the later views' reference is view 1's result, at this (strength, model)
+    first_view_reference: tuple[float, str] | None = None
 
     def prepare(self, request, cancel_event=None):
         """The views, their passes and every mesh's texels (worker, numpy only); returns ``request`` with its
@@ -111,6 +113,10 @@ class ObjectResult:
     @property
     def seed(self) -> int:
         return self.generation.seed
+
+    @property
+    def recipe(self) -> dict:
+        return self.generation.recipe
 
     @property
     def ignored(self) -> list[str]:
@@ -248,6 +254,8 @@ def capture(context: bpy.types.Context, settings, plan: Plan, objects: list[bpy.
         plan.target_capture.color_space = object_color.perceptual_space()
     if plan.material_maps is not None and "NORMAL" in plan.material_maps.maps:
         plan.target_capture.tangent_frames = object_maps.capture_frames(surfaces, depsgraph)
+    if plan.reference is not None and plan.reference.recipe.get("first_view"):
+        plan.target_capture.first_view_reference = (settings.reference_strength, plan.reference.recipe["model"])
 
 
 def grid_request(request, grids: grid.GridPlan, passes: list[ViewPasses], group: int):
@@ -350,6 +358,8 @@ class ObjectJob(GenerationJob):
         first = None
         for index, passes in enumerate(captured.passes):
             request = self.request
+            if index and captured.first_view_reference is not None:
+                request = dataclasses.replace(request, reference=first_view_reference(first, captured))
             if index:
                 so_far = self.bake(captured, views)
                 image, mask = _render_so_far(captured, so_far, passes)
@@ -360,6 +370,8 @@ class ObjectJob(GenerationJob):
                                               strength=1.0, control_image=passes.control_image,
                                               seed=view_seed(first.seed, index))
             result = self.generate_part(engine, request, index + 1, count)
+            if first is not None and "reference" in result.recipe:  # the adapter the later views used
+                first.recipe.setdefault("reference", result.recipe["reference"])
             first = first or result
             view = result.image[..., :3]
             if index and captured.color_match != "NONE":  # matched to the bake so far where it repainted
@@ -367,6 +379,13 @@ class ObjectJob(GenerationJob):
                                                     so_far, passes, view, mask)
             views.append(view)
         return first, views
+
+
+def first_view_reference(first: GenerationResult, captured: ObjectCapture) -> ReferenceSpec:
+    """View 1's result as the reference of a later SEQUENTIAL view (View 1 as Reference)."""
+    strength, model = captured.first_view_reference
+    image = np.ascontiguousarray(np.clip(first.image[..., :3], 0.0, 1.0), dtype=np.float32)
+    return ReferenceSpec(image=image, strength=strength, model=model)
 
 
 def view_seed(seed: int, index: int) -> int:

@@ -14,7 +14,7 @@ from typing import Callable
 import bpy
 
 from ..preferences import get_preferences
-from . import insight, pbr_maps_writer, requests
+from . import insight, pbr_maps_writer, reference, requests
 from .job import current_job
 
 
@@ -35,6 +35,7 @@ class Plan:
     mask_name: str | None = None  # INPAINT: the mask Image used (None: the source's alpha)
     recorder: object = None  # engine.insight.InsightRecorder when the filmstrip / attention maps are asked for
     preview_decoder: str = "LINEAR"  # the preference "Live Preview"
+    reference: object = None  # reference.Reference: the image prompt and its recipe entry (None: no reference)
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,7 @@ def prepare(context: bpy.types.Context, target: Target, *, place_result: bool = 
     request = requests.request_from_settings(settings)
     requests.validate_settings(request)
     plan = Plan(request, requests.options_from_preferences(context), settings.target)
+    reference.plan_reference(settings, plan)
     plan.recorder = insight.recorder_from_settings(settings) if place_result else None
     if plan.recorder is not None and target.no_insight:
         plan.recorder = None

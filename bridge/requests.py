@@ -121,6 +121,8 @@ def upscale_after_generate(settings, request: GenerationRequest, options: Engine
         noise_level=settings.upscale_noise_level,
         loras=request.loras,
     )
+    # Tiled Diffusion: every tile follows the generation's reference; the x4 upscaler says it takes none
+    upscale.reference = request.reference
     upscale.validate()
     check_upscale_models(upscale, options)
     return upscale

@@ -16,7 +16,7 @@ from typing import Callable
 
 import bpy
 
-from . import insight, pbr_maps_writer, preview, results
+from . import insight, pbr_maps_writer, preview, reference, results
 from .job import GenerationJob, JobEvent, current_job, set_current_job
 from .plan import Plan, find_object
 
@@ -93,6 +93,7 @@ class GenerationRun:
             self.reports.append(("WARNING", "Generation cancelled: nothing was changed"))
             return "CANCELLED"
         result = final.payload
+        reference.add_to_recipe(result.recipe, getattr(self.plan, "reference", None))
         settings = context.scene.latent_textures
         changes = results.Changes()
         try:
@@ -185,7 +186,9 @@ class GenerationRun:
     def release_arrays(self) -> None:
         # A copy without the source image: a cancelled worker may still be reading the original.
         self.plan.request = dataclasses.replace(self.plan.request, init_image=None, control_image=None,
-                                                mask_image=None)
+                                                mask_image=None, reference=None)
+        if getattr(self.plan, "reference", None) is not None:
+            self.plan.reference.spec = None  # the picture's pixels; its recipe entry is small
         if self.plan.recorder is not None:
             self.plan.recorder.release()
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from ..engine import UpscaleRequest
 from ..engine.upscale import check_tile_size
-from . import pixels, requests, results
+from . import pixels, reference, requests, results
 from .plan import check_engine_packages, check_no_job_running
 from .run import GenerationRun
 
@@ -34,6 +34,7 @@ class UpscalePlan:
     replace_in_materials: bool
     notes: list[str] = field(default_factory=list)
     recorder: object = None  # an upscale records no filmstrip or attention maps
+    reference_recipe: dict = field(default_factory=dict)  # the tiles' reference image: the recipe's upscale.reference
 
 
 def source_recipe(image: bpy.types.Image) -> dict:
@@ -95,10 +96,23 @@ def prepare(context: bpy.types.Context, image_name: str, factor: int, seamless: 
         noise_level=noise_level,
         loras=requests.loras_from_settings(settings),
     )
+    reference_recipe = upscale_reference(settings, request)
     request.validate()
     options = requests.options_from_preferences(context)
     requests.check_upscale_models(request, options)
-    return UpscalePlan(request, options, image.name, recipe, replace_in_materials, notes)
+    return UpscalePlan(request, options, image.name, recipe, replace_in_materials, notes,
+                       reference_recipe=reference_recipe)
+
+
+def upscale_reference(settings, request: UpscaleRequest) -> dict:
+    """The scene's Reference Image on ``request``: Tiled Diffusion's tiles follow it; the x4 upscaler takes none,
+    which the engine reports and records. Returns what Blender adds to the recipe's ``upscale.reference`` (the
+    picture's name and hash; {}: no reference). A picture without pixels raises ValueError before anything runs."""
+    if settings.reference_image is None:
+        return {}
+    read = reference.reference_from_settings(settings)
+    request.reference = read.spec
+    return read.recipe
 
 
 
@@ -117,7 +131,7 @@ class UpscaleRun(GenerationRun):
         return replace_in_materials(self.plan, image)
 
     def release_arrays(self) -> None:
-        self.plan.request = dataclasses.replace(self.plan.request, image=None)
+        self.plan.request = dataclasses.replace(self.plan.request, image=None, reference=None)
 
 
 def create_image(changes: results.Changes, plan: UpscalePlan, result) -> bpy.types.Image:
@@ -125,6 +139,12 @@ def create_image(changes: results.Changes, plan: UpscalePlan, result) -> bpy.typ
     recipe = dict(plan.source_recipe)
     recipe.update(result.recipe)
     recipe["upscale"] = dict(result.recipe["upscale"], source=plan.source_name)
+    if plan.reference_recipe:  # the tiles': the source's own reference (what made it) stays the recipe's
+        reference.add_to_recipe(recipe["upscale"], reference.Reference(None, plan.reference_recipe))
+        if "reference" in plan.source_recipe:
+            recipe["reference"] = plan.source_recipe["reference"]
+        else:
+            recipe.pop("reference", None)
     image = changes.new_image(f"{plan.source_name} x{plan.request.factor}", result.image)
     image[results.RECIPE_PROPERTY] = recipe
     image.pack()

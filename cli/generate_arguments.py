@@ -6,7 +6,7 @@ import argparse
 
 from ..properties.image import MODE_ITEMS, SEAMLESS_ITEMS, SOURCE_ITEMS, TARGET_ITEMS
 from ..properties.sampling import SCHEDULER_ITEMS
-from . import conditioning, material_maps, whole_object
+from . import conditioning, material_maps, reference, whole_object
 from .arguments import add_command, check_sampling_numbers, choice_help, choices, parse_seed, scene_default, upper
 
 
@@ -93,6 +93,7 @@ def add_generate_command(commands, prog: str) -> argparse.ArgumentParser:
                                f"(default: {scene_default('target')})")
 
     conditioning.add_arguments(generate)
+    reference.add_arguments(generate)
     insight = generate.add_argument_group("insight (docs/insight.md)")
     insight.add_argument("--filmstrip", action="store_true",
                          help="also record the denoising filmstrip: a contact sheet of every step, packed in the "
@@ -112,7 +113,8 @@ def add_generate_command(commands, prog: str) -> argparse.ArgumentParser:
 
 
 def check_numbers(args) -> None:
-    """``generate``'s numbers: sampling, conditioning and Whole Object."""
+    """``generate``'s numbers: sampling, conditioning, the reference image and Whole Object."""
     check_sampling_numbers(args)
     conditioning.check_numbers(args)
+    reference.check_numbers(args)
     whole_object.check_numbers(args)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import bpy
 
-from . import arguments, conditioning, material_maps, whole_object
+from . import arguments, conditioning, material_maps, reference, whole_object
 from .errors import CommandError, UsageError, operator_message
 from .images import image_argument
 from .models import online, preferences
@@ -59,6 +59,7 @@ def plan_generation(args, context, cache_dir: str, file_prompts: list[str] | Non
     conditioning.apply(args, context, preferences().allow_pickle)
     whole_object.apply(args, context)
     material_maps.apply(args, settings)
+    reference.apply(args, context)
     objects = _target_objects(args, context, settings.target)
     if settings.target == "MATERIAL":
         jobs = [Job(prompt, [name]) for prompt in prompts for name in objects]

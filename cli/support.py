@@ -50,6 +50,8 @@ def recipe_digest(recipe: dict[str, Any], source: str | None = None) -> str:
             key["color_match"] = recipe["color_match"]
     if source is not None:
         key["source"] = source
+    if recipe.get("reference"):  # only then: the names of runs without a reference stay as they were
+        key["reference"] = recipe["reference"]
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:8]
 
 

@@ -65,6 +65,12 @@ class LATENT_TEXTURES_OT_use_image_settings(bpy.types.Operator):
                 skipped.append(f"{name}={recipe[name]!r}")
         if "seed" in used:
             settings.use_random_seed = False  # the recipe's seed, or the image is not the same
+        from ..bridge.reference import restore_from_recipe
+
+        reference_used, reference_warnings = restore_from_recipe(settings, recipe)
+        used += reference_used
+        for warning in reference_warnings:
+            self.report({"WARNING"}, f"'{image.name}': {warning}")
         if skipped:
             self.report({"WARNING"}, f"Not used from '{image.name}' (this version does not have them): "
                         + ", ".join(skipped))

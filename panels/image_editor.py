@@ -22,6 +22,7 @@ class IMAGE_PT_latent_textures(LatentTexturesPanel, bpy.types.Panel):
 
 
 # The model and LoRA lists are set up in the 3D View; the Image Editor shows what works on an image.
-SECTIONS = tuple(section for section in SECTIONS_3D if section[0] in ("sampling", "control", "upscale", "material_maps", "insight"))
+SECTIONS = tuple(section for section in SECTIONS_3D
+                 if section[0] in ("sampling", "control", "reference", "upscale", "material_maps", "insight"))
 
 classes = (IMAGE_PT_latent_textures, *sub_panels("IMAGE", "IMAGE_EDITOR", SECTIONS))

@@ -2,7 +2,7 @@
 
 import bpy
 
-from . import common
+from . import common, reference
 from .material_maps import draw_material_maps
 
 
@@ -48,6 +48,7 @@ SECTIONS = (
     ("model", "Model", common.draw_model),
     ("control", "Control", common.draw_control),
     ("loras", "LoRAs", common.draw_loras),
+    ("reference", "Reference", reference.draw_reference),
     ("upscale", "Upscale", common.draw_upscale),
     ("material_maps", "Material Maps", draw_material_maps),
     ("insight", "Insight", common.draw_insight),

@@ -16,6 +16,7 @@ from .loras import LatentTexturesLora, LoraSettings
 from .material_maps import MaterialMapsSettings
 from .model import ModelSettings
 from .prompt import PromptSettings
+from .reference import ReferenceSettings
 from .sampling import SamplingSettings
 from .upscale import UpscaleSettings
 from .whole_object import WholeObjectSettings
@@ -25,6 +26,7 @@ class LatentTexturesSettings(
     InsightSettings,
     MaterialMapsSettings,
     UpscaleSettings,
+    ReferenceSettings,
     LoraSettings,
     ControlSettings,
     ModelSettings,

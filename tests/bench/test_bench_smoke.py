@@ -28,11 +28,13 @@ SECTION_GROUPS = {
     "upscale": ("upscale",),
     "color_match": ("color_match",),
     "maps": ("maps",),
+    "reference": ("reference",),
 }
 HEADINGS = {"engine": "## 1. Engine vs raw", "roofline": "## 2. UNet step roofline", "few_step": "## 3. Few-step path",
             "blender": "## 6. Memory", "gpu": "## 7. GPU", "geometry": "## 8. Depth/normal images",
             "bake": "## 9. Whole-object bake", "controlnet": "## 10. ControlNet overhead",
-            "color_match": "## Color Match between views", "maps": "## Material maps (issue 30)"}
+            "color_match": "## Color Match between views", "maps": "## Material maps (issue 30)",
+            "reference": "## Reference images (issue 31)"}
 
 
 def run_quick(out: Path, *arguments: str) -> dict:
@@ -121,8 +123,17 @@ def check_maps(results: dict) -> None:
     assert all(ratio > 0 for ratio in maps["over_one_generation"].values())
 
 
+def check_reference(results: dict) -> None:
+    cost = results["sections"]["reference"]["cost"]
+    assert set(cost["per_image_s"]) == {"plain", "reference", "new picture"}
+    assert all(value > 0 for value in cost["per_step_ms"].values())
+    assert set(cost["ratio_per_image"]) == {"reference", "new picture"} and cost["switch_back_on_ms"] > 0
+    sequential = results["sections"]["reference"]["sequential_view_disagreement"]
+    assert sequential["without"] > 0 and sequential["with view 1 as reference"] > 0
+
+
 CHECKS = {"engine": check_engine, "roofline": check_roofline, "blender": check_blender, "gpu": check_gpu,
-          "upscale": check_upscale, "color_match": check_color_match, "maps": check_maps}
+          "upscale": check_upscale, "color_match": check_color_match, "maps": check_maps, "reference": check_reference}
 
 
 @pytest.mark.parametrize("group", sorted(SECTION_GROUPS))
