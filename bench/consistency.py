@@ -164,7 +164,7 @@ class SyncRecorder:
         (texels,) = self.bake.meshes  # one mesh per bench scene
         return {"latent_texel": latent_sync.texel_disagreement(self.views, latents),
                 "latent_gather": latent_sync.view_disagreement(texels, views, self.bake.settings),
-                "latent_mean_abs": float(np.abs(latents).mean())}
+                "latent_mean_abs": float(np.abs(latents).mean()), "latent_max_abs": float(np.abs(latents).max())}
 
 
 def run_method(bpy: Any, addon: str, obj: Any, method: str, fraction: float | None) -> dict[str, Any]:
@@ -193,16 +193,17 @@ def run_method(bpy: Any, addon: str, obj: Any, method: str, fraction: float | No
 
 
 def measure(bpy: Any, addon: str, *, model: str, controlnet: str, meshes: tuple[str, ...] = MESHES,
-            view_counts: tuple[int, ...] = (6, 8), size: int = 256, steps: int = 10, texture_size: int = 512,
+            view_counts: tuple[int, ...] = (6, 8), size: int = 128, steps: int = 8, texture_size: int = 512,
             runs: int = 1, log: Any = print) -> dict[str, Any]:
     """Every method on every mesh and view count: ``cases[mesh][views][label]``, wall time the median of ``runs``
     (the metric is the same every run: same seed, bit-identical on the CPU)."""
     out: dict[str, Any] = {"size": size, "steps": steps, "texture_size": texture_size, "seed": SEED,
                            "scheduler": None, "runs": runs, "cases": {}}
-    obj = scene(bpy, meshes[0])
-    configure(bpy.context.scene.latent_textures, model=model, controlnet=controlnet, views=view_counts[0],
-              size=size, steps=steps, texture_size=texture_size)
-    run_method(bpy, addon, obj, "GRID", None)  # warm-up: the model and ControlNet loaded, nothing timed
+    for _, method, fraction in METHODS:  # warm-up: each method's pipelines loaded and run once, nothing kept
+        obj = scene(bpy, meshes[0])
+        configure(bpy.context.scene.latent_textures, model=model, controlnet=controlnet, views=view_counts[0],
+                  size=size, steps=steps, texture_size=texture_size)
+        run_method(bpy, addon, obj, method, fraction)
     for mesh in meshes:
         for views in view_counts:
             case: dict[str, Any] = {}

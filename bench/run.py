@@ -34,6 +34,11 @@ every comparison a paired ratio measured in one process:
                   (bench/isa_limit.py): the other machine kind's code paths, as shares of the sgemm rate
                   measured under the same limit. Skipped without AVX-512 (there section 2 is AVX2 itself).
 
+15. ``consistency`` - (issue 29) in a bpy process: how much a Whole Object run's views disagree about the surface
+                  (kept view images compared where both see it) for GRID, SEQUENTIAL and SYNC at Sync Fraction 1.0
+                  and 0.8, on Suzanne and a cube with 6 and 8 views, through the real operator; each run's wall
+                  time; SYNC's latent disagreement (bench/consistency.py).
+
     python bench/run.py [--quick] [--sections engine,roofline,...] [--runs N]
                         [--model-dir DIR] [--out DIR] [--update]
 
@@ -64,6 +69,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))  # run as a script: bench/ holds the helper modules
 
+import consistency
 import controlnet_overhead
 import engine_vs_raw
 import few_step
@@ -79,7 +85,7 @@ import timing
 import upscale
 
 SECTIONS = ("engine", "roofline", "few_step", "compile", "blender", "memory", "gpu", "geometry", "bake",
-            "controlnet", "insight", "scan", "upscale", "avx2")
+            "controlnet", "insight", "scan", "upscale", "avx2", "consistency")
 _T0 = time.perf_counter()
 
 
@@ -283,6 +289,15 @@ def section_bake(args: argparse.Namespace) -> dict[str, Any]:
     return object_bake.measure(size=2048, views=8, view_size=512, runs=max(args.runs - 1, 3))
 
 
+def section_consistency(models: Models, args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
+    log("consistency: Whole Object views' disagreement per method, through the operator in a bpy process")
+    controlnet = controlnet_overhead.build_controlnet(models.folder / "tiny-controlnet", models.tiny)
+    path = scratch / "consistency.json"
+    command = [sys.executable, str(BENCH / "consistency.py"), "--out", str(path), "--tiny-model", str(models.tiny),
+               "--controlnet", str(controlnet)] + (["--quick"] if args.quick else [])
+    return _run_json(command, path, 3600)
+
+
 def section_gpu(models: Models, args: argparse.Namespace) -> dict[str, Any]:
     reason = gpu.skip_reason()
     if reason is not None and not args.gpu_dry_run:
@@ -429,6 +444,9 @@ def main(argv: list[str] | None = None) -> int:
                 log("upscale: tiled redraw vs one untiled img2img, and the blend alone")
                 results["sections"]["upscale"] = upscale.run(models.folder, args.quick,
                                                              None if args.quick else models.sd15)
+                write(partial=True)
+            if "consistency" in selected:
+                results["sections"]["consistency"] = section_consistency(models, args, Path(scratch))
                 write(partial=True)
             if "avx2" in selected:
                 results["sections"]["avx2"] = section_avx2(args, Path(scratch))
