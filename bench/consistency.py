@@ -176,12 +176,12 @@ def run_method(bpy: Any, addon: str, obj: Any, method: str, fraction: float | No
         settings.sync_fraction = fraction
     before = set(bpy.data.images)
     with SyncRecorder(addon) as recorder:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         if bpy.ops.latent_textures.generate() != {"FINISHED"}:
             raise RuntimeError(f"{method}: Generate did not finish")
-        wall = time.perf_counter() - start
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     result = settings.result_image
-    row: dict[str, Any] = {"wall_s": round(wall, 3), "decoded": decoded_disagreement(bpy, addon, result, [obj]),
+    row: dict[str, Any] = {"wall_s": round(wall, 3), "cpu_s": round(cpu, 3), "decoded": decoded_disagreement(bpy, addon, result, [obj]),
                            "view_size": result["latent_textures"]["views"][0]["width"]}
     if method == "SYNC":
         row.update(recorder.disagreement(addon))
@@ -216,13 +216,16 @@ def measure(bpy: Any, addon: str, *, model: str, controlnet: str, meshes: tuple[
                               texture_size=texture_size)
                     out["scheduler"] = settings.scheduler
                     rows.append(run_method(bpy, addon, obj, method, fraction))
-                row = dict(rows[0], wall_s=round(statistics.median(r["wall_s"] for r in rows), 3))
-                log(f"consistency: {mesh}, {views} views, {label}: decoded {row['decoded']:.4f}, {row['wall_s']} s")
+                row = dict(rows[0], wall_s=round(statistics.median(r["wall_s"] for r in rows), 3),
+                           cpu_s=round(statistics.median(r["cpu_s"] for r in rows), 3))
+                log(f"consistency: {mesh}, {views} views, {label}: decoded {row['decoded']:.4f}, {row['wall_s']} s "
+                    f"(CPU {row['cpu_s']} s)")
                 case[label] = row
             grid = case["GRID"]
             for row in case.values():
                 row["decoded_over_grid"] = round(row["decoded"] / grid["decoded"], 3)
                 row["wall_over_grid"] = round(row["wall_s"] / grid["wall_s"], 2)
+                row["cpu_over_grid"] = round(row["cpu_s"] / grid["cpu_s"], 2)
             out["cases"].setdefault(mesh, {})[str(views)] = case
     return out
 
@@ -237,13 +240,14 @@ def render(section: dict[str, Any]) -> list[str]:
          f"{section['size']}², {section['steps']} steps, {section['scheduler']}, seed {section['seed']}, texture "
          f"{section['texture_size']}². **decoded**: the mean absolute disagreement (0..1) of every pair of kept "
          "view images over the texels both see (`geometry.latent_sync.view_disagreement`: each view gathered alone "
-         "with the bake's rules); **/GRID**: the same as a share of GRID's; wall time of the whole Generate "
-         f"(median of {section['runs']}) and its ratio to GRID's. GRID's views are its grid cells (smaller than "
+         "with the bake's rules); **/GRID**: the same as a share of GRID's; wall and CPU time (this process, all "
+         f"threads) of the whole Generate (median of {section['runs']}) and the CPU time's ratio to GRID's (on a "
+         "shared machine wall time follows the load; CPU time much less). GRID's views are its grid cells (smaller than "
          "Size), SEQUENTIAL's and SYNC's are Size × Size."),
         "",
-        "| mesh | views | method | view px | decoded | /GRID | wall s | /GRID | SYNC latents: same texel | "
-        "bilinear | mean abs latent |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| mesh | views | method | view px | decoded | /GRID | wall s | CPU s | CPU /GRID | SYNC latents: same "
+        "texel | bilinear | mean abs latent |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for mesh, by_views in section["cases"].items():
         for views, case in by_views.items():
@@ -251,7 +255,8 @@ def render(section: dict[str, Any]) -> list[str]:
                 latent = ("| — | — | — |" if "latent_texel" not in row else
                           f"| {row['latent_texel']:.2e} | {row['latent_gather']:.3f} | {row['latent_mean_abs']:.3f} |")
                 lines.append(f"| {mesh} | {views} | {label} | {row['view_size']} | {row['decoded']:.4f} | "
-                             f"{row['decoded_over_grid']:.2f} | {row['wall_s']:.2f} | {row['wall_over_grid']:.2f} "
+                             f"{row['decoded_over_grid']:.2f} | {row['wall_s']:.2f} | {row['cpu_s']:.2f} | "
+                             f"{row['cpu_over_grid']:.2f} "
                              + latent)
     lines += [
         "",

@@ -42,11 +42,12 @@ def test_synchronised_views_agree_exactly_in_latent_space_and_closer_than_grid_d
 
     Decoded, the views still disagree (bench/consistency.py says why: the VAE decodes in screen space, each
     pixel from its latent's neighbourhood, and the random decoder turns latents into pixel noise). Measured
-    here: GRID 0.123, SYNC 0.088 - a ratio of 0.72 (0.73 in the bench's smoke run at 2 steps, 0.5-0.8 over
-    the bench's meshes and view counts). The bound 0.9 is the largest ratio the bench measured plus a
-    margin for other CPUs: these figures are means over thousands of texels of deterministic fp32 runs, which
-    other CPU kinds change in the last bits of each value, not by tenths of the ratio; GRID itself never comes
-    near (each view is painted without knowing the others)."""
+    here: GRID 0.126, SYNC 0.098, a ratio of 0.78; the bench's cases gave 0.70-0.78 (bench/results.md,
+    section 15). The bound 0.9 leaves 0.12 above the largest: the figures are means over thousands of texels
+    of fixed-seed runs, and another CPU kind (or its bf16 path) changes each value in its last bits or by a
+    fraction of a percent, which moves such a mean by about a hundredth, not by tenths; GRID comes nowhere
+    near agreeing (each of its views is painted without knowing the others), so a SYNC that stopped
+    synchronising (ratio about 1) fails."""
     grid = _run("GRID", None, tiny_sd_model, tiny_controlnet)
     synced = _run("SYNC", 1.0, tiny_sd_model, tiny_controlnet)
     print({"grid": grid["decoded"], "sync": synced["decoded"], "latent_texel": synced["latent_texel"],
