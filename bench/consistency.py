@@ -23,7 +23,8 @@ installed from here around the add-on's ``Engine.generate_sync`` and ``decoding.
   fraction 0.8 lets the views drift again;
 - ``latent_gather``: ``view_disagreement`` of the latents at latent size with the latent bake's settings
   (bilinear, like ``decoded``): not 0 even at 1.0, because the latent texture is finer than the views' latent
-  pixels and each view reads it at its own sample points (resampling).
+  pixels and each view reads it at its own sample points (resampling); large with random weights, whose x0 is
+  white noise from one latent pixel to the next.
 
 Why the decoded SYNC views still disagree: the VAE decodes each view in screen space - every 8 x 8 block of
 pixels comes from its latent pixel *and its neighbours* (background, silhouettes, and texels seen by one view
@@ -265,7 +266,9 @@ def render(section: dict[str, Any]) -> list[str]:
          "per texel into every view and DPM++ 2M's last step is the synchronised x0, so it is 0 at fraction 1.0; "
          "the unsynchronised tail of 0.8 lets the views drift again. **bilinear** gathers the latents like the "
          "decoded metric does: the latent texture is finer than a view's latent pixels and each view samples it "
-         "at its own points (resampling), so even 1.0 is not 0 there."),
+         "at its own points (resampling), so even 1.0 is not 0 there - and with random weights it is large, "
+         "because the random UNet's x0 is white noise from one latent pixel to the next: two grids sampling it "
+         "half a pixel apart differ by about as much as the values (a trained model predicts a smooth x0)."),
         "",
         ("Why decoded SYNC is not 0: the VAE decodes each view in screen space - each 8×8 pixel block comes from "
          "its latent pixel and its neighbours (background, silhouettes and texels only one view sees differ "

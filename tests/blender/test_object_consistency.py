@@ -42,8 +42,9 @@ def test_synchronised_views_agree_exactly_in_latent_space_and_closer_than_grid_d
 
     Decoded, the views still disagree (bench/consistency.py says why: the VAE decodes in screen space, each
     pixel from its latent's neighbourhood, and the random decoder turns latents into pixel noise). Measured
-    here: GRID 0.126, SYNC 0.098, a ratio of 0.78; the bench's cases gave 0.70-0.78 (bench/results.md,
-    section 15). The bound 0.9 leaves 0.12 above the largest: the figures are means over thousands of texels
+    here: GRID 0.126, SYNC 0.098, a ratio of 0.78 (the bench's cases, bench/results.md section 15: 0.70-0.88,
+    the highest for the cube's 8 views, which share little surface, obliquely). The bound 0.9 leaves 0.12
+    above this test's own figure: the figures are means over thousands of texels
     of fixed-seed runs, and another CPU kind (or its bf16 path) changes each value in its last bits or by a
     fraction of a percent, which moves such a mean by about a hundredth, not by tenths; GRID comes nowhere
     near agreeing (each of its views is painted without knowing the others), so a SYNC that stopped
