@@ -106,6 +106,11 @@ def summary(results: dict[str, Any]) -> dict[str, Any]:
         out["controlnet_step_time_over_plain"] = {
             f"{c['model']} {c['size']}x{c['size']}": c["ratio_per_step"] for c in controlnet["cases"]
         }
+    consistency = sections.get("consistency")
+    if consistency and "cases" in consistency:
+        out["whole_object_decoded_disagreement_over_grid"] = {
+            f"{mesh} {views} views": {label: row["decoded_over_grid"] for label, row in case.items()}
+            for mesh, by_views in consistency["cases"].items() for views, case in by_views.items()}
     return out
 
 
@@ -562,6 +567,10 @@ def render(results: dict[str, Any]) -> str:
         import upscale  # bench/upscale.py
 
         lines += upscale.render(sections["upscale"])
+    if "consistency" in sections:
+        import consistency  # bench/consistency.py
+
+        lines += consistency.render(sections["consistency"])
     if "maps" in sections:
         import material_maps  # bench/material_maps.py
 

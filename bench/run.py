@@ -33,14 +33,19 @@ every comparison a paired ratio measured in one process:
 14. ``avx2``    - (issue 14) the fp32 UNet step, packed (the engine's default), eager and compiled, on this CPU held to AVX2 in a child process
                   (bench/isa_limit.py): the other machine kind's code paths, as shares of the sgemm rate
                   measured under the same limit. Skipped without AVX-512 (there section 2 is AVX2 itself).
-15. ``color_match`` - (issue 31) Whole Object views' disagreement on shared surface, GRID and SEQUENTIAL, with
+15. ``consistency`` - (issue 29) in a bpy process: how much a Whole Object run's views disagree about the surface
+                  (kept view images compared where both see it) for GRID, SEQUENTIAL and SYNC at Sync Fraction 1.0
+                  and 0.8, on Suzanne and a cube with 6 and 8 views, through the real operator; each run's wall
+                  time; SYNC's latent disagreement (bench/consistency.py).
+16. ``color_match`` - (issue 31) Whole Object views' disagreement on shared surface, GRID and SEQUENTIAL, with
                   Color Match None / Reinhard / Histogram, same seeds, tiny model, in a bpy process
                   (bench/color_match.py), and each run's time over None's.
-16. ``maps``    - (issue 30) material maps: each map's cost at 768² against one generation, the peak RSS of a
+17. ``maps``    - (issue 30) material maps: each map's cost at 768² against one generation, the peak RSS of a
                   full PBR run (bench/material_maps.py; --quick: tiny models).
-17. ``reference`` - (issue 31) a reference image's cost per generation (bench/reference_cost.py: plain / the
+18. ``reference`` - (issue 31) a reference image's cost per generation (bench/reference_cost.py: plain / the
                   same picture / a new picture, tiny model + tiny IP-Adapter) and SEQUENTIAL's view disagreement
                   with and without View 1 as Reference, in a bpy child (bench/reference_images.py).
+
 
     python bench/run.py [--quick] [--sections engine,roofline,...] [--runs N]
                         [--model-dir DIR] [--out DIR] [--update]
@@ -72,6 +77,7 @@ from typing import Any
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))  # run as a script: bench/ holds the helper modules
 
+import consistency
 import controlnet_overhead
 import engine_vs_raw
 import few_step
@@ -89,7 +95,7 @@ import timing
 import upscale
 
 SECTIONS = ("engine", "roofline", "few_step", "compile", "blender", "memory", "gpu", "geometry", "bake",
-            "controlnet", "insight", "scan", "upscale", "avx2", "color_match", "maps", "reference")
+            "controlnet", "insight", "scan", "upscale", "avx2", "consistency", "color_match", "maps", "reference")
 _T0 = time.perf_counter()
 
 
@@ -293,6 +299,15 @@ def section_bake(args: argparse.Namespace) -> dict[str, Any]:
     return object_bake.measure(size=2048, views=8, view_size=512, runs=max(args.runs - 1, 3))
 
 
+def section_consistency(models: Models, args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
+    log("consistency: Whole Object views' disagreement per method, through the operator in a bpy process")
+    controlnet = controlnet_overhead.build_controlnet(models.folder / "tiny-controlnet", models.tiny)
+    path = scratch / "consistency.json"
+    command = [sys.executable, str(BENCH / "consistency.py"), "--out", str(path), "--tiny-model", str(models.tiny),
+               "--controlnet", str(controlnet)] + (["--quick"] if args.quick else [])
+    return _run_json(command, path, 3600)
+
+
 def section_gpu(models: Models, args: argparse.Namespace) -> dict[str, Any]:
     reason = gpu.skip_reason()
     if reason is not None and not args.gpu_dry_run:
@@ -449,6 +464,8 @@ def main(argv: list[str] | None = None) -> int:
                 results["sections"]["upscale"] = upscale.run(models.folder, args.quick,
                                                              None if args.quick else models.sd15)
                 write(partial=True)
+            if "consistency" in selected:
+                results["sections"]["consistency"] = section_consistency(models, args, Path(scratch))
             if "maps" in selected:
                 log("maps: every material map against one generation, and the peak RSS of a full PBR run")
                 results["sections"]["maps"] = material_maps.run(models.folder, args.quick,

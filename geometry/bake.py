@@ -385,7 +385,11 @@ def finish_texture(texels: SurfaceTexels, gathered: GatheredTexels) -> np.ndarra
     size = texels.size
     texture = np.zeros((size * size, colour.shape[1]), dtype=np.float32)
     texture[texels.index] = colour
-    return pad_gutter(texture.reshape(size, size, -1), texels.mask)
+    # Fill and gutter are weighted means of the seen colours, so within their range - but the float32 means
+    # round up to 2 ulps past it (1 + 2.4e-7 from views that are all 1.0), which the engine refuses as the
+    # init image SEQUENTIAL draws from the texture so far: clip to the range the views gave.
+    seen = gathered.colour[gathered.seen]
+    return np.clip(pad_gutter(texture.reshape(size, size, -1), texels.mask), seen.min(axis=0), seen.max(axis=0))
 
 
 def bake_texture(texels: SurfaceTexels, views: list[BakeView],

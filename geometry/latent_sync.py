@@ -224,3 +224,34 @@ def view_disagreement(texels: list[SurfaceTexels], views: list[BakeView],
     if count == 0:
         raise ValueError("views share no surface: nothing to compare")
     return total / count
+
+
+def texel_disagreement(views: list[LatentView], latents: np.ndarray) -> float:
+    """How much the views' latents disagree where SYNC's own correspondence says they see the same surface: for
+    every pair of views, the mean absolute difference of their ``latents`` ((V, C, h, w), as the pipeline makes
+    them) at the latent pixels that read the same texel (nearest lookup, ``LatentView.texel``), over every
+    channel. Synchronised steps render one value per texel into every view, so this is 0 after them; the
+    bilinear ``view_disagreement`` of the same latents also counts the resampling between the views' grids."""
+    latents = np.asarray(latents, dtype=np.float32)
+    if latents.ndim != 4 or latents.shape[0] != len(views):
+        raise ValueError(f"latents must be (views={len(views)}, C, h, w); got {latents.shape}")
+    if len(views) < 2:
+        raise ValueError(f"views must hold at least two views; got {len(views)}")
+    reads = []
+    for view, values in zip(views, latents):
+        if view.texel.shape != values.shape[1:]:
+            raise ValueError(f"latents must be at the views' latent size {view.texel.shape}; got {values.shape[1:]}")
+        visible = view.texel >= 0
+        texel = view.texel[visible]
+        order = np.argsort(texel, kind="stable")
+        reads.append((texel[order], values[:, visible][:, order]))  # (texels sorted,), (C, texels)
+    total, count = 0.0, 0
+    for first in range(len(reads)):
+        for second in range(first + 1, len(reads)):
+            (texel_a, values_a), (texel_b, values_b) = reads[first], reads[second]
+            _, in_a, in_b = np.intersect1d(texel_a, texel_b, assume_unique=False, return_indices=True)
+            total += float(np.abs(values_a[:, in_a].astype(np.float64) - values_b[:, in_b]).sum())
+            count += len(in_a) * latents.shape[1]
+    if count == 0:
+        raise ValueError("views share no texel: nothing to compare")
+    return total / count

@@ -26,6 +26,7 @@ SECTION_GROUPS = {
     "blender": ("blender", "geometry", "bake"),
     "gpu": ("gpu",),
     "upscale": ("upscale",),
+    "consistency": ("consistency",),
     "color_match": ("color_match",),
     "maps": ("maps",),
     "reference": ("reference",),
@@ -34,7 +35,8 @@ HEADINGS = {"engine": "## 1. Engine vs raw", "roofline": "## 2. UNet step roofli
             "blender": "## 6. Memory", "gpu": "## 7. GPU", "geometry": "## 8. Depth/normal images",
             "bake": "## 9. Whole-object bake", "controlnet": "## 10. ControlNet overhead",
             "color_match": "## Color Match between views", "maps": "## Material maps (issue 30)",
-            "reference": "## Reference images (issue 31)"}
+            "reference": "## Reference images (issue 31)",
+            "consistency": "## 15. Whole Object consistency"}
 
 
 def run_quick(out: Path, *arguments: str) -> dict:
@@ -103,6 +105,16 @@ def check_upscale(results: dict) -> None:
     assert tiny_x4["x4_tiled"]["tiles"] == 9 and tiny_x4["x4_untiled"]["tiles"] == 1  # 64 px in: 32-px tiles
 
 
+def check_consistency(results: dict) -> None:
+    case = results["sections"]["consistency"]["cases"]["Cube"]["6"]
+    assert set(case) == {"GRID", "SEQUENTIAL", "SYNC 1.0", "SYNC 0.8"}
+    for row in case.values():
+        assert row["decoded"] > 0 and row["wall_s"] > 0 and row["cpu_s"] > 0  # views that differ somewhere, measured on shared texels
+    synced = case["SYNC 1.0"]
+    assert synced["latent_texel"] < 1e-5 * synced["latent_max_abs"]  # the synchronised latents agree
+    assert "SYNC 1.0" in results["summary"]["whole_object_decoded_disagreement_over_grid"]["Cube 6 views"]
+
+
 def check_color_match(results: dict) -> None:
     methods = results["sections"]["color_match"]["methods"]
     assert set(methods) == {"GRID", "SEQUENTIAL"}
@@ -133,7 +145,8 @@ def check_reference(results: dict) -> None:
 
 
 CHECKS = {"engine": check_engine, "roofline": check_roofline, "blender": check_blender, "gpu": check_gpu,
-          "upscale": check_upscale, "color_match": check_color_match, "maps": check_maps, "reference": check_reference}
+          "upscale": check_upscale, "consistency": check_consistency, "color_match": check_color_match, "maps": check_maps,
+          "reference": check_reference}
 
 
 @pytest.mark.parametrize("group", sorted(SECTION_GROUPS))

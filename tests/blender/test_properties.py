@@ -14,6 +14,8 @@ EXPECTED_ENUMS = {
     ),
     "seamless": (["NONE", "X", "Y", "BOTH"], "NONE"),
     "target": (["IMAGE", "MATERIAL", "PROJECT", "OBJECT"], "MATERIAL"),
+    # GRID stays the default: SYNC does not measure better than SEQUENTIAL (docs/whole-object.md#which-method)
+    "object_method": (["GRID", "SEQUENTIAL", "SYNC"], "GRID"),
 }
 
 

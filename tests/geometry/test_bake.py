@@ -178,3 +178,27 @@ def test_instances_of_one_mesh_pool_into_one_texture():
     assert finish_texture(left, merged).shape == (64, 64, 3)
     with pytest.raises(ValueError, match="same texels"):
         merge_gathered([parts[0], gather_views(rasterize_uv_triangles(uv, positions, normals, 32), views)])
+
+
+def test_the_filled_texture_stays_within_the_colours_the_views_gave():
+    """Regression: views all 1.0 baked to a texture up to 1 + 2.4e-7 (fill and gutter are float32 means), which the
+    engine refused as SEQUENTIAL's init image ("values from 0 to 1"). Every texel, filled or padded, stays in the
+    range of the seen colours, per channel."""
+    uv, positions, normals = scenes.box_uv_mesh()
+    texels = rasterize_uv_triangles(uv, positions, normals, 512)
+    views = []
+    for settings in place_views(np.zeros(3), np.sqrt(3.0), 6, 256, 256):
+        camera = settings.camera()
+        _, depth = scenes.render_boxes(camera, [CUBE])
+        views.append(BakeView(camera, np.ones((256, 256, 3), np.float32), depth))
+    texture, gathered = bake_texture(texels, views)
+    assert gathered.seen.mean() > 0.9 and not gathered.seen.all()  # something is filled
+    assert texture.max() == 1.0 and texture.min() == 1.0
+    rng = np.random.default_rng(2)
+    for view in views:
+        view.image[:] = rng.uniform(0.25, 0.75, view.image.shape).astype(np.float32)
+        view.image[..., 1] += 0.25  # green in 0.5..1
+    texture, gathered = bake_texture(texels, views)
+    seen = gathered.colour[gathered.seen]
+    assert (texture.reshape(-1, 3).min(axis=0) >= seen.min(axis=0)).all()
+    assert (texture.reshape(-1, 3).max(axis=0) <= seen.max(axis=0)).all()

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from geometry.camera import ViewCamera
-from geometry.latent_sync import latent_surface, latent_texture_size, latent_view, render_nearest
+from geometry.latent_sync import (LatentView, latent_surface, latent_texture_size, latent_view, render_nearest,
+                                  texel_disagreement)
 
 from geometry_frames import look_at, orthographic, perspective
 from scenes import box_uv_mesh
@@ -132,3 +133,29 @@ def test_the_gather_bake_hears_every_view_that_sees_a_texel_and_gives_a_smooth_f
     rendered = render_nearest(colour.T, views, constants.transpose(0, 3, 1, 2))
     mixed = [float(np.mean(rendered[i, 0][view.visible] != i)) for i, view in enumerate(views)]
     assert min(mixed) > 0.3, mixed
+
+
+def test_texel_disagreement_compares_the_views_only_where_they_read_the_same_texel():
+    """Rendered from one latent texture the views agree exactly, whatever their background; a known offset on
+    one view's shared pixels comes back as the mean over the shared pixels of every pair and channel."""
+    surfaces = _cube_views(3)
+    size = latent_texture_size(surfaces, 512)
+    views = [latent_view(surface, size) for surface in surfaces]
+    rng = np.random.default_rng(5)
+    texture = rng.standard_normal((4, size * size)).astype(np.float32)
+    background = rng.standard_normal((3, 4, LATENT, LATENT)).astype(np.float32)
+    rendered = render_nearest(texture, views, background)
+    assert texel_disagreement(views, rendered) == 0.0
+    shifted = rendered.copy()
+    shifted[2][:, views[2].visible] += 0.5  # view 3 off by 0.5 wherever it sees the box
+    shared = [np.intersect1d(views[a].texel[views[a].visible], views[b].texel[views[b].visible]).size
+              for a, b in ((0, 1), (0, 2), (1, 2))]
+    assert min(shared) > 0  # every pair reads some texels in common
+    expected = 0.5 * (shared[1] + shared[2]) / sum(shared)
+    assert texel_disagreement(views, shifted) == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match="latents"):
+        texel_disagreement(views, rendered[:2])
+    apart = [LatentView(texel=np.where(np.arange(16).reshape(4, 4) < 8, i * 8 + np.arange(16).reshape(4, 4), -1),
+                        cosine=np.ones((4, 4), np.float32), size=8) for i in (0, 1)]
+    with pytest.raises(ValueError, match="share no texel"):
+        texel_disagreement(apart, np.zeros((2, 4, 4, 4), np.float32))
