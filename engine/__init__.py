@@ -18,6 +18,7 @@ from .errors import (
     ModelNotFoundError,
     OutOfMemoryError,
     UnsafeModelFormatError,
+    ViewsDoNotFitError,
 )
 from .request import (
     CONTROLS,
@@ -67,6 +68,7 @@ __all__ = [
     "OutOfMemoryError",
     "ProgressEvent",
     "UnsafeModelFormatError",
+    "ViewsDoNotFitError",
     "UpscaleRequest",
     "__version__",
     "get_engine",

@@ -109,8 +109,9 @@ def generate(
         kwargs = _call_arguments(pipe, model, request, seed, on_progress, cancel_event, clock, previews, tiny)
         kwargs.update(pipelines.task_arguments(request, task, mask, controlled=controlnet_key is not None))
         kwargs = {k: v for k, v in kwargs.items() if k in inspect.signature(pipe.__call__).parameters}
-        if views is not None:
-            kwargs = views.arguments(pipe, kwargs)
+        if views is not None:  # the batch of views, in groups that fit beside the weights (or refused here)
+            kwargs = views.arguments(pipe, kwargs, weight_bytes=model.weight_bytes,
+                                     score_matrix=placement.options.attention_slicing or placement.device.type == "mps")
         unet = pipe.unet
         eager = request.seamless != "NONE" or (recorder is not None and recorder.attention)
         if eager and hasattr(unet, "_orig_mod"):

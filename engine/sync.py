@@ -27,6 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from . import view_groups
+from .request import ProgressCallback, ProgressEvent
+
 SYNC_SCHEDULERS = ("DDIM", "EULER", "DPM_SOLVER_MULTISTEP", "DPM_SOLVER_MULTISTEP_KARRAS", "UNIPC")
 REFUSED_SCHEDULERS = {
     "PNDM": "its step extrapolates from its last four outputs and runs one step twice",
@@ -40,13 +43,24 @@ DEFAULT_WEIGHT_EXPONENT = 1.0  # plain cosine (SyncMVD's paper); not yet measure
 Observer = Callable[[int, Any, Any], None]
 
 
-def check_scheduler(name: str) -> None:
-    """ValueError naming ``scheduler`` for a scheduler SYNC cannot step correctly."""
+# how the add-on's panel names the schedulers SYNC can step, for the sentence below
+SYNC_SCHEDULER_LABELS = "DPM++ 2M, DPM++ 2M Karras, DDIM, Euler or UniPC"
+
+
+def scheduler_problem(name: str) -> str | None:
+    """Why SYNC cannot step the scheduler ``name`` correctly (a sentence naming it, for the panel, the capture and
+    ``check_scheduler``), or None: the one rule, asked by the add-on too (no torch)."""
     if name in SYNC_SCHEDULERS:
-        return
+        return None
     why = REFUSED_SCHEDULERS.get(name, "it is not one SYNC knows")
-    raise ValueError(f"scheduler {name} cannot run Whole Object SYNC ({why}); "
-                     f"choose one of {', '.join(SYNC_SCHEDULERS)}.")
+    return f"Method Sync cannot use the scheduler {name} ({why}): choose {SYNC_SCHEDULER_LABELS}."
+
+
+def check_scheduler(name: str) -> None:
+    """ValueError naming ``scheduler`` for a scheduler SYNC cannot step correctly (``scheduler_problem``)."""
+    problem = scheduler_problem(name)
+    if problem is not None:
+        raise ValueError(problem)
 
 
 def synchronised_steps(steps: int, fraction: float) -> int:
@@ -256,33 +270,6 @@ def synchronised(pipe: Any, plan: SyncPlan, synced: int, observer: Observer | No
         object.__setattr__(pipe, "scheduler", scheduler)
 
 
-def generate_latents(pipe: Any, plan: SyncPlan, *, prompt: str | Sequence[str], generator: Any, steps: int,
-                     guidance_scale: float, fraction: float = DEFAULT_FRACTION, negative_prompt: str | None = None,
-                     control_images: Any = None, observer: Observer | None = None,
-                     **call_arguments: Any) -> Any:
-    """Run ``pipe`` (its scheduler already set) on every view at once, synchronised for the first
-    round(``fraction`` x ``steps``) steps: (V, C, h, w) final latents. ``prompt``: one for all views or one
-    per view; ``control_images``: one ControlNet image per view (a ControlNet pipeline)."""
-    views = plan.views
-    prompts = [prompt] * views if isinstance(prompt, str) else list(prompt)
-    if len(prompts) != views:
-        raise ValueError(f"prompt must be one string or one per view ({views}); got {len(prompts)}")
-    channels = int(pipe.unet.config.in_channels)
-    latents = consistent_noise(plan, channels, generator)
-    arguments: dict[str, Any] = dict(call_arguments)
-    arguments.update(prompt=prompts, num_inference_steps=int(steps), guidance_scale=float(guidance_scale),
-                     latents=latents.to(pipe.unet.device, pipe.unet.dtype), output_type="latent",
-                     height=plan.height * 8, width=plan.width * 8)
-    if negative_prompt is not None:
-        arguments["negative_prompt"] = [negative_prompt] * views
-    if control_images is not None:
-        if len(control_images) != views:
-            raise ValueError(f"control_images must be one per view ({views}); got {len(control_images)}")
-        arguments["image"] = list(control_images)
-    with synchronised(pipe, plan, synchronised_steps(steps, fraction), observer):
-        return pipe(**arguments).images
-
-
 class SyncViews:
     """The views of one SYNC run, for ``generation.generate(views=...)`` (``Engine.generate_sync``): it turns the
     one-view call into the batch of views (a prompt per view, the consistent noise from the run's generator,
@@ -290,7 +277,8 @@ class SyncViews:
 
     def __init__(self, views: Sequence[Any], *, fraction: float = DEFAULT_FRACTION,
                  weight_exponent: float = DEFAULT_WEIGHT_EXPONENT, control_images: Sequence[np.ndarray] | None = None,
-                 observer: Observer | None = None, bake: Any = None) -> None:
+                 observer: Observer | None = None, bake: Any = None, on_progress: ProgressCallback | None = None,
+                 cancel_event: Any = None) -> None:
         self.plan = make_plan(views, weight_exponent, bake)
         self.fraction = float(fraction)
         self.weight_exponent = float(weight_exponent)
@@ -298,8 +286,11 @@ class SyncViews:
         if self.control_images is not None and len(self.control_images) != self.plan.views:
             raise ValueError(f"control_images must be one per view ({self.plan.views}); got {len(control_images)}")
         self.observer = observer
+        self.on_progress, self.cancel_event = on_progress, cancel_event
         self.steps = 0
+        self.groups = [range(self.plan.views)]  # the views of each UNet / ControlNet forward (``fit``)
         self.images: np.ndarray | None = None  # (V, h, w, 3) after the run
+        self._step = 0
 
     def check(self, width: int, height: int, steps: int) -> None:
         """ValueError naming what does not fit the request, before anything runs."""
@@ -309,9 +300,12 @@ class SyncViews:
                              f"({width // 8}x{height // 8}); got {self.plan.width}x{self.plan.height}")
         self.steps = int(steps)
 
-    def arguments(self, pipe: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def arguments(self, pipe: Any, kwargs: dict[str, Any], *, weight_bytes: int = 0,
+                  score_matrix: bool = False) -> dict[str, Any]:
+        """The call's arguments for every view; first the view groups fitted to the device's memory (``fit``)."""
         views = self.plan.views
         kwargs = dict(kwargs)
+        self.fit(pipe, float(kwargs.get("guidance_scale", 0.0)) > 1.0, weight_bytes, score_matrix)
         kwargs["prompt"] = [kwargs["prompt"]] * views
         if kwargs.get("negative_prompt") is not None:
             kwargs["negative_prompt"] = [kwargs["negative_prompt"]] * views
@@ -321,8 +315,63 @@ class SyncViews:
             kwargs["image"] = np.ascontiguousarray(np.stack(self.control_images))
         return kwargs
 
+    def fit(self, pipe: Any, guided: bool, weight_bytes: int, score_matrix: bool) -> None:
+        """``groups``: the views in the fewest groups whose UNet batch fits beside every view's share
+        (``view_groups``); ``view_groups.ViewsDoNotFitError`` naming the most views that fit when one view does
+        not. ``weight_bytes``: the loaded model's weights on the device (the ControlNet's are added here)."""
+        from . import devices
+
+        unet = pipe.unet
+        controlnet = getattr(pipe, "controlnet", None)
+        config = unet.config
+        itemsize = int(unet.dtype.itemsize)
+        memory = view_groups.estimate(
+            config, height=self.plan.height, width=self.plan.width, itemsize=itemsize,
+            samples_per_view=2 if guided else 1, controlnet=controlnet is not None,
+            control_values=3 * 64 * self.plan.height * self.plan.width if controlnet is not None else 0,
+            prompt_values=77 * int(config.cross_attention_dim), score_matrix=score_matrix)
+        if controlnet is not None:
+            weight_bytes += sum(p.numel() * p.element_size() for p in controlnet.parameters())
+        budget = devices.memory_budget(unet.device)
+        available = None if budget is None else int(view_groups.MEMORY_SHARE * max(budget - weight_bytes, 0))
+        per_group = view_groups.views_per_group(self.plan.views, memory, available)
+        self.groups = view_groups.view_groups(self.plan.views, per_group)
+
+    def progress(self, on_progress: ProgressCallback | None) -> ProgressCallback | None:
+        """``on_progress`` with every event marked as the last view group of its step (when there are groups)."""
+        if on_progress is None:
+            return None
+
+        def report(event: ProgressEvent) -> None:
+            if len(self.groups) > 1 and event.stage == "DENOISE":
+                event = ProgressEvent(event.step, event.total, event.preview, event.stage, len(self.groups),
+                                      len(self.groups))
+            on_progress(event)
+
+        return report
+
+    def _before_group(self, unet: Any, module: Any, index: int) -> None:
+        """Before each view group's forward: the artist sees "step i/n · view group g/G" (the UNet's groups)."""
+        if module is not unet:
+            return
+        if index == 0:
+            self._step += 1
+        if self.on_progress is not None:
+            self.on_progress(ProgressEvent(min(self._step, self.steps), self.steps, part=index + 1,
+                                           parts=len(self.groups)))
+
     def around(self, pipe: Any) -> Any:
-        return synchronised(pipe, self.plan, synchronised_steps(self.steps, self.fraction), self.observer)
+        """The scheduler synchronised and the UNet / ControlNet run in ``groups`` for the pipeline call."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(synchronised(pipe, self.plan, synchronised_steps(self.steps, self.fraction),
+                                         self.observer))
+        unet = pipe.unet
+        modules = [unet] + ([pipe.controlnet] if getattr(pipe, "controlnet", None) is not None else [])
+        self._step = 0
+        stack.enter_context(view_groups.grouped_forward(
+            modules, self.plan.views, self.groups, cancel_event=self.cancel_event,
+            before_group=lambda module, index: self._before_group(unet, module, index)))
+        return stack
 
     def recipe(self) -> dict[str, Any]:
         return {"fraction": self.fraction, "weight_exponent": self.weight_exponent,
