@@ -256,6 +256,8 @@ class ObjectJob(GenerationJob):
         self.capture: ObjectCapture | None = plan.target_capture
         grids = self.capture.grids if self.capture is not None else None
         self.part_label = "Grid" if grids is not None and len(grids.groups) > 1 else "View"
+        if self.capture is not None and self.capture.method == "SYNC":  # every view in each step, in groups
+            self.part_label, self.part_after_step = "View group", True
 
     def work(self, engine) -> ObjectResult:
         captured = self.capture
