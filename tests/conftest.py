@@ -97,3 +97,33 @@ def tiny_sdxl_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_single_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny SD as one LDM-layout .safetensors (same weights as ``tiny_sd_model``); configs in ``<dir>/config``."""
     return import_tiny_models().build_tiny_single_file(tmp_path_factory.mktemp("single-file"))
+
+
+@pytest.fixture(scope="session")
+def run_sync(engine_api: Any) -> Any:
+    """``run_sync(pipe, views, prompt=..., generator=..., steps=..., guidance_scale=..., **sync_views)``: SYNC on a
+    diffusers pipeline (its scheduler already set) through the engine's own path - ``sync.SyncViews``' check,
+    arguments (noise, view groups fitted to memory) and ``around`` (synchronised scheduler, grouped forward),
+    as ``generation.generate`` calls them - without loading a model through the engine. Returns the (V, C, h, w)
+    final latents; ``sync_views``: ``SyncViews``' keywords (fraction, weight_exponent, observer, bake,
+    control_images, on_progress, cancel_event, ...); ``weight_bytes``: as the engine passes them."""
+    sync = importlib.import_module(engine_api.__name__ + ".sync")
+
+    def run(pipe: Any, views: Any, *, prompt: str, generator: Any, steps: int, guidance_scale: float,
+            negative_prompt: str | None = None, weight_bytes: int = 0, **sync_views: Any) -> Any:
+        batch = sync.SyncViews(views, **sync_views)
+        height, width = batch.plan.height * 8, batch.plan.width * 8
+        batch.check(width, height, steps)
+        kwargs = {"prompt": prompt, "negative_prompt": negative_prompt, "num_inference_steps": steps,
+                  "guidance_scale": guidance_scale, "generator": generator, "output_type": "latent",
+                  "height": height, "width": width}
+        if batch.control_images is not None:
+            kwargs["image"] = None  # the request's one control image; SyncViews puts one per view
+        kwargs = batch.arguments(pipe, kwargs, weight_bytes=weight_bytes)
+        with batch.around(pipe):
+            latents = pipe(**kwargs).images
+        run.last = batch
+        return latents
+
+    run.last = None
+    return run
