@@ -289,6 +289,7 @@ class SyncViews:
         self.on_progress, self.cancel_event = on_progress, cancel_event
         self.steps = 0
         self.groups = [range(self.plan.views)]  # the views of each UNet / ControlNet forward (``fit``)
+        self.memory: view_groups.ViewMemory | None = None  # one view's estimate (``fit``)
         self.images: np.ndarray | None = None  # (V, h, w, 3) after the run
         self._step = 0
 
@@ -325,7 +326,7 @@ class SyncViews:
         controlnet = getattr(pipe, "controlnet", None)
         config = unet.config
         itemsize = int(unet.dtype.itemsize)
-        memory = view_groups.estimate(
+        self.memory = memory = view_groups.estimate(
             config, height=self.plan.height, width=self.plan.width, itemsize=itemsize,
             samples_per_view=2 if guided else 1, controlnet=controlnet is not None,
             control_values=3 * 64 * self.plan.height * self.plan.width if controlnet is not None else 0,
