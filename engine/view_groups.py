@@ -117,11 +117,13 @@ def views_per_group(views: int, memory: ViewMemory, available: int | None) -> in
     room = int(available) - views * memory.resident
     if room < memory.activations:
         fits = max(0, (int(available) - memory.activations) // max(memory.resident, 1))
+        advice = (f"use at most {fits} Views, a smaller Width/Height or Method Grid" if fits else
+                  "use a smaller Width/Height or Method Grid")
         raise ViewsDoNotFitError(
             f"Whole Object Sync with {views} views needs about "
             f"{(views * memory.resident + memory.activations) / 2**30:.2f} GiB even one view at a time, more than "
-            f"the {available / 2**30:.2f} GiB it may use here; at most {fits} views fit: use at most {fits} Views "
-            f"(or a smaller Width/Height, or Method Grid). Nothing was changed.")
+            f"the {available / 2**30:.2f} GiB it may use here (half of the memory beside the model): at most "
+            f"{fits} views fit; {advice}. Nothing was changed.")
     return max(1, min(views, room // max(memory.activations, 1)))
 
 

@@ -86,14 +86,14 @@ def test_the_down_path_count_is_the_controlnets_residuals_exactly(parts, cn_pipe
     assert view_groups.down_path_values(cn_pipe.unet.config, SIDE, 2 * SIDE) == values
 
 
-def test_the_refusal_names_the_most_views_that_fit(parts):
+def test_the_refusal_names_the_most_views_that_fit(parts, engine_api):
     view_groups = parts[0]
     memory = view_groups.ViewMemory(activations=1000, resident=100)
     assert view_groups.views_per_group(6, memory, None) == 6  # memory unknown: one batch
     assert view_groups.views_per_group(6, memory, 6 * 100 + 3 * 1000) == 3
     with pytest.raises(view_groups.ViewsDoNotFitError, match="at most 4 views fit") as refused:
         view_groups.views_per_group(6, memory, 1000 + 4 * 100 + 50)
-    assert isinstance(refused.value, parts[1].__class__) is False  # an engine error, not a module
+    assert isinstance(refused.value, engine_api.OutOfMemoryError)  # the engine's memory refusal: reported as one
     # the count it names does fit: one group of one view beside every view's share
     assert view_groups.views_per_group(4, memory, 1000 + 4 * 100 + 50) == 1
 
@@ -177,3 +177,14 @@ def test_esc_between_view_groups_stops_within_the_step_and_restores_the_pipeline
     assert len(unet_calls) == 2  # the UNet entered for steps 1 and 2; group 2 of step 2 never began
     assert type(cn_pipe.scheduler).__name__ == "DPMSolverMultistepScheduler"
     assert "forward" not in cn_pipe.unet.__dict__ and "forward" not in cn_pipe.controlnet.__dict__
+
+
+def test_the_engine_refuses_views_that_do_not_fit_before_the_first_step(engine, make_request, tiny_sd_model,
+                                                                      parts, monkeypatch, engine_api):
+    _, _, latent_sync, _ = parts
+    monkeypatch.setenv("LATENT_TEXTURES_MEMORY_BUDGET_MB", "1")
+    steps: list[Any] = []
+    with pytest.raises(engine_api.ViewsDoNotFitError, match=r"at most \d+ views fit") as refused:
+        engine.generate_sync(make_request(tiny_sd_model, scheduler="DDIM"), _strip(latent_sync),
+                             on_progress=steps.append)
+    assert "5 views" in str(refused.value) and not [e for e in steps if e.stage == "DENOISE"]
