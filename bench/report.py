@@ -564,4 +564,8 @@ def render(results: dict[str, Any]) -> str:
         lines += upscale.render(sections["upscale"])
     if "avx2" in sections:
         lines += _avx2(sections["avx2"])
+    if "sync" in sections:
+        import sync_step  # bench/sync_step.py
+
+        lines += sync_step.render(sections["sync"])
     return "\n".join(lines).rstrip() + "\n"

@@ -33,6 +33,9 @@ every comparison a paired ratio measured in one process:
 14. ``avx2``    - (issue 14) the fp32 UNet step, packed (the engine's default), eager and compiled, on this CPU held to AVX2 in a child process
                   (bench/isa_limit.py): the other machine kind's code paths, as shares of the sgemm rate
                   measured under the same limit. Skipped without AVX-512 (there section 2 is AVX2 itself).
+15. ``sync``    - (issue 29) Whole Object SYNC's cost per synchronised step split into UNet, ControlNet and
+                  sync (latent bake + render back): 6 views of 512², SD-1.5-sized (bench/sync_step.py;
+                  ``--quick``: tiny model at 64²).
 
     python bench/run.py [--quick] [--sections engine,roofline,...] [--runs N]
                         [--model-dir DIR] [--out DIR] [--update]
@@ -79,7 +82,7 @@ import timing
 import upscale
 
 SECTIONS = ("engine", "roofline", "few_step", "compile", "blender", "memory", "gpu", "geometry", "bake",
-            "controlnet", "insight", "scan", "upscale", "avx2")
+            "controlnet", "insight", "scan", "upscale", "avx2", "sync")
 _T0 = time.perf_counter()
 
 
@@ -311,6 +314,17 @@ def section_controlnet(models: Models, args: argparse.Namespace) -> dict[str, An
     return out
 
 
+def section_sync(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
+    log("sync: SYNC per synchronised step, " + ("tiny model, 6 views of 64²" if args.quick else
+                                               "SD-1.5-sized, 6 views of 512² (minutes)"))
+    path = scratch / "sync.json"
+    command = [sys.executable, str(BENCH / "sync_step.py"), "--out", str(path)] + (["--quick"] if args.quick else [])
+    result = _run_json(command, path, 3600)
+    if args.quick:
+        result["note"] = "--quick: tiny model at 64² (the code path; the headline run is SD-1.5-sized at 512²)"
+    return result
+
+
 def section_insight(models: Models, args: argparse.Namespace) -> dict[str, Any]:
     log("insight: Generate with the filmstrip / attention maps present but off, and each one on")
     if args.quick:
@@ -432,6 +446,8 @@ def main(argv: list[str] | None = None) -> int:
                 write(partial=True)
             if "avx2" in selected:
                 results["sections"]["avx2"] = section_avx2(args, Path(scratch))
+            if "sync" in selected:
+                results["sections"]["sync"] = section_sync(args, Path(scratch))
     finally:
         if scratch_owner is not None:
             scratch_owner.cleanup()

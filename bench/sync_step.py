@@ -181,6 +181,29 @@ def object_bake_depth(size: int) -> np.ndarray:
     return np.ascontiguousarray(np.repeat(value[..., None], 3, axis=-1))
 
 
+def render(section: dict[str, Any]) -> list[str]:
+    """results.md's lines for the section."""
+    lines = ["## Whole Object SYNC: cost per synchronised step (issue 29, CPU)", ""]
+    parts = section["per_step_s"]
+    lines += [
+        (f"{section['case']}; latent texture {section['latent_texture']}², {section['view_groups']} view group(s); "
+         f"median of {section['steps_counted']} step(s) after the first; {section['threads']} torch threads. "
+         "Sync = `sync.synchronise`: the views' x0 baked into the latent texture (LatentBake's gather) and rendered "
+         "back."),
+        "",
+        "| UNet | ControlNet | sync (bake + render) | sync / (UNet + ControlNet) |",
+        "|---:|---:|---:|---:|",
+        (f"| {parts['unet']:.3f} s | {parts['controlnet']:.3f} s | {parts['sync']:.3f} s | "
+         f"**{section['sync_over_unet_and_controlnet']:.1%}** |"),
+        "",
+        "Target: sync <= 10 % of UNet + ControlNet at 6 views, SD-1.5 size (issue 29).",
+        "",
+    ]
+    if section.get("note"):
+        lines[-1:-1] = [f"- {section['note']}"]
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")

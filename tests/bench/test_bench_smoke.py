@@ -26,10 +26,12 @@ SECTION_GROUPS = {
     "blender": ("blender", "geometry", "bake"),
     "gpu": ("gpu",),
     "upscale": ("upscale",),
+    "sync": ("sync",),
 }
 HEADINGS = {"engine": "## 1. Engine vs raw", "roofline": "## 2. UNet step roofline", "few_step": "## 3. Few-step path",
             "blender": "## 6. Memory", "gpu": "## 7. GPU", "geometry": "## 8. Depth/normal images",
-            "bake": "## 9. Whole-object bake", "controlnet": "## 10. ControlNet overhead"}
+            "bake": "## 9. Whole-object bake", "controlnet": "## 10. ControlNet overhead",
+            "sync": "## Whole Object SYNC: cost per synchronised step"}
 
 
 def run_quick(out: Path, *arguments: str) -> dict:
@@ -98,8 +100,16 @@ def check_upscale(results: dict) -> None:
     assert tiny_x4["x4_tiled"]["tiles"] == 9 and tiny_x4["x4_untiled"]["tiles"] == 1  # 64 px in: 32-px tiles
 
 
+def check_sync(results: dict) -> None:
+    sync = results["sections"]["sync"]
+    parts = sync["per_step_s"]
+    assert parts["unet"] > 0 and parts["controlnet"] > 0 and parts["sync"] > 0  # each part timed on the real path
+    assert sync["sync_over_unet_and_controlnet"] > 0 and sync["view_groups"] >= 1 and sync["latent_texture"] >= 8
+    assert "tiny" in sync["case"] and "6 views" in sync["case"]
+
+
 CHECKS = {"engine": check_engine, "roofline": check_roofline, "blender": check_blender, "gpu": check_gpu,
-          "upscale": check_upscale}
+          "upscale": check_upscale, "sync": check_sync}
 
 
 @pytest.mark.parametrize("group", sorted(SECTION_GROUPS))
