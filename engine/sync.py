@@ -84,6 +84,17 @@ class SyncPlan:
     width: int
     # (V, h, w, C) float32 x0 -> ((texels, C) baked values, (texels,) weight sums); None: each pixel into its texel
     bake: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
+    # computed once by make_plan, so that a step is a few vectorised gathers and sums (no loop over views):
+    # the pixels that splat into their texel (weight > 0; flat over views), their texels and weights,
+    # the weight sum and the number of such pixels per texel, and every pixel that reads a texel
+    splat_pixels: np.ndarray | None = None
+    splat_texels: np.ndarray | None = None
+    splat_weights: np.ndarray | None = None
+    splat_sums: np.ndarray | None = None
+    readers: np.ndarray | None = None
+    read_pixels: np.ndarray | None = None
+    read_texels: np.ndarray | None = None
+    read_splats: np.ndarray | None = None  # (reading pixels,) bool: the pixel splats into its texel itself
 
     @property
     def views(self) -> int:
@@ -106,8 +117,16 @@ def make_plan(views: Sequence[Any], weight_exponent: float = DEFAULT_WEIGHT_EXPO
     texel = np.stack([np.asarray(view.texel, dtype=np.int64).reshape(-1) for view in views])
     cosine = np.stack([np.asarray(view.cosine, dtype=np.float64).reshape(-1) for view in views])
     weight = np.where(texel >= 0, np.power(np.clip(cosine, 0.0, 1.0), float(weight_exponent)), 0.0)
-    return SyncPlan(texel=torch.from_numpy(texel), weight=torch.from_numpy(weight.astype(np.float32)),
-                    size=size, texels=texels, height=int(shape[0]), width=int(shape[1]), bake=bake)
+    weight = weight.astype(np.float32)
+    flat_texel, flat_weight = texel.reshape(-1), weight.reshape(-1)
+    splat = np.flatnonzero(flat_weight > 0)
+    read = np.flatnonzero(flat_texel >= 0)
+    return SyncPlan(texel=torch.from_numpy(texel), weight=torch.from_numpy(weight),
+                    size=size, texels=texels, height=int(shape[0]), width=int(shape[1]), bake=bake,
+                    splat_pixels=splat, splat_texels=flat_texel[splat], splat_weights=flat_weight[splat],
+                    splat_sums=np.bincount(flat_texel[splat], weights=flat_weight[splat], minlength=texels),
+                    readers=np.bincount(flat_texel[splat], minlength=texels), read_pixels=read,
+                    read_texels=flat_texel[read], read_splats=flat_weight[read] > 0)
 
 
 def consistent_noise(plan: SyncPlan, channels: int, generator: Any) -> Any:
@@ -128,41 +147,39 @@ def synchronise(x0: Any, plan: SyncPlan) -> Any:
     """The views' ``x0`` (V, C, h, w) baked into the latent texture (weighted mean per texel over every view
     that sees it: ``plan.bake`` where set and it saw the texel, else the mean of the latent pixels that land in
     the texel) and rendered back by nearest lookup; pixels whose texel no weighted view saw keep their x0.
-    fp32 on the CPU, returned on ``x0``'s device in fp32."""
+    numpy on the CPU with the plan's index arrays (sums in fp64), returned on ``x0``'s device in fp32."""
     import torch
 
     views, channels = int(x0.shape[0]), int(x0.shape[1])
     if views != plan.views or tuple(x0.shape[2:]) != (plan.height, plan.width):
         raise ValueError(f"x0 must be ({plan.views}, C, {plan.height}, {plan.width}); got {tuple(x0.shape)}")
-    flat = x0.detach().to("cpu", torch.float32).reshape(views, channels, -1)
-    used = plan.weight > 0
-    texels = plan.texel[used]  # (M,)
-    weights = plan.weight[used]  # (M,)
-    values = flat.permute(1, 0, 2)[:, used]  # (C, M)
-    total = torch.zeros((channels, plan.texels), dtype=torch.float32)
-    total.index_add_(1, texels, values * weights)
-    weight_sum = torch.zeros(plan.texels, dtype=torch.float32)
-    weight_sum.index_add_(0, texels, weights)
-    readers = torch.zeros(plan.texels, dtype=torch.int64)
-    readers.index_add_(0, texels, torch.ones_like(texels))
-    texture = total / torch.where(weight_sum > 0, weight_sum, torch.ones_like(weight_sum))
+    values = x0.detach().to("cpu", torch.float32).numpy()
+    planes = np.ascontiguousarray(values.transpose(1, 0, 2, 3)).reshape(channels, -1)  # (C, V*h*w)
+    weight_sums = plan.splat_sums
+    divisor = np.where(weight_sums > 0, weight_sums, 1.0)
+    texture = np.empty((channels, plan.texels), dtype=np.float32)
+    for channel in range(channels):
+        total = np.bincount(plan.splat_texels, weights=planes[channel, plan.splat_pixels] * plan.splat_weights,
+                            minlength=plan.texels)
+        texture[channel] = total / divisor
+    readers = plan.readers
     if plan.bake is not None:  # the gathered texels; those it misses keep the pixels' own (splatted) mean
-        colour, gathered = plan.bake(flat.reshape(x0.shape).permute(0, 2, 3, 1).numpy())
+        colour, gathered = plan.bake(values.transpose(0, 2, 3, 1))
         if colour.shape != (plan.texels, channels) or gathered.shape != (plan.texels,):
             raise ValueError(f"the bake must give ({plan.texels}, {channels}) values and ({plan.texels},) weights")
-        seen = torch.from_numpy(np.asarray(gathered) > 0)
-        texture[:, seen] = torch.from_numpy(np.ascontiguousarray(colour.T, dtype=np.float32))[:, seen]
-        weight_sum = torch.where(seen, torch.ones_like(weight_sum), weight_sum)
-        readers = torch.where(seen, torch.full_like(readers, 2), readers)
-    result = flat.clone()
-    for index in range(views):
-        texel = plan.texel[index]
-        safe = texel.clamp_min(0)
-        # a texel only this pixel sees keeps the pixel's own x0 bit for bit (w x0 / w may round)
-        shared = (readers[safe] > 1) | ((readers[safe] == 1) & (plan.weight[index] <= 0))
-        reads = (texel >= 0) & (weight_sum[safe] > 0) & shared
-        result[index][:, reads] = texture[:, texel[reads]]
-    return result.reshape(x0.shape).to(x0.device)
+        seen = np.asarray(gathered) > 0
+        texture[:, seen] = np.asarray(colour, dtype=np.float32).T[:, seen]
+        weight_sums = np.where(seen, 1.0, weight_sums)
+        readers = np.where(seen, 2, readers)
+    # a texel only this pixel sees keeps the pixel's own x0 bit for bit (w x0 / w may round)
+    texel = plan.read_texels
+    count = readers[texel]
+    shared = (count > 1) | ((count == 1) & ~plan.read_splats)
+    reads = shared & (weight_sums[texel] > 0)
+    result = planes.copy()
+    result[:, plan.read_pixels[reads]] = texture[:, texel[reads]]
+    synced = np.ascontiguousarray(result.reshape(channels, views, plan.height, plan.width).transpose(1, 0, 2, 3))
+    return torch.from_numpy(synced).to(x0.device)
 
 
 class SynchronisedScheduler:
