@@ -94,7 +94,8 @@ def estimate(unet_config: Any, *, height: int, width: int, itemsize: int, sample
     per_sample = ACTIVATION_VALUES_PER_C0_PIXEL * int(unet_config.block_out_channels[0]) * pixels
     level = _first_attention_level(unet_config)
     if score_matrix and level is not None:
-        heads = unet_config.attention_head_dim  # SD 1.x/2.x name the heads so (diffusers' legacy naming)
+        # diffusers takes the heads from num_attention_heads, else from attention_head_dim (its legacy naming)
+        heads = getattr(unet_config, "num_attention_heads", None) or unet_config.attention_head_dim
         heads = heads[level] if isinstance(heads, (list, tuple)) else heads
         heads = max(1, int(heads) // 2)  # slice_size "auto": half the heads at a time
         tokens = pixels // (4 ** level)

@@ -188,3 +188,20 @@ def test_the_engine_refuses_views_that_do_not_fit_before_the_first_step(engine, 
         engine.generate_sync(make_request(tiny_sd_model, scheduler="DDIM"), _strip(latent_sync),
                              on_progress=steps.append)
     assert "5 views" in str(refused.value) and not [e for e in steps if e.stage == "DENOISE"]
+
+
+def test_the_estimate_grows_with_the_views_samples_and_score_matrices(parts, cn_pipe):
+    """One view's bytes: twice with CFG, the residuals only with a ControlNet, the score matrix only when asked."""
+    view_groups = parts[0]
+    config = cn_pipe.unet.config
+    common = {"height": SIDE, "width": SIDE, "itemsize": 4}
+    one = view_groups.estimate(config, samples_per_view=1, controlnet=False, **common)
+    two = view_groups.estimate(config, samples_per_view=2, controlnet=False, **common)
+    assert two.activations == 2 * one.activations and two.resident == 2 * one.resident
+    assert one.activations == view_groups.ACTIVATION_VALUES_PER_C0_PIXEL * config.block_out_channels[0] * SIDE ** 2 * 4
+    controlled = view_groups.estimate(config, samples_per_view=1, controlnet=True, **common)
+    assert controlled.resident - one.resident == 4 * view_groups.down_path_values(config, SIDE, SIDE)
+    scored = view_groups.estimate(config, samples_per_view=1, controlnet=False, score_matrix=True, **common)
+    assert scored.activations > one.activations and scored.resident == one.resident
+    with pytest.raises(ValueError, match="samples_per_view"):
+        view_groups.estimate(config, samples_per_view=0, controlnet=False, **common)
