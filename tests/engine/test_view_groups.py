@@ -205,3 +205,18 @@ def test_the_estimate_grows_with_the_views_samples_and_score_matrices(parts, cn_
     assert scored.activations > one.activations and scored.resident == one.resident
     with pytest.raises(ValueError, match="samples_per_view"):
         view_groups.estimate(config, samples_per_view=0, controlnet=False, **common)
+
+
+def test_the_memory_budget_variable_overrides_the_machines_memory_and_is_checked(engine_api, monkeypatch):
+    import torch
+
+    devices = importlib.import_module(engine_api.__name__ + ".devices")
+    cpu = torch.device("cpu")
+    monkeypatch.delenv("LATENT_TEXTURES_MEMORY_BUDGET_MB", raising=False)
+    assert devices.memory_budget(cpu) == devices.total_memory(cpu)
+    monkeypatch.setenv("LATENT_TEXTURES_MEMORY_BUDGET_MB", "1.5")
+    assert devices.memory_budget(cpu) == 3 * 2**19
+    for bad in ("lots", "0", "-4"):
+        monkeypatch.setenv("LATENT_TEXTURES_MEMORY_BUDGET_MB", bad)
+        with pytest.raises(ValueError, match="LATENT_TEXTURES_MEMORY_BUDGET_MB"):
+            devices.memory_budget(cpu)
