@@ -27,7 +27,6 @@ def runs(engine_api, tiny_sd_model, run_sync):
     import torch
     from diffusers import StableDiffusionPipeline
 
-    sync = importlib.import_module(engine_api.__name__ + ".sync")
     schedulers = importlib.import_module(engine_api.__name__ + ".schedulers")
     pipe = StableDiffusionPipeline.from_pretrained(str(tiny_sd_model), safety_checker=None,
                                                    requires_safety_checker=False)
