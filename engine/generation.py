@@ -132,7 +132,11 @@ def generate(
                     latents = pipe(**kwargs).images
                 check_cancel(cancel_event)
                 decode_start = time.perf_counter()
-                images = decoding.decode(pipe, model, placement, latents, wrap=wrap_decode)
+                if views is not None:  # one view at a time: the decode's peak is one view's, whatever their count
+                    images = np.concatenate([decoding.decode(pipe, model, placement, latents[index:index + 1],
+                                                             wrap=wrap_decode) for index in range(len(latents))])
+                else:
+                    images = decoding.decode(pipe, model, placement, latents, wrap=wrap_decode)
                 clock.decode = time.perf_counter() - decode_start
                 if views is not None:
                     views.images = images

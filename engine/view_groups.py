@@ -22,6 +22,9 @@ unconditional and the conditional half) and ``b`` bytes per value of the UNet's 
   every down-path output plus the middle block's), the control image, the prompt embeddings, latents and
   scheduler history (small).
 
+The decode comes after the denoising (its activations gone) and runs one view at a time
+(``generation.generate``), within VAE tiling ``AUTO``'s own rule for one view's pixels: not counted here.
+
 The budget: ``MEMORY_SHARE`` of what the device has beside the weights (``devices.memory_budget``, which
 ``LATENT_TEXTURES_MEMORY_BUDGET_MB`` overrides). Views per group = the most whose activations fit beside
 every view's resident bytes; when not even one view fits, ``ViewsDoNotFitError`` names the most views that
