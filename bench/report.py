@@ -585,4 +585,8 @@ def render(results: dict[str, Any]) -> str:
         import reference_images  # bench/reference_images.py
 
         lines += reference_images.render(sections["reference"])
+    if "sync" in sections:
+        import sync_step  # bench/sync_step.py
+
+        lines += sync_step.render(sections["sync"])
     return "\n".join(lines).rstrip() + "\n"

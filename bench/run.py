@@ -45,6 +45,9 @@ every comparison a paired ratio measured in one process:
 18. ``reference`` - (issue 31) a reference image's cost per generation (bench/reference_cost.py: plain / the
                   same picture / a new picture, tiny model + tiny IP-Adapter) and SEQUENTIAL's view disagreement
                   with and without View 1 as Reference, in a bpy child (bench/reference_images.py).
+19. ``sync``    - (issue 29) Whole Object SYNC's cost per synchronised step split into UNet, ControlNet and
+                  sync (latent bake + render back): 6 views of 512², SD-1.5-sized (bench/sync_step.py;
+                  ``--quick``: tiny model at 64²).
 
 
     python bench/run.py [--quick] [--sections engine,roofline,...] [--runs N]
@@ -95,7 +98,8 @@ import timing
 import upscale
 
 SECTIONS = ("engine", "roofline", "few_step", "compile", "blender", "memory", "gpu", "geometry", "bake",
-            "controlnet", "insight", "scan", "upscale", "avx2", "consistency", "color_match", "maps", "reference")
+            "controlnet", "insight", "scan", "upscale", "avx2", "consistency", "color_match", "maps", "reference",
+            "sync")
 _T0 = time.perf_counter()
 
 
@@ -343,6 +347,15 @@ def section_color_match(models: Models, args: argparse.Namespace, scratch: Path)
     command = [sys.executable, str(BENCH / "color_match.py"), "--out", str(path), "--tiny-model", str(models.tiny),
                "--controlnet", str(controlnet)] + (["--quick"] if args.quick else [])
     return _run_json(command, path, 1200)
+def section_sync(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
+    log("sync: SYNC per synchronised step, " + ("tiny model, 6 views of 64²" if args.quick else
+                                               "SD-1.5-sized, 6 views of 512² (minutes)"))
+    path = scratch / "sync.json"
+    command = [sys.executable, str(BENCH / "sync_step.py"), "--out", str(path)] + (["--quick"] if args.quick else [])
+    result = _run_json(command, path, 3600)
+    if args.quick:
+        result["note"] = "--quick: tiny model at 64² (the code path; the headline run is SD-1.5-sized at 512²)"
+    return result
 
 
 def section_insight(models: Models, args: argparse.Namespace) -> dict[str, Any]:
@@ -480,6 +493,8 @@ def main(argv: list[str] | None = None) -> int:
                 results["sections"]["reference"] = reference_images.measure(models.folder, quick=args.quick,
                                                                             runs=max(args.runs, 5))
                 write(partial=True)
+            if "sync" in selected:
+                results["sections"]["sync"] = section_sync(args, Path(scratch))
     finally:
         if scratch_owner is not None:
             scratch_owner.cleanup()

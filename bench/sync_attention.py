@@ -63,12 +63,13 @@ def consistency(model: Path, *, views: int, pixels: int, steps: int, runs: int) 
     mod = scene["mod"]
     pipe = StableDiffusionPipeline.from_pretrained(str(model), safety_checker=None, requires_safety_checker=False)
     pipe.set_progress_bar_config(disable=True)
-    plan = sync.make_plan(scene["views"], bake=scene["bake"])
 
     def run(mode: str, fraction: float) -> Any:
         pipe.scheduler = schedulers.make_scheduler("DPM_SOLVER_MULTISTEP", pipe.scheduler.config, steps)
-        return sync.generate_latents(pipe, plan, prompt="a painted globe", generator=torch.Generator().manual_seed(3),
-                                     steps=steps, guidance_scale=7.0, fraction=fraction, attention=mode)
+        latents, _ = sync.run_views(pipe, scene["views"], bake=scene["bake"], prompt="a painted globe",
+                                    generator=torch.Generator().manual_seed(3), steps=steps, guidance_scale=7.0,
+                                    fraction=fraction, attention=mode)
+        return latents
 
     full_texels = mod["uv_raster"].rasterize_uv_triangles(scene["uv"], scene["positions"], scene["normals"], 256)
     full_depths = [mod["raster"].rasterize(c, scene["positions"]).depth for c in scene["cameras"]]
@@ -88,6 +89,7 @@ def consistency(model: Path, *, views: int, pixels: int, steps: int, runs: int) 
                                                                       scene["bake"].settings), 4),
                 "pixels": round(mod["latent_sync"].view_disagreement([full_texels], pixel_views), 4)}
     samples = timing.interleave({mode: (lambda mode=mode: run(mode, 0.8)) for mode in MODES}, runs=runs, warmup=1)
+    plan = sync.make_plan(scene["views"], bake=scene["bake"])
     neighbours = importlib.import_module(engine_api.__name__ + ".sync_attention").neighbour_views(plan.texel.numpy())
     return {"views": views, "pixels": pixels, "steps": steps, "latent_texture_size": scene["size"],
             "neighbours": neighbours.tolist(),

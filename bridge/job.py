@@ -55,6 +55,7 @@ class GenerationJob:
         self.total = request.steps
         self.part = self.parts = 0  # tile i of n (upscale), view i of n (whole object); 0 = a single generation
         self.part_label = "Tile"  # what a part is called in ``describe``
+        self.part_after_step = False  # "step i/n · view group g/G" (a part of a step) rather than "tile i/n · step"
         self.finished = False
 
     def start(self) -> None:
@@ -119,7 +120,11 @@ class GenerationJob:
             return f"Downloading model: {self.step / 1e6:,.0f} / {self.total / 1e6:,.0f} MB"
         if self.stage == "DENOISE" and self.step:
             steps = f"Step {self.step}/{self.total}"
-            return f"{self.part_label} {self.part}/{self.parts} · {steps.lower()}" if self.parts else steps
+            if not self.parts:
+                return steps
+            if self.part_after_step:
+                return f"{steps} · {self.part_label.lower()} {self.part}/{self.parts}"
+            return f"{self.part_label} {self.part}/{self.parts} · {steps.lower()}"
         if self.stage == "MAPS":
             return f"maps: {self.detail} {self.step}/{self.total}"
         if self.stage == "BAKE":

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 
-from ..engine.sync import REFUSED_SCHEDULERS, SYNC_SCHEDULERS
 from ..geometry.latent_sync import (LATENT_SCALE, LatentBake, LatentView, combine_meshes, latent_surface,
                                     latent_texture_size, latent_view, merge_objects)
 from ..geometry.uv_raster import rasterize_uv_triangles
@@ -21,14 +20,6 @@ from ..geometry.uv_tiles import UVTileError
 from ..geometry import rasterize
 from .geometry import SceneTriangles
 from .object_bake import MeshSurfaces, ViewPasses
-
-
-def scheduler_problem(scheduler: str) -> str | None:
-    """Why SYNC cannot run ``scheduler`` (for the panel and the capture), or None."""
-    if scheduler in SYNC_SCHEDULERS:
-        return None
-    why = REFUSED_SCHEDULERS.get(scheduler, "it is not one SYNC knows")
-    return f"Method Sync cannot use the scheduler {scheduler} ({why}): choose DPM++ 2M, DDIM, Euler or UniPC"
 
 
 def latent_views(passes: list[ViewPasses], meshes: list[MeshSurfaces], scene: SceneTriangles,

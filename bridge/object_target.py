@@ -26,6 +26,7 @@ from ..dependencies.model_scan import FAMILY_LABELS
 from ..engine import EngineError, GenerationCancelled, GenerationResult
 from ..engine.families import native_size, smallest_grid_cell
 from ..engine.request import MIN_SIZE, ProgressEvent, ReferenceSpec
+from ..engine.sync import scheduler_problem
 from ..geometry import ViewCamera, grid, rasterize
 from ..geometry.sequential import render_texture, repaint_mask
 from . import object_color, object_maps, object_materials, results
@@ -34,7 +35,7 @@ from .job import GenerationJob, JobEvent
 from .object_bake import (BakedMesh, MeshSurfaces, MeshTexels, ViewPasses, bake_mesh, bake_views, camera_recipe,
                           check_control, collection_views, mesh_surfaces, passes_of, place_auto_views,
                           render_uv_layer)
-from .object_sync import latent_views, scheduler_problem
+from .object_sync import latent_views
 from .pixels import encode_png
 from .plan import Plan, Target, find_object
 from .run import GenerationRun
@@ -276,6 +277,8 @@ class ObjectJob(GenerationJob):
         self.capture: ObjectCapture | None = plan.target_capture
         grids = self.capture.grids if self.capture is not None else None
         self.part_label = "Grid" if grids is not None and len(grids.groups) > 1 else "View"
+        if self.capture is not None and self.capture.method == "SYNC":  # every view in each step, in groups
+            self.part_label, self.part_after_step = "View group", True
 
     def work(self, engine) -> ObjectResult:
         captured = self.capture

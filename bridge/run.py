@@ -71,8 +71,9 @@ class GenerationRun:
 
     def _tick(self, context: bpy.types.Context) -> str | None:
         events = self.job.drain()
-        latest = next((e for e in reversed(events) if e.kind == "progress"), None)
-        if latest is not None and latest.payload.preview is not None and not bpy.app.background:
+        # the newest preview (SYNC's view-group events carry none: the last step's stays shown)
+        latest = next((e for e in reversed(events) if e.kind == "progress" and e.payload.preview is not None), None)
+        if latest is not None and not bpy.app.background:
             preview.show(context, latest.payload.preview)
         if not self.job.finished:
             return None

@@ -18,6 +18,7 @@ from .errors import (
     ModelNotFoundError,
     OutOfMemoryError,
     UnsafeModelFormatError,
+    ViewsDoNotFitError,
 )
 from .request import (
     CONTROLS,
@@ -73,6 +74,7 @@ __all__ = [
     "ProgressEvent",
     "ReferenceSpec",
     "UnsafeModelFormatError",
+    "ViewsDoNotFitError",
     "UpscaleRequest",
     "__version__",
     "get_engine",

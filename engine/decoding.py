@@ -34,7 +34,7 @@ def vae_tiling_needed(pixels: int, itemsize: int, total_bytes: int | None, weigh
     Args:
         pixels: width x height of the image.
         itemsize: bytes per value of the VAE's dtype (4 for fp32, 2 for fp16/bf16).
-        total_bytes: the device's memory (``devices.total_memory``), None if unknown.
+        total_bytes: the device's memory (``devices.memory_budget``), None if unknown.
         weight_bytes: what the model's weights take on that device.
     """
     if total_bytes is None:
@@ -48,7 +48,7 @@ def needs_vae_tiling(model: LoadedModel, placement: Placement, pixels: int) -> b
     vae = model.base.vae
     fp32 = placement.options.vae_precision == "FP32" or model.vae_fp32
     itemsize = 4 if fp32 else torch.finfo(vae.dtype).bits // 8
-    return vae_tiling_needed(pixels, itemsize, devices.total_memory(placement.device), model.weight_bytes)
+    return vae_tiling_needed(pixels, itemsize, devices.memory_budget(placement.device), model.weight_bytes)
 
 
 def set_vae_tiling(pipe: Any, model: LoadedModel, placement: Placement, pixels: int) -> bool:

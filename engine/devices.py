@@ -112,6 +112,25 @@ def total_memory(device: torch.device) -> int | None:
         return None
 
 
+MEMORY_BUDGET_ENV = "LATENT_TEXTURES_MEMORY_BUDGET_MB"
+
+
+def memory_budget(device: torch.device) -> int | None:
+    """Bytes the engine plans with on ``device`` (``total_memory``), or ``LATENT_TEXTURES_MEMORY_BUDGET_MB``
+    megabytes where that is set: to run as on a smaller machine (and to test the memory refusals for real).
+    Honoured by the SYNC view groups and VAE tiling ``AUTO``; ValueError naming the variable if not a number."""
+    text = os.environ.get(MEMORY_BUDGET_ENV, "").strip()
+    if not text:
+        return total_memory(device)
+    try:
+        megabytes = float(text)
+    except ValueError:
+        raise ValueError(f"{MEMORY_BUDGET_ENV} must be a number of megabytes; got {text!r}") from None
+    if not megabytes > 0:
+        raise ValueError(f"{MEMORY_BUDGET_ENV} must be positive; got {text!r}")
+    return int(megabytes * 2**20)
+
+
 def empty_cache(device: torch.device) -> None:
     """Collect garbage, then give the memory back: the CUDA/MPS cache, and the C heap to the OS."""
     gc.collect()

@@ -207,19 +207,25 @@ class Engine:
         (``sync_attention.ATTENTION_MODES``: NONE, NEIGHBOURS, NEIGHBOURS_REFERENCE). Returns (the result, view
         1's image; the (V, h, w, 3) decoded views).
 
+        The UNet (and ControlNet) run the views in groups that fit the device's memory (``view_groups``; with
+        cross-view attention every view in one batch); the progress events then carry the view group as
+        ``part``/``parts`` ("step i/n · view group g/G"), and the cancel event is checked before every group.
+
         Raises ValueError naming ``scheduler`` (one SYNC cannot step), ``views``, ``sync_fraction``,
-        ``sync_attention`` or ``control_images`` before anything runs; otherwise as ``generate``."""
+        ``sync_attention`` or ``control_images`` before anything runs; ``view_groups.ViewsDoNotFitError`` (an
+        ``OutOfMemoryError``) naming the most views that fit, once the model is loaded and before the first step;
+        otherwise as ``generate``."""
         request.validate()
         sync.check_scheduler(request.scheduler)
         if request.mode != "TXT2IMG":
             raise ValueError(f"mode must be TXT2IMG for SYNC; got {request.mode}")
         batch = sync.SyncViews(views, fraction=fraction, weight_exponent=weight_exponent,
                                control_images=control_images if request.control != "NONE" else None, bake=bake,
-                               attention=attention)
+                               attention=attention, on_progress=on_progress, cancel_event=cancel_event)
         batch.check(request.width, request.height, request.steps)
         seed = seed_or_random(request.seed)
         with self._lock:
-            result = generation.generate(self.cache, request, seed, on_progress=on_progress,
+            result = generation.generate(self.cache, request, seed, on_progress=batch.progress(on_progress),
                                          cancel_event=cancel_event, previews=previews, views=batch,
                                          tiny_preview=self.preview_decoder == "TAESD",
                                          tiny_preview_source=self._preview_source)

@@ -28,6 +28,11 @@ class OutOfMemoryError(EngineError):
     """The device ran out of memory; the message suggests how to fit the run."""
 
 
+class ViewsDoNotFitError(OutOfMemoryError):
+    """Whole Object SYNC: not even one view per group fits the memory beside every view's share; refused before
+    the first step, the message names the most views that fit (``view_groups.py``)."""
+
+
 def check_cancel(cancel_event: threading.Event | None) -> None:
     """Raise ``GenerationCancelled`` once ``cancel_event`` is set (checked at every step boundary)."""
     if cancel_event is not None and cancel_event.is_set():

@@ -126,8 +126,9 @@ def generate(
                 model, reference, pipelines.runs_guidance(pipe, request.guidance_scale), placement.device,
                 placement.offloads)
             clock.reference = (clock.reference or 0.0) + time.perf_counter() - reference_start
-        if views is not None:
-            kwargs = views.arguments(pipe, kwargs)
+        if views is not None:  # the batch of views, in groups that fit beside the weights (or refused here)
+            kwargs = views.arguments(pipe, kwargs, weight_bytes=model.weight_bytes,
+                                     score_matrix=placement.options.attention_slicing or placement.device.type == "mps")
         unet = pipe.unet
         eager = (request.seamless != "NONE" or (recorder is not None and recorder.attention)
                  or getattr(views, "attention", "NONE") != "NONE" or reference is not None)
@@ -149,7 +150,11 @@ def generate(
                     latents = pipe(**kwargs).images
                 check_cancel(cancel_event)
                 decode_start = time.perf_counter()
-                images = decoding.decode(pipe, model, placement, latents, wrap=wrap_decode)
+                if views is not None:  # one view at a time: the decode's peak is one view's, whatever their count
+                    images = np.concatenate([decoding.decode(pipe, model, placement, latents[index:index + 1],
+                                                             wrap=wrap_decode) for index in range(len(latents))])
+                else:
+                    images = decoding.decode(pipe, model, placement, latents, wrap=wrap_decode)
                 clock.decode = time.perf_counter() - decode_start
                 if views is not None:
                     views.images = images

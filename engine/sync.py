@@ -27,6 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from . import view_groups
+from .request import ProgressCallback, ProgressEvent
+
 SYNC_SCHEDULERS = ("DDIM", "EULER", "DPM_SOLVER_MULTISTEP", "DPM_SOLVER_MULTISTEP_KARRAS", "UNIPC")
 REFUSED_SCHEDULERS = {
     "PNDM": "its step extrapolates from its last four outputs and runs one step twice",
@@ -40,13 +43,24 @@ DEFAULT_WEIGHT_EXPONENT = 1.0  # plain cosine (SyncMVD's paper); not yet measure
 Observer = Callable[[int, Any, Any], None]
 
 
-def check_scheduler(name: str) -> None:
-    """ValueError naming ``scheduler`` for a scheduler SYNC cannot step correctly."""
+# how the add-on's panel names the schedulers SYNC can step, for the sentence below
+SYNC_SCHEDULER_LABELS = "DPM++ 2M, DPM++ 2M Karras, DDIM, Euler or UniPC"
+
+
+def scheduler_problem(name: str) -> str | None:
+    """Why SYNC cannot step the scheduler ``name`` correctly (a sentence naming it, for the panel, the capture and
+    ``check_scheduler``), or None: the one rule, asked by the add-on too (no torch)."""
     if name in SYNC_SCHEDULERS:
-        return
+        return None
     why = REFUSED_SCHEDULERS.get(name, "it is not one SYNC knows")
-    raise ValueError(f"scheduler {name} cannot run Whole Object SYNC ({why}); "
-                     f"choose one of {', '.join(SYNC_SCHEDULERS)}.")
+    return f"Method Sync cannot use the scheduler {name} ({why}): choose {SYNC_SCHEDULER_LABELS}."
+
+
+def check_scheduler(name: str) -> None:
+    """ValueError naming ``scheduler`` for a scheduler SYNC cannot step correctly (``scheduler_problem``)."""
+    problem = scheduler_problem(name)
+    if problem is not None:
+        raise ValueError(problem)
 
 
 def synchronised_steps(steps: int, fraction: float) -> int:
@@ -70,6 +84,17 @@ class SyncPlan:
     width: int
     # (V, h, w, C) float32 x0 -> ((texels, C) baked values, (texels,) weight sums); None: each pixel into its texel
     bake: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
+    # computed once by make_plan, so that a step is a few vectorised gathers and sums (no loop over views):
+    # the pixels that splat into their texel (weight > 0; flat over views), their texels and weights,
+    # the weight sum and the number of such pixels per texel, and every pixel that reads a texel
+    splat_pixels: np.ndarray | None = None
+    splat_texels: np.ndarray | None = None
+    splat_weights: np.ndarray | None = None
+    splat_sums: np.ndarray | None = None
+    readers: np.ndarray | None = None
+    read_pixels: np.ndarray | None = None
+    read_texels: np.ndarray | None = None
+    read_splats: np.ndarray | None = None  # (reading pixels,) bool: the pixel splats into its texel itself
 
     @property
     def views(self) -> int:
@@ -92,8 +117,16 @@ def make_plan(views: Sequence[Any], weight_exponent: float = DEFAULT_WEIGHT_EXPO
     texel = np.stack([np.asarray(view.texel, dtype=np.int64).reshape(-1) for view in views])
     cosine = np.stack([np.asarray(view.cosine, dtype=np.float64).reshape(-1) for view in views])
     weight = np.where(texel >= 0, np.power(np.clip(cosine, 0.0, 1.0), float(weight_exponent)), 0.0)
-    return SyncPlan(texel=torch.from_numpy(texel), weight=torch.from_numpy(weight.astype(np.float32)),
-                    size=size, texels=texels, height=int(shape[0]), width=int(shape[1]), bake=bake)
+    weight = weight.astype(np.float32)
+    flat_texel, flat_weight = texel.reshape(-1), weight.reshape(-1)
+    splat = np.flatnonzero(flat_weight > 0)
+    read = np.flatnonzero(flat_texel >= 0)
+    return SyncPlan(texel=torch.from_numpy(texel), weight=torch.from_numpy(weight),
+                    size=size, texels=texels, height=int(shape[0]), width=int(shape[1]), bake=bake,
+                    splat_pixels=splat, splat_texels=flat_texel[splat], splat_weights=flat_weight[splat],
+                    splat_sums=np.bincount(flat_texel[splat], weights=flat_weight[splat], minlength=texels),
+                    readers=np.bincount(flat_texel[splat], minlength=texels), read_pixels=read,
+                    read_texels=flat_texel[read], read_splats=flat_weight[read] > 0)
 
 
 def consistent_noise(plan: SyncPlan, channels: int, generator: Any) -> Any:
@@ -114,41 +147,39 @@ def synchronise(x0: Any, plan: SyncPlan) -> Any:
     """The views' ``x0`` (V, C, h, w) baked into the latent texture (weighted mean per texel over every view
     that sees it: ``plan.bake`` where set and it saw the texel, else the mean of the latent pixels that land in
     the texel) and rendered back by nearest lookup; pixels whose texel no weighted view saw keep their x0.
-    fp32 on the CPU, returned on ``x0``'s device in fp32."""
+    numpy on the CPU with the plan's index arrays (sums in fp64), returned on ``x0``'s device in fp32."""
     import torch
 
     views, channels = int(x0.shape[0]), int(x0.shape[1])
     if views != plan.views or tuple(x0.shape[2:]) != (plan.height, plan.width):
         raise ValueError(f"x0 must be ({plan.views}, C, {plan.height}, {plan.width}); got {tuple(x0.shape)}")
-    flat = x0.detach().to("cpu", torch.float32).reshape(views, channels, -1)
-    used = plan.weight > 0
-    texels = plan.texel[used]  # (M,)
-    weights = plan.weight[used]  # (M,)
-    values = flat.permute(1, 0, 2)[:, used]  # (C, M)
-    total = torch.zeros((channels, plan.texels), dtype=torch.float32)
-    total.index_add_(1, texels, values * weights)
-    weight_sum = torch.zeros(plan.texels, dtype=torch.float32)
-    weight_sum.index_add_(0, texels, weights)
-    readers = torch.zeros(plan.texels, dtype=torch.int64)
-    readers.index_add_(0, texels, torch.ones_like(texels))
-    texture = total / torch.where(weight_sum > 0, weight_sum, torch.ones_like(weight_sum))
+    values = x0.detach().to("cpu", torch.float32).numpy()
+    planes = np.ascontiguousarray(values.transpose(1, 0, 2, 3)).reshape(channels, -1)  # (C, V*h*w)
+    weight_sums = plan.splat_sums
+    divisor = np.where(weight_sums > 0, weight_sums, 1.0)
+    texture = np.empty((channels, plan.texels), dtype=np.float32)
+    for channel in range(channels):
+        total = np.bincount(plan.splat_texels, weights=planes[channel, plan.splat_pixels] * plan.splat_weights,
+                            minlength=plan.texels)
+        texture[channel] = total / divisor
+    readers = plan.readers
     if plan.bake is not None:  # the gathered texels; those it misses keep the pixels' own (splatted) mean
-        colour, gathered = plan.bake(flat.reshape(x0.shape).permute(0, 2, 3, 1).numpy())
+        colour, gathered = plan.bake(values.transpose(0, 2, 3, 1))
         if colour.shape != (plan.texels, channels) or gathered.shape != (plan.texels,):
             raise ValueError(f"the bake must give ({plan.texels}, {channels}) values and ({plan.texels},) weights")
-        seen = torch.from_numpy(np.asarray(gathered) > 0)
-        texture[:, seen] = torch.from_numpy(np.ascontiguousarray(colour.T, dtype=np.float32))[:, seen]
-        weight_sum = torch.where(seen, torch.ones_like(weight_sum), weight_sum)
-        readers = torch.where(seen, torch.full_like(readers, 2), readers)
-    result = flat.clone()
-    for index in range(views):
-        texel = plan.texel[index]
-        safe = texel.clamp_min(0)
-        # a texel only this pixel sees keeps the pixel's own x0 bit for bit (w x0 / w may round)
-        shared = (readers[safe] > 1) | ((readers[safe] == 1) & (plan.weight[index] <= 0))
-        reads = (texel >= 0) & (weight_sum[safe] > 0) & shared
-        result[index][:, reads] = texture[:, texel[reads]]
-    return result.reshape(x0.shape).to(x0.device)
+        seen = np.asarray(gathered) > 0
+        texture[:, seen] = np.asarray(colour, dtype=np.float32).T[:, seen]
+        weight_sums = np.where(seen, 1.0, weight_sums)
+        readers = np.where(seen, 2, readers)
+    # a texel only this pixel sees keeps the pixel's own x0 bit for bit (w x0 / w may round)
+    texel = plan.read_texels
+    count = readers[texel]
+    shared = (count > 1) | ((count == 1) & ~plan.read_splats)
+    reads = shared & (weight_sums[texel] > 0)
+    result = planes.copy()
+    result[:, plan.read_pixels[reads]] = texture[:, texel[reads]]
+    synced = np.ascontiguousarray(result.reshape(channels, views, plan.height, plan.width).transpose(1, 0, 2, 3))
+    return torch.from_numpy(synced).to(x0.device)
 
 
 class SynchronisedScheduler:
@@ -273,34 +304,6 @@ def synchronised(pipe: Any, plan: SyncPlan, synced: int, observer: Observer | No
         object.__setattr__(pipe, "scheduler", scheduler)
 
 
-def generate_latents(pipe: Any, plan: SyncPlan, *, prompt: str | Sequence[str], generator: Any, steps: int,
-                     guidance_scale: float, fraction: float = DEFAULT_FRACTION, negative_prompt: str | None = None,
-                     control_images: Any = None, observer: Observer | None = None, attention: str = "NONE",
-                     **call_arguments: Any) -> Any:
-    """Run ``pipe`` (its scheduler already set) on every view at once, synchronised for the first
-    round(``fraction`` x ``steps``) steps: (V, C, h, w) final latents. ``prompt``: one for all views or one
-    per view; ``control_images``: one ControlNet image per view (a ControlNet pipeline); ``attention``: see
-    ``sync_attention.ATTENTION_MODES``."""
-    views = plan.views
-    prompts = [prompt] * views if isinstance(prompt, str) else list(prompt)
-    if len(prompts) != views:
-        raise ValueError(f"prompt must be one string or one per view ({views}); got {len(prompts)}")
-    channels = int(pipe.unet.config.in_channels)
-    latents = consistent_noise(plan, channels, generator)
-    arguments: dict[str, Any] = dict(call_arguments)
-    arguments.update(prompt=prompts, num_inference_steps=int(steps), guidance_scale=float(guidance_scale),
-                     latents=latents.to(pipe.unet.device, pipe.unet.dtype), output_type="latent",
-                     height=plan.height * 8, width=plan.width * 8)
-    if negative_prompt is not None:
-        arguments["negative_prompt"] = [negative_prompt] * views
-    if control_images is not None:
-        if len(control_images) != views:
-            raise ValueError(f"control_images must be one per view ({views}); got {len(control_images)}")
-        arguments["image"] = list(control_images)
-    with synchronised(pipe, plan, synchronised_steps(steps, fraction), observer, attention, steps):
-        return pipe(**arguments).images
-
-
 class SyncViews:
     """The views of one SYNC run, for ``generation.generate(views=...)`` (``Engine.generate_sync``): it turns the
     one-view call into the batch of views (a prompt per view, the consistent noise from the run's generator,
@@ -308,7 +311,8 @@ class SyncViews:
 
     def __init__(self, views: Sequence[Any], *, fraction: float = DEFAULT_FRACTION,
                  weight_exponent: float = DEFAULT_WEIGHT_EXPONENT, control_images: Sequence[np.ndarray] | None = None,
-                 observer: Observer | None = None, bake: Any = None, attention: str = "NONE") -> None:
+                 observer: Observer | None = None, bake: Any = None, attention: str = "NONE",
+                 on_progress: ProgressCallback | None = None, cancel_event: Any = None) -> None:
         from .sync_attention import check_mode
 
         check_mode(attention)
@@ -320,8 +324,12 @@ class SyncViews:
         if self.control_images is not None and len(self.control_images) != self.plan.views:
             raise ValueError(f"control_images must be one per view ({self.plan.views}); got {len(control_images)}")
         self.observer = observer
+        self.on_progress, self.cancel_event = on_progress, cancel_event
         self.steps = 0
+        self.groups = [range(self.plan.views)]  # the views of each UNet / ControlNet forward (``fit``)
+        self.memory: view_groups.ViewMemory | None = None  # one view's estimate (``fit``)
         self.images: np.ndarray | None = None  # (V, h, w, 3) after the run
+        self._step = 0
 
     def check(self, width: int, height: int, steps: int) -> None:
         """ValueError naming what does not fit the request, before anything runs."""
@@ -331,9 +339,12 @@ class SyncViews:
                              f"({width // 8}x{height // 8}); got {self.plan.width}x{self.plan.height}")
         self.steps = int(steps)
 
-    def arguments(self, pipe: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+    def arguments(self, pipe: Any, kwargs: dict[str, Any], *, weight_bytes: int = 0,
+                  score_matrix: bool = False) -> dict[str, Any]:
+        """The call's arguments for every view; first the view groups fitted to the device's memory (``fit``)."""
         views = self.plan.views
         kwargs = dict(kwargs)
+        self.fit(pipe, float(kwargs.get("guidance_scale", 0.0)) > 1.0, weight_bytes, score_matrix)
         kwargs["prompt"] = [kwargs["prompt"]] * views
         if kwargs.get("negative_prompt") is not None:
             kwargs["negative_prompt"] = [kwargs["negative_prompt"]] * views
@@ -343,10 +354,89 @@ class SyncViews:
             kwargs["image"] = np.ascontiguousarray(np.stack(self.control_images))
         return kwargs
 
+    def fit(self, pipe: Any, guided: bool, weight_bytes: int, score_matrix: bool) -> None:
+        """``groups``: the views in the fewest groups whose UNet batch fits beside every view's share
+        (``view_groups``); ``view_groups.ViewsDoNotFitError`` naming the most views that fit when one view does
+        not. ``weight_bytes``: the loaded model's weights on the device (the ControlNet's are added here)."""
+        from . import devices
+
+        unet = pipe.unet
+        controlnet = getattr(pipe, "controlnet", None)
+        config = unet.config
+        itemsize = int(unet.dtype.itemsize)
+        self.memory = memory = view_groups.estimate(
+            config, height=self.plan.height, width=self.plan.width, itemsize=itemsize,
+            samples_per_view=2 if guided else 1, controlnet=controlnet is not None,
+            control_values=3 * 64 * self.plan.height * self.plan.width if controlnet is not None else 0,
+            prompt_values=77 * int(config.cross_attention_dim), score_matrix=score_matrix)
+        if controlnet is not None:
+            weight_bytes += sum(p.numel() * p.element_size() for p in controlnet.parameters())
+        budget = devices.memory_budget(unet.device)
+        available = None if budget is None else int(view_groups.MEMORY_SHARE * max(budget - weight_bytes, 0))
+        per_group = view_groups.views_per_group(self.plan.views, memory, available)
+        if self.attention != "NONE" and per_group < self.plan.views:
+            view_groups.refuse_split_attention(self.plan.views, memory, available)
+        self.groups = view_groups.view_groups(self.plan.views, per_group)
+
+    def progress(self, on_progress: ProgressCallback | None) -> ProgressCallback | None:
+        """``on_progress`` with every event marked as the last view group of its step (when there are groups)."""
+        if on_progress is None:
+            return None
+
+        def report(event: ProgressEvent) -> None:
+            if len(self.groups) > 1 and event.stage == "DENOISE":
+                event = ProgressEvent(event.step, event.total, event.preview, event.stage, len(self.groups),
+                                      len(self.groups))
+            on_progress(event)
+
+        return report
+
+    def _before_group(self, unet: Any, module: Any, index: int) -> None:
+        """Before each view group's forward: the artist sees "step i/n · view group g/G" (the UNet's groups)."""
+        if module is not unet:
+            return
+        if index == 0:
+            self._step += 1
+        if self.on_progress is not None:
+            self.on_progress(ProgressEvent(min(self._step, self.steps), self.steps, part=index + 1,
+                                           parts=len(self.groups)))
+
     def around(self, pipe: Any) -> Any:
-        return synchronised(pipe, self.plan, synchronised_steps(self.steps, self.fraction), self.observer,
-                            self.attention, self.steps)
+        """The scheduler synchronised and the UNet / ControlNet run in ``groups`` for the pipeline call."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(synchronised(pipe, self.plan, synchronised_steps(self.steps, self.fraction),
+                                         self.observer, self.attention, self.steps))
+        unet = pipe.unet
+        modules = [unet] + ([pipe.controlnet] if getattr(pipe, "controlnet", None) is not None else [])
+        self._step = 0
+        stack.enter_context(view_groups.grouped_forward(
+            modules, self.plan.views, self.groups, cancel_event=self.cancel_event,
+            before_group=lambda module, index: self._before_group(unet, module, index)))
+        return stack
 
     def recipe(self) -> dict[str, Any]:
         return {"fraction": self.fraction, "weight_exponent": self.weight_exponent,
                 "latent_texture_size": self.plan.size, "attention": self.attention}
+
+
+def run_views(pipe: Any, views: Sequence[Any], *, prompt: str, generator: Any, steps: int, guidance_scale: float,
+              negative_prompt: str | None = None, weight_bytes: int = 0, call_arguments: dict[str, Any] | None = None,
+              **sync_views: Any) -> tuple[Any, SyncViews]:
+    """SYNC on a diffusers pipeline built outside the engine (its scheduler already set), through the same
+    ``SyncViews`` path as ``generation.generate``: ``check``, ``arguments`` (consistent noise, view groups that fit
+    beside ``weight_bytes``) and ``around`` (synchronised scheduler, grouped forward, cross-view attention).
+    For tests and benchmarks that study the loop on a bare pipeline. ``sync_views``: ``SyncViews``' keywords;
+    ``call_arguments``: more arguments of the pipeline call (``callback_on_step_end``). Returns the (V, C, h, w)
+    final latents and the ``SyncViews`` (its plan and groups)."""
+    batch = SyncViews(views, **sync_views)
+    height, width = batch.plan.height * 8, batch.plan.width * 8
+    batch.check(width, height, steps)
+    kwargs: dict[str, Any] = {"prompt": prompt, "negative_prompt": negative_prompt, "num_inference_steps": steps,
+                              "guidance_scale": guidance_scale, "generator": generator, "output_type": "latent",
+                              "height": height, "width": width, **(call_arguments or {})}
+    if batch.control_images is not None:
+        kwargs["image"] = None  # the request's one control image; SyncViews puts one per view
+    kwargs = batch.arguments(pipe, kwargs, weight_bytes=weight_bytes)
+    with batch.around(pipe):
+        return pipe(**kwargs).images, batch
+

@@ -205,6 +205,12 @@ class _PreparedView:
 
     def gather(self, surface: _ChunkSurface):
         """(texel indices seen, their weights, their cos, their bilinear colour samples) for a chunk."""
+        hits, view_weight, cosine, x, y = self.locate(surface)
+        return hits, view_weight, cosine, _bilinear(self.planes, self.width, self.height, x, y)
+
+    def locate(self, surface: _ChunkSurface):
+        """(texel indices seen, their weights, their cos, their continuous pixel x, y) for a chunk: the gather
+        before it reads the image."""
         # |cos|: a face is seen from whichever side the view is on (the depth test decides what is hidden)
         if self.ortho:
             cosine = surface.normal @ -self.forward
@@ -238,8 +244,64 @@ class _PreparedView:
         view_weight = _power(cosine, self.power) * np.minimum((cosine - self.cutoff) * self.ramp, 1.0) \
             * self.confidence[pixel]
         keep = np.flatnonzero(visible & (view_weight > 0))
-        return hits[keep], view_weight[keep], cosine[keep], _bilinear(self.planes, self.width, self.height,
-                                                                       x[keep], y[keep])
+        return hits[keep], view_weight[keep], cosine[keep], x[keep], y[keep]
+
+
+@dataclass(frozen=True)
+class GatherTerms:
+    """``gather_views`` as a linear map of the views' pixels (for fixed views its weights depend only on the
+    geometry): point ``k``'s colour = sum over the terms e with ``point[e] == k`` of ``coefficient[e]`` x the
+    views' pixels, flat and laid end to end, at ``pixel[e]``; divided by ``weight[k]`` (0: no view saw it).
+    Extra surface points are pooled into their texels as ``gather_views`` pools them."""
+
+    point: np.ndarray  # (E,) int64 the texel (index into the texels' points)
+    pixel: np.ndarray  # (E,) int64 sum of the earlier views' height x width + the pixel's row x width + column
+    coefficient: np.ndarray  # (E,) float32 the view's weight x the bilinear weight of that pixel
+    weight: np.ndarray  # (n,) float32 every view's weight summed per texel
+
+
+def gather_terms(texels: SurfaceTexels, views: list[BakeView], settings: BakeSettings = BakeSettings()) -> GatherTerms:
+    """The terms of ``gather_views`` for ``views`` (their images are not read), built once for a bake repeated on
+    new images of the same views (SYNC's latents, every step)."""
+    if not views:
+        raise ValueError("views must hold at least one view")
+    prepared = [_PreparedView(view, settings, texels.origin) for view in views]
+    starts = np.cumsum([0] + [view.camera.width * view.camera.height for view in views])
+    point, pixel, coefficient, weight = _terms(texels.position, texels.normal, prepared, starts)
+    count = len(texels.position)
+    weights = np.bincount(weight[0], weights=weight[1], minlength=count)
+    if len(texels.extra_owner):
+        extra = _terms(texels.extra_position, texels.extra_normal, prepared, starts)
+        owner = np.asarray(texels.extra_owner, dtype=np.int64)
+        point = np.concatenate([point, owner[extra[0]]])
+        pixel, coefficient = np.concatenate([pixel, extra[1]]), np.concatenate([coefficient, extra[2]])
+        weights += np.bincount(owner[extra[3][0]], weights=extra[3][1], minlength=count)
+    return GatherTerms(point=point, pixel=pixel, coefficient=coefficient, weight=weights.astype(np.float32))
+
+
+def _terms(position: np.ndarray, normal: np.ndarray, prepared: list[_PreparedView], starts: np.ndarray):
+    """(point, pixel, coefficient, (hit point, view weight)) of every view's bilinear sample of every point."""
+    points, pixels, coefficients, hit_points, hit_weights = [], [], [], [], []
+    for start in range(0, len(position), _CHUNK_TEXELS):
+        chunk = slice(start, min(start + _CHUNK_TEXELS, len(position)))
+        surface = _ChunkSurface(position[chunk], normal[chunk])
+        for index, view in enumerate(prepared):
+            hits, view_weight, _, x, y = view.locate(surface)
+            fx, fy = x - np.float32(0.5), y - np.float32(0.5)  # as _bilinear samples
+            x0, y0 = fx.astype(np.int32), fy.astype(np.int32)
+            tx, ty = fx - x0, fy - y0
+            corner = starts[index] + y0.astype(np.int64) * view.width + x0
+            hit = hits.astype(np.int64) + start
+            points += [hit] * 4
+            pixels += [corner, corner + 1, corner + view.width, corner + view.width + 1]
+            coefficients += [view_weight * (1 - tx) * (1 - ty), view_weight * tx * (1 - ty),
+                             view_weight * (1 - tx) * ty, view_weight * tx * ty]
+            hit_points.append(hit)
+            hit_weights.append(view_weight)
+    empty = np.zeros(0, np.int64)
+    join = (lambda parts, dtype: np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype))
+    return (join(points, np.int64), join(pixels, np.int64), join(coefficients, np.float32),
+            (join(hit_points, np.int64) if hit_points else empty, join(hit_weights, np.float64)))
 
 
 def _depth_normals(camera: ViewCamera, depth: np.ndarray) -> list[np.ndarray]:

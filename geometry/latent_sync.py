@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .bake import BakeSettings, BakeView, gather_views, merge_gathered
+from .bake import BakeSettings, BakeView, gather_terms, gather_views, merge_gathered
 from .camera import ViewCamera
 from .normals import view_normals
 from .raster import rasterize
@@ -188,6 +188,24 @@ class LatentBake:
         self.settings = BakeSettings(cosine_power=float(weight_exponent), frame_fade_pixels=1.0,
                                      silhouette_fade_pixels=1.0)
         self.offsets = np.cumsum([0] + [texels[0].size ** 2 for texels in meshes])
+        # The gather's weights depend only on the geometry: its terms are built once here, so that every step
+        # only multiplies and sums (``geometry.bake.gather_terms``; the same numbers as ``gather_views``).
+        blank = [BakeView(camera, np.zeros((camera.height, camera.width, 1), np.float32), depth)
+                 for camera, depth in zip(cameras, depths)]
+        rows, pixels, coefficients = [], [], []
+        weight = np.zeros(self.texels, dtype=np.float64)
+        for offset, texels in zip(self.offsets, self.meshes):
+            for part in texels:  # objects sharing the mesh: pooled as merge_gathered pools them
+                terms = gather_terms(part, blank, self.settings)
+                slots = offset + np.asarray(part.index, dtype=np.int64)
+                rows.append(slots[terms.point])
+                pixels.append(terms.pixel)
+                coefficients.append(terms.coefficient.astype(np.float64))
+                weight[slots] += terms.weight
+        self.rows, self.pixels = np.concatenate(rows), np.concatenate(pixels)
+        self.coefficients = np.concatenate(coefficients)
+        self.weight = weight.astype(np.float32)
+        self.seen = self.weight > 0
 
     @property
     def texels(self) -> int:
@@ -197,14 +215,13 @@ class LatentBake:
         latents = np.asarray(latents, dtype=np.float32)
         if latents.ndim != 4 or latents.shape[0] != len(self.cameras):
             raise ValueError(f"latents must be (views={len(self.cameras)}, h, w, C); got {latents.shape}")
-        views = [BakeView(camera, image, depth) for camera, image, depth in zip(self.cameras, latents, self.depths)]
+        planes = latents.reshape(-1, latents.shape[3])
         colour = np.zeros((self.texels, latents.shape[3]), dtype=np.float32)
-        weight = np.zeros(self.texels, dtype=np.float32)
-        for offset, texels in zip(self.offsets, self.meshes):
-            gathered = merge_gathered([gather_views(part, views, self.settings) for part in texels])
-            colour[offset + texels[0].index] = gathered.colour
-            weight[offset + texels[0].index] = gathered.weight
-        return colour, weight
+        for channel in range(latents.shape[3]):
+            total = np.bincount(self.rows, weights=self.coefficients * planes[self.pixels, channel],
+                                minlength=self.texels)
+            colour[self.seen, channel] = total[self.seen] / self.weight[self.seen]
+        return colour, self.weight.copy()
 
 
 def view_disagreement(texels: list[SurfaceTexels], views: list[BakeView],

@@ -127,3 +127,18 @@ def tiny_ip_adapter_sdxl(tiny_ip_adapter: Path, tiny_sdxl_model: Path) -> Path:
     tiny = import_tiny_models()
     return tiny.build_tiny_ip_adapter(tiny_ip_adapter.parent.parent, tiny_sdxl_model,
                                       weight_name=tiny.IP_ADAPTER_SDXL_VIT_H, seed=3)
+
+
+@pytest.fixture(scope="session")
+def run_sync(engine_api: Any) -> Any:
+    """``run_sync(pipe, views, prompt=..., generator=..., steps=..., guidance_scale=..., **sync_views)``: SYNC on a
+    diffusers pipeline through the engine's own path (``sync.run_views``); returns the final latents and keeps the
+    run's ``SyncViews`` as ``run_sync.last``."""
+    sync = importlib.import_module(engine_api.__name__ + ".sync")
+
+    def run(pipe: Any, views: Any, **arguments: Any) -> Any:
+        latents, run.last = sync.run_views(pipe, views, **arguments)
+        return latents
+
+    run.last = None
+    return run

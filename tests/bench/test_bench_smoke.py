@@ -30,13 +30,15 @@ SECTION_GROUPS = {
     "color_match": ("color_match",),
     "maps": ("maps",),
     "reference": ("reference",),
+    "sync": ("sync",),
 }
 HEADINGS = {"engine": "## 1. Engine vs raw", "roofline": "## 2. UNet step roofline", "few_step": "## 3. Few-step path",
             "blender": "## 6. Memory", "gpu": "## 7. GPU", "geometry": "## 8. Depth/normal images",
             "bake": "## 9. Whole-object bake", "controlnet": "## 10. ControlNet overhead",
             "color_match": "## Color Match between views", "maps": "## Material maps (issue 30)",
             "reference": "## Reference images (issue 31)",
-            "consistency": "## 15. Whole Object consistency"}
+            "consistency": "## 15. Whole Object consistency",
+            "sync": "## Whole Object SYNC: cost per synchronised step"}
 
 
 def run_quick(out: Path, *arguments: str) -> dict:
@@ -144,9 +146,17 @@ def check_reference(results: dict) -> None:
     assert sequential["without"] > 0 and sequential["with view 1 as reference"] > 0
 
 
+def check_sync(results: dict) -> None:
+    sync = results["sections"]["sync"]
+    parts = sync["per_step_s"]
+    assert parts["unet"] > 0 and parts["controlnet"] > 0 and parts["sync"] > 0  # each part timed on the real path
+    assert sync["sync_over_unet_and_controlnet"] > 0 and sync["view_groups"] >= 1 and sync["latent_texture"] >= 8
+    assert "tiny" in sync["case"] and "6 views" in sync["case"]
+
+
 CHECKS = {"engine": check_engine, "roofline": check_roofline, "blender": check_blender, "gpu": check_gpu,
           "upscale": check_upscale, "consistency": check_consistency, "color_match": check_color_match, "maps": check_maps,
-          "reference": check_reference}
+          "reference": check_reference, "sync": check_sync}
 
 
 @pytest.mark.parametrize("group", sorted(SECTION_GROUPS))

@@ -91,3 +91,28 @@ def test_esc_after_the_first_synchronised_step_stops_the_run_and_leaves_nothing(
     assert run.tick(bpy.context) == "CANCELLED"
     assert seen == [1]
     assert datablock_counts() == before and synced.result_image is None
+
+
+def test_views_that_do_not_fit_the_memory_are_refused_with_the_count_that_fits_and_nothing_changes(
+        synced, monkeypatch):
+    """A real budget, not a mock: the engine plans with LATENT_TEXTURES_MEMORY_BUDGET_MB (engine/devices.py)."""
+    select(bpy.data.objects["Cube"])
+    monkeypatch.setenv("LATENT_TEXTURES_MEMORY_BUDGET_MB", "1")
+    before = datablock_counts()
+    with pytest.raises(RuntimeError, match=r"Sync with 3 views .* at most 0 views fit"):
+        bpy.ops.latent_textures.generate()
+    assert datablock_counts() == before and synced.result_image is None
+
+
+def test_a_sync_run_in_view_groups_names_the_step_then_the_group(synced):
+    """What the status bar and panel read while SYNC runs its views in groups (the engine's events carry the group
+    as part/parts: tests/engine/test_view_groups.py)."""
+    select(bpy.data.objects["Cube"])
+    job = module("bridge.object_target").ObjectJob(module("bridge.targets").prepare(bpy.context), previews=False)
+    engine = module("engine")
+    job.events.put(module("bridge.job").JobEvent("progress", engine.ProgressEvent(1, 2, part=2, parts=3)))
+    job.drain()
+    assert job.describe() == "Step 1/2 · view group 2/3"
+    job.events.put(module("bridge.job").JobEvent("progress", engine.ProgressEvent(2, 2)))
+    job.drain()
+    assert job.describe() == "Step 2/2"  # one group: the plain line

@@ -56,12 +56,13 @@ def _generator(seed: int = 5) -> Any:
 
 
 def _run(parts: Any, pipe: Any, texel: np.ndarray, attention: str, steps: int = STEPS, guidance: float = 7.0,
-         **extra: Any) -> Any:
+         **call_arguments: Any) -> Any:
     attn_module, sync, latent_sync, schedulers = parts
     pipe.scheduler = schedulers.make_scheduler("DPM_SOLVER_MULTISTEP", pipe.scheduler.config, steps)
-    plan = sync.make_plan(_latent_views(latent_sync, texel))
-    return sync.generate_latents(pipe, plan, prompt="a cat", generator=_generator(), steps=steps,
-                                 guidance_scale=guidance, fraction=1.0, attention=attention, **extra)
+    latents, _ = sync.run_views(pipe, _latent_views(latent_sync, texel), prompt="a cat", generator=_generator(),
+                                steps=steps, guidance_scale=guidance, fraction=1.0, attention=attention,
+                                call_arguments=call_arguments)
+    return latents
 
 
 def test_neighbours_are_the_views_sharing_the_most_texels_then_the_nearest_in_order(parts):

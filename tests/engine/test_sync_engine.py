@@ -67,11 +67,11 @@ def _generator(seed: int = 5) -> Any:
 
 @pytest.mark.parametrize("name", ["DDIM", "EULER", "DPM_SOLVER_MULTISTEP", "DPM_SOLVER_MULTISTEP_KARRAS", "UNIPC"])
 def test_one_view_seeing_the_whole_latent_texture_equals_a_plain_generation_from_the_same_noise(
-        sd_pipe, sync, latent_sync, schedulers, name):
+        sd_pipe, sync, latent_sync, schedulers, name, run_sync):
     plan = sync.make_plan([_one_to_one(latent_sync)])
     _set_scheduler(sd_pipe, schedulers, name)
-    synced = sync.generate_latents(sd_pipe, plan, prompt="a red brick wall", generator=_generator(),
-                                   steps=STEPS, guidance_scale=7.0, fraction=1.0)
+    synced = run_sync(sd_pipe, [_one_to_one(latent_sync)], prompt="a red brick wall", generator=_generator(),
+                      steps=STEPS, guidance_scale=7.0, fraction=1.0)
     noise = sync.consistent_noise(plan, 4, _generator())
     _set_scheduler(sd_pipe, schedulers, name)
     plain = sd_pipe(prompt=["a red brick wall"], num_inference_steps=STEPS, guidance_scale=7.0, latents=noise,
@@ -83,11 +83,10 @@ def test_one_view_seeing_the_whole_latent_texture_equals_a_plain_generation_from
 
 @pytest.mark.parametrize("name", ["DDIM", "EULER", "DPM_SOLVER_MULTISTEP", "DPM_SOLVER_MULTISTEP_KARRAS", "UNIPC"])
 def test_two_views_agree_exactly_where_they_share_texels_and_each_step_carries_the_synchronised_x0(
-        sd_pipe, sync, latent_sync, schedulers, name):
+        sd_pipe, sync, latent_sync, schedulers, name, run_sync):
     import torch
 
     views = _two_sharing(latent_sync)
-    plan = sync.make_plan(views, weight_exponent=2.0)
     pairs = [(r, c, r, c - 4) for r in range(SIDE) for c in range(4, SIDE) if views[1].texel[r, c - 4] >= 0]
     seen: list[int] = []
 
@@ -100,8 +99,8 @@ def test_two_views_agree_exactly_where_they_share_texels_and_each_step_carries_t
         torch.testing.assert_close(reported.float(), synced, rtol=0, atol=1e-5 * scale + 1e-6)
 
     _set_scheduler(sd_pipe, schedulers, name)
-    final = sync.generate_latents(sd_pipe, plan, prompt="a cat", generator=_generator(), steps=STEPS,
-                                  guidance_scale=5.0, fraction=1.0, observer=observe)
+    final = run_sync(sd_pipe, views, prompt="a cat", generator=_generator(), steps=STEPS, guidance_scale=5.0,
+                     fraction=1.0, weight_exponent=2.0, observer=observe)
     assert seen == list(range(STEPS))
     assert final.shape == (2, 4, SIDE, SIDE)
     assert sd_pipe.scheduler.__class__.__name__ != "SynchronisedScheduler"  # the real one is back
@@ -192,11 +191,11 @@ def test_schedulers_sync_cannot_step_are_refused_by_name(sync, name):
         sync.check_scheduler(name)
 
 
-def test_the_pipeline_scheduler_is_refused_before_anything_runs(sync, latent_sync, schedulers, sd_pipe):
-    plan = sync.make_plan([_one_to_one(latent_sync)])
+def test_the_pipeline_scheduler_is_refused_before_anything_runs(sync, latent_sync, schedulers, sd_pipe, run_sync):
     _set_scheduler(sd_pipe, schedulers, "PNDM")
     with pytest.raises(ValueError, match="scheduler"):
-        sync.generate_latents(sd_pipe, plan, prompt="x", generator=_generator(), steps=STEPS, guidance_scale=5.0)
+        run_sync(sd_pipe, [_one_to_one(latent_sync)], prompt="x", generator=_generator(), steps=STEPS,
+                 guidance_scale=5.0)
     assert type(sd_pipe.scheduler).__name__ == "PNDMScheduler"
 
 
@@ -210,23 +209,22 @@ def test_the_sync_window_is_the_first_rounded_fraction_of_the_steps(sync):
 
 
 def test_same_seed_gives_bit_identical_views_and_the_tail_runs_unsynchronised(sd_pipe, sync, latent_sync,
-                                                                            schedulers):
+                                                                            schedulers, run_sync):
     import torch
 
-    plan = sync.make_plan(_two_sharing(latent_sync))
     runs, synced_steps = [], []
     for _ in range(2):
         _set_scheduler(sd_pipe, schedulers, "DPM_SOLVER_MULTISTEP")
         steps: list[int] = []
-        runs.append(sync.generate_latents(sd_pipe, plan, prompt="a cat", generator=_generator(9), steps=4,
-                                          guidance_scale=5.0, fraction=0.5,
-                                          observer=lambda i, s, r: steps.append(i)))
+        runs.append(run_sync(sd_pipe, _two_sharing(latent_sync), prompt="a cat", generator=_generator(9), steps=4,
+                             guidance_scale=5.0, fraction=0.5, observer=lambda i, s, r: steps.append(i)))
         synced_steps.append(steps)
     assert torch.equal(runs[0], runs[1])
     assert synced_steps == [[0, 1], [0, 1]]
 
 
-def test_views_agree_with_a_controlnet_pipeline(tiny_sd_model, tiny_controlnet, sync, latent_sync, schedulers):
+def test_views_agree_with_a_controlnet_pipeline(tiny_sd_model, tiny_controlnet, sync, latent_sync, schedulers,
+                                                run_sync):
     import torch
     from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
 
@@ -236,7 +234,6 @@ def test_views_agree_with_a_controlnet_pipeline(tiny_sd_model, tiny_controlnet, 
     pipe.set_progress_bar_config(disable=True)
     _set_scheduler(pipe, schedulers, "UNIPC")
     views = _two_sharing(latent_sync)
-    plan = sync.make_plan(views)
     depth = [np.random.default_rng(i).random((SIDE * 8, SIDE * 8, 3)).astype(np.float32) for i in range(2)]
     agreed: list[bool] = []
 
@@ -244,9 +241,8 @@ def test_views_agree_with_a_controlnet_pipeline(tiny_sd_model, tiny_controlnet, 
         agreed.append(all(torch.equal(synced[0, :, r, c], synced[1, :, r, c - 4])
                           for r in range(SIDE) for c in range(4, SIDE) if views[1].texel[r, c - 4] >= 0))
 
-    final = sync.generate_latents(pipe, plan, prompt="a cat", generator=_generator(), steps=STEPS,
-                                  guidance_scale=5.0, fraction=1.0, observer=observe,
-                                  control_images=[torch.from_numpy(d).permute(2, 0, 1)[None] for d in depth])
+    final = run_sync(pipe, views, prompt="a cat", generator=_generator(), steps=STEPS, guidance_scale=5.0,
+                     fraction=1.0, observer=observe, control_images=depth)
     assert agreed == [True] * STEPS
     assert final.shape == (2, 4, SIDE, SIDE)
 
@@ -254,7 +250,7 @@ def test_views_agree_with_a_controlnet_pipeline(tiny_sd_model, tiny_controlnet, 
 @pytest.mark.parametrize("kind,name", [("sd2v", "DDIM"), ("sd2v", "EULER"), ("sd2v", "DPM_SOLVER_MULTISTEP_KARRAS"),
                                        ("sdxl", "EULER"), ("sdxl", "UNIPC")])
 def test_v_prediction_and_sdxl_one_view_equals_the_plain_generation(request, sync, latent_sync, schedulers, kind,
-                                                                    name):
+                                                                    name, run_sync):
     from diffusers import StableDiffusionPipeline, StableDiffusionXLPipeline
 
     if kind == "sd2v":
@@ -265,8 +261,8 @@ def test_v_prediction_and_sdxl_one_view_equals_the_plain_generation(request, syn
     pipe.set_progress_bar_config(disable=True)
     plan = sync.make_plan([_one_to_one(latent_sync)])
     _set_scheduler(pipe, schedulers, name)
-    synced = sync.generate_latents(pipe, plan, prompt="a chair", generator=_generator(), steps=STEPS,
-                                   guidance_scale=6.0, fraction=1.0)
+    synced = run_sync(pipe, [_one_to_one(latent_sync)], prompt="a chair", generator=_generator(), steps=STEPS,
+                      guidance_scale=6.0, fraction=1.0)
     _set_scheduler(pipe, schedulers, name)
     plain = pipe(prompt=["a chair"], num_inference_steps=STEPS, guidance_scale=6.0,
                  latents=sync.consistent_noise(plan, 4, _generator()), output_type="latent",
@@ -275,19 +271,19 @@ def test_v_prediction_and_sdxl_one_view_equals_the_plain_generation(request, syn
 
 
 @pytest.mark.parametrize("name", ["DDIM", "EULER", "DPM_SOLVER_MULTISTEP", "UNIPC"])
-def test_final_latents_agree_at_shared_pixels_only_when_synchronised(sd_pipe, sync, latent_sync, schedulers, name):
+def test_final_latents_agree_at_shared_pixels_only_when_synchronised(sd_pipe, sync, latent_sync, schedulers, name,
+                                                                     run_sync):
     """Same consistent noise, same views: unsynchronised views drift apart where they share the surface
     (measured mean |difference| of the final latents 0.32 DDIM, 0.85 Euler, 1.08 DPM++, 1.06 UniPC);
     synchronised to the end, pixels reading one texel start from one noise and every deterministic step maps
     (x_t, synced x0) to the same x_t', so they agree exactly - DDIM's last step included."""
     views = _two_sharing(latent_sync)
-    plan = sync.make_plan(views)
     rows = [r for r in range(SIDE) if views[1].texel[r, 0] >= 0]
     disagreement = {}
     for fraction in (0.0, 1.0):
         _set_scheduler(sd_pipe, schedulers, name)
-        final = sync.generate_latents(sd_pipe, plan, prompt="a cat", generator=_generator(), steps=STEPS,
-                                      guidance_scale=5.0, fraction=fraction)
+        final = run_sync(sd_pipe, views, prompt="a cat", generator=_generator(), steps=STEPS, guidance_scale=5.0,
+                         fraction=fraction)
         first, second = final[0][:, rows, 4:], final[1][:, rows, :4]
         disagreement[fraction] = float((first - second).abs().mean())
     assert disagreement[0.0] > 0.05

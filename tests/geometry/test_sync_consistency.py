@@ -23,11 +23,10 @@ EYES = [(3.2, 3.2, 2.2), (-3.2, 3.4, 2.4), (-3.3, -3.1, 2.0), (3.1, -3.3, 1.8)]
 
 
 @pytest.fixture(scope="module")
-def runs(engine_api, tiny_sd_model):
+def runs(engine_api, tiny_sd_model, run_sync):
     import torch
     from diffusers import StableDiffusionPipeline
 
-    sync = importlib.import_module(engine_api.__name__ + ".sync")
     schedulers = importlib.import_module(engine_api.__name__ + ".schedulers")
     pipe = StableDiffusionPipeline.from_pretrained(str(tiny_sd_model), safety_checker=None,
                                                    requires_safety_checker=False)
@@ -51,9 +50,8 @@ def runs(engine_api, tiny_sd_model):
     out = {}
     for label, fraction in (("independent", 0.0), ("sync 0.8", 0.8), ("sync 1.0", 1.0)):
         pipe.scheduler = schedulers.make_scheduler("DPM_SOLVER_MULTISTEP", pipe.scheduler.config, STEPS)
-        latents = sync.generate_latents(pipe, sync.make_plan(views, bake=bake), prompt="a crate",
-                                        generator=torch.Generator().manual_seed(3), steps=STEPS, guidance_scale=7.0,
-                                        fraction=fraction)
+        latents = run_sync(pipe, views, bake=bake, prompt="a crate", generator=torch.Generator().manual_seed(3),
+                           steps=STEPS, guidance_scale=7.0, fraction=fraction)
         out[label] = (latents, decode(latents))
     pipe.scheduler = schedulers.make_scheduler("DPM_SOLVER_MULTISTEP", pipe.scheduler.config, STEPS)
     grid = pipe(prompt="a crate", num_inference_steps=STEPS, guidance_scale=7.0, height=2 * PIXELS,

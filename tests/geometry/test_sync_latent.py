@@ -159,3 +159,32 @@ def test_texel_disagreement_compares_the_views_only_where_they_read_the_same_tex
                         cosine=np.ones((4, 4), np.float32), size=8) for i in (0, 1)]
     with pytest.raises(ValueError, match="share no texel"):
         texel_disagreement(apart, np.zeros((2, 4, 4, 4), np.float32))
+
+
+def test_the_latent_bake_from_its_terms_built_once_is_the_gather_of_the_views():
+    """LatentBake builds the gather's terms once (its weights are the geometry's) and each step only multiplies
+    and sums: the same weighted means as gathering the views afresh (geometry.bake.gather_views, merge_gathered),
+    within fp32 rounding of the same sums (the terms sum the four bilinear corners in another order), for two
+    objects sharing the mesh (pooled) and a mesh whose texels pool extra surface points."""
+    from geometry.bake import BakeView, gather_views, merge_gathered
+    from geometry.latent_sync import LatentBake
+    from geometry.uv_raster import rasterize_uv_triangles
+
+    cameras, depths, views, texels, _ = _cube_scene()
+    uv, positions, normals = box_uv_mesh()
+    moved = rasterize_uv_triangles(uv, positions * 0.5 + np.array([0.3, 0.2, 0.1]), normals, texels.size)
+    # the UV map drawn twice onto one tile: every texel also holds the second copy's surface point
+    doubled = rasterize_uv_triangles(np.concatenate([uv, uv]), np.concatenate([positions, positions * 0.9]),
+                                     np.concatenate([normals, normals]), texels.size)
+    assert len(doubled.extra_owner) > 0
+    latents = np.random.default_rng(3).normal(size=(len(cameras), LATENT, LATENT, 4)).astype(np.float32)
+    for meshes in ([[texels, moved]], [[doubled]]):
+        bake = LatentBake(cameras, depths, meshes, weight_exponent=2.0)
+        colour, weight = bake(latents)
+        bake_views = [BakeView(c, image, d) for c, image, d in zip(cameras, latents, depths)]
+        expected = merge_gathered([gather_views(part, bake_views, bake.settings) for part in meshes[0]])
+        index = meshes[0][0].index
+        np.testing.assert_allclose(weight[index], expected.weight, rtol=1e-5)
+        assert np.array_equal(weight[index] > 0, expected.weight > 0) and (weight > 0).sum() > 1000
+        scale = float(np.abs(latents).max())
+        np.testing.assert_allclose(colour[index], expected.colour, rtol=0, atol=1e-5 * scale)
