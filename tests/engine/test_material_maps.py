@@ -405,3 +405,22 @@ def test_an_ensemble_runs_every_member_and_reports_its_steps(engine: Any, maps_r
     assert set(result.maps) == {"albedo", "height"} and result.maps["height"].shape == (48, 80)
     assert [(e.part, e.step, e.total) for e in events if e.part == 2] == [(2, s, 6) for s in range(1, 7)]
     assert result.recipes["height"]["pbr"]["ensemble_size"] == 3 and "normal" not in result.maps
+
+
+def test_the_x4_upscaler_makes_room_the_same_way(
+    engine_api: Any, new_engine: Any, maps_request: Any, tiny_x4_upscaler: Path
+) -> None:
+    """The x4 upscaler's slot counts against the same budget: loading it releases the idle Marigold model."""
+    import importlib
+
+    model_cache = importlib.import_module(engine_api.__name__ + ".model_cache")
+    engine = new_engine()
+    engine.material_maps(maps_request(maps=("ROUGHNESS",)))
+    upscaler = model_cache.pipeline_bytes(tiny_x4_upscaler, "x4", engine.dtype)
+    engine.cache.memory_budget = int(upscaler * 1.05)
+    request = engine_api.UpscaleRequest(image=_image(16, 16), model="", method="X4_UPSCALER",
+                                        upscaler_model=str(tiny_x4_upscaler), prompt="stone", factor=4, steps=1,
+                                        seed=5, control="NONE")
+    engine.upscale(request)
+    assert [slot for slot, _ in engine.cache.released] == ["pbr_intrinsics"]
+    assert list(engine.cache.entries("upscaler")) and not list(engine.cache.entries("pbr_intrinsics"))
