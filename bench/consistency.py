@@ -129,18 +129,18 @@ class SyncRecorder:
         self.decoding = _module(addon, "engine.decoding")
         self.views: list[Any] | None = None
         self.bake: Any = None
-        self.latents: Any = None
+        self.decoded: list[Any] = []  # the latents of each decode call: the views, one call each
 
     def __enter__(self) -> SyncRecorder:
         generate_sync, decode = self.engine_class.generate_sync, self.decoding.decode
         self._originals = (generate_sync, decode)
 
         def recorded_generate_sync(engine: Any, request: Any, views: Any, *args: Any, **kwargs: Any) -> Any:
-            self.views, self.bake = list(views), kwargs.get("bake")
+            self.views, self.bake, self.decoded = list(views), kwargs.get("bake"), []
             return generate_sync(engine, request, views, *args, **kwargs)
 
         def recorded_decode(pipe: Any, model: Any, placement: Any, latents: Any, *args: Any, **kwargs: Any) -> Any:
-            self.latents = latents.detach().to("cpu").float().numpy().copy()
+            self.decoded.append(latents.detach().to("cpu").float().numpy().copy())
             return decode(pipe, model, placement, latents, *args, **kwargs)
 
         self.engine_class.generate_sync = recorded_generate_sync
@@ -154,11 +154,11 @@ class SyncRecorder:
         """``latent_texel`` and ``latent_gather`` of the recorded run (see the module's docstring)."""
         import numpy as np
 
-        if self.views is None or self.latents is None or self.bake is None:
+        if self.views is None or not self.decoded or self.bake is None:
             raise ValueError("no SYNC run was recorded")
         latent_sync = _module(addon, "geometry.latent_sync")
         bake = _module(addon, "geometry.bake")
-        latents = self.latents
+        latents = np.concatenate(self.decoded)  # (V, C, h, w): the engine decodes the views one call each
         per_pixel = np.ascontiguousarray(latents.transpose(0, 2, 3, 1))  # (V, h, w, C)
         views = [bake.BakeView(camera, image, depth)
                  for camera, image, depth in zip(self.bake.cameras, per_pixel, self.bake.depths)]

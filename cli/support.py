@@ -46,12 +46,10 @@ def recipe_digest(recipe: dict[str, Any], source: str | None = None) -> str:
     key = {name: recipe.get(name) for name in PIXEL_FIELDS}
     if recipe.get("target") == "OBJECT":
         key.update((name, recipe.get(name)) for name in OBJECT_FIELDS)
-        if recipe.get("color_match", "NONE") != "NONE":  # only then: names made before it existed stay as they were
-            key["color_match"] = recipe["color_match"]
     if source is not None:
         key["source"] = source
-    if recipe.get("reference"):  # only then: the names of runs without a reference stay as they were
-        key["reference"] = recipe["reference"]
+    # Settings newer than the names count only when set: the names of runs without them stay as they were.
+    key.update((name, recipe[name]) for name in ("color_match", "reference") if recipe.get(name) not in (None, "NONE", {}))
     return hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:8]
 
 
