@@ -89,18 +89,12 @@ class GenerationJob:
         if isinstance(self.request, UpscaleRequest):
             return engine.upscale(self.request, **progress)
         result = engine.generate(self.request, recorder=self.recorder, **progress)
-        if self.upscale is not None:
-            from ..engine import EngineError, GenerationCancelled
-
-            try:
-                result = _upscaled(engine, result, self.upscale, **progress)
-            except GenerationCancelled:
-                raise
-            except Exception as error:  # the finished generation is kept; the run reports why it is not upscaled
-                if not isinstance(error, EngineError):
-                    traceback.print_exc()
-                    error = f"{type(error).__name__}: {error}"
-                self.upscale_failure = str(error)
+        if self.upscale is not None:  # the finished generation is kept; the run reports why it is not upscaled
+            generated = result
+            upscaled, self.upscale_failure = kept_on_failure(
+                lambda: _upscaled(engine, generated, self.upscale, **progress))
+            if upscaled is not None:
+                result = upscaled
         if self.maps is not None:
             self.maps_result, self.maps_failure = _material_maps(engine, self.maps, result.image, result.seed,
                                                                  **progress)
@@ -163,14 +157,20 @@ def _upscaled(engine, generated, template: UpscaleRequest, **run_options):
 
 
 def _material_maps(engine, template, image, seed: int, *, on_progress, cancel_event, previews):
-    """Material Maps after a generation: (result, None), or (None, why) when they failed (the generation is kept);
-    a cancel propagates."""
-    from ..engine import EngineError, GenerationCancelled
-
+    """Material Maps after a generation: (result, None), or (None, why) (``kept_on_failure``)."""
     request = dataclasses.replace(template, image=np.ascontiguousarray(np.clip(image[..., :3], 0.0, 1.0),
                                                                        dtype=np.float32), seed=int(seed) % 2**31)
+    return kept_on_failure(lambda: engine.material_maps(request, on_progress=on_progress, cancel_event=cancel_event))
+
+
+def kept_on_failure(make):
+    """A step after the generation (upscale, material maps): (``make()``, None), or (None, why) when it failed, so
+    that the generation is kept; a cancel propagates. A failure that is not the engine's own is printed with its
+    traceback."""
+    from ..engine import EngineError, GenerationCancelled
+
     try:
-        return engine.material_maps(request, on_progress=on_progress, cancel_event=cancel_event), None
+        return make(), None
     except GenerationCancelled:
         raise
     except Exception as error:

@@ -15,12 +15,13 @@ import traceback
 import bpy
 import numpy as np
 
-from ..engine import EngineError, GenerationCancelled
+from ..engine import GenerationCancelled
 from ..engine.material_maps_request import MaterialMapsResult
 from ..geometry.bake import BakeView
 from ..geometry.tangent_bake import bake_tangent_normals
 from ..geometry.tangent_normals import camera_to_world
 from . import pbr_maps_writer, results
+from .job import kept_on_failure
 from .object_bake import bake_mesh, bake_views
 from .pbr_tangents import tangent_frames
 
@@ -37,15 +38,7 @@ def capture_frames(surfaces, depsgraph: bpy.types.Depsgraph) -> dict[str, list]:
 def bake_maps(engine, job, captured, views: list[np.ndarray], frames: dict[str, list]):
     """(one ``MaterialMapsResult`` per mesh, None) or (None, why) when the maps failed (the texture is kept);
     a cancel propagates. Worker thread, numpy only."""
-    try:
-        return _bake_maps(engine, job, captured, views, frames), None
-    except GenerationCancelled:
-        raise
-    except Exception as error:
-        if not isinstance(error, EngineError):
-            traceback.print_exc()
-            error = f"{type(error).__name__}: {error}"
-        return None, str(error)
+    return kept_on_failure(lambda: _bake_maps(engine, job, captured, views, frames))
 
 
 def _bake_maps(engine, job, captured, views, frames) -> list[MaterialMapsResult]:
