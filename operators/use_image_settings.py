@@ -4,7 +4,10 @@ import bpy
 
 # The recipe fields that are panel settings; any other key (version, family, device, a newer field...) is ignored.
 RECIPE_SETTINGS = ("prompt", "negative_prompt", "model", "mode", "seed", "steps", "scheduler", "guidance_scale",
-                   "strength", "width", "height", "seamless", "target")
+                   "strength", "width", "height", "seamless", "target",
+                   "object_method", "object_views", "texture_size", "color_match")  # Whole Object results
+# SYNC records its settings in the recipe's ``sync`` dict: its key -> the panel setting.
+SYNC_SETTINGS = (("fraction", "sync_fraction"), ("attention", "sync_attention"))
 
 
 def recipe_image(context, name: str):
@@ -55,14 +58,15 @@ class LATENT_TEXTURES_OT_use_image_settings(bpy.types.Operator):
         settings = context.scene.latent_textures
         properties = settings.bl_rna.properties
         used, skipped = [], []
-        for name in RECIPE_SETTINGS:
-            if name not in recipe:
-                continue
-            if _accepts(properties[name], recipe[name]):
-                setattr(settings, name, recipe[name])
+        sync = recipe.get("sync") if isinstance(recipe.get("sync"), dict) else {}
+        found = [(name, recipe[name]) for name in RECIPE_SETTINGS if name in recipe]
+        found += [(name, sync[key]) for key, name in SYNC_SETTINGS if key in sync]
+        for name, value in found:
+            if _accepts(properties[name], value):
+                setattr(settings, name, value)
                 used.append(name)
             else:
-                skipped.append(f"{name}={recipe[name]!r}")
+                skipped.append(f"{name}={value!r}")
         if "seed" in used:
             settings.use_random_seed = False  # the recipe's seed, or the image is not the same
         from ..bridge.reference import restore_from_recipe

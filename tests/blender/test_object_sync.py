@@ -116,3 +116,19 @@ def test_a_sync_run_in_view_groups_names_the_step_then_the_group(synced):
     job.events.put(module("bridge.job").JobEvent("progress", engine.ProgressEvent(2, 2)))
     job.drain()
     assert job.describe() == "Step 2/2"  # one group: the plain line
+
+
+def test_use_this_images_settings_restores_the_whole_object_and_sync_settings(synced):
+    select(bpy.data.objects["Cube"])
+    synced.sync_fraction, synced.sync_attention, synced.texture_size = 0.5, "NEIGHBOURS", 512
+    assert bpy.ops.latent_textures.generate() == {"FINISHED"}
+    made = synced.result_image
+    pixels = module("bridge.pixels").read_pixels(made)
+    synced.object_method, synced.sync_fraction, synced.sync_attention = "GRID", 0.8, "NONE"
+    synced.texture_size, synced.color_match, synced.target = 1024, "REINHARD", "IMAGE"
+    assert bpy.ops.latent_textures.use_image_settings(image=made.name) == {"FINISHED"}
+    assert (synced.target, synced.object_method, synced.sync_attention) == ("OBJECT", "SYNC", "NEIGHBOURS")
+    assert synced.sync_fraction == pytest.approx(0.5) and synced.texture_size == 512
+    assert synced.color_match == "NONE"  # SYNC records NONE: it agrees by construction
+    assert bpy.ops.latent_textures.generate() == {"FINISHED"}  # ... so generating again makes the same texture
+    np.testing.assert_array_equal(module("bridge.pixels").read_pixels(synced.result_image), pixels)
