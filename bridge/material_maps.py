@@ -66,12 +66,6 @@ def maps_request(settings, image: np.ndarray, maps: tuple[str, ...], recipe: dic
     return request
 
 
-def source_recipe(image: bpy.types.Image) -> dict:
-    recipe = image.get(results.RECIPE_PROPERTY)
-    if recipe is None:
-        return {}
-    return recipe.to_dict() if hasattr(recipe, "to_dict") else dict(recipe)
-
 
 def prepare(context: bpy.types.Context, image_name: str, maps) -> MapsPlan:
     """Check the request and read the image (and, for a projection, its surface). Raises ValueError."""
@@ -86,7 +80,7 @@ def prepare(context: bpy.types.Context, image_name: str, maps) -> MapsPlan:
         raise ValueError(f"{what} to make material maps of: generate one first or name an image")
     if image.size[0] == 0 or image.size[1] == 0:
         raise ValueError(f"Image '{image.name}' has no pixels to make material maps of")
-    recipe = source_recipe(image)
+    recipe = results.recipe_of(image)
     target = recipe.get("target", "IMAGE")
     if target == "OBJECT":
         raise ValueError(f"'{image.name}' is a Whole Object texture (a UV atlas, not a picture of a surface): "
@@ -110,6 +104,9 @@ def projection_of(context: bpy.types.Context, image: bpy.types.Image, users: lis
                   recipe: dict) -> tuple[str, ProjectedSurface]:
     """A PROJECT result's UV map and the surface each of its pixels shows: the meshes whose materials show it
     through that UV map, seen from the camera its recipe recorded."""
+    if not users:
+        raise ValueError(f"'{image.name}' is not any material's Base Color any more: its normal map needs the surface "
+                         "it is projected on; make the maps without Normal")
     camera = recorded_camera(recipe, image.size[0], image.size[1])
     uv_maps = {node.inputs["Vector"].links[0].from_node.uv_map for _, node, _ in users
                if node.inputs["Vector"].is_linked and node.inputs["Vector"].links[0].from_node.type == "UVMAP"}

@@ -80,8 +80,7 @@ def write_maps(context: bpy.types.Context, textures: list, baked_maps: list[Mate
     try:
         problems = []
         for (image, baked), maps in zip(textures, baked_maps):
-            recipe = image.get(results.RECIPE_PROPERTY)
-            recipe = recipe.to_dict() if hasattr(recipe, "to_dict") else dict(recipe or {})
+            recipe = results.recipe_of(image)
             images, lines = pbr_maps_writer.write_maps(changes, image, maps, recipe, baked.uv_name, keep_history)
             made.append((image.name, images))
             problems += lines

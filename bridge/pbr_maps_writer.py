@@ -105,8 +105,7 @@ def write_after_generate(context: bpy.types.Context, image: bpy.types.Image, res
             if objects:
                 surface = projected_surface(context, objects, uv_map, camera)
         ready = convert_normals(result, surface)
-        recipe = image.get(results.RECIPE_PROPERTY)
-        recipe = recipe.to_dict() if hasattr(recipe, "to_dict") else dict(recipe or {})
+        recipe = results.recipe_of(image)
         images, problems = write_maps(changes, image, ready, recipe, uv_map, keep_history)
     except Exception as error:  # the generation is kept; its maps are not half written
         traceback.print_exc()

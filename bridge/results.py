@@ -127,6 +127,14 @@ class Changes:
         self._undo.clear()
 
 
+def recipe_of(image: bpy.types.Image) -> dict:
+    """The image's recipe as a plain dict ({} when it has none)."""
+    recipe = image.get(RECIPE_PROPERTY)
+    if recipe is None:
+        return {}
+    return recipe.to_dict() if hasattr(recipe, "to_dict") else dict(recipe)
+
+
 def image_name(prompt: str, seed: int) -> str:
     words = re.sub(r"[^\w\s-]", "", prompt, flags=re.UNICODE).split()
     stem = "_".join(words)[:40] or "texture"

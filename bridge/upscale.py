@@ -37,13 +37,6 @@ class UpscalePlan:
     reference_recipe: dict = field(default_factory=dict)  # the tiles' reference image: the recipe's upscale.reference
 
 
-def source_recipe(image: bpy.types.Image) -> dict:
-    """The image's recipe as a plain dict ({} when it has none)."""
-    recipe = image.get(results.RECIPE_PROPERTY)
-    if recipe is None:
-        return {}
-    return recipe.to_dict() if hasattr(recipe, "to_dict") else dict(recipe)
-
 
 def resolve_seamless(choice: str, recipe: dict, image_name: str, notes: list[str]) -> str:
     """``AUTO`` follows the source's recipe; an explicit wrap on a source not made seamless is allowed, and said."""
@@ -72,7 +65,7 @@ def prepare(context: bpy.types.Context, image_name: str, factor: int, seamless: 
         raise ValueError(f"Image '{image.name}' has no pixels to upscale")
     check_tile_size(tile_size)
     check_engine_packages()
-    recipe = source_recipe(image)
+    recipe = results.recipe_of(image)
     notes: list[str] = []
     axes = resolve_seamless(seamless, recipe, image.name, notes)
     source = pixels.read_display_pixels(image)[..., :3]

@@ -56,10 +56,17 @@ def map_images(image) -> list[tuple[str, object]]:
     """(map, image) of every material map made from ``image`` (by name and recipe), in MAP_KINDS order."""
     import bpy
 
+    def made_from(candidate, kind: str) -> bool:
+        recipe = candidate.get("latent_textures")
+        return recipe is not None and recipe.get("pbr_source") == image.name and recipe.get("pbr_map") == kind
+
     found = []
     for kind in (m.lower() for m in MAP_KINDS):
         made = bpy.data.images.get(f"{image.name} {kind}")
-        if made is not None and "latent_textures" in made and made["latent_textures"].get("pbr_source") == image.name:
+        if made is None or not made_from(made, kind):
+            # Blender 4.2 cuts ID names at 63 bytes: a long result name's map is not under "<name> <map>"
+            made = next((c for c in reversed(bpy.data.images) if made_from(c, kind)), None)
+        if made is not None:
             found.append((kind, made))
     return found
 

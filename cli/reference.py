@@ -70,7 +70,10 @@ def apply(args, context) -> None:
 
 
 def _check_adapter(context, settings) -> None:
-    """The IP-Adapter is on disk or in a cache (or can be downloaded online): checked before the first texture."""
+    """The IP-Adapter is on disk or in a cache (or can be downloaded online): checked before the first texture
+    (not at strength 0, where none is loaded - as in the panel)."""
+    if settings.reference_strength == 0 and not settings.reference_first_view:
+        return
     from ..bridge.reference import check_adapter
     from ..bridge.requests import options_from_preferences, resolve_model_path
 

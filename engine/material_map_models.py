@@ -6,7 +6,8 @@ kind) before it starts, with the same words the engine would use. What it cannot
 repo id not cached while downloads are allowed) is left to the run, whose download reports its size first
 (``ProgressEvent(stage="DOWNLOAD")``: bytes of the total the hub listed).
 
-Imports only the standard library at module level (``huggingface_hub`` when a repo id is looked up).
+Imports no torch at module level (``material_maps`` for which runs a request needs; ``huggingface_hub`` when a
+repo id is looked up).
 """
 
 from __future__ import annotations
@@ -15,38 +16,22 @@ from pathlib import Path
 
 from . import hub, sources
 from .errors import ModelNotFoundError
-from .material_maps_request import (
-    DEFAULT_NORMALS_MODEL,
-    DEFAULT_PBR_MODEL,
-    INTRINSICS_MAPS,
-    NORMALS_MAPS,
-    MaterialMapsRequest,
-)
+from .material_maps import KINDS, model_name, plan
+from .material_maps_request import DEFAULT_NORMALS_MODEL, DEFAULT_PBR_MODEL, MaterialMapsRequest
 from .request import EngineOptions
 
-# What each model is called in messages, the pipeline classes accepted, and the request field naming it.
-MODELS = (
-    ("The intrinsics model", sources.MARIGOLD_INTRINSICS_PIPELINES, "pbr_model", DEFAULT_PBR_MODEL, INTRINSICS_MAPS),
-    ("The normals model", sources.MARIGOLD_NORMALS_PIPELINES, "normals_model", DEFAULT_NORMALS_MODEL, NORMALS_MAPS),
-)
 # Approximate downloads of the defaults (fp16 variant; fp32 twice as much), for the panel before the first run.
 APPROX_DOWNLOAD_BYTES = {DEFAULT_PBR_MODEL: int(2.6e9), DEFAULT_NORMALS_MODEL: int(2.6e9)}
-
-
-def models_for(request: MaterialMapsRequest) -> list[tuple[str, str]]:
-    """(request field, model) for each Marigold model ``request`` reads, defaults filled in."""
-    return [(field, getattr(request, field).strip() or default)
-            for _, _, field, default, maps in MODELS if any(m in maps for m in request.maps)]
 
 
 def check_available(request: MaterialMapsRequest, options: EngineOptions) -> None:
     """Raise ``ModelNotFoundError`` naming a model ``request`` reads that cannot be had (a path that is not
     there, a repo id in no cache while offline), or ``EngineError`` naming one that is no Marigold pipeline of
     the right kind (from its ``model_index.json`` on disk)."""
-    for what, pipelines, field, default, maps in MODELS:
-        if not any(m in maps for m in request.maps):
-            continue
-        source = sources.classify(getattr(request, field).strip() or default, allow_pickle=options.allow_pickle)
+    for run in plan(request):
+        _, pipelines, field, default = KINDS[run.kind]
+        what = f"The {run.kind} model"
+        source = sources.classify(model_name(request, run.kind), allow_pickle=options.allow_pickle)
         if source.kind == "SINGLE_FILE":
             raise ModelNotFoundError(f"{what} {source.location} is a single file; {field} is a diffusers folder or "
                                      f"a repo id (e.g. {default}).")

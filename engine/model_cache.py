@@ -179,13 +179,13 @@ def weight_bytes(entry: Any) -> int:
     def modules(value: Any, depth: int) -> Iterator[torch.nn.Module]:
         if isinstance(value, torch.nn.Module):
             yield value
-        elif depth < 2 and isinstance(getattr(value, "components", None), dict):
+        elif depth < 3 and isinstance(getattr(value, "components", None), dict):
             for part in value.components.values():
                 yield from modules(part, depth + 1)
-        elif depth < 2 and hasattr(value, "__dict__") and not isinstance(value, type):
+        elif depth < 3 and hasattr(value, "__dict__") and not isinstance(value, type):
             for part in vars(value).values():
                 yield from modules(part, depth + 1)
-        elif depth < 2 and isinstance(value, dict):
+        elif depth < 3 and isinstance(value, dict):
             for part in value.values():
                 yield from modules(part, depth + 1)
 

@@ -135,12 +135,14 @@ def unload(model: LoadedModel) -> None:
         return
     base = model.base
     before, components = model.before_reference
-    attention_processors.take_off(base.unet)
-    with uncompiled_unet(base):
-        base.unload_ip_adapter()
-    attention_processors.install(base.unet, before)
-    _restore_components(base, components)
-    model.reference_adapter = None
+    model.reference_adapter = None  # whatever happens below, the next reference loads its adapter again
+    try:
+        attention_processors.take_off(base.unet)
+        with uncompiled_unet(base):
+            base.unload_ip_adapter()
+    finally:
+        attention_processors.install(base.unet, before)
+        _restore_components(base, components)
 
 
 def _adapter(cache: ModelCache, model: LoadedModel, files: ip_adapters.AdapterFiles, key: tuple[str, ...]) -> Any:

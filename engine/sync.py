@@ -371,7 +371,8 @@ class SyncViews:
             prompt_values=77 * int(config.cross_attention_dim), score_matrix=score_matrix)
         if controlnet is not None:
             weight_bytes += sum(p.numel() * p.element_size() for p in controlnet.parameters())
-        budget = devices.memory_budget(unet.device)
+        # where the UNet runs: under CPU offload the UNet waits on the CPU, its forward runs on the GPU
+        budget = devices.memory_budget(getattr(pipe, "_execution_device", unet.device))
         available = None if budget is None else int(view_groups.MEMORY_SHARE * max(budget - weight_bytes, 0))
         per_group = view_groups.views_per_group(self.plan.views, memory, available)
         if self.attention != "NONE" and per_group < self.plan.views:
@@ -401,18 +402,18 @@ class SyncViews:
             self.on_progress(ProgressEvent(min(self._step, self.steps), self.steps, part=index + 1,
                                            parts=len(self.groups)))
 
-    def around(self, pipe: Any) -> Any:
-        """The scheduler synchronised and the UNet / ControlNet run in ``groups`` for the pipeline call."""
-        stack = contextlib.ExitStack()
-        stack.enter_context(synchronised(pipe, self.plan, synchronised_steps(self.steps, self.fraction),
-                                         self.observer, self.attention, self.steps))
+    @contextlib.contextmanager
+    def around(self, pipe: Any) -> Iterator[None]:
+        """The scheduler synchronised and the UNet / ControlNet run in ``groups`` for the pipeline call (entered
+        with the block, so a failure while entering takes off what was already put on)."""
         unet = pipe.unet
         modules = [unet] + ([pipe.controlnet] if getattr(pipe, "controlnet", None) is not None else [])
         self._step = 0
-        stack.enter_context(view_groups.grouped_forward(
-            modules, self.plan.views, self.groups, cancel_event=self.cancel_event,
-            before_group=lambda module, index: self._before_group(unet, module, index)))
-        return stack
+        with synchronised(pipe, self.plan, synchronised_steps(self.steps, self.fraction), self.observer,
+                          self.attention, self.steps), \
+                view_groups.grouped_forward(modules, self.plan.views, self.groups, cancel_event=self.cancel_event,
+                                            before_group=lambda module, index: self._before_group(unet, module, index)):
+            yield
 
     def recipe(self) -> dict[str, Any]:
         return {"fraction": self.fraction, "weight_exponent": self.weight_exponent,
