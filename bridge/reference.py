@@ -154,12 +154,9 @@ def check_adapter(adapter: str, model: str, options) -> None:
     (online) from the hub; read from the disk alone, nothing loaded. Else ValueError naming what is missing, so a
     run that needs it (SEQUENTIAL's view 1 as the reference too) is refused before anything runs."""
     from ..engine import EngineError
-    from ..engine.ip_adapters import check_available
-    from ..engine.upscale_models import model_family
+    from ..engine.upscale_models import check_adapter_available
 
     try:
-        family = model_family(model, options)
-        check_available(adapter, family.name if family is not None else None, allow_pickle=options.allow_pickle,
-                        cache_dir=options.cache_dir, offline=options.offline, read_cache_dirs=options.read_cache_dirs)
+        check_adapter_available(adapter, model, options)
     except (EngineError, ValueError) as error:
         raise ValueError(str(error)) from None

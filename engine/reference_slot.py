@@ -85,7 +85,7 @@ def recipe(spec: ReferenceSpec | None, active: ActiveReference | None) -> dict[s
         return None
     if active is not None:
         return active.recipe()
-    return {"model": spec.model, "strength": float(spec.strength), "applied": False}
+    return spec.not_applied()
 
 
 def prepare(

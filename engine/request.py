@@ -114,6 +114,10 @@ class ReferenceSpec:
         if not isinstance(self.model, str):
             raise ValueError(f"{name}.model must be an IP-Adapter file, folder or repo id, or \"\" for the default.")
 
+    def not_applied(self) -> dict[str, Any]:
+        """The recipe's ``reference`` of a run that took none (strength 0, the x4 upscaler, SD 2 depth)."""
+        return {"model": self.model, "strength": float(self.strength), "applied": False}
+
 
 @dataclass
 class GenerationRequest:

@@ -230,18 +230,13 @@ def upscale_recipe(
             "prompt": request.prompt,
             "model": request.model,
             **ran_in,
-            **({"reference": generation.get("reference") or not_applied_reference(request.reference)}
+            **({"reference": generation.get("reference") or request.reference.not_applied()}
                if request.reference is not None else {}),
         },
         "width": int(request.image.shape[1] * request.factor),
         "height": int(request.image.shape[0] * request.factor),
         "seed": seed,
     }
-
-
-def not_applied_reference(reference: ReferenceSpec) -> dict[str, Any]:
-    """The recipe's ``reference`` of a run that took none (the x4 upscaler, a Lanczos-only resize)."""
-    return {"model": reference.model, "strength": float(reference.strength), "applied": False}
 
 
 def size_check_message(height: int, width: int, factor: int, *, x4_upscaler: bool = False) -> str | None:

@@ -49,10 +49,17 @@ def check_reference_available(reference: ReferenceSpec | None, model: str, optio
     """
     if reference is None or reference.strength == 0:
         return
+    check_adapter_available(reference.model, model, options)
+
+
+def check_adapter_available(adapter: str, model: str, options: EngineOptions) -> None:
+    """The IP-Adapter ``adapter`` ("" = the default of ``model``'s family) and its image encoder can be had: from
+    the disk alone, nothing loaded (also for a run whose reference picture does not exist yet: SEQUENTIAL's
+    view 1). Raises as ``check_reference_available``."""
     from . import ip_adapters
 
-    family = model_family(model, options) if not reference.model.strip() else None
-    ip_adapters.check_available(reference.model, family.name if family is not None else None,
+    family = model_family(model, options)
+    ip_adapters.check_available(adapter, family.name if family is not None else None,
                                 allow_pickle=options.allow_pickle, cache_dir=options.cache_dir, offline=options.offline,
                                 read_cache_dirs=options.read_cache_dirs)
 

@@ -31,7 +31,7 @@ from .errors import EngineError, check_cancel
 from .prompt_embeddings import PromptCache
 from .request import GenerationResult, ProgressCallback, ProgressEvent
 from .upscale import DEFAULT_NOISE_LEVEL, DEFAULT_UPSCALER  # noqa: F401 - the add-on reads the defaults here
-from .upscale import MAX_NOISE_LEVEL, X4_FACTOR, UpscaleRequest, not_applied_reference, tile_seed, upscale_recipe
+from .upscale import MAX_NOISE_LEVEL, X4_FACTOR, UpscaleRequest, tile_seed, upscale_recipe
 
 if TYPE_CHECKING:
     from .model_cache import ModelCache, ModelFiles
@@ -120,7 +120,7 @@ def upscale(
         note = ("The reference image does not apply to the x4 upscaler: diffusers' upscaler pipeline takes no "
                 "IP-Adapter; use the Tiled Diffusion method for tiles that follow the reference.")
         ignored.append(note)
-        recipe["upscale"]["reference"] = {**not_applied_reference(request.reference), "not_applied": note}
+        recipe["upscale"]["reference"] = {**request.reference.not_applied(), "not_applied": note}
     return GenerationResult(image=rgba, seed=seed, recipe=recipe, timings={"upscale": fields["seconds"]},
                             ignored=ignored)
 

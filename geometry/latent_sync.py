@@ -215,6 +215,10 @@ class LatentBake:
         latents = np.asarray(latents, dtype=np.float32)
         if latents.ndim != 4 or latents.shape[0] != len(self.cameras):
             raise ValueError(f"latents must be (views={len(self.cameras)}, h, w, C); got {latents.shape}")
+        for index, camera in enumerate(self.cameras):  # the gather's pixel indices assume each view's own (h, w)
+            if latents.shape[1:3] != (camera.height, camera.width):
+                raise ValueError(f"latents of view {index + 1} must be {camera.height} x {camera.width} (h x w); "
+                                 f"got {latents.shape[1]} x {latents.shape[2]}")
         planes = latents.reshape(-1, latents.shape[3])
         colour = np.zeros((self.texels, latents.shape[3]), dtype=np.float32)
         for channel in range(latents.shape[3]):

@@ -116,6 +116,8 @@ def test_the_gather_bake_hears_every_view_that_sees_a_texel_and_gives_a_smooth_f
                        p[..., 2] * 0.3, np.sin(p[..., 0] - p[..., 1])], axis=-1).astype(np.float32) for p in points]
     colour, weight = bake(np.stack(field))
     assert colour.shape == (bake.texels, 4) and weight.shape == (bake.texels,)
+    with pytest.raises(ValueError, match=f"latents of view 1 must be {LATENT} x {LATENT}"):
+        bake(np.stack(field).reshape(len(views), 2 * LATENT, LATENT // 2, 4))  # as many pixels, another shape
     rendered = render_nearest(colour.T, views, np.stack(field).transpose(0, 3, 1, 2))
     coverage = []
     for index, view in enumerate(views):
